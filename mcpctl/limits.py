@@ -1,0 +1,60 @@
+"""Every limit of mcp-config, named once.
+
+Each limit has a documented behaviour when it is reached (docs/limits.md):
+requests over a size limit get INVALID_ARGUMENT or RESOURCE_EXHAUSTED, queues
+at capacity answer RESOURCE_EXHAUSTED, waits end in UNAVAILABLE or
+DEADLINE_EXCEEDED, history beyond its bounds is compacted. Values that an
+operator may change are defaults for the node configuration (config.py);
+the rest are constants.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+KIB: Final = 1024
+MIB: Final = 1024 * KIB
+
+# --- data model (DESIGN §2) -------------------------------------------------
+KEY_BYTES_MAX: Final = 1024
+VALUE_BYTES_MAX_DEFAULT: Final = 1 * MIB
+REQUEST_ID_BYTES_MAX: Final = 64
+TXN_OPS_MAX: Final = 128
+TXN_COMPARES_MAX: Final = 128
+# A gRPC request may carry a value of VALUE_BYTES_MAX plus this much framing.
+REQUEST_OVERHEAD_BYTES: Final = 64 * KIB
+# A Range answer stops adding keys past this size and sets `more`.
+RANGE_RESPONSE_BYTES_MAX: Final = 8 * MIB
+# Cap on what any gRPC message sent by a node may be (above the range cap).
+GRPC_SEND_BYTES_MAX: Final = 16 * MIB
+
+# --- history (DESIGN §2, §4) -------------------------------------------------
+HISTORY_REVISIONS_MAX_DEFAULT: Final = 10_000
+HISTORY_BYTES_MAX_DEFAULT: Final = 64 * MIB
+# Write request ids remembered for at-most-once retries.
+DEDUPE_ENTRIES_MAX: Final = 10_000
+
+# --- write path --------------------------------------------------------------
+# Client requests queued for the next Raft proposal; beyond: RESOURCE_EXHAUSTED.
+PROPOSAL_QUEUE_MAX: Final = 4096
+# One Raft entry carries at most this many requests / bytes (group commit).
+PROPOSAL_BATCH_REQUESTS_MAX: Final = 256
+PROPOSAL_BATCH_BYTES_MAX: Final = 4 * MIB
+# How long one proposal may take before its writes are reported as
+# "outcome unknown" (and its reads as UNAVAILABLE).
+PROPOSAL_TIMEOUT_S_DEFAULT: Final = 5.0
+# How long a request waits for a leader to be known before UNAVAILABLE.
+LEADER_WAIT_S_DEFAULT: Final = 3.0
+# PySyncObj's own command queue (a second line of defence behind ours).
+RAFT_COMMAND_QUEUE_MAX: Final = 10_000
+
+# --- server ------------------------------------------------------------------
+CONCURRENT_RPCS_MAX: Final = 1024
+# Tick-thread failures in a row after which a node exits for its supervisor.
+TICK_FAILURES_MAX: Final = 50
+# Client requests: deadline when the caller sets none.
+CLIENT_TIMEOUT_S_DEFAULT: Final = 5.0
+# Client: attempts over all endpoints for one request (bounded retries).
+CLIENT_ATTEMPTS_MAX: Final = 8
+CLIENT_BACKOFF_S_MIN: Final = 0.05
+CLIENT_BACKOFF_S_MAX: Final = 1.0

@@ -1,0 +1,127 @@
+"""Input checks for every client request, before anything is proposed.
+
+Each ``check_*`` raises ``InvalidArgument`` (or ``ResourceExhausted`` for
+size limits) with a message that names the field; it never trusts the
+client. The state machine assumes requests passed these checks.
+"""
+
+from __future__ import annotations
+
+from mcpctl import limits
+from mcpctl._proto.mcp.v1 import kv_pb2 as kv
+from mcpctl.errors import InvalidArgument, ResourceExhausted
+
+
+def check_key(key: bytes, *, field: str = "key", allow_empty: bool = False) -> None:
+    if not key:
+        if allow_empty:
+            return
+        raise InvalidArgument(f"{field}: must not be empty")
+    if len(key) > limits.KEY_BYTES_MAX:
+        raise InvalidArgument(
+            f"{field}: {len(key)} bytes is over the limit of {limits.KEY_BYTES_MAX}"
+        )
+    if b"\x00" in key:
+        raise InvalidArgument(f"{field}: must not contain NUL")
+    try:
+        key.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidArgument(f"{field}: not valid UTF-8") from None
+
+
+def check_request_id(request_id: str) -> None:
+    if len(request_id) > limits.REQUEST_ID_BYTES_MAX or not request_id.isprintable():
+        raise InvalidArgument(
+            f"request_id: at most {limits.REQUEST_ID_BYTES_MAX} printable characters"
+        )
+    if not request_id.isascii():
+        raise InvalidArgument("request_id: must be ASCII")
+
+
+def check_range(req: kv.RangeRequest, *, field: str = "range") -> None:
+    # An empty key is allowed only with prefix (= every key).
+    check_key(req.key, field=f"{field}.key", allow_empty=req.prefix)
+    if req.limit < 0:
+        raise InvalidArgument(f"{field}.limit: must not be negative")
+    if req.revision < 0:
+        raise InvalidArgument(f"{field}.revision: must not be negative")
+
+
+def check_put(req: kv.PutRequest, value_bytes_max: int, *, field: str = "put") -> None:
+    check_key(req.key, field=f"{field}.key")
+    if len(req.value) > value_bytes_max:
+        raise ResourceExhausted(
+            f"{field}.value: {len(req.value)} bytes is over the limit of {value_bytes_max}"
+        )
+    if req.HasField("expected_mod_revision") and req.expected_mod_revision < 0:
+        raise InvalidArgument(f"{field}.expected_mod_revision: must not be negative")
+    check_request_id(req.request_id)
+
+
+def check_delete(req: kv.DeleteRangeRequest, *, field: str = "delete") -> None:
+    check_key(req.key, field=f"{field}.key", allow_empty=req.prefix)
+    check_request_id(req.request_id)
+
+
+def check_txn(req: kv.TxnRequest, value_bytes_max: int) -> None:
+    check_request_id(req.request_id)
+    if len(req.compare) > limits.TXN_COMPARES_MAX:
+        raise InvalidArgument(f"txn.compare: more than {limits.TXN_COMPARES_MAX} compares")
+    for i, c in enumerate(req.compare):
+        check_key(c.key, field=f"txn.compare[{i}].key")
+        if c.target not in kv.Compare.CompareTarget.values():
+            raise InvalidArgument(f"txn.compare[{i}].target: unknown target {c.target}")
+        if c.result not in kv.Compare.CompareResult.values():
+            raise InvalidArgument(f"txn.compare[{i}].result: unknown result {c.result}")
+    for branch in ("success", "failure"):
+        ops = getattr(req, branch)
+        if len(ops) > limits.TXN_OPS_MAX:
+            raise InvalidArgument(f"txn.{branch}: more than {limits.TXN_OPS_MAX} ops")
+        written: list[tuple[bytes, bool]] = []
+        for i, op in enumerate(ops):
+            field = f"txn.{branch}[{i}]"
+            which = op.WhichOneof("request")
+            if which == "request_put":
+                put = op.request_put
+                check_put(put, value_bytes_max, field=field)
+                if put.HasField("expected_mod_revision"):
+                    raise InvalidArgument(
+                        f"{field}.expected_mod_revision: not allowed in a txn (use a compare)"
+                    )
+                if put.request_id:
+                    raise InvalidArgument(f"{field}.request_id: set it on the txn instead")
+                written.append((put.key, False))
+            elif which == "request_delete_range":
+                dr = op.request_delete_range
+                check_delete(dr, field=field)
+                if dr.request_id:
+                    raise InvalidArgument(f"{field}.request_id: set it on the txn instead")
+                written.append((dr.key, dr.prefix))
+            elif which == "request_range":
+                check_range(op.request_range, field=field)
+                if op.request_range.revision or op.request_range.serializable:
+                    raise InvalidArgument(
+                        f"{field}: revision and serializable are not allowed inside a txn"
+                    )
+            else:
+                raise InvalidArgument(f"{field}: empty op")
+        _check_disjoint(written, branch)
+
+
+def _check_disjoint(written: list[tuple[bytes, bool]], branch: str) -> None:
+    """A txn may not write the same key twice (as in etcd)."""
+    for i, (a, a_prefix) in enumerate(written):
+        for b, b_prefix in written[i + 1 :]:
+            overlap = (
+                a == b
+                or (a_prefix and b.startswith(a))
+                or (b_prefix and a.startswith(b))
+            )
+            if overlap:
+                shown = a.decode("utf-8", "replace")
+                raise InvalidArgument(f"txn.{branch}: duplicate key {shown!r} in one txn")
+
+
+def check_compaction(req: kv.CompactionRequest) -> None:
+    if req.revision < 0:
+        raise InvalidArgument("compact.revision: must not be negative")
