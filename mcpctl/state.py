@@ -234,9 +234,11 @@ class Store:
     def _remember(self, entry: raft.HistoryRevision) -> None:
         self._history.append(entry)
         self._history_bytes += entry.ByteSize()
-        while self._history and (
-            len(self._history) > self.bounds.revisions_max
-            or self._history_bytes > self.bounds.bytes_max
+        # The newest revision always stays, even when it alone is over
+        # bytes_max: dropping it would move compact_revision past the current
+        # revision and make the latest state unreadable (Compacted).
+        while len(self._history) > self.bounds.revisions_max or (
+            len(self._history) > 1 and self._history_bytes > self.bounds.bytes_max
         ):
             self._drop_oldest()
         assert len(self._history) <= self.bounds.revisions_max

@@ -65,7 +65,7 @@ class KeyValue(_message.Message):
     CREATE_REVISION_FIELD_NUMBER: _builtins.int
     MOD_REVISION_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
-    key: _builtins.str
+    key: _builtins.bytes
     value: _builtins.bytes
     create_revision: _builtins.int
     """Revision of the write that created the key (since its last delete)."""
@@ -76,7 +76,7 @@ class KeyValue(_message.Message):
     def __init__(
         self,
         *,
-        key: _builtins.str = ...,
+        key: _builtins.bytes = ...,
         value: _builtins.bytes = ...,
         create_revision: _builtins.int = ...,
         mod_revision: _builtins.int = ...,
@@ -145,7 +145,7 @@ class RangeRequest(_message.Message):
     SERIALIZABLE_FIELD_NUMBER: _builtins.int
     KEYS_ONLY_FIELD_NUMBER: _builtins.int
     COUNT_ONLY_FIELD_NUMBER: _builtins.int
-    key: _builtins.str
+    key: _builtins.bytes
     prefix: _builtins.bool
     """Every key starting with `key` (an empty key with prefix = all keys)."""
     limit: _builtins.int
@@ -164,7 +164,7 @@ class RangeRequest(_message.Message):
     def __init__(
         self,
         *,
-        key: _builtins.str = ...,
+        key: _builtins.bytes = ...,
         prefix: _builtins.bool = ...,
         limit: _builtins.int = ...,
         revision: _builtins.int = ...,
@@ -221,7 +221,7 @@ class PutRequest(_message.Message):
     PREV_KV_FIELD_NUMBER: _builtins.int
     EXPECTED_MOD_REVISION_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
-    key: _builtins.str
+    key: _builtins.bytes
     value: _builtins.bytes
     prev_kv: _builtins.bool
     """Return the previous key-value, if any."""
@@ -236,7 +236,7 @@ class PutRequest(_message.Message):
     def __init__(
         self,
         *,
-        key: _builtins.str = ...,
+        key: _builtins.bytes = ...,
         value: _builtins.bytes = ...,
         prev_kv: _builtins.bool = ...,
         expected_mod_revision: _builtins.int | None = ...,
@@ -284,14 +284,14 @@ class DeleteRangeRequest(_message.Message):
     PREFIX_FIELD_NUMBER: _builtins.int
     PREV_KV_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
-    key: _builtins.str
+    key: _builtins.bytes
     prefix: _builtins.bool
     prev_kv: _builtins.bool
     request_id: _builtins.str
     def __init__(
         self,
         *,
-        key: _builtins.str = ...,
+        key: _builtins.bytes = ...,
         prefix: _builtins.bool = ...,
         prev_kv: _builtins.bool = ...,
         request_id: _builtins.str = ...,
@@ -378,7 +378,7 @@ class Compare(_message.Message):
     VALUE_FIELD_NUMBER: _builtins.int
     result: Global___Compare.CompareResult.ValueType
     target: Global___Compare.CompareTarget.ValueType
-    key: _builtins.str
+    key: _builtins.bytes
     version: _builtins.int
     create_revision: _builtins.int
     mod_revision: _builtins.int
@@ -388,7 +388,7 @@ class Compare(_message.Message):
         *,
         result: Global___Compare.CompareResult.ValueType = ...,
         target: Global___Compare.CompareTarget.ValueType = ...,
-        key: _builtins.str = ...,
+        key: _builtins.bytes = ...,
         version: _builtins.int = ...,
         create_revision: _builtins.int = ...,
         mod_revision: _builtins.int = ...,

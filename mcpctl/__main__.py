@@ -1,0 +1,5 @@
+"""``python -m mcpctl``."""
+
+from mcpctl.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""The ``mcpctl`` command line: one module per command (``register`` + ``run``)."""

@@ -1,0 +1,94 @@
+"""``mcpctl``: parse global options, dispatch to one command module, map errors.
+
+Every failure ends as one line on stderr and a code from ``Exit``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from mcpctl.cli.exitcodes import Exit
+
+COMMANDS = ("serve", "dev", "put", "get", "delete")  # module names; `del` is delete
+TIMEOUT_ENV = "MCPCTL_TIMEOUT"
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"{self.prog}: error: {message} (see --help)\n")
+        raise SystemExit(Exit.USAGE)
+
+
+def _globals(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
+    """Global flags, accepted before or after the command name."""
+    d = argparse.SUPPRESS if suppress else None
+    parser.add_argument(
+        "--endpoints",
+        default=d,
+        help="comma-separated host:port list (env MCPCTL_ENDPOINTS; "
+        "default 127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=d,
+        help="seconds per command, over all retries (env MCPCTL_TIMEOUT; default 5)",
+    )
+    parser.add_argument(
+        "-w",
+        "--write-out",
+        choices=("simple", "json", "table"),
+        default=d,
+        help="output format (default simple)",
+    )
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="mcpctl", description="mcp-config control: an etcdctl-like CLI.")
+    _globals(parser, suppress=False)
+    parent = Parser(add_help=False)
+    _globals(parent, suppress=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    sub.required = True
+    for name in COMMANDS:
+        module = importlib.import_module(f"mcpctl.cli.{name}")
+        module.register(sub, parent)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.endpoints is None:
+        args.endpoints = os.environ.get("MCPCTL_ENDPOINTS", "")
+    if args.timeout is None:
+        raw = os.environ.get(TIMEOUT_ENV, "5")
+        try:
+            args.timeout = float(raw)
+        except ValueError:
+            parser.error(f"{TIMEOUT_ENV}={raw!r} is not a number")
+    if args.timeout <= 0:
+        parser.error("--timeout must be positive")
+    if args.write_out is None:
+        args.write_out = "simple"
+    from mcpctl.errors import McpError
+
+    try:
+        code: int = args.run(args)
+    except McpError as e:
+        from mcpctl.cli.exitcodes import for_error
+
+        sys.stderr.write(f"mcpctl: {e.kind.replace('_', ' ')}: {e.message}\n")
+        return int(for_error(e))
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return int(Exit.OK)
+    return code

@@ -1,0 +1,124 @@
+"""Every byte mcpctl prints goes through here: one printer per output format.
+
+``-w simple`` (default) is for people and shell pipelines, ``-w json`` is a
+stable contract (docs/cli.md), ``-w table`` uses rich (imported lazily).
+Keys and values are text; a value that is not UTF-8 is printed as base64
+and, in JSON, flagged with ``"value_encoding": "base64"``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from mcpctl.client import DeleteResult, GetResult, Header, KeyValue, PutResult
+
+FORMATS = ("simple", "json", "table")
+
+
+def header_json(h: Header) -> dict[str, Any]:
+    return {
+        "cluster_id": h.cluster_id,
+        "member_id": h.member_id,
+        "member": h.member_name,
+        "revision": h.revision,
+        "raft_term": h.raft_term,
+    }
+
+
+def _text(value: bytes) -> tuple[str, bool]:
+    try:
+        return value.decode("utf-8"), False
+    except UnicodeDecodeError:
+        return base64.b64encode(value).decode("ascii"), True
+
+
+def kv_json(item: KeyValue, *, keys_only: bool = False) -> dict[str, Any]:
+    out: dict[str, Any] = {"key": item.key}
+    if not keys_only:
+        text, is_b64 = _text(item.value)
+        out["value"] = text
+        if is_b64:
+            out["value_encoding"] = "base64"
+    out["create_revision"] = item.create_revision
+    out["mod_revision"] = item.mod_revision
+    out["version"] = item.version
+    return out
+
+
+class Printer:
+    def __init__(self, fmt: str, out: TextIO | None = None) -> None:
+        assert fmt in FORMATS
+        self.fmt = fmt
+        self.out = out or sys.stdout
+
+    def _json(self, obj: Any) -> None:
+        self.out.write(json.dumps(obj, ensure_ascii=False) + "\n")
+
+    def _table(self, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(*columns)
+        for row in rows:
+            table.add_row(*(str(c) for c in row))
+        Console(file=self.out, soft_wrap=True).print(table)
+
+    def get(self, res: GetResult, *, keys_only: bool = False, count_only: bool = False) -> None:
+        if self.fmt == "json":
+            obj: dict[str, Any] = {"header": header_json(res.header)}
+            if not count_only:
+                obj["kvs"] = [kv_json(i, keys_only=keys_only) for i in res.kvs]
+            obj["count"] = res.count
+            if res.more:
+                obj["more"] = True
+            self._json(obj)
+        elif self.fmt == "table":
+            if count_only:
+                self._table(["count"], [[res.count]])
+                return
+            cols = ["key"] if keys_only else ["key", "value"]
+            cols += ["create_revision", "mod_revision", "version"]
+            rows = [
+                [i.key, *([] if keys_only else [_text(i.value)[0]])]
+                + [i.create_revision, i.mod_revision, i.version]
+                for i in res.kvs
+            ]
+            self._table(cols, rows)
+        else:
+            if count_only:
+                self.out.write(f"{res.count}\n")
+                return
+            for i in res.kvs:
+                self.out.write(i.key + "\n")
+                if not keys_only:
+                    self.out.write(_text(i.value)[0] + "\n")
+
+    def put(self, res: PutResult) -> None:
+        if self.fmt == "json":
+            obj: dict[str, Any] = {"header": header_json(res.header)}
+            if res.prev_kv is not None:
+                obj["prev_kv"] = kv_json(res.prev_kv)
+            self._json(obj)
+        elif self.fmt == "table":
+            self._table(["revision"], [[res.header.revision]])
+        else:
+            self.out.write("OK\n")
+            if res.prev_kv is not None:
+                self.out.write(res.prev_kv.key + "\n" + _text(res.prev_kv.value)[0] + "\n")
+
+    def delete(self, res: DeleteResult) -> None:
+        if self.fmt == "json":
+            obj: dict[str, Any] = {"header": header_json(res.header), "deleted": res.deleted}
+            if res.prev_kvs:
+                obj["prev_kvs"] = [kv_json(i) for i in res.prev_kvs]
+            self._json(obj)
+        elif self.fmt == "table":
+            self._table(["deleted", "revision"], [[res.deleted, res.header.revision]])
+        else:
+            self.out.write(f"{res.deleted}\n")
+            for i in res.prev_kvs:
+                self.out.write(i.key + "\n" + _text(i.value)[0] + "\n")

@@ -1,0 +1,62 @@
+"""``mcpctl put KEY [VALUE | -f FILE | stdin] [--prev-kv] [--if-mod-rev N]``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from mcpctl.cli.exitcodes import Exit
+
+
+def register(sub: Any, parent: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("put", parents=[parent], help="write a key")
+    p.add_argument("key")
+    p.add_argument("value", nargs="?", help="the value (else -f FILE, else stdin)")
+    p.add_argument("-f", "--file", help="read the value from this file")
+    p.add_argument("--prev-kv", action="store_true", help="print the previous value")
+    p.add_argument(
+        "--if-mod-rev",
+        type=int,
+        default=None,
+        metavar="N",
+        help="compare-and-swap: only if the key's mod_revision is N (0 = must not exist)",
+    )
+    p.set_defaults(run=run)
+
+
+def _value(args: argparse.Namespace) -> bytes | None:
+    if args.value is not None and args.file is not None:
+        sys.stderr.write("mcpctl put: give VALUE or -f FILE, not both\n")
+        return None
+    if args.value is not None:
+        return str(args.value).encode("utf-8")
+    if args.file is not None:
+        try:
+            with open(args.file, "rb") as f:
+                return f.read()
+        except OSError as e:
+            sys.stderr.write(f"mcpctl put: cannot read {args.file}: {e.strerror}\n")
+            return None
+    if sys.stdin is None or sys.stdin.isatty():
+        sys.stderr.write("mcpctl put: give VALUE, -f FILE, or pipe the value on stdin\n")
+        return None
+    return sys.stdin.buffer.read()
+
+
+def run(args: argparse.Namespace) -> int:
+    from mcpctl.cli.output import Printer
+    from mcpctl.client import Client
+
+    value = _value(args)
+    if value is None:
+        return int(Exit.USAGE)
+    if args.if_mod_rev is not None and args.if_mod_rev < 0:
+        sys.stderr.write("mcpctl put: --if-mod-rev must not be negative\n")
+        return int(Exit.USAGE)
+    with Client(args.endpoints, timeout=args.timeout) as client:
+        res = client.put(
+            args.key, value, prev_kv=args.prev_kv, expected_mod_revision=args.if_mod_rev
+        )
+    Printer(args.write_out).put(res)
+    return 0

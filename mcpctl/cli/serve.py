@@ -1,0 +1,71 @@
+"""``mcpctl serve --config node.yaml``: run one node in the foreground."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from mcpctl.cli.exitcodes import Exit
+
+
+def register(sub: Any, parent: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("serve", parents=[parent], help="run one node")
+    p.add_argument("--config", type=Path, help="node configuration file (YAML)")
+    p.add_argument("--name", help="this member's name (cluster.members[].name)")
+    p.add_argument("--data-dir", help="where the Raft journal and snapshots live")
+    p.add_argument("--listen", help="client gRPC address to bind (host:port)")
+    p.add_argument("--log-format", choices=("json", "console"))
+    p.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any config key by its dotted path (value parsed as YAML)",
+    )
+    p.set_defaults(run=run)
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any] | None:
+    import yaml
+
+    out: dict[str, Any] = {}
+    for flag, key in (
+        ("name", "name"),
+        ("data_dir", "data_dir"),
+        ("listen", "server.listen"),
+        ("log_format", "log.format"),
+        ("log_level", "log.level"),
+    ):
+        value = getattr(args, flag)
+        if value is not None:
+            out[key] = value
+    for item in args.set:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            sys.stderr.write(f"mcpctl serve: --set {item!r}: expected KEY=VALUE\n")
+            return None
+        try:
+            out[key] = yaml.safe_load(raw) if raw else raw
+        except yaml.YAMLError:
+            sys.stderr.write(f"mcpctl serve: --set {key}: value is not valid YAML\n")
+            return None
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    from mcpctl import config, logs
+    from mcpctl.server import app
+
+    overrides = _overrides(args)
+    if overrides is None:
+        return int(Exit.USAGE)
+    try:
+        cfg = config.load(args.config, overrides=overrides)
+        logs.configure(cfg.log.level, cfg.log.format, node=cfg.name)
+        return app.run(cfg)
+    except (config.ConfigError, app.StartupError) as e:
+        sys.stderr.write(f"mcpctl serve: {e}\n")
+        return int(Exit.USAGE)

@@ -1,0 +1,345 @@
+"""The Python SDK: ``Client`` talks to any member of a cluster.
+
+- Endpoints are tried in turn: a member that is down, has no leader, or
+  cannot confirm leadership (UNAVAILABLE) makes the client move on to the
+  next one, with bounded backoff between rounds.
+- Every write carries a request id, so retrying one whose outcome is
+  unknown (leader lost mid-flight) is safe: the cluster applies it at most
+  once. When every attempt ends unknown, ``OutcomeUnknown`` is raised and the
+  caller can tell "not applied" (``Unavailable``) from "maybe applied".
+- Bounded: one overall deadline per call (``timeout``), at most
+  ``attempts_max`` attempts, backoff between ``CLIENT_BACKOFF_S_MIN`` and
+  ``CLIENT_BACKOFF_S_MAX``.
+- Errors are the classes of ``mcpctl.errors``, rebuilt from the status.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import grpc
+
+from mcpctl import limits
+from mcpctl._proto.mcp.v1 import kv_pb2 as kv
+from mcpctl._proto.mcp.v1 import kv_pb2_grpc as kv_grpc
+from mcpctl.errors import (
+    ERROR_KIND_KEY,
+    DeadlineExceeded, McpError, OutcomeUnknown,
+    Unavailable,
+    from_status,
+)
+
+DEFAULT_ENDPOINTS = ("127.0.0.1:7101", "127.0.0.1:7102", "127.0.0.1:7103")
+ENDPOINTS_ENV = "MCPCTL_ENDPOINTS"
+
+Resp = TypeVar("Resp")
+
+
+def endpoints_from_env(value: str | None = None) -> list[str]:
+    raw = value if value is not None else os.environ.get(ENDPOINTS_ENV, "")
+    found = [e.strip() for e in raw.split(",") if e.strip()]
+    return found or list(DEFAULT_ENDPOINTS)
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    cluster_id: int
+    member_id: int
+    member_name: str
+    revision: int
+    raft_term: int
+
+    @classmethod
+    def of(cls, h: kv.ResponseHeader) -> Header:
+        return cls(h.cluster_id, h.member_id, h.member_name, h.revision, h.raft_term)
+
+
+@dataclass(frozen=True, slots=True)
+class KeyValue:
+    key: str
+    value: bytes
+    create_revision: int
+    mod_revision: int
+    version: int
+
+    @classmethod
+    def of(cls, item: kv.KeyValue) -> KeyValue:
+        return cls(
+            item.key.decode("utf-8", "replace"),
+            item.value,
+            item.create_revision,
+            item.mod_revision,
+            item.version,
+        )
+
+    @property
+    def text(self) -> str:
+        return self.value.decode("utf-8", "replace")
+
+
+@dataclass(frozen=True, slots=True)
+class GetResult:
+    header: Header
+    kvs: list[KeyValue]
+    count: int
+    more: bool
+
+    @property
+    def first(self) -> KeyValue | None:
+        return self.kvs[0] if self.kvs else None
+
+
+@dataclass(frozen=True, slots=True)
+class PutResult:
+    header: Header
+    prev_kv: KeyValue | None
+
+    @property
+    def revision(self) -> int:
+        return self.header.revision
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteResult:
+    header: Header
+    deleted: int
+    prev_kvs: list[KeyValue]
+
+
+@dataclass(frozen=True, slots=True)
+class TxnResult:
+    header: Header
+    succeeded: bool
+    responses: list[kv.ResponseOp]
+
+
+def _key(key: str | bytes) -> bytes:
+    return key.encode("utf-8") if isinstance(key, str) else key
+
+
+def _value(value: str | bytes) -> bytes:
+    return value.encode("utf-8") if isinstance(value, str) else value
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+class Client:
+    """A connection to a cluster through a list of endpoints (``host:port``)."""
+
+    def __init__(
+        self,
+        endpoints: Sequence[str] | str | None = None,
+        *,
+        timeout: float = limits.CLIENT_TIMEOUT_S_DEFAULT,
+        attempts_max: int = limits.CLIENT_ATTEMPTS_MAX,
+    ) -> None:
+        if endpoints is None:
+            endpoints = endpoints_from_env()
+        elif isinstance(endpoints, str):
+            endpoints = endpoints_from_env(endpoints)
+        if not endpoints:
+            raise ValueError("at least one endpoint is required")
+        self.endpoints = list(endpoints)
+        self.timeout = timeout
+        self.attempts_max = attempts_max
+        self._channels: dict[str, grpc.Channel] = {}
+        self._stubs: dict[str, kv_grpc.KVStub] = {}
+        self._current = 0
+
+    # -- plumbing ------------------------------------------------------------
+    def _stub(self, endpoint: str) -> kv_grpc.KVStub:
+        stub = self._stubs.get(endpoint)
+        if stub is None:
+            channel = grpc.insecure_channel(
+                endpoint,
+                options=[
+                    ("grpc.max_receive_message_length", limits.GRPC_SEND_BYTES_MAX),
+                    ("grpc.max_send_message_length", limits.GRPC_SEND_BYTES_MAX),
+                    ("grpc.initial_reconnect_backoff_ms", 100),
+                    ("grpc.min_reconnect_backoff_ms", 100),
+                    ("grpc.max_reconnect_backoff_ms", 1000),
+                    ("grpc.enable_retries", 0),
+                ],
+            )
+            self._channels[endpoint] = channel
+            stub = self._stubs[endpoint] = kv_grpc.KVStub(channel)
+        return stub
+
+    def _call(
+        self,
+        pick: Callable[[kv_grpc.KVStub], Callable[..., Resp]],
+        request: Any,
+        *,
+        timeout: float | None,
+    ) -> Resp:
+        """One logical call: try endpoints in turn within one deadline."""
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        backoff = limits.CLIENT_BACKOFF_S_MIN
+        last: McpError | None = None
+        unknown = False
+        for attempt in range(self.attempts_max):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            endpoint = self.endpoints[self._current % len(self.endpoints)]
+            try:
+                return pick(self._stub(endpoint))(request, timeout=remaining)
+            except grpc.RpcError as e:
+                err, from_server = _error(e)
+            if not isinstance(err, Unavailable | DeadlineExceeded):
+                raise err
+            last = err
+            # A transport failure after the request left may still have
+            # delivered it; only a refused connection or the node's own
+            # "unavailable" answer proves a write was not applied.
+            unknown = unknown or (
+                isinstance(err, OutcomeUnknown | DeadlineExceeded)
+                or (not from_server and "failed to connect" not in err.message)
+            )
+            self._current += 1
+            if (attempt + 1) % len(self.endpoints) == 0:
+                time.sleep(min(backoff, max(0.0, deadline - time.monotonic())))
+                backoff = min(backoff * 2, limits.CLIENT_BACKOFF_S_MAX)
+        if unknown and getattr(request, "request_id", ""):
+            raise OutcomeUnknown(
+                f"the write may have been applied: {last.message if last else 'deadline passed'}"
+            )
+        if last is not None and not isinstance(last, DeadlineExceeded):
+            raise last
+        raise DeadlineExceeded(
+            f"no answer within {self.timeout if timeout is None else timeout:.1f}s "
+            f"from {', '.join(self.endpoints)}"
+            + (f" (last error: {last.message})" if last else "")
+        )
+
+    # -- KV --------------------------------------------------------------------
+    def get(
+        self,
+        key: str | bytes,
+        *,
+        prefix: bool = False,
+        revision: int = 0,
+        serializable: bool = False,
+        keys_only: bool = False,
+        count_only: bool = False,
+        limit: int = 0,
+        timeout: float | None = None,
+    ) -> GetResult:
+        req = kv.RangeRequest(
+            key=_key(key),
+            prefix=prefix,
+            revision=revision,
+            serializable=serializable,
+            keys_only=keys_only,
+            count_only=count_only,
+            limit=limit,
+        )
+        resp: kv.RangeResponse = self._call(lambda s: s.Range, req, timeout=timeout)
+        return GetResult(
+            Header.of(resp.header), [KeyValue.of(i) for i in resp.kvs], resp.count, resp.more
+        )
+
+    def put(
+        self,
+        key: str | bytes,
+        value: str | bytes,
+        *,
+        prev_kv: bool = False,
+        expected_mod_revision: int | None = None,
+        request_id: str | None = None,
+        timeout: float | None = None,
+    ) -> PutResult:
+        req = kv.PutRequest(
+            key=_key(key),
+            value=_value(value),
+            prev_kv=prev_kv,
+            request_id=request_id or new_request_id(),
+        )
+        if expected_mod_revision is not None:
+            req.expected_mod_revision = expected_mod_revision
+        resp: kv.PutResponse = self._call(lambda s: s.Put, req, timeout=timeout)
+        prev = KeyValue.of(resp.prev_kv) if resp.HasField("prev_kv") else None
+        return PutResult(Header.of(resp.header), prev)
+
+    def delete(
+        self,
+        key: str | bytes,
+        *,
+        prefix: bool = False,
+        prev_kv: bool = False,
+        request_id: str | None = None,
+        timeout: float | None = None,
+    ) -> DeleteResult:
+        req = kv.DeleteRangeRequest(
+            key=_key(key),
+            prefix=prefix,
+            prev_kv=prev_kv,
+            request_id=request_id or new_request_id(),
+        )
+        resp: kv.DeleteRangeResponse = self._call(lambda s: s.DeleteRange, req, timeout=timeout)
+        return DeleteResult(
+            Header.of(resp.header), resp.deleted, [KeyValue.of(i) for i in resp.prev_kvs]
+        )
+
+    def txn(
+        self,
+        compare: Iterable[kv.Compare] = (),
+        success: Iterable[kv.RequestOp] = (),
+        failure: Iterable[kv.RequestOp] = (),
+        *,
+        request_id: str | None = None,
+        timeout: float | None = None,
+    ) -> TxnResult:
+        req = kv.TxnRequest(
+            compare=list(compare),
+            success=list(success),
+            failure=list(failure),
+            request_id=request_id or new_request_id(),
+        )
+        resp: kv.TxnResponse = self._call(lambda s: s.Txn, req, timeout=timeout)
+        return TxnResult(Header.of(resp.header), resp.succeeded, list(resp.responses))
+
+    def compact(self, revision: int, *, timeout: float | None = None) -> Header:
+        req = kv.CompactionRequest(revision=revision)
+        resp: kv.CompactionResponse = self._call(lambda s: s.Compact, req, timeout=timeout)
+        return Header.of(resp.header)
+
+    # -- lifecycle -------------------------------------------------------------
+    def close(self) -> None:
+        for channel in self._channels.values():
+            channel.close()
+        self._channels.clear()
+        self._stubs.clear()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _error(e: grpc.RpcError) -> tuple[McpError, bool]:
+    """The error a call ended with, and whether a node (not the transport) said it."""
+    code = e.code() if hasattr(e, "code") else grpc.StatusCode.UNKNOWN
+    details = (e.details() if hasattr(e, "details") else None) or str(e)
+    trailers = e.trailing_metadata() if hasattr(e, "trailing_metadata") else None
+    metadata = {k: v for k, v in (trailers or ()) if isinstance(v, str)}
+    return from_status(code.name, details, metadata), ERROR_KIND_KEY in metadata
+
+
+__all__ = [
+    "Client",
+    "DeleteResult",
+    "GetResult",
+    "Header",
+    "KeyValue",
+    "PutResult",
+    "TxnResult",
+]

@@ -1,0 +1,301 @@
+"""Node configuration: defaults < YAML file < ``MCP_*`` environment < flags.
+
+Every key is validated (pydantic, ``extra="forbid"``): an unknown key, a
+wrong type, an out-of-range value, a missing or unreadable file or bad YAML
+gives one ``ConfigError`` line that names the key (or file and line), and
+``mcpctl serve`` exits with code 2. Environment variables are ``MCP_`` plus
+the upper-cased key path with ``__`` between levels
+(``MCP_SERVER__LISTEN=0.0.0.0:7101``); their values are parsed as YAML, so
+numbers, booleans and lists work. Secrets may come from files (``*_file``).
+
+The effective configuration is logged once at start, with secrets redacted.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from mcpctl import limits
+
+ENV_PREFIX = "MCP_"
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message is one line naming the culprit."""
+
+
+def _check_hostport(value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{value!r} is not host:port")
+    return value
+
+
+HostPort = Annotated[str, Field(min_length=3)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+
+class Member(_Model):
+    """One voting member: its name and the addresses peers and clients use."""
+
+    name: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
+    raft: HostPort
+    client: HostPort
+
+    @field_validator("raft", "client")
+    @classmethod
+    def _hostport(cls, v: str) -> str:
+        return _check_hostport(v)
+
+
+class ServerSettings(_Model):
+    # Where the client gRPC server binds; default: this member's `client` address.
+    listen: HostPort | None = None
+
+    @field_validator("listen")
+    @classmethod
+    def _hostport(cls, v: str | None) -> str | None:
+        return None if v is None else _check_hostport(v)
+
+
+class RaftSettings(_Model):
+    # Where the Raft server binds; default: this member's `raft` address.
+    listen: HostPort | None = None
+    heartbeat_ms: Annotated[int, Field(ge=10, le=1000)] = 50
+    election_timeout_min_ms: Annotated[int, Field(ge=100, le=60_000)] = 500
+    election_timeout_max_ms: Annotated[int, Field(ge=100, le=60_000)] = 1000
+    # A leader that has not heard from a majority for this long steps down.
+    leader_fallback_ms: Annotated[int, Field(ge=200, le=60_000)] = 2000
+    connection_retry_ms: Annotated[int, Field(ge=100, le=60_000)] = 1000
+    tick_ms: Annotated[int, Field(ge=1, le=100)] = 10
+    # Snapshot + truncate the Raft log after this many entries / seconds.
+    compaction_min_entries: Annotated[int, Field(ge=100, le=10_000_000)] = 20_000
+    compaction_min_time_s: Annotated[int, Field(ge=1, le=86_400)] = 300
+
+    @field_validator("listen")
+    @classmethod
+    def _hostport(cls, v: str | None) -> str | None:
+        return None if v is None else _check_hostport(v)
+
+    @model_validator(mode="after")
+    def _timeouts(self) -> RaftSettings:
+        if self.election_timeout_min_ms < 3 * self.heartbeat_ms:
+            raise ValueError("election_timeout_min_ms must be at least 3 x heartbeat_ms")
+        if self.election_timeout_max_ms <= self.election_timeout_min_ms:
+            raise ValueError("election_timeout_max_ms must be above election_timeout_min_ms")
+        if self.leader_fallback_ms <= self.heartbeat_ms * 2:
+            raise ValueError("leader_fallback_ms must be above 2 x heartbeat_ms")
+        return self
+
+
+class ClusterSettings(_Model):
+    name: Annotated[str, Field(min_length=1, max_length=64)] = "mcp"
+    members: Annotated[list[Member], Field(min_length=1, max_length=15)]
+    # Encrypts and authenticates peer (Raft) traffic. Required.
+    secret: SecretStr | None = None
+    secret_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _unique(self) -> ClusterSettings:
+        for attr in ("name", "raft", "client"):
+            seen: set[str] = set()
+            for m in self.members:
+                value = getattr(m, attr)
+                if value in seen:
+                    raise ValueError(f"members: duplicate {attr} {value!r}")
+                seen.add(value)
+        if self.secret is not None and self.secret_file is not None:
+            raise ValueError("set secret or secret_file, not both")
+        return self
+
+
+class LimitSettings(_Model):
+    value_bytes_max: Annotated[int, Field(ge=1, le=64 * limits.MIB)] = (
+        limits.VALUE_BYTES_MAX_DEFAULT
+    )
+    history_revisions_max: Annotated[int, Field(ge=1, le=10_000_000)] = (
+        limits.HISTORY_REVISIONS_MAX_DEFAULT
+    )
+    history_bytes_max: Annotated[int, Field(ge=limits.MIB, le=64 * 1024 * limits.MIB)] = (
+        limits.HISTORY_BYTES_MAX_DEFAULT
+    )
+    proposal_timeout_ms: Annotated[int, Field(ge=100, le=600_000)] = int(
+        limits.PROPOSAL_TIMEOUT_S_DEFAULT * 1000
+    )
+    leader_wait_ms: Annotated[int, Field(ge=0, le=600_000)] = int(
+        limits.LEADER_WAIT_S_DEFAULT * 1000
+    )
+
+    @model_validator(mode="after")
+    def _relations(self) -> LimitSettings:
+        if self.history_bytes_max < 2 * self.value_bytes_max:
+            raise ValueError("history_bytes_max must be at least 2 x value_bytes_max")
+        return self
+
+
+class LogSettings(_Model):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["json", "console"] = "json"
+
+
+class NodeConfig(_Model):
+    """A whole node configuration (see docs/configuration.md)."""
+
+    name: Annotated[str, Field(min_length=1, max_length=64)]
+    data_dir: Path
+    cluster: ClusterSettings
+    server: ServerSettings = ServerSettings()
+    raft: RaftSettings = RaftSettings()
+    limits: LimitSettings = LimitSettings()
+    log: LogSettings = LogSettings()
+
+    @model_validator(mode="after")
+    def _self_member(self) -> NodeConfig:
+        if not any(m.name == self.name for m in self.cluster.members):
+            raise ValueError(f"name: {self.name!r} is not one of cluster.members")
+        return self
+
+    @property
+    def member(self) -> Member:
+        return next(m for m in self.cluster.members if m.name == self.name)
+
+    @property
+    def peers(self) -> list[Member]:
+        return [m for m in self.cluster.members if m.name != self.name]
+
+    @property
+    def client_listen(self) -> str:
+        return self.server.listen or self.member.client
+
+    @property
+    def raft_listen(self) -> str:
+        return self.raft.listen or self.member.raft
+
+    def cluster_secret(self) -> str:
+        """The peer secret, read from secret_file when given. Raises ConfigError."""
+        if self.cluster.secret is not None:
+            value = self.cluster.secret.get_secret_value()
+            where = "cluster.secret"
+        elif self.cluster.secret_file is not None:
+            where = f"cluster.secret_file ({self.cluster.secret_file})"
+            try:
+                value = self.cluster.secret_file.read_text().strip()
+            except OSError as e:
+                raise ConfigError(f"{where}: cannot read: {e.strerror}") from None
+        else:
+            raise ConfigError(
+                "cluster.secret or cluster.secret_file is required "
+                "(it encrypts and authenticates Raft traffic)"
+            )
+        if len(value) < 16:
+            raise ConfigError(f"{where}: must be at least 16 characters")
+        return value
+
+    def redacted(self) -> dict[str, Any]:
+        """The effective config for the start-up log line: secrets hidden."""
+        data = self.model_dump(mode="json")
+        if data["cluster"].get("secret"):
+            data["cluster"]["secret"] = "***"
+        return data
+
+
+def load(
+    path: Path | None,
+    *,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> NodeConfig:
+    """Build the config from a YAML file, the environment and flag overrides.
+
+    ``overrides`` maps dotted key paths (``server.listen``) to values.
+    Raises ConfigError with one line naming the problem.
+    """
+    data: dict[str, Any] = _read_yaml(path) if path is not None else {}
+    for dotted, value in _env_overrides(os.environ if env is None else env).items():
+        _set_path(data, dotted.split("."), value)
+    for dotted, value in (overrides or {}).items():
+        _set_path(data, dotted.split("."), value)
+    try:
+        return NodeConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_describe(e, path)) from None
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
+    try:
+        loaded = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(e, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{where}: bad YAML: {problem}") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of keys")
+    return loaded
+
+
+def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, raw in env.items():
+        if not name.startswith(ENV_PREFIX) or name == ENV_PREFIX:
+            continue
+        dotted = ".".join(part.lower() for part in name[len(ENV_PREFIX) :].split("__"))
+        try:
+            out[dotted] = yaml.safe_load(raw) if raw else raw
+        except yaml.YAMLError:
+            raise ConfigError(f"{name}: value is not valid YAML") from None
+    return out
+
+
+def _set_path(data: dict[str, Any], path: list[str], value: Any) -> None:
+    node = data
+    for i, part in enumerate(path[:-1]):
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"{'.'.join(path[: i + 1])}: is not a section")
+        node = child
+    node[path[-1]] = value
+
+
+def _describe(error: ValidationError, path: Path | None) -> str:
+    first = error.errors()[0]
+    loc = ""
+    for part in first["loc"]:
+        loc += f"[{part}]" if isinstance(part, int) else (f".{part}" if loc else str(part))
+    msg = first["msg"]
+    if first["type"] == "extra_forbidden":
+        msg = "unknown key"
+    elif first["type"] == "missing":
+        msg = "required key is missing"
+    msg = msg.removeprefix("Value error, ")
+    source = f"{path}: " if path is not None else ""
+    more = len(error.errors()) - 1
+    tail = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+    return f"{source}{loc or 'config'}: {msg}{tail}"

@@ -1,0 +1,276 @@
+"""The adapter between PySyncObj 0.3.17 and the pure state machine.
+
+``RaftNode`` owns one ``pysyncobj.SyncObj`` and one ``StoreConsumer`` (the
+replicated part). It is the only module that knows PySyncObj: its settings,
+its failure codes, its threading rules and its private fields.
+
+Facts this module is built on (see docs/replication.md and shared notes):
+
+- all Raft work, every apply and every callback runs on one tick thread;
+  ``propose`` is the only cross-thread entry (a bounded queue), and status is
+  read on the tick thread (``addOnTickCallback``) and published as an
+  immutable ``RaftStatus``;
+- the state lives in a ``SyncObjConsumer`` created *before* the SyncObj, so a
+  journal replayed at start-up never meets missing state; snapshots are our
+  own bytes (``Store.to_bytes``), never a pickle of our objects;
+- ``journalFile`` and ``fullDumpFile`` are both set (a journal alone comes back
+  empty after compaction), batching is off (a write would wait ~100 ms for the
+  next heartbeat), ``useFork`` is off (no fork next to gRPC threads), the
+  cluster secret is mandatory and the bind address explicit;
+- a tick loop that keeps failing (the 20k-burst wedge in the notes) makes the
+  process exit with ``EXIT_RAFT_WEDGED`` so its supervisor restarts it from disk;
+- an exception inside apply is a bug that would wedge the log: crash loudly.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from enum import IntEnum
+from pathlib import Path
+from typing import Any
+
+import structlog
+from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, SyncObjConsumer, replicated
+
+from mcpctl import limits
+from mcpctl._proto.mcp.v1 import raft_pb2 as raft
+from mcpctl.state import Applied, HistoryLimits, Store
+
+log = structlog.get_logger("mcpctl.replication")
+
+EXIT_RAFT_WEDGED = 70
+EXIT_APPLY_FAILED = 71
+
+JOURNAL_FILE = "raft.journal"
+DUMP_FILE = "raft.snapshot"
+
+
+class Role(IntEnum):
+    FOLLOWER = 0
+    CANDIDATE = 1
+    LEADER = 2
+
+
+class ProposeError(IntEnum):
+    """PySyncObj's failure reasons, with what they mean for a write."""
+
+    SUCCESS = FAIL_REASON.SUCCESS
+    QUEUE_FULL = FAIL_REASON.QUEUE_FULL
+    MISSING_LEADER = FAIL_REASON.MISSING_LEADER
+    DISCARDED = FAIL_REASON.DISCARDED
+    NOT_LEADER = FAIL_REASON.NOT_LEADER
+    LEADER_CHANGED = FAIL_REASON.LEADER_CHANGED
+    REQUEST_DENIED = FAIL_REASON.REQUEST_DENIED
+    UNKNOWN_OUTCOME = 7
+
+    @property
+    def maybe_applied(self) -> bool:
+        """True when the entry may still commit (the client must be told)."""
+        return self in (ProposeError.LEADER_CHANGED, ProposeError.UNKNOWN_OUTCOME)
+
+
+@dataclass(frozen=True, slots=True)
+class RaftSettings:
+    self_address: str
+    bind_address: str
+    partner_addresses: Sequence[str]
+    data_dir: Path
+    secret: str
+    heartbeat_s: float = 0.05
+    election_timeout_min_s: float = 0.5
+    election_timeout_max_s: float = 1.0
+    leader_fallback_s: float = 2.0
+    connection_retry_s: float = 1.0
+    tick_s: float = 0.01
+    compaction_min_entries: int = 20_000
+    compaction_min_time_s: int = 300
+
+
+@dataclass(frozen=True, slots=True)
+class RaftStatus:
+    """One consistent copy of the Raft state, taken on the tick thread."""
+
+    role: Role = Role.FOLLOWER
+    term: int = 0
+    leader: str | None = None
+    commit_index: int = 0
+    applied_index: int = 0
+    has_quorum: bool = False
+    ready: bool = False
+    # Leader only: per partner address, the highest index it acknowledged.
+    match_index: dict[str, int] = field(default_factory=dict)
+    connected: dict[str, bool] = field(default_factory=dict)
+
+
+ApplyListener = Callable[[Sequence[Applied]], None]
+ResetListener = Callable[[Store], None]
+
+
+class StoreConsumer(SyncObjConsumer):  # type: ignore[misc]
+    """The replicated part: a Store behind a lock, applied on the tick thread."""
+
+    def __init__(self, history_limits: HistoryLimits) -> None:
+        super().__init__()
+        self._limits = history_limits
+        self._lock = threading.Lock()
+        self._store = Store(bounds=history_limits)
+        self.on_applied: ApplyListener | None = None
+        self.on_reset: ResetListener | None = None
+
+    @replicated  # type: ignore[misc]
+    def apply_batch(self, payload: bytes) -> list[Applied]:
+        try:
+            batch = raft.InternalBatch.FromString(payload)
+            with self._lock:
+                results = [self._store.apply(req) for req in batch.requests]
+            if self.on_applied is not None and results:
+                self.on_applied(results)
+            return results
+        except Exception:
+            # A bug: returning would leave PySyncObj re-applying this entry on
+            # every tick (a wedged node). Crash; the supervisor restarts us.
+            log.critical("apply failed", exc_info=True)
+            logging.shutdown()
+            os._exit(EXIT_APPLY_FAILED)
+
+    def read(self, fn: Callable[[Store], Any]) -> Any:
+        """Run ``fn`` on the store under the lock (from any thread; keep it short)."""
+        with self._lock:
+            return fn(self._store)
+
+    # PySyncObj calls these on the tick thread for snapshots.
+    def _serialize(self) -> bytes:
+        with self._lock:
+            return self._store.to_bytes()
+
+    def _deserialize(self, data: bytes) -> None:
+        store = Store.from_bytes(data, self._limits)
+        with self._lock:
+            self._store = store
+        log.info("snapshot installed", revision=store.revision, keys=len(store))
+        if self.on_reset is not None:
+            self.on_reset(store)
+
+
+class _TickWatchdog(logging.Handler):
+    """Counts consecutive 'failed _onTick' records; exits past the limit."""
+
+    def __init__(self, failures_max: int) -> None:
+        super().__init__(level=logging.ERROR)
+        self.failures_max = failures_max
+        self.failures = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "failed _onTick" not in record.getMessage():
+            return
+        self.failures += 1
+        if self.failures >= self.failures_max:
+            log.critical(
+                "raft tick loop keeps failing; exiting for the supervisor to restart",
+                failures=self.failures,
+                exit_code=EXIT_RAFT_WEDGED,
+            )
+            logging.shutdown()
+            os._exit(EXIT_RAFT_WEDGED)
+
+    def tick_ok(self) -> None:
+        self.failures = 0
+
+
+class RaftNode:
+    """A running Raft member: propose batches, read the store, see status."""
+
+    def __init__(self, settings: RaftSettings, history_limits: HistoryLimits) -> None:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.settings = settings
+        self.consumer = StoreConsumer(history_limits)
+        self._status = RaftStatus()
+        self._watchdog = _TickWatchdog(limits.TICK_FAILURES_MAX)
+        logging.getLogger("pysyncobj.syncobj").addHandler(self._watchdog)
+        conf = SyncObjConf(
+            password=settings.secret,
+            bindAddress=settings.bind_address,
+            journalFile=str(settings.data_dir / JOURNAL_FILE),
+            fullDumpFile=str(settings.data_dir / DUMP_FILE),
+            appendEntriesUseBatch=False,
+            appendEntriesPeriod=settings.heartbeat_s,
+            raftMinTimeout=settings.election_timeout_min_s,
+            raftMaxTimeout=settings.election_timeout_max_s,
+            connectionTimeout=max(3.5, settings.election_timeout_max_s),
+            leaderFallbackTimeout=settings.leader_fallback_s,
+            connectionRetryTime=settings.connection_retry_s,
+            autoTickPeriod=settings.tick_s,
+            useFork=False,
+            dynamicMembershipChange=True,
+            commandsQueueSize=limits.RAFT_COMMAND_QUEUE_MAX,
+            commandsWaitLeader=True,
+            logCompactionMinEntries=settings.compaction_min_entries,
+            logCompactionMinTime=settings.compaction_min_time_s,
+            maxBindRetries=1,
+        )
+        self._sync = SyncObj(
+            settings.self_address,
+            list(settings.partner_addresses),
+            conf,
+            consumers=[self.consumer],
+        )
+        self._sync.addOnTickCallback(self._on_tick)
+
+    def wait_bound(self) -> bool:
+        """False when the Raft port could not be bound."""
+        try:
+            self._sync.waitBinded()
+        except Exception:
+            return False
+        return True
+
+    # -- called on the tick thread --------------------------------------------
+    def _on_tick(self) -> None:
+        self._watchdog.tick_ok()
+        st = self._sync.getStatus()
+        leader = st.get("leader")
+        match: dict[str, int] = {}
+        connected: dict[str, bool] = {}
+        for key, value in st.items():
+            if key.startswith("match_idx_server_"):
+                match[key.removeprefix("match_idx_server_")] = int(value)
+            elif key.startswith("partner_node_status_server_"):
+                connected[key.removeprefix("partner_node_status_server_")] = value == 2
+        self._status = RaftStatus(
+            role=Role(st["state"]),
+            term=int(st["raft_term"]),
+            leader=leader.address if leader is not None else None,
+            commit_index=int(st["commit_idx"]),
+            applied_index=int(st["last_applied"]),
+            has_quorum=bool(st["has_quorum"]),
+            ready=self._sync.isReady(),
+            match_index=match if st["state"] == Role.LEADER else {},
+            connected=connected,
+        )
+
+    # -- any thread ------------------------------------------------------------
+    @property
+    def status(self) -> RaftStatus:
+        return self._status
+
+    def propose(
+        self, batch: raft.InternalBatch, callback: Callable[[Any, ProposeError], None]
+    ) -> None:
+        """Queue one Raft entry; ``callback(results, error)`` runs on the tick thread.
+
+        PySyncObj ignores timeouts when a callback is given: the caller must
+        keep its own deadline.
+        """
+
+        def done(result: Any, err: int) -> None:
+            callback(result, ProposeError(err))
+
+        self.consumer.apply_batch(batch.SerializeToString(), callback=done)
+
+    def destroy(self) -> None:
+        logging.getLogger("pysyncobj.syncobj").removeHandler(self._watchdog)
+        self._sync.destroy()

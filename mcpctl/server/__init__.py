@@ -1,0 +1,1 @@
+"""gRPC side of a node: servicers (thin), error mapping, server lifecycle."""

@@ -1,0 +1,186 @@
+"""Node lifecycle: checks before start, the gRPC server, graceful stop.
+
+``create_server(node, address) -> (server, port)`` builds the gRPC server
+apart from ``run`` (tests use port 0). ``run(config)`` is ``mcpctl serve``:
+it refuses to start, with one line and exit code 2, when the data directory
+is unusable or locked by another node, or a port is taken; it stops
+gracefully on SIGTERM/SIGINT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+import signal
+import socket
+from pathlib import Path
+from typing import Any
+
+import grpc
+import structlog
+from google.protobuf import message_factory
+from google.protobuf.descriptor import ServiceDescriptor
+
+from mcpctl import limits
+from mcpctl._proto.mcp.v1 import kv_pb2
+from mcpctl.config import NodeConfig
+from mcpctl.node import Identity, Node
+from mcpctl.proposer import Proposer
+from mcpctl.replication import RaftNode, RaftSettings
+from mcpctl.server.errors import safe_deserializer
+from mcpctl.server.kv import KVServicer
+from mcpctl.state import HistoryLimits
+
+log = structlog.get_logger("mcpctl.server")
+
+EXIT_OK = 0
+EXIT_STARTUP = 2
+
+
+class StartupError(Exception):
+    """The node cannot start; the message is one line."""
+
+
+def add_service(server: grpc.aio.Server, servicer: Any, service: ServiceDescriptor) -> None:
+    """Register ``servicer`` for ``service`` with decode errors turned into INVALID_ARGUMENT."""
+    handlers: dict[str, grpc.RpcMethodHandler] = {}
+    for method in service.methods:
+        req = message_factory.GetMessageClass(method.input_type)
+        resp = message_factory.GetMessageClass(method.output_type)
+        behaviour = getattr(servicer, method.name)
+        make = (
+            grpc.unary_stream_rpc_method_handler
+            if method.server_streaming
+            else grpc.unary_unary_rpc_method_handler
+        )
+        handlers[method.name] = make(
+            behaviour,
+            request_deserializer=safe_deserializer(req),
+            response_serializer=resp.SerializeToString,
+        )
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(service.full_name, handlers),)
+    )
+
+
+def server_options(value_bytes_max: int) -> list[tuple[str, Any]]:
+    return [
+        ("grpc.max_receive_message_length", value_bytes_max + limits.REQUEST_OVERHEAD_BYTES),
+        ("grpc.max_send_message_length", limits.GRPC_SEND_BYTES_MAX),
+        # Never share a port with another process (gRPC allows it by default).
+        ("grpc.so_reuseport", 0),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_ping_interval_without_data_ms", 5000),
+    ]
+
+
+async def create_server(node: Node, address: str) -> tuple[grpc.aio.Server, int]:
+    server = grpc.aio.server(
+        options=server_options(node.value_bytes_max),
+        maximum_concurrent_rpcs=limits.CONCURRENT_RPCS_MAX,
+    )
+    add_service(server, KVServicer(node), kv_pb2.DESCRIPTOR.services_by_name["KV"])
+    try:
+        port = server.add_insecure_port(address)
+    except RuntimeError:
+        port = 0
+    if port == 0:
+        raise StartupError(f"server.listen: cannot listen on {address} (port in use?)")
+    return server, port
+
+
+def _lock_data_dir(data_dir: Path) -> int:
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        probe = data_dir / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+        fd = os.open(data_dir / "LOCK", os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as e:
+        raise StartupError(f"data_dir: {data_dir} is not writable: {e.strerror}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise StartupError(f"data_dir: {data_dir} is in use by another node") from None
+    return fd
+
+
+def _check_port_free(address: str, key: str) -> None:
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, int(port)))
+        except OSError as e:
+            raise StartupError(f"{key}: cannot listen on {address}: {e.strerror}") from None
+
+
+def build_raft(cfg: NodeConfig, secret: str) -> RaftNode:
+    r = cfg.raft
+    settings = RaftSettings(
+        self_address=cfg.member.raft,
+        bind_address=cfg.raft_listen,
+        partner_addresses=[m.raft for m in cfg.peers],
+        data_dir=cfg.data_dir,
+        secret=secret,
+        heartbeat_s=r.heartbeat_ms / 1000,
+        election_timeout_min_s=r.election_timeout_min_ms / 1000,
+        election_timeout_max_s=r.election_timeout_max_ms / 1000,
+        leader_fallback_s=r.leader_fallback_ms / 1000,
+        connection_retry_s=r.connection_retry_ms / 1000,
+        tick_s=r.tick_ms / 1000,
+        compaction_min_entries=r.compaction_min_entries,
+        compaction_min_time_s=r.compaction_min_time_s,
+    )
+    history = HistoryLimits(
+        revisions_max=cfg.limits.history_revisions_max,
+        bytes_max=cfg.limits.history_bytes_max,
+    )
+    return RaftNode(settings, history)
+
+
+def run(cfg: NodeConfig) -> int:
+    """``mcpctl serve``: start, serve until SIGTERM/SIGINT, stop. Returns the exit code."""
+    secret = cfg.cluster_secret()
+    _lock_data_dir(cfg.data_dir)  # held (fd open) for the life of the process
+    _check_port_free(cfg.client_listen, "server.listen")
+    _check_port_free(cfg.raft_listen, "raft.listen")
+    log.info("starting", config=cfg.redacted())
+    raft_node = build_raft(cfg, secret)
+    if not raft_node.wait_bound():
+        raise StartupError(f"raft.listen: cannot listen on {cfg.raft_listen}")
+    return asyncio.run(_serve(cfg, raft_node))
+
+
+async def _serve(cfg: NodeConfig, raft_node: RaftNode) -> int:
+    proposer = Proposer(
+        raft_node,
+        proposal_timeout_s=cfg.limits.proposal_timeout_ms / 1000,
+        leader_wait_s=cfg.limits.leader_wait_ms / 1000,
+    )
+    identity = Identity.of(cfg.cluster.name, cfg.name, [m.name for m in cfg.cluster.members])
+    node = Node(identity, raft_node, proposer, value_bytes_max=cfg.limits.value_bytes_max)
+    server, port = await create_server(node, cfg.client_listen)
+    await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    log.info(
+        "node ready",
+        client=cfg.client_listen,
+        port=port,
+        raft=cfg.member.raft,
+        members=[m.name for m in cfg.cluster.members],
+    )
+    await stop.wait()
+    log.info("stopping")
+    await server.stop(grace=1.0)
+    proposer.close()
+    raft_node.destroy()
+    log.info("stopped")
+    return EXIT_OK

@@ -1,0 +1,86 @@
+"""The one place where exceptions become gRPC statuses.
+
+``rpc`` wraps every servicer method: it binds request context for logs,
+computes the time left, turns a request that failed to decode into
+INVALID_ARGUMENT, maps ``McpError`` subclasses through their ``code`` (with
+trailing metadata so the client rebuilds the same class), and turns anything
+else into INTERNAL after logging it: a node never crashes on client input.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+import structlog
+from google.protobuf.message import DecodeError, Message
+
+from mcpctl import limits
+from mcpctl.errors import DeadlineExceeded, InvalidArgument, McpError
+
+log = structlog.get_logger("mcpctl.rpc")
+
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+
+
+class BadRequest:
+    """Stands in for a request whose bytes did not decode."""
+
+    def __init__(self, error: str) -> None:
+        self.error = error
+
+
+def safe_deserializer(cls: type[Message]) -> Callable[[bytes], Message | BadRequest]:
+    def parse(data: bytes) -> Message | BadRequest:
+        try:
+            return cls.FromString(data)
+        except (DecodeError, ValueError) as e:
+            return BadRequest(f"request does not decode as {cls.DESCRIPTOR.full_name}: {e}")
+
+    return parse
+
+
+def status_code(err: McpError) -> grpc.StatusCode:
+    return getattr(grpc.StatusCode, err.code, grpc.StatusCode.UNKNOWN)
+
+
+def rpc(
+    method: Callable[[Any, Req, float], Awaitable[Resp]],
+) -> Callable[[Any, Req, grpc.aio.ServicerContext[Req, Resp]], Awaitable[Resp]]:
+    """Wrap ``method(self, request, timeout_s)`` as a gRPC handler."""
+    name = method.__name__
+
+    @functools.wraps(method)
+    async def handler(self: Any, request: Req, context: grpc.aio.ServicerContext[Req, Resp]) -> Resp:
+        started = time.monotonic()
+        remaining = context.time_remaining()
+        timeout_s = limits.CLIENT_TIMEOUT_S_DEFAULT if remaining is None else remaining
+        structlog.contextvars.bind_contextvars(method=name, peer=context.peer())
+        code = "OK"
+        try:
+            if isinstance(request, BadRequest):
+                raise InvalidArgument(request.error)
+            if timeout_s <= 0:
+                raise DeadlineExceeded("deadline passed before the request started")
+            return await method(self, request, timeout_s)
+        except McpError as e:
+            code = e.code
+            await context.abort(
+                status_code(e), e.message, trailing_metadata=tuple(e.metadata().items())
+            )
+        except Exception:
+            code = "INTERNAL"
+            log.exception("request failed")
+            await context.abort(grpc.StatusCode.INTERNAL, "internal error (logged on the node)")
+        finally:
+            elapsed_ms = round((time.monotonic() - started) * 1000, 3)
+            if code not in ("OK", "FAILED_PRECONDITION"):
+                log.info("rpc", code=code, ms=elapsed_ms)
+            structlog.contextvars.clear_contextvars()
+        raise AssertionError("unreachable: abort raises")
+
+    return handler

@@ -1,0 +1,36 @@
+"""The KV servicer: decode, call the node, encode. Nothing else lives here."""
+
+from __future__ import annotations
+
+from mcpctl._proto.mcp.v1 import kv_pb2 as kv
+from mcpctl.node import Node
+from mcpctl.server.errors import rpc
+
+
+class KVServicer:
+    def __init__(self, node: Node) -> None:
+        self._node = node
+
+    @rpc
+    async def Range(self, request: kv.RangeRequest, timeout_s: float) -> kv.RangeResponse:
+        return await self._node.range(request, timeout_s)
+
+    @rpc
+    async def Put(self, request: kv.PutRequest, timeout_s: float) -> kv.PutResponse:
+        return await self._node.put(request, timeout_s)
+
+    @rpc
+    async def DeleteRange(
+        self, request: kv.DeleteRangeRequest, timeout_s: float
+    ) -> kv.DeleteRangeResponse:
+        return await self._node.delete_range(request, timeout_s)
+
+    @rpc
+    async def Txn(self, request: kv.TxnRequest, timeout_s: float) -> kv.TxnResponse:
+        return await self._node.txn(request, timeout_s)
+
+    @rpc
+    async def Compact(
+        self, request: kv.CompactionRequest, timeout_s: float
+    ) -> kv.CompactionResponse:
+        return await self._node.compact(request, timeout_s)
