@@ -25,11 +25,15 @@ from typing import Any, TypeVar
 import grpc
 
 from mcpctl import limits
+from mcpctl._proto.mcp.v1 import cluster_pb2 as cluster
+from mcpctl._proto.mcp.v1 import cluster_pb2_grpc as cluster_grpc
 from mcpctl._proto.mcp.v1 import kv_pb2 as kv
 from mcpctl._proto.mcp.v1 import kv_pb2_grpc as kv_grpc
 from mcpctl.errors import (
     ERROR_KIND_KEY,
-    DeadlineExceeded, McpError, OutcomeUnknown,
+    DeadlineExceeded,
+    McpError,
+    OutcomeUnknown,
     Unavailable,
     from_status,
 )
@@ -118,6 +122,41 @@ class TxnResult:
     responses: list[kv.ResponseOp]
 
 
+@dataclass(frozen=True, slots=True)
+class MemberStatus:
+    endpoint: str
+    member_name: str
+    role: str
+    term: int
+    leader: str
+    commit_index: int
+    applied_index: int
+    has_quorum: bool
+    ready: bool
+    revision: int
+    compact_revision: int
+    keys: int
+    header: Header
+
+    @classmethod
+    def of(cls, endpoint: str, r: cluster.StatusResponse) -> MemberStatus:
+        return cls(
+            endpoint,
+            r.member_name,
+            r.role,
+            r.term,
+            r.leader,
+            r.commit_index,
+            r.applied_index,
+            r.has_quorum,
+            r.ready,
+            r.revision,
+            r.compact_revision,
+            r.keys,
+            Header.of(r.header),
+        )
+
+
 def _key(key: str | bytes) -> bytes:
     return key.encode("utf-8") if isinstance(key, str) else key
 
@@ -151,13 +190,14 @@ class Client:
         self.attempts_max = attempts_max
         self._channels: dict[str, grpc.Channel] = {}
         self._stubs: dict[str, kv_grpc.KVStub] = {}
+        self._cluster_stubs: dict[str, cluster_grpc.ClusterStub] = {}
         self._current = 0
 
     # -- plumbing ------------------------------------------------------------
-    def _stub(self, endpoint: str) -> kv_grpc.KVStub:
-        stub = self._stubs.get(endpoint)
-        if stub is None:
-            channel = grpc.insecure_channel(
+    def _channel(self, endpoint: str) -> grpc.Channel:
+        channel = self._channels.get(endpoint)
+        if channel is None:
+            channel = self._channels[endpoint] = grpc.insecure_channel(
                 endpoint,
                 options=[
                     ("grpc.max_receive_message_length", limits.GRPC_SEND_BYTES_MAX),
@@ -168,8 +208,12 @@ class Client:
                     ("grpc.enable_retries", 0),
                 ],
             )
-            self._channels[endpoint] = channel
-            stub = self._stubs[endpoint] = kv_grpc.KVStub(channel)
+        return channel
+
+    def _stub(self, endpoint: str) -> kv_grpc.KVStub:
+        stub = self._stubs.get(endpoint)
+        if stub is None:
+            stub = self._stubs[endpoint] = kv_grpc.KVStub(self._channel(endpoint))
         return stub
 
     def _call(
@@ -207,7 +251,7 @@ class Client:
             if (attempt + 1) % len(self.endpoints) == 0:
                 time.sleep(min(backoff, max(0.0, deadline - time.monotonic())))
                 backoff = min(backoff * 2, limits.CLIENT_BACKOFF_S_MAX)
-        if unknown and getattr(request, "request_id", ""):
+        if unknown and bool(getattr(request, "request_id", False)):
             raise OutcomeUnknown(
                 f"the write may have been applied: {last.message if last else 'deadline passed'}"
             )
@@ -215,8 +259,7 @@ class Client:
             raise last
         raise DeadlineExceeded(
             f"no answer within {self.timeout if timeout is None else timeout:.1f}s "
-            f"from {', '.join(self.endpoints)}"
-            + (f" (last error: {last.message})" if last else "")
+            f"from {', '.join(self.endpoints)}" + (f" (last error: {last.message})" if last else "")
         )
 
     # -- KV --------------------------------------------------------------------
@@ -311,12 +354,39 @@ class Client:
         resp: kv.CompactionResponse = self._call(lambda s: s.Compact, req, timeout=timeout)
         return Header.of(resp.header)
 
+    # -- Cluster ---------------------------------------------------------------
+    def status(self, endpoint: str, *, timeout: float | None = None) -> MemberStatus:
+        """The status of the member at ``endpoint`` (no retries, no failover)."""
+        stub = self._cluster_stubs.get(endpoint)
+        if stub is None:
+            stub = self._cluster_stubs[endpoint] = cluster_grpc.ClusterStub(self._channel(endpoint))
+        try:
+            resp = stub.Status(
+                cluster.StatusRequest(), timeout=self.timeout if timeout is None else timeout
+            )
+        except grpc.RpcError as e:
+            raise _error(e)[0] from None
+        return MemberStatus.of(endpoint, resp)
+
+    def status_all(
+        self, *, timeout: float | None = None
+    ) -> list[tuple[str, MemberStatus | McpError]]:
+        """Every endpoint's status, or the error that endpoint answered with."""
+        out: list[tuple[str, MemberStatus | McpError]] = []
+        for endpoint in self.endpoints:
+            try:
+                out.append((endpoint, self.status(endpoint, timeout=timeout)))
+            except McpError as e:
+                out.append((endpoint, e))
+        return out
+
     # -- lifecycle -------------------------------------------------------------
     def close(self) -> None:
         for channel in self._channels.values():
             channel.close()
         self._channels.clear()
         self._stubs.clear()
+        self._cluster_stubs.clear()
 
     def __enter__(self) -> Client:
         return self
@@ -330,7 +400,11 @@ def _error(e: grpc.RpcError) -> tuple[McpError, bool]:
     code = e.code() if hasattr(e, "code") else grpc.StatusCode.UNKNOWN
     details = (e.details() if hasattr(e, "details") else None) or str(e)
     trailers = e.trailing_metadata() if hasattr(e, "trailing_metadata") else None
-    metadata = {k: v for k, v in (trailers or ()) if isinstance(v, str)}
+    metadata: dict[str, str] = {}
+    for item in trailers or ():
+        key, value = item.key, item.value
+        if isinstance(value, str):
+            metadata[key] = value
     return from_status(code.name, details, metadata), ERROR_KIND_KEY in metadata
 
 
@@ -340,6 +414,7 @@ __all__ = [
     "GetResult",
     "Header",
     "KeyValue",
+    "MemberStatus",
     "PutResult",
     "TxnResult",
 ]

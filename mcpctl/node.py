@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from mcpctl import limits, validate
+from mcpctl._proto.mcp.v1 import cluster_pb2 as cluster
 from mcpctl._proto.mcp.v1 import kv_pb2 as kv
 from mcpctl._proto.mcp.v1 import raft_pb2 as raft
 from mcpctl.errors import McpError
@@ -54,9 +55,12 @@ class Node:
         raft_node: RaftNode,
         proposer: Proposer,
         *,
+        member_names: dict[str, str] | None = None,
         value_bytes_max: int = limits.VALUE_BYTES_MAX_DEFAULT,
     ) -> None:
         self.identity = identity
+        # Raft address -> member name, to show names instead of addresses.
+        self.member_names = dict(member_names or {})
         self.raft = raft_node
         self.proposer = proposer
         self.value_bytes_max = value_bytes_max
@@ -126,6 +130,30 @@ class Node:
         resp = _expect(applied, kv.CompactionResponse)
         resp.header.CopyFrom(self.header(applied.revision))
         return resp
+
+    # -- Cluster -------------------------------------------------------------
+    def status(self) -> cluster.StatusResponse:
+        st = self.raft.status
+
+        def run(store: Store) -> tuple[int, int, int]:
+            return store.revision, store.compact_revision, len(store)
+
+        revision, compact_revision, keys = self.read(run)
+        leader = st.leader or ""
+        return cluster.StatusResponse(
+            header=self.header(revision),
+            member_name=self.identity.member_name,
+            role=st.role.name.lower(),
+            term=st.term,
+            leader=self.member_names.get(leader, leader),
+            commit_index=st.commit_index,
+            applied_index=st.applied_index,
+            has_quorum=st.has_quorum,
+            ready=st.ready,
+            revision=revision,
+            compact_revision=compact_revision,
+            keys=keys,
+        )
 
 
 def _expect(applied: Applied, cls: type[T]) -> T:

@@ -121,7 +121,7 @@ class StoreConsumer(SyncObjConsumer):  # type: ignore[misc]
         self.on_applied: ApplyListener | None = None
         self.on_reset: ResetListener | None = None
 
-    @replicated  # type: ignore[misc]
+    @replicated  # type: ignore[untyped-decorator]
     def apply_batch(self, payload: bytes) -> list[Applied]:
         try:
             batch = raft.InternalBatch.FromString(payload)
@@ -240,7 +240,7 @@ class RaftNode:
                 match[key.removeprefix("match_idx_server_")] = int(value)
             elif key.startswith("partner_node_status_server_"):
                 connected[key.removeprefix("partner_node_status_server_")] = value == 2
-        self._status = RaftStatus(
+        status = RaftStatus(
             role=Role(st["state"]),
             term=int(st["raft_term"]),
             leader=leader.address if leader is not None else None,
@@ -251,6 +251,18 @@ class RaftNode:
             match_index=match if st["state"] == Role.LEADER else {},
             connected=connected,
         )
+        previous, self._status = self._status, status
+        if (previous.role, previous.leader, previous.term) != (
+            status.role,
+            status.leader,
+            status.term,
+        ):
+            log.info(
+                "raft state changed",
+                role=status.role.name.lower(),
+                term=status.term,
+                leader=status.leader,
+            )
 
     # -- any thread ------------------------------------------------------------
     @property

@@ -112,11 +112,7 @@ def _check_disjoint(written: list[tuple[bytes, bool]], branch: str) -> None:
     """A txn may not write the same key twice (as in etcd)."""
     for i, (a, a_prefix) in enumerate(written):
         for b, b_prefix in written[i + 1 :]:
-            overlap = (
-                a == b
-                or (a_prefix and b.startswith(a))
-                or (b_prefix and a.startswith(b))
-            )
+            overlap = a == b or (a_prefix and b.startswith(a)) or (b_prefix and a.startswith(b))
             if overlap:
                 shown = a.decode("utf-8", "replace")
                 raise InvalidArgument(f"txn.{branch}: duplicate key {shown!r} in one txn")

@@ -33,9 +33,7 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     p = sub.add_parser("dev", parents=[parent], help="run a local cluster in the foreground")
     p.add_argument("--nodes", type=int, default=3, help="number of nodes (default 3)")
     p.add_argument("--port", type=int, default=7101, help="first client gRPC port (default 7101)")
-    p.add_argument(
-        "--raft-port", type=int, default=None, help="first Raft port (default PORT+100)"
-    )
+    p.add_argument("--raft-port", type=int, default=None, help="first Raft port (default PORT+100)")
     p.add_argument("--data-dir", default=".mcp-dev", help="data directory (default .mcp-dev)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.set_defaults(run=run)

@@ -15,9 +15,7 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     p.add_argument("--prefix", action="store_true", help="every key starting with KEY")
     p.add_argument("--rev", type=int, default=0, help="read as of this revision")
     p.add_argument("--limit", type=int, default=0, help="at most this many keys")
-    p.add_argument(
-        "--serializable", action="store_true", help="local read: fast, may be stale"
-    )
+    p.add_argument("--serializable", action="store_true", help="local read: fast, may be stale")
     p.add_argument("--keys-only", action="store_true", help="print keys without values")
     p.add_argument("--count-only", action="store_true", help="print only the count")
     p.set_defaults(run=run)

@@ -14,7 +14,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from mcpctl.client import DeleteResult, GetResult, Header, KeyValue, PutResult
+from mcpctl.client import DeleteResult, GetResult, Header, KeyValue, MemberStatus, PutResult
+from mcpctl.errors import McpError
 
 FORMATS = ("simple", "json", "table")
 
@@ -65,7 +66,8 @@ class Printer:
         table = Table(*columns)
         for row in rows:
             table.add_row(*(str(c) for c in row))
-        Console(file=self.out, soft_wrap=True).print(table)
+        width = None if self.out.isatty() else 240
+        Console(file=self.out, soft_wrap=True, width=width).print(table)
 
     def get(self, res: GetResult, *, keys_only: bool = False, count_only: bool = False) -> None:
         if self.fmt == "json":
@@ -83,8 +85,13 @@ class Printer:
             cols = ["key"] if keys_only else ["key", "value"]
             cols += ["create_revision", "mod_revision", "version"]
             rows = [
-                [i.key, *([] if keys_only else [_text(i.value)[0]])]
-                + [i.create_revision, i.mod_revision, i.version]
+                [
+                    i.key,
+                    *([] if keys_only else [_text(i.value)[0]]),
+                    i.create_revision,
+                    i.mod_revision,
+                    i.version,
+                ]
                 for i in res.kvs
             ]
             self._table(cols, rows)
@@ -122,3 +129,35 @@ class Printer:
             self.out.write(f"{res.deleted}\n")
             for i in res.prev_kvs:
                 self.out.write(i.key + "\n" + _text(i.value)[0] + "\n")
+
+    def status(self, rows: Sequence[tuple[str, MemberStatus | McpError]]) -> None:
+        members: list[dict[str, Any]] = []
+        for endpoint, st in rows:
+            if isinstance(st, McpError):
+                members.append({"endpoint": endpoint, "reachable": False, "error": st.message})
+                continue
+            members.append(
+                {
+                    "id": st.member_name,
+                    "endpoint": endpoint,
+                    "role": st.role,
+                    "term": st.term,
+                    "leader": st.leader,
+                    "commit_index": st.commit_index,
+                    "applied_index": st.applied_index,
+                    "revision": st.revision,
+                    "keys": st.keys,
+                    "reachable": True,
+                }
+            )
+        if self.fmt == "json":
+            self._json({"members": members})
+            return
+        cols = ["id", "endpoint", "role", "term", "leader", "commit_index", "applied_index"]
+        cols += ["revision", "keys", "reachable"]
+        table_rows = [[m.get(c, "-") for c in cols] for m in members]
+        if self.fmt == "table":
+            self._table(cols, table_rows)
+        else:
+            for row in table_rows:
+                self.out.write(", ".join(str(c) for c in row) + "\n")

@@ -23,13 +23,13 @@ from google.protobuf import message_factory
 from google.protobuf.descriptor import ServiceDescriptor
 
 from mcpctl import limits
-from mcpctl._proto.mcp.v1 import kv_pb2
+from mcpctl._proto.mcp.v1 import cluster_pb2, kv_pb2
 from mcpctl.config import NodeConfig
 from mcpctl.node import Identity, Node
 from mcpctl.proposer import Proposer
 from mcpctl.replication import RaftNode, RaftSettings
 from mcpctl.server.errors import safe_deserializer
-from mcpctl.server.kv import KVServicer
+from mcpctl.server.kv import ClusterServicer, KVServicer
 from mcpctl.state import HistoryLimits
 
 log = structlog.get_logger("mcpctl.server")
@@ -44,7 +44,7 @@ class StartupError(Exception):
 
 def add_service(server: grpc.aio.Server, servicer: Any, service: ServiceDescriptor) -> None:
     """Register ``servicer`` for ``service`` with decode errors turned into INVALID_ARGUMENT."""
-    handlers: dict[str, grpc.RpcMethodHandler] = {}
+    handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
     for method in service.methods:
         req = message_factory.GetMessageClass(method.input_type)
         resp = message_factory.GetMessageClass(method.output_type)
@@ -81,6 +81,7 @@ async def create_server(node: Node, address: str) -> tuple[grpc.aio.Server, int]
         maximum_concurrent_rpcs=limits.CONCURRENT_RPCS_MAX,
     )
     add_service(server, KVServicer(node), kv_pb2.DESCRIPTOR.services_by_name["KV"])
+    add_service(server, ClusterServicer(node), cluster_pb2.DESCRIPTOR.services_by_name["Cluster"])
     try:
         port = server.add_insecure_port(address)
     except RuntimeError:
@@ -163,7 +164,13 @@ async def _serve(cfg: NodeConfig, raft_node: RaftNode) -> int:
         leader_wait_s=cfg.limits.leader_wait_ms / 1000,
     )
     identity = Identity.of(cfg.cluster.name, cfg.name, [m.name for m in cfg.cluster.members])
-    node = Node(identity, raft_node, proposer, value_bytes_max=cfg.limits.value_bytes_max)
+    node = Node(
+        identity,
+        raft_node,
+        proposer,
+        member_names={m.raft: m.name for m in cfg.cluster.members},
+        value_bytes_max=cfg.limits.value_bytes_max,
+    )
     server, port = await create_server(node, cfg.client_listen)
     await server.start()
     stop = asyncio.Event()

@@ -55,7 +55,9 @@ def rpc(
     name = method.__name__
 
     @functools.wraps(method)
-    async def handler(self: Any, request: Req, context: grpc.aio.ServicerContext[Req, Resp]) -> Resp:
+    async def handler(
+        self: Any, request: Req, context: grpc.aio.ServicerContext[Req, Resp]
+    ) -> Resp:
         started = time.monotonic()
         remaining = context.time_remaining()
         timeout_s = limits.CLIENT_TIMEOUT_S_DEFAULT if remaining is None else remaining

@@ -1,7 +1,8 @@
-"""The KV servicer: decode, call the node, encode. Nothing else lives here."""
+"""The KV and Cluster servicers: decode, call the node, encode. Nothing else."""
 
 from __future__ import annotations
 
+from mcpctl._proto.mcp.v1 import cluster_pb2 as cluster
 from mcpctl._proto.mcp.v1 import kv_pb2 as kv
 from mcpctl.node import Node
 from mcpctl.server.errors import rpc
@@ -34,3 +35,14 @@ class KVServicer:
         self, request: kv.CompactionRequest, timeout_s: float
     ) -> kv.CompactionResponse:
         return await self._node.compact(request, timeout_s)
+
+
+class ClusterServicer:
+    def __init__(self, node: Node) -> None:
+        self._node = node
+
+    @rpc
+    async def Status(
+        self, request: cluster.StatusRequest, timeout_s: float
+    ) -> cluster.StatusResponse:
+        return self._node.status()

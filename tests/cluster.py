@@ -1,0 +1,252 @@
+"""A real N-node cluster of ``mcpctl serve`` subprocesses on 127.0.0.1.
+
+Used by the integration tests (and usable by benchmarks): free ports, a data
+directory per node, readiness waits (never sleeps), kill -9, SIGSTOP,
+restart, and a look at each node's status through the real SDK.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from mcpctl.client import Client, MemberStatus
+from mcpctl.errors import McpError
+
+T = TypeVar("T")
+
+READY_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 10.0
+
+
+def free_ports(count: int) -> list[int]:
+    """Ports nobody listens on right now (held open together so they differ)."""
+    socks = []
+    try:
+        for _ in range(count):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def wait_for(what: str, check: Callable[[], T | None], timeout_s: float = READY_TIMEOUT_S) -> T:
+    """Poll ``check`` until it returns something truthy; fail with ``what`` on timeout."""
+    deadline = time.monotonic() + timeout_s
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            result = check()
+            if result:
+                return result
+        except (McpError, OSError) as e:
+            last_error = e
+        time.sleep(0.05)
+    raise TimeoutError(
+        f"timed out after {timeout_s}s waiting for {what} (last error: {last_error})"
+    )
+
+
+@dataclass
+class NodeProc:
+    name: str
+    client_port: int
+    raft_port: int
+    config_path: Path
+    data_dir: Path
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"127.0.0.1:{self.client_port}"
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+
+@dataclass
+class Cluster:
+    root: Path
+    size: int = 3
+    extra_config: dict[str, Any] = field(default_factory=dict)
+    nodes: list[NodeProc] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        ports = free_ports(2 * self.size)
+        secret_file = self.root / "cluster.secret"
+        secret_file.write_text(secrets.token_urlsafe(32))
+        members = [
+            {
+                "name": f"n{i + 1}",
+                "raft": f"127.0.0.1:{ports[self.size + i]}",
+                "client": f"127.0.0.1:{ports[i]}",
+            }
+            for i in range(self.size)
+        ]
+        for i, m in enumerate(members):
+            node_dir = self.root / m["name"]
+            node_dir.mkdir(parents=True, exist_ok=True)
+            cfg: dict[str, Any] = {
+                "name": m["name"],
+                "data_dir": str(node_dir / "data"),
+                "cluster": {"name": "test", "members": members, "secret_file": str(secret_file)},
+                "log": {"format": "json", "level": "info"},
+            }
+            _merge(cfg, self.extra_config)
+            path = node_dir / "node.yaml"
+            path.write_text(yaml.safe_dump(cfg))
+            self.nodes.append(
+                NodeProc(
+                    name=m["name"],
+                    client_port=ports[i],
+                    raft_port=ports[self.size + i],
+                    config_path=path,
+                    data_dir=node_dir / "data",
+                    log_path=node_dir / "node.log",
+                )
+            )
+
+    # -- processes -------------------------------------------------------------
+    def start(self, node: NodeProc) -> None:
+        assert not node.running, f"{node.name} is already running"
+        with open(node.log_path, "ab") as log:
+            node.proc = subprocess.Popen(
+                [sys.executable, "-m", "mcpctl", "serve", "--config", str(node.config_path)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env={k: v for k, v in os.environ.items() if not k.startswith("MCP_")},
+            )
+
+    def start_all(self) -> None:
+        for node in self.nodes:
+            self.start(node)
+        self.wait_ready()
+
+    def kill(self, node: NodeProc) -> None:
+        """kill -9, and reap it."""
+        assert node.proc is not None
+        node.proc.kill()
+        node.proc.wait(STOP_TIMEOUT_S)
+
+    def stop(self, node: NodeProc) -> int:
+        """SIGTERM (graceful); returns the exit code."""
+        assert node.proc is not None
+        node.proc.send_signal(signal.SIGTERM)
+        try:
+            return node.proc.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            node.proc.kill()
+            node.proc.wait()
+            raise
+
+    def pause(self, node: NodeProc) -> None:
+        assert node.proc is not None
+        node.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self, node: NodeProc) -> None:
+        assert node.proc is not None
+        node.proc.send_signal(signal.SIGCONT)
+
+    def restart(self, node: NodeProc) -> None:
+        if node.running:
+            self.stop(node)
+        self.start(node)
+
+    def close(self) -> None:
+        for node in self.nodes:
+            if node.proc is not None and node.proc.poll() is None:
+                node.proc.send_signal(signal.SIGCONT)
+                node.proc.kill()
+                node.proc.wait(STOP_TIMEOUT_S)
+
+    # -- clients and status ----------------------------------------------------
+    @property
+    def endpoints(self) -> list[str]:
+        return [n.endpoint for n in self.nodes]
+
+    def client(self, *nodes: NodeProc, timeout: float = 10.0) -> Client:
+        chosen = nodes or tuple(self.nodes)
+        return Client([n.endpoint for n in chosen], timeout=timeout)
+
+    def status(self, node: NodeProc, timeout: float = 1.0) -> MemberStatus:
+        with Client([node.endpoint], timeout=timeout) as c:
+            return c.status(node.endpoint)
+
+    def leader(self, among: list[NodeProc] | None = None) -> NodeProc:
+        """Wait until the running nodes agree on one leader; return it."""
+        candidates = among or [n for n in self.nodes if n.running]
+
+        def agreed() -> NodeProc | None:
+            leaders = {self.status(n).leader for n in candidates}
+            if len(leaders) != 1:
+                return None
+            name = leaders.pop()
+            found = [n for n in candidates if n.name == name]
+            return found[0] if found else None
+
+        return wait_for("one agreed leader", agreed)
+
+    def followers(self) -> list[NodeProc]:
+        leader = self.leader()
+        return [n for n in self.nodes if n.running and n is not leader]
+
+    def wait_ready(self, nodes: list[NodeProc] | None = None) -> None:
+        """Every given (default: running) node serves a linearizable read."""
+        for node in nodes or [n for n in self.nodes if n.running]:
+
+            def ok(node: NodeProc = node) -> bool:
+                if not node.running:
+                    raise AssertionError(f"{node.name} exited:\n{node.log_text()[-3000:]}")
+                with Client([node.endpoint], timeout=1.0, attempts_max=1) as c:
+                    c.get("/", prefix=True, count_only=True)
+                return True
+
+            wait_for(f"{node.name} to serve linearizable reads", ok)
+
+    def wait_applied(self, node: NodeProc, revision: int) -> MemberStatus:
+        return wait_for(
+            f"{node.name} to apply revision {revision}",
+            lambda: (st := self.status(node)).revision >= revision and st,
+        )
+
+
+def _merge(into: dict[str, Any], extra: dict[str, Any]) -> None:
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
+
+
+@contextmanager
+def running_cluster(root: Path, size: int = 3, **extra: Any) -> Iterator[Cluster]:
+    cluster = Cluster(root, size=size, extra_config=extra)
+    try:
+        cluster.start_all()
+        yield cluster
+    finally:
+        cluster.close()
