@@ -156,26 +156,38 @@ class StoreConsumer(SyncObjConsumer):  # type: ignore[misc]
             self.on_reset(store)
 
 
-class _TickWatchdog(logging.Handler):
-    """Counts consecutive 'failed _onTick' records; exits past the limit."""
+def _exit_wedged() -> None:
+    logging.shutdown()
+    os._exit(EXIT_RAFT_WEDGED)
 
-    def __init__(self, failures_max: int) -> None:
+
+class TickWatchdog(logging.Handler):
+    """Counts consecutive 'failed _onTick' records from PySyncObj's tick thread.
+
+    PySyncObj logs and retries a failing tick forever; a node in that state
+    stays connected but never acks or votes. Past ``failures_max`` failures
+    in a row (no successful tick between them) ``on_wedged`` runs: by
+    default the process exits with EXIT_RAFT_WEDGED so that its supervisor
+    restarts it from its data directory.
+    """
+
+    def __init__(self, failures_max: int, on_wedged: Callable[[], None] = _exit_wedged) -> None:
         super().__init__(level=logging.ERROR)
         self.failures_max = failures_max
         self.failures = 0
+        self._on_wedged = on_wedged
 
     def emit(self, record: logging.LogRecord) -> None:
         if "failed _onTick" not in record.getMessage():
             return
         self.failures += 1
-        if self.failures >= self.failures_max:
+        if self.failures == self.failures_max:
             log.critical(
                 "raft tick loop keeps failing; exiting for the supervisor to restart",
                 failures=self.failures,
                 exit_code=EXIT_RAFT_WEDGED,
             )
-            logging.shutdown()
-            os._exit(EXIT_RAFT_WEDGED)
+            self._on_wedged()
 
     def tick_ok(self) -> None:
         self.failures = 0
@@ -189,7 +201,7 @@ class RaftNode:
         self.settings = settings
         self.consumer = StoreConsumer(history_limits)
         self._status = RaftStatus()
-        self._watchdog = _TickWatchdog(limits.TICK_FAILURES_MAX)
+        self._watchdog = TickWatchdog(limits.TICK_FAILURES_MAX)
         logging.getLogger("pysyncobj.syncobj").addHandler(self._watchdog)
         conf = SyncObjConf(
             password=settings.secret,
