@@ -158,7 +158,7 @@ class MemberStatus:
 
 
 def _key(key: str | bytes) -> bytes:
-    return key.encode("utf-8") if isinstance(key, str) else key
+    return key.encode("utf-8", "surrogateescape") if isinstance(key, str) else key
 
 
 def _value(value: str | bytes) -> bytes:

@@ -11,8 +11,11 @@ Facts this module is built on (see docs/replication.md and shared notes):
   read on the tick thread (``addOnTickCallback``) and published as an
   immutable ``RaftStatus``;
 - the state lives in a ``SyncObjConsumer`` created *before* the SyncObj, so a
-  journal replayed at start-up never meets missing state; snapshots are our
-  own bytes (``Store.to_bytes``), never a pickle of our objects;
+  journal replayed at start-up never meets missing state;
+- snapshots use PySyncObj's custom serializer hooks and our own file format
+  (``SnapshotFile``): the store's protobuf bytes plus the two log entries and
+  member list PySyncObj needs, no pickle and no gzip (gzip tripled the time
+  the tick thread stalls on a snapshot: ~110 ms vs ~35 ms at 12k revisions);
 - ``journalFile`` and ``fullDumpFile`` are both set (a journal alone comes back
   empty after compaction), batching is off (a write would wait ~100 ms for the
   next heartbeat), ``useFork`` is off (no fork next to gRPC threads), the
@@ -24,8 +27,10 @@ Facts this module is built on (see docs/replication.md and shared notes):
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import struct
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +40,7 @@ from typing import Any
 
 import structlog
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, SyncObjConsumer, replicated
+from pysyncobj.node import TCPNode
 
 from mcpctl import limits
 from mcpctl._proto.mcp.v1 import raft_pb2 as raft
@@ -142,18 +148,74 @@ class StoreConsumer(SyncObjConsumer):  # type: ignore[misc]
         with self._lock:
             return fn(self._store)
 
-    # PySyncObj calls these on the tick thread for snapshots.
-    def _serialize(self) -> bytes:
+    # Called on the tick thread, through SnapshotFile.
+    def snapshot(self) -> bytes:
         with self._lock:
             return self._store.to_bytes()
 
-    def _deserialize(self, data: bytes) -> None:
+    def install(self, data: bytes) -> None:
         store = Store.from_bytes(data, self._limits)
         with self._lock:
             self._store = store
         log.info("snapshot installed", revision=store.revision, keys=len(store))
         if self.on_reset is not None:
             self.on_reset(store)
+
+
+_SNAP_MAGIC = b"MCPSNAP1"
+_SNAP_HEAD = struct.Struct(">8sI")
+
+
+class SnapshotFile:
+    """PySyncObj's ``serializer``/``deserializer`` hooks, in our own format.
+
+    Layout: magic, header length, a JSON header (the two log entries' index
+    and term and command length, the member addresses, the store length),
+    the two commands, the store's protobuf bytes. PySyncObj passes
+    ``(last entry, previous entry, members)`` and wants them back on load;
+    the store itself is restored here (PySyncObj does not touch consumers
+    when custom hooks are set). The file travels to lagging followers as is.
+    """
+
+    def __init__(self, consumer: StoreConsumer) -> None:
+        self._consumer = consumer
+
+    def serialize(self, path: str, raft_data: tuple[Any, ...]) -> None:
+        last, prev, members = raft_data
+        store = self._consumer.snapshot()
+        header = json.dumps(
+            {
+                "entries": [[e[1], e[2], len(e[0])] for e in (last, prev)],
+                "members": sorted(n.address for n in members),
+                "store_bytes": len(store),
+            }
+        ).encode()
+        with open(path, "wb") as f:
+            f.write(_SNAP_HEAD.pack(_SNAP_MAGIC, len(header)))
+            f.write(header)
+            f.write(last[0])
+            f.write(prev[0])
+            f.write(store)
+
+    def deserialize(self, path: str) -> tuple[Any, ...]:
+        with open(path, "rb") as f:
+            data = f.read()
+        magic, header_len = _SNAP_HEAD.unpack_from(data)
+        if magic != _SNAP_MAGIC:
+            raise ValueError(f"{path}: not an mcp-config snapshot")
+        offset = _SNAP_HEAD.size
+        header = json.loads(data[offset : offset + header_len])
+        offset += header_len
+        entries = []
+        for idx, term, size in header["entries"]:
+            entries.append((data[offset : offset + size], idx, term))
+            offset += size
+        store = data[offset : offset + header["store_bytes"]]
+        if len(store) != header["store_bytes"]:
+            raise ValueError(f"{path}: truncated snapshot")
+        self._consumer.install(store)
+        members = {TCPNode(address) for address in header["members"]}
+        return (entries[0], entries[1], members)
 
 
 def _exit_wedged() -> None:
@@ -200,6 +262,7 @@ class RaftNode:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.settings = settings
         self.consumer = StoreConsumer(history_limits)
+        snapshots = SnapshotFile(self.consumer)
         self._status = RaftStatus()
         self._watchdog = TickWatchdog(limits.TICK_FAILURES_MAX)
         logging.getLogger("pysyncobj.syncobj").addHandler(self._watchdog)
@@ -217,6 +280,8 @@ class RaftNode:
             connectionRetryTime=settings.connection_retry_s,
             autoTickPeriod=settings.tick_s,
             useFork=False,
+            serializer=snapshots.serialize,
+            deserializer=snapshots.deserialize,
             dynamicMembershipChange=True,
             commandsQueueSize=limits.RAFT_COMMAND_QUEUE_MAX,
             commandsWaitLeader=True,

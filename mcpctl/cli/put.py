@@ -30,7 +30,7 @@ def _value(args: argparse.Namespace) -> bytes | None:
         sys.stderr.write("mcpctl put: give VALUE or -f FILE, not both\n")
         return None
     if args.value is not None:
-        return str(args.value).encode("utf-8")
+        return str(args.value).encode("utf-8", "surrogateescape")
     if args.file is not None:
         try:
             with open(args.file, "rb") as f:
