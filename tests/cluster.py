@@ -228,10 +228,11 @@ class Cluster:
             wait_for(f"{node.name} to serve linearizable reads", ok)
 
     def wait_applied(self, node: NodeProc, revision: int) -> MemberStatus:
-        return wait_for(
-            f"{node.name} to apply revision {revision}",
-            lambda: (st := self.status(node)).revision >= revision and st,
-        )
+        def applied() -> MemberStatus | None:
+            st = self.status(node)
+            return st if st.revision >= revision else None
+
+        return wait_for(f"{node.name} to apply revision {revision}", applied)
 
 
 def _merge(into: dict[str, Any], extra: dict[str, Any]) -> None:

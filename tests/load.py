@@ -64,5 +64,5 @@ async def put_burst(
         await asyncio.gather(*(worker(w) for w in range(concurrency)))
     finally:
         for ch in channels:
-            await ch.close()
+            await ch.close(None)
     return result
