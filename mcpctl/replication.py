@@ -32,6 +32,8 @@ import logging
 import os
 import struct
 import threading
+import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -264,6 +266,7 @@ class RaftNode:
         self.consumer = StoreConsumer(history_limits)
         snapshots = SnapshotFile(self.consumer)
         self._status = RaftStatus()
+        self._on_tick_calls: deque[Callable[[], None]] = deque(maxlen=64)
         self._watchdog = TickWatchdog(limits.TICK_FAILURES_MAX)
         logging.getLogger("pysyncobj.syncobj").addHandler(self._watchdog)
         conf = SyncObjConf(
@@ -308,6 +311,8 @@ class RaftNode:
     # -- called on the tick thread --------------------------------------------
     def _on_tick(self) -> None:
         self._watchdog.tick_ok()
+        while self._on_tick_calls:
+            self._on_tick_calls.popleft()()
         st = self._sync.getStatus()
         leader = st.get("leader")
         match: dict[str, int] = {}
@@ -359,6 +364,23 @@ class RaftNode:
             callback(result, ProposeError(err))
 
         self.consumer.apply_batch(batch.SerializeToString(), callback=done)
+
+    def step_down(self, timeout_s: float) -> bool:
+        """If leader, hand leadership to the most caught-up follower (Raft TimeoutNow).
+
+        Best effort, for a graceful stop: returns True once another member
+        leads (or this one was not leading), False when the wait ran out.
+        """
+        if self._status.role != Role.LEADER:
+            return True
+        self._on_tick_calls.append(lambda: self._sync.transferLeadership())
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            st = self._status
+            if st.role != Role.LEADER and st.leader not in (None, self.settings.self_address):
+                return True
+            time.sleep(0.01)
+        return False
 
     def destroy(self) -> None:
         logging.getLogger("pysyncobj.syncobj").removeHandler(self._watchdog)

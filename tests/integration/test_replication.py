@@ -166,3 +166,15 @@ def test_node_down_across_log_compaction_catches_up_from_snapshot(tmp_path: Path
             got = c.get("/snap/", prefix=True, serializable=True)
             assert {kv.key: kv.text for kv in got.kvs} == expected
             assert got.header.revision == revision
+
+
+def test_sigterm_on_the_leader_hands_leadership_over(cluster: Cluster) -> None:
+    """A leader stopped with SIGTERM exits 0 after another member took over, and
+    writes go on without waiting for an election timeout."""
+    leader = cluster.leader()
+    assert cluster.stop(leader) == 0
+    assert "leadership transfer did not complete" not in leader.log_text()
+    survivors = [n for n in cluster.nodes if n is not leader]
+    assert cluster.leader(survivors) is not leader
+    with cluster.client(*survivors) as c:
+        assert c.put("/after-handover", "ok").revision > 0
