@@ -1,0 +1,439 @@
+"""Scenario tests for the store: directives and golden output in tests/scenarios/*.txt.
+
+Each file is a script run against one fresh ``Store``. The interpreter
+renders what every directive returns; the test fails when the rendering
+differs from the ``> `` lines recorded in the file. To accept new output,
+run with ``MCP_REWRITE_SCENARIOS=1`` (then read the diff: a golden file that
+records a bug is worse than none)::
+
+    MCP_REWRITE_SCENARIOS=1 .venv/bin/python -m pytest tests/unit/test_scenarios.py
+
+File format
+-----------
+- The first line is ``# <sentence>``: what the scenario demonstrates.
+- ``#`` lines are comments; they and blank lines are kept on rewrite.
+- Any other line is a directive, followed by its expected output lines,
+  each starting with ``> ``. Tokens are separated by spaces; keys and values
+  have no spaces; ``""`` is the empty value.
+
+Directives
+----------
+``store [revisions=N] [bytes=N] [dedupe=N]``
+    Start over with an empty store with these history limits (defaults:
+    mcpctl.limits).
+``put KEY VALUE [if-mod=N] [id=ID] [--prev-kv]``
+    Put; ``if-mod`` is expected_mod_revision (0 = must not exist).
+``del KEY [--prefix] [--prev-kv] [id=ID]``
+    Delete one key, or every key under a prefix.
+``get KEY [--prefix] [--rev N] [--limit N] [--keys-only] [--count-only]``
+    Range at the latest revision or at ``--rev``.
+``txn [id=ID] [cmp=CMP ...] then [OP; OP ...] [else OP; OP ...]``
+    CMP is ``TARGET(KEY)OP OPERAND`` with TARGET one of ver, create, mod,
+    value and OP one of ``=``, ``!=``, ``>``, ``<`` (no spaces), e.g.
+    ``cmp=mod(/a)=3``. OPs are put/del/get directives.
+``compact N``
+    Explicit compaction at revision N.
+``history-from N``
+    The history entries from revision N on (``Store.history_since``).
+``snapshot-roundtrip``
+    Replace the store by ``Store.from_bytes(store.to_bytes())`` and check
+    that the new store serializes to identical bytes.
+``status``
+    Revision, compact revision, number of keys, revisions kept in history.
+
+Output
+------
+Every request is validated first, as the server does; a rejected request
+is not applied. ``KV`` below is ``key=value@create/mod/version``.
+
+- any failure: ``error: <kind>: <message>``
+- put: ``rev=R [dup]``, then ``prev KV`` with --prev-kv when the key existed
+- del: ``rev=R deleted=N [dup]``, then ``prev KV`` per deleted key with --prev-kv
+- get: ``rev=R count=N [more]`` (R = the revision read), then one ``KV`` per line
+- txn: ``rev=R succeeded|failed [dup]``, then per op ``[i] put [prev KV]``,
+  ``[i] del deleted=N`` (plus ``[i] prev KV`` lines) or ``[i] get count=N [more]``
+  (plus ``[i] KV`` lines); a retried txn (dup) has no per-op lines
+- compact: ``rev=R compact=C``
+- history-from: per event ``R put KV [prev KV]`` or ``R del KEY prev KV``;
+  ``(none)`` when empty
+- snapshot-roundtrip and status: ``rev=R compact=C keys=N history=FIRST..LAST``
+  (``history=none`` when empty); snapshot-roundtrip prefixes ``ok``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from mcpctl import errors, limits, validate
+from mcpctl._proto.mcp.v1 import kv_pb2 as kv
+from mcpctl._proto.mcp.v1 import raft_pb2 as raft
+from mcpctl.state import Applied, HistoryLimits, Store
+
+SCENARIOS_DIR = Path(__file__).resolve().parent.parent / "scenarios"
+REWRITE_ENV = "MCP_REWRITE_SCENARIOS"
+EXPECT = "> "
+
+_VALUED_FLAGS = {"--rev", "--limit"}
+_CMP = re.compile(r"^(ver|create|mod|value)\(([^)]*)\)(!=|=|>|<)(.*)$")
+_TARGETS = {
+    "ver": kv.Compare.VERSION,
+    "create": kv.Compare.CREATE,
+    "mod": kv.Compare.MOD,
+    "value": kv.Compare.VALUE,
+}
+_RESULTS = {
+    "=": kv.Compare.EQUAL,
+    "!=": kv.Compare.NOT_EQUAL,
+    ">": kv.Compare.GREATER,
+    "<": kv.Compare.LESS,
+}
+
+
+class ScenarioError(Exception):
+    """A malformed scenario line (a bug in the test file, not in the store)."""
+
+
+@dataclass
+class Args:
+    """A directive's tokens: positionals, then flags, ``--name N`` and ``name=value``."""
+
+    positional: list[str]
+    flags: set[str]
+    numbers: dict[str, int]
+    options: dict[str, str]
+
+    def int_option(self, name: str) -> int | None:
+        return int(self.options[name]) if name in self.options else None
+
+
+def parse_args(tokens: list[str], count: int, allowed: set[str]) -> Args:
+    """The first ``count`` tokens are positional; the rest must be in ``allowed``."""
+    if len(tokens) < count:
+        raise ScenarioError(f"expected {count} argument(s) before options, got {tokens}")
+    args = Args(tokens[:count], set(), {}, {})
+    rest = tokens[count:]
+    i = 0
+    while i < len(rest):
+        token = rest[i]
+        if token in _VALUED_FLAGS:
+            if i + 1 >= len(rest):
+                raise ScenarioError(f"{token} needs a number")
+            args.numbers[token] = int(rest[i + 1])
+            i += 2
+            continue
+        if token.startswith("--"):
+            args.flags.add(token)
+        elif "=" in token:
+            name, _, value = token.partition("=")
+            args.options[name] = value
+        else:
+            raise ScenarioError(f"unexpected argument {token!r}")
+        i += 1
+    unknown = (args.flags | set(args.numbers) | set(args.options)) - allowed
+    if unknown:
+        raise ScenarioError(f"unknown option(s) {sorted(unknown)}")
+    return args
+
+
+def _text(token: str) -> bytes:
+    return b"" if token == '""' else token.encode()
+
+
+# ------------------------------------------------------------------ requests
+def put_request(tokens: list[str]) -> kv.PutRequest:
+    args = parse_args(tokens, 2, {"--prev-kv", "if-mod", "id"})
+    req = kv.PutRequest(
+        key=_text(args.positional[0]),
+        value=_text(args.positional[1]),
+        prev_kv="--prev-kv" in args.flags,
+        request_id=args.options.get("id", ""),
+    )
+    if_mod = args.int_option("if-mod")
+    if if_mod is not None:
+        req.expected_mod_revision = if_mod
+    return req
+
+
+def delete_request(tokens: list[str]) -> kv.DeleteRangeRequest:
+    args = parse_args(tokens, 1, {"--prefix", "--prev-kv", "id"})
+    return kv.DeleteRangeRequest(
+        key=_text(args.positional[0]),
+        prefix="--prefix" in args.flags,
+        prev_kv="--prev-kv" in args.flags,
+        request_id=args.options.get("id", ""),
+    )
+
+
+def range_request(tokens: list[str]) -> kv.RangeRequest:
+    allowed = {"--prefix", "--rev", "--limit", "--keys-only", "--count-only"}
+    args = parse_args(tokens, 1, allowed)
+    return kv.RangeRequest(
+        key=_text(args.positional[0]),
+        prefix="--prefix" in args.flags,
+        revision=args.numbers.get("--rev", 0),
+        limit=args.numbers.get("--limit", 0),
+        keys_only="--keys-only" in args.flags,
+        count_only="--count-only" in args.flags,
+    )
+
+
+def compare(spec: str) -> kv.Compare:
+    match = _CMP.match(spec)
+    if match is None:
+        raise ScenarioError(f"bad compare {spec!r}: want TARGET(KEY)OP OPERAND")
+    target_name, key, op, operand = match.groups()
+    target = _TARGETS[target_name]
+    c = kv.Compare(key=key.encode(), target=target, result=_RESULTS[op])
+    if target == kv.Compare.VERSION:
+        c.version = int(operand)
+    elif target == kv.Compare.CREATE:
+        c.create_revision = int(operand)
+    elif target == kv.Compare.MOD:
+        c.mod_revision = int(operand)
+    else:
+        c.value = _text(operand)
+    return c
+
+
+def request_op(tokens: list[str]) -> kv.RequestOp:
+    if not tokens:
+        raise ScenarioError("empty txn op")
+    verb, rest = tokens[0], tokens[1:]
+    if verb == "put":
+        return kv.RequestOp(request_put=put_request(rest))
+    if verb == "del":
+        return kv.RequestOp(request_delete_range=delete_request(rest))
+    if verb == "get":
+        return kv.RequestOp(request_range=range_request(rest))
+    raise ScenarioError(f"unknown txn op {verb!r}")
+
+
+def txn_request(tokens: list[str]) -> kv.TxnRequest:
+    if "then" not in tokens:
+        raise ScenarioError("txn needs 'then'")
+    head = tokens[: tokens.index("then")]
+    body = tokens[tokens.index("then") + 1 :]
+    success, failure = body, []
+    if "else" in body:
+        success, failure = body[: body.index("else")], body[body.index("else") + 1 :]
+    req = kv.TxnRequest()
+    for token in head:
+        name, _, value = token.partition("=")
+        if name == "id":
+            req.request_id = value
+        elif name == "cmp":
+            req.compare.append(compare(value))
+        else:
+            raise ScenarioError(f"unknown txn option {token!r}")
+    for branch, ops in ((req.success, success), (req.failure, failure)):
+        for op_tokens in _split_ops(ops):
+            branch.append(request_op(op_tokens))
+    return req
+
+
+def _split_ops(tokens: list[str]) -> list[list[str]]:
+    ops: list[list[str]] = [[]]
+    for token in tokens:
+        if token == ";":
+            ops.append([])
+        else:
+            ops[-1].append(token)
+    return [op for op in ops if op]
+
+
+# ----------------------------------------------------------------- rendering
+def show_kv(item: kv.KeyValue) -> str:
+    key = item.key.decode("utf-8", "replace")
+    value = item.value.decode("utf-8", "replace")
+    return f"{key}={value}@{item.create_revision}/{item.mod_revision}/{item.version}"
+
+
+def show_error(err: errors.McpError) -> list[str]:
+    return [f"error: {err.kind}: {err.message}"]
+
+
+def show_range(resp: kv.RangeResponse, head: str, indent: str = "") -> list[str]:
+    lines = [f"{indent}{head} count={resp.count}" + (" more" if resp.more else "")]
+    lines += [f"{indent}{show_kv(item)}" for item in resp.kvs]
+    return lines
+
+
+def show_applied(applied: Applied) -> list[str]:
+    result = applied.result
+    if isinstance(result, errors.McpError):
+        return show_error(result)
+    dup = " dup" if applied.duplicate else ""
+    if isinstance(result, kv.PutResponse):
+        lines = [f"rev={applied.revision}{dup}"]
+        if result.HasField("prev_kv"):
+            lines.append(f"prev {show_kv(result.prev_kv)}")
+        return lines
+    if isinstance(result, kv.DeleteRangeResponse):
+        lines = [f"rev={applied.revision} deleted={result.deleted}{dup}"]
+        return lines + [f"prev {show_kv(p)}" for p in result.prev_kvs]
+    if isinstance(result, kv.TxnResponse):
+        outcome = "succeeded" if result.succeeded else "failed"
+        lines = [f"rev={applied.revision} {outcome}{dup}"]
+        for i, resp in enumerate(result.responses):
+            lines += show_response_op(i, resp)
+        return lines
+    raise AssertionError(f"unexpected result {result!r}")
+
+
+def show_response_op(i: int, resp: kv.ResponseOp) -> list[str]:
+    which = resp.WhichOneof("response")
+    if which == "response_put":
+        prev = resp.response_put
+        return [
+            f"[{i}] put" + (f" prev {show_kv(prev.prev_kv)}" if prev.HasField("prev_kv") else "")
+        ]
+    if which == "response_delete_range":
+        dr = resp.response_delete_range
+        return [f"[{i}] del deleted={dr.deleted}"] + [
+            f"[{i}] prev {show_kv(p)}" for p in dr.prev_kvs
+        ]
+    assert which == "response_range"
+    return show_range(resp.response_range, "get", indent=f"[{i}] ")
+
+
+def show_event(revision: int, ev: kv.Event) -> str:
+    prev = f" prev {show_kv(ev.prev_kv)}" if ev.HasField("prev_kv") else ""
+    if ev.type == kv.Event.PUT:
+        return f"{revision} put {show_kv(ev.kv)}{prev}"
+    return f"{revision} del {ev.kv.key.decode('utf-8', 'replace')}{prev}"
+
+
+def show_status(store: Store) -> str:
+    kept = [entry.revision for entry in store.history_since(store.compact_revision)]
+    history = f"{kept[0]}..{kept[-1]}" if kept else "none"
+    return (
+        f"rev={store.revision} compact={store.compact_revision} keys={len(store)} history={history}"
+    )
+
+
+# --------------------------------------------------------------- interpreter
+class Interpreter:
+    """Runs directives against one Store; each returns its rendered output lines."""
+
+    def __init__(self) -> None:
+        self.bounds = HistoryLimits()
+        self.store = Store(bounds=self.bounds)
+
+    def run(self, line: str) -> list[str]:
+        tokens = line.replace(";", " ; ").split()
+        verb, rest = tokens[0], tokens[1:]
+        try:
+            return self._dispatch(verb, rest)
+        except errors.McpError as err:
+            return show_error(err)
+
+    def _dispatch(self, verb: str, rest: list[str]) -> list[str]:
+        value_max = limits.VALUE_BYTES_MAX_DEFAULT
+        if verb == "store":
+            return self._new_store(rest)
+        if verb == "put":
+            put = put_request(rest)
+            validate.check_put(put, value_max)
+            return self._apply(raft.InternalRequest(put=put))
+        if verb == "del":
+            dr = delete_request(rest)
+            validate.check_delete(dr)
+            return self._apply(raft.InternalRequest(delete_range=dr))
+        if verb == "txn":
+            txn = txn_request(rest)
+            validate.check_txn(txn, value_max)
+            return self._apply(raft.InternalRequest(txn=txn))
+        if verb == "get":
+            rr = range_request(rest)
+            validate.check_range(rr)
+            resp = self.store.range(rr, limits.RANGE_RESPONSE_BYTES_MAX)
+            return show_range(resp, f"rev={rr.revision or self.store.revision}")
+        if verb == "compact":
+            req = kv.CompactionRequest(revision=int(_one(rest)))
+            validate.check_compaction(req)
+            applied = self.store.apply(raft.InternalRequest(compaction=req))
+            if isinstance(applied.result, errors.McpError):
+                return show_error(applied.result)
+            return [f"rev={applied.revision} compact={self.store.compact_revision}"]
+        if verb == "history-from":
+            events = [
+                show_event(entry.revision, ev)
+                for entry in self.store.history_since(int(_one(rest)))
+                for ev in entry.events
+            ]
+            return events or ["(none)"]
+        if verb == "snapshot-roundtrip":
+            data = self.store.to_bytes()
+            self.store = Store.from_bytes(data, self.bounds)
+            assert self.store.to_bytes() == data, "snapshot round trip changed the bytes"
+            return [f"ok {show_status(self.store)}"]
+        if verb == "status":
+            return [show_status(self.store)]
+        raise ScenarioError(f"unknown directive {verb!r}")
+
+    def _new_store(self, rest: list[str]) -> list[str]:
+        names = {"revisions": "revisions_max", "bytes": "bytes_max", "dedupe": "dedupe_max"}
+        fields: dict[str, int] = {}
+        for token in rest:
+            name, _, value = token.partition("=")
+            if name not in names:
+                raise ScenarioError(f"unknown store option {token!r}")
+            fields[names[name]] = int(value)
+        self.bounds = HistoryLimits(**fields)
+        self.store = Store(bounds=self.bounds)
+        return [show_status(self.store)]
+
+    def _apply(self, request: raft.InternalRequest) -> list[str]:
+        return show_applied(self.store.apply(request))
+
+
+def _one(rest: list[str]) -> str:
+    if len(rest) != 1:
+        raise ScenarioError(f"expected one argument, got {rest}")
+    return rest[0]
+
+
+def run_scenario(text: str, name: str) -> str:
+    """Run a scenario; return its text with every directive's output re-rendered."""
+    interpreter = Interpreter()
+    out: list[str] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.startswith(EXPECT) or line == EXPECT.strip():
+            continue  # old output: replaced by the fresh rendering below
+        out.append(line)
+        if not line.strip() or line.startswith("#"):
+            continue
+        try:
+            rendered = interpreter.run(line)
+        except (ScenarioError, ValueError) as err:
+            raise ScenarioError(f"{name}:{number}: {line!r}: {err}") from err
+        out += [f"{EXPECT}{r}" for r in rendered]
+    return "\n".join(out) + "\n"
+
+
+SCENARIOS = sorted(SCENARIOS_DIR.glob("*.txt"))
+
+
+def test_scenario_files_exist() -> None:
+    """The scenario suite is not silently empty."""
+    names = {path.stem for path in SCENARIOS}
+    expected = {"basics", "txn", "history_and_compaction", "dedupe", "prefix_ranges", "snapshot"}
+    assert expected <= names
+
+
+@pytest.mark.parametrize("path", SCENARIOS, ids=[p.stem for p in SCENARIOS])
+def test_scenario(path: Path) -> None:
+    """The store's rendered answers match the golden output recorded in the file."""
+    text = path.read_text()
+    assert text.startswith("# "), f"{path.name}: must open with '# <what it demonstrates>'"
+    fresh = run_scenario(text, path.name)
+    if os.environ.get(REWRITE_ENV) == "1":
+        if fresh != text:
+            path.write_text(fresh)
+        return
+    assert fresh == text, f"{path.name} differs; rerun with {REWRITE_ENV}=1 to rewrite it"
