@@ -16,9 +16,11 @@
 from __future__ import annotations
 
 import os
+import random
+import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -27,11 +29,15 @@ import grpc
 from mcpctl import limits
 from mcpctl._proto.mcp.v1 import cluster_pb2 as cluster
 from mcpctl._proto.mcp.v1 import cluster_pb2_grpc as cluster_grpc
+from mcpctl._proto.mcp.v1 import kv_pb2
 from mcpctl._proto.mcp.v1 import kv_pb2 as kv
 from mcpctl._proto.mcp.v1 import kv_pb2_grpc as kv_grpc
+from mcpctl._proto.mcp.v1 import watch_pb2 as watchpb
+from mcpctl._proto.mcp.v1 import watch_pb2_grpc as watch_grpc
 from mcpctl.errors import (
     ERROR_KIND_KEY,
     DeadlineExceeded,
+    Internal,
     McpError,
     OutcomeUnknown,
     Unavailable,
@@ -157,6 +163,110 @@ class MemberStatus:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class Event:
+    type: str  # "PUT" or "DELETE"
+    kv: KeyValue
+    prev_kv: KeyValue | None
+
+    @classmethod
+    def of(cls, ev: kv_pb2.Event) -> Event:  # `kv` here would be the field
+        return cls(
+            "DELETE" if ev.type == kv_pb2.Event.DELETE else "PUT",
+            KeyValue.of(ev.kv),
+            KeyValue.of(ev.prev_kv) if ev.HasField("prev_kv") else None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class WatchBatch:
+    """One watch message: all events of the revisions it covers, in order."""
+
+    header: Header
+    events: list[Event]
+    created: bool = False
+    progress: bool = False
+
+    @property
+    def revision(self) -> int:
+        return self.header.revision
+
+
+class WatchStream:
+    """Iterate ``WatchBatch``es; resumes on another member after a failure.
+
+    The stream remembers the next revision it needs; when a member fails
+    (UNAVAILABLE, a dropped connection), it reopens the watch on the next
+    endpoint from that revision, so no event is lost or repeated. It gives
+    up after ``WATCH_RESUME_ATTEMPTS_MAX`` consecutive failed attempts
+    (backoff with jitter, capped at ``CLIENT_BACKOFF_S_MAX``) and raises
+    ``Compacted`` when the history it needs is gone. ``close()`` ends it
+    from any thread.
+    """
+
+    def __init__(self, client: Client, request: watchpb.WatchRequest) -> None:
+        self._client = client
+        self._request = request
+        self.next_revision = request.start_revision  # 0 = from "now"
+        self._call: Any = None
+        self._closed = threading.Event()
+
+    def close(self) -> None:
+        self._closed.set()
+        call = self._call
+        if call is not None:
+            call.cancel()
+
+    def __enter__(self) -> WatchStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __iter__(self) -> Iterator[WatchBatch]:
+        failures = 0
+        backoff = limits.CLIENT_BACKOFF_S_MIN
+        while not self._closed.is_set():
+            req = watchpb.WatchRequest()
+            req.CopyFrom(self._request)
+            req.start_revision = self.next_revision
+            endpoint = self._client._endpoint()
+            try:
+                self._call = self._client._watch_stub(endpoint).Watch(req)
+                for msg in self._call:
+                    failures = 0
+                    backoff = limits.CLIENT_BACKOFF_S_MIN
+                    yield self._advance(msg)
+                if self._closed.is_set():
+                    return
+                err: McpError = Unavailable("the member ended the watch")
+            except grpc.RpcError as e:
+                if self._closed.is_set():
+                    return
+                err = _error(e)[0]
+                if not isinstance(err, Unavailable | DeadlineExceeded | Internal):
+                    raise err from None
+            failures += 1
+            if failures >= limits.WATCH_RESUME_ATTEMPTS_MAX:
+                raise err
+            self._client._current += 1
+            self._closed.wait(backoff * random.uniform(0.5, 1.0))
+            backoff = min(backoff * 2, limits.CLIENT_BACKOFF_S_MAX)
+
+    def _advance(self, msg: watchpb.WatchResponse) -> WatchBatch:
+        header = Header.of(msg.header)
+        if msg.created:
+            if self.next_revision == 0:
+                self.next_revision = header.revision + 1
+        elif msg.events:
+            self.next_revision = max(self.next_revision, msg.events[-1].kv.mod_revision + 1)
+        elif msg.progress:
+            self.next_revision = max(self.next_revision, header.revision + 1)
+        return WatchBatch(
+            header, [Event.of(e) for e in msg.events], created=msg.created, progress=msg.progress
+        )
+
+
 def _key(key: str | bytes) -> bytes:
     return key.encode("utf-8", "surrogateescape") if isinstance(key, str) else key
 
@@ -191,6 +301,7 @@ class Client:
         self._channels: dict[str, grpc.Channel] = {}
         self._stubs: dict[str, kv_grpc.KVStub] = {}
         self._cluster_stubs: dict[str, cluster_grpc.ClusterStub] = {}
+        self._watch_stubs: dict[str, watch_grpc.WatchStub] = {}
         self._current = 0
 
     # -- plumbing ------------------------------------------------------------
@@ -209,6 +320,15 @@ class Client:
                 ],
             )
         return channel
+
+    def _endpoint(self) -> str:
+        return self.endpoints[self._current % len(self.endpoints)]
+
+    def _watch_stub(self, endpoint: str) -> watch_grpc.WatchStub:
+        stub = self._watch_stubs.get(endpoint)
+        if stub is None:
+            stub = self._watch_stubs[endpoint] = watch_grpc.WatchStub(self._channel(endpoint))
+        return stub
 
     def _stub(self, endpoint: str) -> kv_grpc.KVStub:
         stub = self._stubs.get(endpoint)
@@ -354,6 +474,28 @@ class Client:
         resp: kv.CompactionResponse = self._call(lambda s: s.Compact, req, timeout=timeout)
         return Header.of(resp.header)
 
+    # -- Watch -----------------------------------------------------------------
+    def watch(
+        self,
+        key: str | bytes,
+        *,
+        prefix: bool = False,
+        start_revision: int = 0,
+        prev_kv: bool = False,
+        progress_notify: bool = False,
+        progress_interval_ms: int = 0,
+    ) -> WatchStream:
+        """Changes to a key or prefix from ``start_revision`` (0 = from now on)."""
+        req = watchpb.WatchRequest(
+            key=_key(key),
+            prefix=prefix,
+            start_revision=start_revision,
+            prev_kv=prev_kv,
+            progress_notify=progress_notify,
+            progress_interval_ms=progress_interval_ms,
+        )
+        return WatchStream(self, req)
+
     # -- Cluster ---------------------------------------------------------------
     def status(self, endpoint: str, *, timeout: float | None = None) -> MemberStatus:
         """The status of the member at ``endpoint`` (no retries, no failover)."""
@@ -387,6 +529,7 @@ class Client:
         self._channels.clear()
         self._stubs.clear()
         self._cluster_stubs.clear()
+        self._watch_stubs.clear()
 
     def __enter__(self) -> Client:
         return self
@@ -411,10 +554,13 @@ def _error(e: grpc.RpcError) -> tuple[McpError, bool]:
 __all__ = [
     "Client",
     "DeleteResult",
+    "Event",
     "GetResult",
     "Header",
     "KeyValue",
     "MemberStatus",
     "PutResult",
     "TxnResult",
+    "WatchBatch",
+    "WatchStream",
 ]

@@ -58,3 +58,29 @@ CLIENT_TIMEOUT_S_DEFAULT: Final = 5.0
 CLIENT_ATTEMPTS_MAX: Final = 8
 CLIENT_BACKOFF_S_MIN: Final = 0.05
 CLIENT_BACKOFF_S_MAX: Final = 1.0
+
+# --- watch (DESIGN §4) ---------------------------------------------------------
+# Open watch streams per node; beyond: RESOURCE_EXHAUSTED.
+WATCHERS_MAX: Final = 5000
+# Revisions / bytes queued for one in-sync stream. Past either, the stream is
+# marked slow: it stops receiving live events and catches up from history.
+WATCHER_QUEUE_REVISIONS_MAX: Final = 1024
+WATCHER_QUEUE_BYTES_MAX: Final = 4 * MIB
+# One watch message carries whole revisions up to this size (a single larger
+# revision is sent alone).
+WATCH_MESSAGE_BYTES_MAX: Final = 2 * MIB
+# Catch-up from history: revisions scanned per step (the store lock is held).
+WATCH_CATCHUP_SCAN_MAX: Final = 1024
+# Server-wide budget of watch messages per second: each stream waits
+# streams / budget seconds between messages, so events coalesce instead of
+# costing one message each (Python gRPC pays per message, not per event).
+WATCH_MESSAGES_PER_S: Final = 4000
+WATCH_PROGRESS_INTERVAL_S_DEFAULT: Final = 5.0
+WATCH_PROGRESS_INTERVAL_MS_MIN: Final = 100
+WATCH_PROGRESS_INTERVAL_MS_MAX: Final = 600_000
+# How often the hub checks that this node still hears from a leader.
+WATCH_LEADER_CHECK_S: Final = 0.1
+# Client: consecutive failed attempts to (re)open a watch before giving up.
+WATCH_RESUME_ATTEMPTS_MAX: Final = 30
+# ConfigWatcher: how often it cross-checks its view against a read at a bookmark.
+CONFIG_WATCHER_CHECK_S_DEFAULT: Final = 30.0

@@ -42,6 +42,7 @@ from typing import Any
 
 import structlog
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, SyncObjConsumer, replicated
+from pysyncobj.monotonic import monotonic as raft_clock
 from pysyncobj.node import TCPNode
 
 from mcpctl import limits
@@ -109,8 +110,12 @@ class RaftStatus:
     applied_index: int = 0
     has_quorum: bool = False
     ready: bool = False
-    # Leader only: per partner address, the highest index it acknowledged.
+    # Seconds since this member last heard from a leader (0 on the leader).
+    leader_contact_age_s: float = 0.0
+    # Leader only: per partner address, the highest index it acknowledged and
+    # seconds since its last answer.
     match_index: dict[str, int] = field(default_factory=dict)
+    peer_contact_age_s: dict[str, float] = field(default_factory=dict)
     connected: dict[str, bool] = field(default_factory=dict)
 
 
@@ -267,6 +272,8 @@ class RaftNode:
         snapshots = SnapshotFile(self.consumer)
         self._status = RaftStatus()
         self._on_tick_calls: deque[Callable[[], None]] = deque(maxlen=64)
+        self._election_deadline = 0.0
+        self._leader_contact = time.monotonic()
         self._watchdog = TickWatchdog(limits.TICK_FAILURES_MAX)
         logging.getLogger("pysyncobj.syncobj").addHandler(self._watchdog)
         conf = SyncObjConf(
@@ -322,15 +329,29 @@ class RaftNode:
                 match[key.removeprefix("match_idx_server_")] = int(value)
             elif key.startswith("partner_node_status_server_"):
                 connected[key.removeprefix("partner_node_status_server_")] = value == 2
+        now = time.monotonic()
+        # PySyncObj pushes a follower's election deadline forward on every
+        # AppendEntries from the leader: a moved deadline is a contact.
+        deadline = self._sync._SyncObj__raftElectionDeadline
+        if deadline != self._election_deadline:
+            self._election_deadline = deadline
+            self._leader_contact = now
+        role = Role(st["state"])
+        if role == Role.LEADER:
+            self._leader_contact = now
+        responses = self._sync._SyncObj__lastResponseTime if role == Role.LEADER else {}
         status = RaftStatus(
-            role=Role(st["state"]),
+            role=role,
             term=int(st["raft_term"]),
             leader=leader.address if leader is not None else None,
             commit_index=int(st["commit_idx"]),
             applied_index=int(st["last_applied"]),
             has_quorum=bool(st["has_quorum"]),
             ready=self._sync.isReady(),
-            match_index=match if st["state"] == Role.LEADER else {},
+            leader_contact_age_s=now - self._leader_contact,
+            match_index=match if role == Role.LEADER else {},
+            # PySyncObj's clock is CLOCK_MONOTONIC_RAW, not time.monotonic().
+            peer_contact_age_s={n.address: raft_clock() - t for n, t in responses.items()},
             connected=connected,
         )
         previous, self._status = self._status, status

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from mcpctl import limits
 from mcpctl._proto.mcp.v1 import kv_pb2 as kv
+from mcpctl._proto.mcp.v1 import watch_pb2 as watch
 from mcpctl.errors import InvalidArgument, ResourceExhausted
 
 
@@ -121,3 +122,17 @@ def _check_disjoint(written: list[tuple[bytes, bool]], branch: str) -> None:
 def check_compaction(req: kv.CompactionRequest) -> None:
     if req.revision < 0:
         raise InvalidArgument("compact.revision: must not be negative")
+
+
+def check_watch(req: watch.WatchRequest) -> None:
+    check_key(req.key, field="watch.key", allow_empty=req.prefix)
+    if req.start_revision < 0:
+        raise InvalidArgument("watch.start_revision: must not be negative")
+    interval = req.progress_interval_ms
+    if interval and not (
+        limits.WATCH_PROGRESS_INTERVAL_MS_MIN <= interval <= limits.WATCH_PROGRESS_INTERVAL_MS_MAX
+    ):
+        raise InvalidArgument(
+            f"watch.progress_interval_ms: 0 (default) or "
+            f"{limits.WATCH_PROGRESS_INTERVAL_MS_MIN}..{limits.WATCH_PROGRESS_INTERVAL_MS_MAX}"
+        )

@@ -14,7 +14,15 @@ from typing import NoReturn
 
 from mcpctl.cli.exitcodes import Exit
 
-COMMANDS = ("serve", "dev", "put", "get", "delete", "status")  # module names; `del` is delete
+COMMANDS = (
+    "serve",
+    "dev",
+    "put",
+    "get",
+    "delete",
+    "watch",
+    "status",
+)  # module names; `del` is delete
 TIMEOUT_ENV = "MCPCTL_TIMEOUT"
 
 

@@ -14,7 +14,15 @@ import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from mcpctl.client import DeleteResult, GetResult, Header, KeyValue, MemberStatus, PutResult
+from mcpctl.client import (
+    DeleteResult,
+    GetResult,
+    Header,
+    KeyValue,
+    MemberStatus,
+    PutResult,
+    WatchBatch,
+)
 from mcpctl.errors import McpError
 
 FORMATS = ("simple", "json", "table")
@@ -129,6 +137,24 @@ class Printer:
             self.out.write(f"{res.deleted}\n")
             for i in res.prev_kvs:
                 self.out.write(i.key + "\n" + _text(i.value)[0] + "\n")
+
+    def watch(self, batch: WatchBatch, *, progress: bool = False) -> None:
+        if batch.progress and progress and self.fmt == "json":
+            self._json({"type": "PROGRESS", "revision": batch.revision})
+        for ev in batch.events:
+            if self.fmt == "json":
+                obj: dict[str, Any] = {"type": ev.type}
+                obj.update(kv_json(ev.kv, keys_only=ev.type == "DELETE"))
+                if ev.prev_kv is not None:
+                    obj["prev_kv"] = kv_json(ev.prev_kv)
+                self._json(obj)
+            else:
+                self.out.write(f"{ev.type}\n{ev.kv.key}\n")
+                if ev.type == "PUT":
+                    self.out.write(_text(ev.kv.value)[0] + "\n")
+                if ev.prev_kv is not None:
+                    self.out.write(_text(ev.prev_kv.value)[0] + "\n")
+        self.out.flush()
 
     def status(self, rows: Sequence[tuple[str, MemberStatus | McpError]]) -> None:
         members: list[dict[str, Any]] = []

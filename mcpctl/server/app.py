@@ -1,6 +1,6 @@
 """Node lifecycle: checks before start, the gRPC server, graceful stop.
 
-``create_server(node, address) -> (server, port)`` builds the gRPC server
+``create_server(node, hub, address) -> (server, port)`` builds the gRPC server
 apart from ``run`` (tests use port 0). ``run(config)`` is ``mcpctl serve``:
 it refuses to start, with one line and exit code 2, when the data directory
 is unusable or locked by another node, or a port is taken; it stops
@@ -23,14 +23,15 @@ from google.protobuf import message_factory
 from google.protobuf.descriptor import ServiceDescriptor
 
 from mcpctl import limits
-from mcpctl._proto.mcp.v1 import cluster_pb2, kv_pb2
+from mcpctl._proto.mcp.v1 import cluster_pb2, kv_pb2, watch_pb2
 from mcpctl.config import NodeConfig
 from mcpctl.node import Identity, Node
 from mcpctl.proposer import Proposer
 from mcpctl.replication import RaftNode, RaftSettings
 from mcpctl.server.errors import safe_deserializer
-from mcpctl.server.kv import ClusterServicer, KVServicer
+from mcpctl.server.kv import ClusterServicer, KVServicer, WatchServicer
 from mcpctl.state import HistoryLimits
+from mcpctl.watch import WatchHub
 
 log = structlog.get_logger("mcpctl.server")
 
@@ -77,13 +78,14 @@ def server_options(value_bytes_max: int) -> list[tuple[str, Any]]:
     ]
 
 
-async def create_server(node: Node, address: str) -> tuple[grpc.aio.Server, int]:
+async def create_server(node: Node, hub: WatchHub, address: str) -> tuple[grpc.aio.Server, int]:
     server = grpc.aio.server(
         options=server_options(node.value_bytes_max),
         maximum_concurrent_rpcs=limits.CONCURRENT_RPCS_MAX,
     )
     add_service(server, KVServicer(node), kv_pb2.DESCRIPTOR.services_by_name["KV"])
     add_service(server, ClusterServicer(node), cluster_pb2.DESCRIPTOR.services_by_name["Cluster"])
+    add_service(server, WatchServicer(hub), watch_pb2.DESCRIPTOR.services_by_name["Watch"])
     try:
         port = server.add_insecure_port(address)
     except RuntimeError:
@@ -173,7 +175,9 @@ async def _serve(cfg: NodeConfig, raft_node: RaftNode) -> int:
         member_names={m.raft: m.name for m in cfg.cluster.members},
         value_bytes_max=cfg.limits.value_bytes_max,
     )
-    server, port = await create_server(node, cfg.client_listen)
+    hub = WatchHub(raft_node, node.header, leader_timeout_s=cfg.raft.election_timeout_max_ms / 1000)
+    hub.start()
+    server, port = await create_server(node, hub, cfg.client_listen)
     await server.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -188,6 +192,7 @@ async def _serve(cfg: NodeConfig, raft_node: RaftNode) -> int:
     )
     await stop.wait()
     log.info("stopping")
+    hub.stop()
     await server.stop(grace=1.0)
     proposer.close()
     # Hand leadership over before going away: clients see no election gap.

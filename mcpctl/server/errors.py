@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
@@ -19,7 +19,7 @@ import structlog
 from google.protobuf.message import DecodeError, Message
 
 from mcpctl import limits
-from mcpctl.errors import DeadlineExceeded, InvalidArgument, McpError
+from mcpctl.errors import DeadlineExceeded, Internal, InvalidArgument, McpError
 
 log = structlog.get_logger("mcpctl.rpc")
 
@@ -84,5 +84,38 @@ def rpc(
                 log.info("rpc", code=code, ms=elapsed_ms)
             structlog.contextvars.clear_contextvars()
         raise AssertionError("unreachable: abort raises")
+
+    return handler
+
+
+def rpc_stream(
+    method: Callable[[Any, Req], AsyncIterator[Resp]],
+) -> Callable[[Any, Req, grpc.aio.ServicerContext[Req, Resp]], AsyncIterator[Resp]]:
+    """Wrap ``method(self, request)`` (an async generator) as a streaming handler."""
+    name = method.__name__
+
+    @functools.wraps(method)
+    async def handler(
+        self: Any, request: Req, context: grpc.aio.ServicerContext[Req, Resp]
+    ) -> AsyncIterator[Resp]:
+        structlog.contextvars.bind_contextvars(method=name, peer=context.peer())
+        error: McpError | None = None
+        try:
+            if isinstance(request, BadRequest):
+                raise InvalidArgument(request.error)
+            async for item in method(self, request):
+                yield item
+        except McpError as e:
+            error = e
+        except Exception:
+            log.exception("stream failed")
+            error = Internal("internal error (logged on the node)")
+        finally:
+            structlog.contextvars.clear_contextvars()
+        if error is not None:
+            log.info("stream ended", code=error.code, reason=error.message)
+            await context.abort(
+                status_code(error), error.message, trailing_metadata=tuple(error.metadata().items())
+            )
 
     return handler

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
+from mcpctl import validate
 from mcpctl._proto.mcp.v1 import cluster_pb2 as cluster
 from mcpctl._proto.mcp.v1 import kv_pb2 as kv
+from mcpctl._proto.mcp.v1 import watch_pb2 as watch
 from mcpctl.node import Node
-from mcpctl.server.errors import rpc
+from mcpctl.server.errors import rpc, rpc_stream
+from mcpctl.watch import WatchHub
 
 
 class KVServicer:
@@ -46,3 +51,14 @@ class ClusterServicer:
         self, request: cluster.StatusRequest, timeout_s: float
     ) -> cluster.StatusResponse:
         return self._node.status()
+
+
+class WatchServicer:
+    def __init__(self, hub: WatchHub) -> None:
+        self._hub = hub
+
+    @rpc_stream
+    async def Watch(self, request: watch.WatchRequest) -> AsyncIterator[watch.WatchResponse]:
+        validate.check_watch(request)
+        async for message in self._hub.stream(request):
+            yield message

@@ -528,7 +528,9 @@ Global___TxnResponse: _TypeAlias = TxnResponse  # noqa: Y015
 
 @_typing.final
 class CompactionRequest(_message.Message):
-    """Drop history up to and including `revision`."""
+    """Drop history before `revision`: reads and watches from `revision` on keep
+    working; older ones fail with FAILED_PRECONDITION (compacted).
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 

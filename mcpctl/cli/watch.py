@@ -1,0 +1,56 @@
+"""``mcpctl watch KEY [--prefix] [--rev N] [--prev-kv]``: print changes as they happen.
+
+One event per line group (simple: type, key, value on three lines, like
+etcdctl) or one JSON object per line (``-w json``). The stream resumes on
+another endpoint from the last revision it printed when a member fails.
+Ctrl-C exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from types import FrameType
+from typing import Any
+
+from mcpctl.cli.exitcodes import Exit
+
+
+def register(sub: Any, parent: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("watch", parents=[parent], help="print changes to a key or prefix")
+    p.add_argument("key")
+    p.add_argument("--prefix", action="store_true", help="every key starting with KEY")
+    p.add_argument("--rev", type=int, default=0, help="start at this revision (replay history)")
+    p.add_argument("--prev-kv", action="store_true", help="include the previous value")
+    p.add_argument(
+        "--progress", action="store_true", help="also print progress bookmarks (json only)"
+    )
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from mcpctl.cli.output import Printer
+    from mcpctl.client import Client
+
+    if args.rev < 0:
+        sys.stderr.write("mcpctl watch: --rev must not be negative\n")
+        return int(Exit.USAGE)
+    printer = Printer(args.write_out)
+    with Client(args.endpoints, timeout=args.timeout) as client:
+        stream = client.watch(
+            args.key,
+            prefix=args.prefix,
+            start_revision=args.rev,
+            prev_kv=args.prev_kv,
+            progress_notify=args.progress,
+        )
+
+        def stop(signum: int, frame: FrameType | None) -> None:
+            stream.close()
+
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGTERM, stop)
+        for batch in stream:
+            printer.watch(batch, progress=args.progress)
+    return int(Exit.OK)

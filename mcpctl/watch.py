@@ -1,0 +1,342 @@
+"""The watch hub: fans applied revisions out to watch streams.
+
+Threads: the Raft tick thread applies entries and hands the new revisions to
+the asyncio loop with one ``call_soon_threadsafe`` per Raft entry — it never
+waits for a watcher. Everything else runs on the loop.
+
+Each stream has a ``Watcher`` with ``next_revision`` (every matching event
+below it has been queued or sent) and a bounded queue. An *in-sync* watcher
+gets live events queued; when its queue passes ``WATCHER_QUEUE_REVISIONS_MAX``
+or ``WATCHER_QUEUE_BYTES_MAX`` it becomes *slow*: it stops taking live events,
+drains what it has, then catches up from the store's history in bounded
+steps, and is in sync again when it reaches the store's revision. If the
+history it needs was compacted meanwhile, the stream ends with
+FAILED_PRECONDITION and the oldest available revision. Nothing is dropped
+silently. Catch-up and live delivery both run on the loop, and a revision is
+queued only when it is ``>= next_revision``, so no event is sent twice and
+none is skipped (the store is updated before a revision is published, so a
+catch-up read sees every revision whose publication it has not yet seen).
+
+Messages: all events waiting for a stream go out in one message (whole
+revisions, up to ``WATCH_MESSAGE_BYTES_MAX``); a stream waits
+``streams / WATCH_MESSAGES_PER_S`` seconds between messages, so the number of
+messages per second stays bounded however many streams are open.
+
+A node that has not heard from a leader for longer than the election
+timeout ends every stream with UNAVAILABLE, so clients move to another node
+instead of waiting in silence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+
+import structlog
+
+from mcpctl import limits
+from mcpctl._proto.mcp.v1 import kv_pb2 as kv
+from mcpctl._proto.mcp.v1 import raft_pb2 as raft
+from mcpctl._proto.mcp.v1 import watch_pb2 as watch
+from mcpctl.errors import McpError, ResourceExhausted, Unavailable
+from mcpctl.replication import RaftNode, Role
+from mcpctl.state import Applied, Store
+
+log = structlog.get_logger("mcpctl.watch")
+
+HeaderFn = Callable[[int], kv.ResponseHeader]
+
+
+@dataclass(eq=False)
+class Watcher:
+    id: int
+    key: bytes
+    prefix: bool
+    prev_kv: bool
+    progress_interval_s: float | None
+    next_revision: int
+    synced: bool = True
+    queue: deque[tuple[int, list[kv.Event], int]] = field(default_factory=deque)
+    queued_bytes: int = 0
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    error: McpError | None = None
+    # Highest revision whose events have been sent (bookmarks never go below it).
+    sent_revision: int = 0
+
+    def matches(self, key: bytes) -> bool:
+        return key.startswith(self.key) if self.prefix else key == self.key
+
+    def select(self, entry: raft.HistoryRevision) -> list[kv.Event]:
+        out = []
+        for ev in entry.events:
+            if self.matches(ev.kv.key):
+                if self.prev_kv or not ev.HasField("prev_kv"):
+                    out.append(ev)
+                else:
+                    out.append(kv.Event(type=ev.type, kv=ev.kv))
+        return out
+
+    def fail(self, error: McpError) -> None:
+        if self.error is None:
+            self.error = error
+        self.wake.set()
+
+
+@dataclass
+class HubStats:
+    streams_opened: int = 0
+    events_sent: int = 0
+    messages_sent: int = 0
+    slow_marked: int = 0
+    compacted_ended: int = 0
+
+
+class WatchHub:
+    def __init__(
+        self,
+        raft_node: RaftNode,
+        header: HeaderFn,
+        *,
+        leader_timeout_s: float,
+        watchers_max: int = limits.WATCHERS_MAX,
+        queue_revisions_max: int = limits.WATCHER_QUEUE_REVISIONS_MAX,
+        queue_bytes_max: int = limits.WATCHER_QUEUE_BYTES_MAX,
+        message_bytes_max: int = limits.WATCH_MESSAGE_BYTES_MAX,
+        messages_per_s: float = limits.WATCH_MESSAGES_PER_S,
+    ) -> None:
+        self._raft = raft_node
+        self._header = header
+        self._leader_timeout_s = leader_timeout_s
+        self._watchers_max = watchers_max
+        self._queue_revisions_max = queue_revisions_max
+        self._queue_bytes_max = queue_bytes_max
+        self._message_bytes_max = message_bytes_max
+        self._messages_per_s = messages_per_s
+        self._watchers: dict[int, Watcher] = {}
+        self._ids = itertools.count(1)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._monitor: asyncio.Task[None] | None = None
+        self._no_leader_since: float | None = None
+        self.stats = HubStats()
+
+    # -- wiring ------------------------------------------------------------------
+    def start(self) -> None:
+        """Attach to the running loop and to the store's apply hooks."""
+        self._loop = asyncio.get_running_loop()
+        consumer = self._raft.consumer
+        consumer.on_applied = self._on_applied
+        consumer.on_reset = self._on_reset
+        self._monitor = asyncio.create_task(self._watch_leader())
+
+    def stop(self) -> None:
+        consumer = self._raft.consumer
+        consumer.on_applied = None
+        consumer.on_reset = None
+        if self._monitor is not None:
+            self._monitor.cancel()
+        for w in list(self._watchers.values()):
+            w.fail(Unavailable("node is shutting down"))
+
+    @property
+    def watchers(self) -> int:
+        return len(self._watchers)
+
+    # -- tick thread ---------------------------------------------------------------
+    def _on_applied(self, results: Sequence[Applied]) -> None:
+        written = [a.written for a in results if a.written is not None]
+        if written and self._loop is not None:
+            self._loop.call_soon_threadsafe(self._publish, written)
+
+    def _on_reset(self, store: Store) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._desync_all)
+
+    # -- loop ------------------------------------------------------------------------
+    def _publish(self, entries: list[raft.HistoryRevision]) -> None:
+        for w in self._watchers.values():
+            if not w.synced or w.error is not None:
+                continue
+            queued = False
+            for entry in entries:
+                if entry.revision < w.next_revision:
+                    continue  # already delivered through catch-up
+                events = w.select(entry)
+                w.next_revision = entry.revision + 1
+                if not events:
+                    continue
+                size = sum(ev.ByteSize() for ev in events)
+                if (
+                    len(w.queue) >= self._queue_revisions_max
+                    or w.queued_bytes + size > self._queue_bytes_max
+                ):
+                    # Slow: stop live delivery; catch up from history from here.
+                    w.synced = False
+                    w.next_revision = entry.revision
+                    self.stats.slow_marked += 1
+                    log.info("watcher fell behind", watcher=w.id, revision=entry.revision)
+                    break
+                w.queue.append((entry.revision, events, size))
+                w.queued_bytes += size
+                queued = True
+            if queued or not w.synced:
+                w.wake.set()
+
+    def _desync_all(self) -> None:
+        """A snapshot replaced the store: everyone re-reads from history."""
+        for w in self._watchers.values():
+            w.synced = False
+            w.wake.set()
+
+    async def _watch_leader(self) -> None:
+        while True:
+            await asyncio.sleep(limits.WATCH_LEADER_CHECK_S)
+            st = self._raft.status
+            ok = st.leader is not None and (
+                st.role == Role.LEADER or st.leader_contact_age_s <= self._leader_timeout_s
+            )
+            now = time.monotonic()
+            if ok:
+                self._no_leader_since = None
+                continue
+            if self._no_leader_since is None:
+                self._no_leader_since = now
+            if now - self._no_leader_since < self._leader_timeout_s:
+                continue
+            if self._watchers:
+                log.warning("no leader; ending watch streams", streams=len(self._watchers))
+            for w in list(self._watchers.values()):
+                w.fail(
+                    Unavailable(
+                        f"this member has had no leader for over "
+                        f"{self._leader_timeout_s * 1000:.0f} ms; watch another member"
+                    )
+                )
+
+    # -- a stream ----------------------------------------------------------------------
+    def _register(self, req: watch.WatchRequest) -> tuple[Watcher, int]:
+        if len(self._watchers) >= self._watchers_max:
+            raise ResourceExhausted(f"too many watch streams on this member ({self._watchers_max})")
+        if self._no_leader_since is not None:
+            raise Unavailable("this member has no leader; watch another member")
+        current = self._raft.consumer.read(lambda s: s.revision)
+        interval = (
+            req.progress_interval_ms / 1000
+            if req.progress_interval_ms
+            else limits.WATCH_PROGRESS_INTERVAL_S_DEFAULT
+        )
+        w = Watcher(
+            id=next(self._ids),
+            key=req.key,
+            prefix=req.prefix,
+            prev_kv=req.prev_kv,
+            progress_interval_s=interval if req.progress_notify else None,
+            next_revision=req.start_revision or current + 1,
+            synced=False,
+        )
+        self._watchers[w.id] = w
+        self.stats.streams_opened += 1
+        return w, current
+
+    async def stream(self, req: watch.WatchRequest) -> AsyncIterator[watch.WatchResponse]:
+        """The messages of one watch stream; raises the error that ends it."""
+        w, current = self._register(req)
+        try:
+            yield watch.WatchResponse(header=self._header(current), created=True)
+            while True:
+                if w.error is not None:
+                    raise w.error
+                if w.queue:
+                    yield self._drain(w)
+                    await self._pace()
+                elif not w.synced:
+                    msg = self._catch_up(w)
+                    if msg is not None:
+                        yield msg
+                        await self._pace()
+                    else:
+                        await asyncio.sleep(0)
+                else:
+                    w.wake.clear()
+                    try:
+                        await asyncio.wait_for(w.wake.wait(), w.progress_interval_s)
+                    except TimeoutError:
+                        yield self._progress(w)
+        finally:
+            self._watchers.pop(w.id, None)
+
+    def _drain(self, w: Watcher) -> watch.WatchResponse:
+        msg = watch.WatchResponse()
+        size = 0
+        while w.queue:
+            revision, events, n = w.queue[0]
+            if msg.events and size + n > self._message_bytes_max:
+                break
+            w.queue.popleft()
+            w.queued_bytes -= n
+            msg.events.extend(events)
+            size += n
+            w.sent_revision = revision
+        msg.header.CopyFrom(self._header(w.sent_revision))
+        self.stats.messages_sent += 1
+        self.stats.events_sent += len(msg.events)
+        return msg
+
+    def _catch_up(self, w: Watcher) -> watch.WatchResponse | None:
+        """One bounded step from history; marks the watcher in sync at the end."""
+
+        def step(store: Store) -> watch.WatchResponse | None:
+            msg = watch.WatchResponse()
+            size = 0
+            last = 0
+            entries = store.history_since(w.next_revision)
+            for scanned, entry in enumerate(entries):
+                if scanned >= limits.WATCH_CATCHUP_SCAN_MAX:
+                    break
+                events = w.select(entry)
+                n = sum(ev.ByteSize() for ev in events)
+                if msg.events and size + n > self._message_bytes_max:
+                    break
+                msg.events.extend(events)
+                size += n
+                last = entry.revision
+                if events:
+                    w.sent_revision = entry.revision
+            else:
+                # Reached the end of history: in sync from the next revision on.
+                w.next_revision = max(w.next_revision, store.revision + 1)
+                w.synced = True
+                return self._finish_catch_up(w, msg)
+            w.next_revision = last + 1
+            return self._finish_catch_up(w, msg)
+
+        try:
+            result: watch.WatchResponse | None = self._raft.consumer.read(step)
+        except McpError as e:
+            self.stats.compacted_ended += 1
+            raise e
+        return result
+
+    def _finish_catch_up(self, w: Watcher, msg: watch.WatchResponse) -> watch.WatchResponse | None:
+        if not msg.events:
+            return None
+        msg.header.CopyFrom(self._header(w.sent_revision))
+        self.stats.messages_sent += 1
+        self.stats.events_sent += len(msg.events)
+        return msg
+
+    def _progress(self, w: Watcher) -> watch.WatchResponse:
+        # In sync with an empty queue: every revision below next_revision has
+        # been sent. Capped by the store's revision for a watch that starts in
+        # the future (nothing between it and the start is owed).
+        current = self._raft.consumer.read(lambda s: s.revision)
+        revision = max(w.sent_revision, min(w.next_revision - 1, current))
+        return watch.WatchResponse(header=self._header(revision), progress=True)
+
+    async def _pace(self) -> None:
+        gap = len(self._watchers) / self._messages_per_s
+        if gap >= 0.001:
+            await asyncio.sleep(gap)
