@@ -1,0 +1,129 @@
+"""A demo service that hot-reloads its model routing table.
+
+``python -m mcpctl.demo.subscriber [--endpoints A,B,C] [--prefix /mcp/models/]``
+
+Each key under the prefix is one model (``/mcp/models/<name>``) whose value
+is YAML or JSON with at least an ``endpoint`` (and optionally ``weight``).
+The table is kept live with a ``ConfigWatcher``: every change is logged the
+moment it arrives, and the table is printed again, without a restart.
+A value that does not parse is reported and the model keeps its last
+good entry.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from types import FrameType
+
+import yaml
+
+from mcpctl.client import Client
+from mcpctl.watcher import Change, ConfigWatcher
+
+
+@dataclass(frozen=True)
+class Model:
+    name: str
+    endpoint: str
+    weight: int
+
+
+def parse_model(name: str, value: bytes) -> Model:
+    doc = yaml.safe_load(value.decode("utf-8"))
+    if isinstance(doc, str):
+        doc = {"endpoint": doc}
+    if not isinstance(doc, dict) or not isinstance(doc.get("endpoint"), str):
+        raise ValueError("expected a mapping with an 'endpoint' string")
+    weight = doc.get("weight", 1)
+    if not isinstance(weight, int) or weight < 0:
+        raise ValueError("'weight' must be a non-negative integer")
+    return Model(name, doc["endpoint"], weight)
+
+
+class RoutingTable:
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.models: dict[str, Model] = {}
+        self.lock = threading.Lock()
+
+    def _say(self, line: str) -> None:
+        stamp = time.strftime("%H:%M:%S")
+        print(f"{stamp} {line}", flush=True)
+
+    def _put(self, name: str, value: bytes) -> None:
+        try:
+            model = parse_model(name, value)
+        except (ValueError, UnicodeDecodeError, yaml.YAMLError) as e:
+            reason = getattr(e, "problem", None) or str(e)
+            self._say(f"model {name}: invalid config ignored ({reason}); keeping the last good one")
+            return
+        with self.lock:
+            old = self.models.get(name)
+            self.models[name] = model
+        verb = "added" if old is None else "changed"
+        self._say(f"model {verb}: {name} -> {model.endpoint} (weight {model.weight})")
+
+    def on_change(self, changes: list[Change]) -> None:
+        for ch in changes:
+            name = ch.key.removeprefix(self.prefix)
+            if ch.type == "DELETE":
+                with self.lock:
+                    gone = self.models.pop(name, None)
+                if gone is not None:
+                    self._say(f"model removed: {name}")
+            elif ch.value is not None:
+                self._put(name, ch.value)
+        self.show()
+
+    def show(self) -> None:
+        with self.lock:
+            rows = sorted(self.models.values(), key=lambda m: m.name)
+        lines = [f"routing table ({len(rows)} models):"]
+        lines += [f"  {m.name:<24} {m.endpoint:<48} weight={m.weight}" for m in rows]
+        print("\n".join(lines), flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--endpoints", default=None, help="host:port list (env MCPCTL_ENDPOINTS)")
+    parser.add_argument("--prefix", default="/mcp/models/")
+    args = parser.parse_args(argv)
+    table = RoutingTable(args.prefix)
+    done = threading.Event()
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        done.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    with Client(args.endpoints) as client:
+        while not done.is_set():
+            try:
+                watcher = ConfigWatcher(
+                    client,
+                    args.prefix,
+                    on_change=table.on_change,
+                    on_error=lambda e: print(f"watch error: {e}", file=sys.stderr, flush=True),
+                    initial_changes=True,
+                ).start()
+                break
+            except Exception as e:  # cluster not up yet: keep trying until stopped
+                print(f"waiting for the cluster: {e}", file=sys.stderr, flush=True)
+                done.wait(1.0)
+        else:
+            return 0
+        if not watcher.snapshot():
+            table.show()
+        print(f"watching {args.prefix} from revision {watcher.revision}", flush=True)
+        done.wait()
+        watcher.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,254 @@
+"""``ConfigWatcher``: a live, consistent copy of every key under a prefix.
+
+How it stays correct:
+
+1. ``start()`` reads the prefix at one revision R (a linearizable read), then
+   watches from R+1: no change between the read and the watch is missed.
+2. Each watch message is applied to the copy, then the callbacks run with
+   that message's changes (all changes of one revision — one txn — arrive
+   together, so a service never sees half an update).
+3. When a member fails, the stream resumes on another member from the last
+   revision applied (``WatchStream``): no gap, no duplicate.
+4. When the history it needs is compacted, it reads the prefix again and
+   reports the difference as changes (``relists`` counts these).
+5. Every ``check_interval_s`` it compares its copy with a read of the prefix
+   at a bookmark revision; a mismatch is logged and repaired by a relist.
+
+Threading model: one background thread per watcher runs the stream and
+calls ``on_change`` (and ``on_error``) on that thread, in revision order;
+a slow callback delays later changes, never reorders them. ``snapshot()``,
+``get()``, ``revision`` and ``wait_for_revision()`` may be called from any
+thread. Exceptions raised by callbacks are logged and do not stop the watcher.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from mcpctl import limits
+from mcpctl.client import Client, KeyValue, WatchBatch, WatchStream
+from mcpctl.errors import Compacted, McpError
+
+log = logging.getLogger("mcpctl.watcher")
+
+# Pause between attempts when the cluster cannot be reached at all.
+RETRY_PAUSE_S = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    type: str  # "PUT" or "DELETE"
+    key: str
+    value: bytes | None  # None for DELETE
+    prev_value: bytes | None  # None when the key did not exist before
+    revision: int
+
+
+class ConfigWatcher:
+    def __init__(
+        self,
+        client: Client,
+        prefix: str,
+        *,
+        on_change: Callable[[list[Change]], None] | None = None,
+        on_error: Callable[[Exception], None] | None = None,
+        check_interval_s: float = limits.CONFIG_WATCHER_CHECK_S_DEFAULT,
+        progress_interval_ms: int = 1000,
+        initial_changes: bool = False,
+    ) -> None:
+        self._client = client
+        self.prefix = prefix
+        self._on_change = on_change
+        self._on_error = on_error
+        self._check_interval_s = check_interval_s
+        self._progress_interval_ms = progress_interval_ms
+        self._initial_changes = initial_changes
+        self._data: dict[str, KeyValue] = {}
+        self._revision = 0
+        self._lock = threading.Condition()
+        self._stop = threading.Event()
+        self._stream: WatchStream | None = None
+        self._thread: threading.Thread | None = None
+        self._last_check = time.monotonic()
+        self.relists = 0
+        self.repairs = 0
+
+    # -- lifecycle -----------------------------------------------------------
+    def start(self) -> ConfigWatcher:
+        """Read the prefix (raises if the cluster cannot answer), then follow it.
+
+        With ``initial_changes``, ``on_change`` first gets one PUT per existing
+        key (on the calling thread, before any later change).
+        """
+        res = self._client.get(self.prefix, prefix=True)
+        with self._lock:
+            self._data = {kv.key: kv for kv in res.kvs}
+            self._revision = res.header.revision
+            self._lock.notify_all()
+        if self._initial_changes and res.kvs:
+            self._notify([Change("PUT", kv.key, kv.value, None, kv.mod_revision) for kv in res.kvs])
+        self._thread = threading.Thread(target=self._run, name=f"watch {self.prefix}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        self._stop.set()
+        stream = self._stream
+        if stream is not None:
+            stream.close()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+
+    def __enter__(self) -> ConfigWatcher:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- the view --------------------------------------------------------------
+    @property
+    def revision(self) -> int:
+        """Every change up to this revision is in the copy."""
+        with self._lock:
+            return self._revision
+
+    def get(self, key: str) -> bytes | None:
+        with self._lock:
+            kv = self._data.get(key)
+            return kv.value if kv is not None else None
+
+    def snapshot(self) -> dict[str, KeyValue]:
+        with self._lock:
+            return dict(self._data)
+
+    def wait_for_revision(self, revision: int, timeout_s: float) -> bool:
+        """Block until the copy reflects ``revision`` (True) or time runs out."""
+        with self._lock:
+            return self._lock.wait_for(lambda: self._revision >= revision, timeout_s)
+
+    # -- the thread --------------------------------------------------------------
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._follow()
+            except Compacted:
+                self._relist()
+            except McpError as e:
+                self._report(e)
+                self._stop.wait(RETRY_PAUSE_S)
+            except Exception as e:  # a bug in a callback path; keep going
+                log.exception("config watcher failed")
+                self._report(e)
+                self._stop.wait(RETRY_PAUSE_S)
+
+    def _follow(self) -> None:
+        stream = self._client.watch(
+            self.prefix,
+            prefix=True,
+            start_revision=self.revision + 1,
+            progress_notify=True,
+            progress_interval_ms=self._progress_interval_ms,
+        )
+        self._stream = stream
+        if self._stop.is_set():
+            return
+        with stream:
+            for batch in stream:
+                if batch.events:
+                    self._apply(batch)
+                elif batch.progress:
+                    with self._lock:
+                        self._revision = max(self._revision, batch.revision)
+                        self._lock.notify_all()
+                    self._maybe_check(batch.revision)
+
+    def _apply(self, batch: WatchBatch) -> None:
+        changes = []
+        with self._lock:
+            for ev in batch.events:
+                prev = self._data.get(ev.kv.key)
+                prev_value = prev.value if prev is not None else None
+                if ev.type == "DELETE":
+                    self._data.pop(ev.kv.key, None)
+                    changes.append(
+                        Change("DELETE", ev.kv.key, None, prev_value, ev.kv.mod_revision)
+                    )
+                else:
+                    self._data[ev.kv.key] = ev.kv
+                    changes.append(
+                        Change("PUT", ev.kv.key, ev.kv.value, prev_value, ev.kv.mod_revision)
+                    )
+            self._revision = max(self._revision, batch.revision)
+            self._lock.notify_all()
+        self._notify(changes)
+
+    def _relist(self) -> None:
+        """Read the prefix again and report the difference as changes."""
+        try:
+            res = self._client.get(self.prefix, prefix=True)
+        except McpError as e:
+            self._report(e)
+            self._stop.wait(RETRY_PAUSE_S)
+            return
+        self.relists += 1
+        fresh = {kv.key: kv for kv in res.kvs}
+        revision = res.header.revision
+        with self._lock:
+            old = self._data
+            changes = [
+                Change("PUT", k, kv.value, old[k].value if k in old else None, kv.mod_revision)
+                for k, kv in sorted(fresh.items())
+                if k not in old or old[k].mod_revision != kv.mod_revision
+            ]
+            changes += [
+                Change("DELETE", k, None, kv.value, revision)
+                for k, kv in sorted(old.items())
+                if k not in fresh
+            ]
+            self._data = fresh
+            self._revision = revision
+            self._lock.notify_all()
+        log.info("config watcher relisted %s at revision %d", self.prefix, revision)
+        if changes:
+            self._notify(changes)
+
+    def _maybe_check(self, bookmark: int) -> None:
+        now = time.monotonic()
+        if now - self._last_check < self._check_interval_s:
+            return
+        self._last_check = now
+        try:
+            res = self._client.get(self.prefix, prefix=True, revision=bookmark)
+        except McpError:
+            return  # compacted or unavailable: the next check tries again
+        expected = {kv.key: kv.mod_revision for kv in res.kvs}
+        with self._lock:
+            if self._revision != bookmark:
+                return  # moved on meanwhile; compare next time
+            actual = {k: kv.mod_revision for k, kv in self._data.items()}
+        if actual != expected:
+            self.repairs += 1
+            log.error(
+                "config watcher copy of %s differs at revision %d; relisting", self.prefix, bookmark
+            )
+            self._relist()
+
+    def _notify(self, changes: list[Change]) -> None:
+        if self._on_change is None:
+            return
+        try:
+            self._on_change(changes)
+        except Exception:
+            log.exception("on_change callback failed")
+
+    def _report(self, error: Exception) -> None:
+        if self._on_error is None:
+            return
+        try:
+            self._on_error(error)
+        except Exception:
+            log.exception("on_error callback failed")
