@@ -70,12 +70,18 @@ class Watcher:
     def matches(self, key: bytes) -> bool:
         return key.startswith(self.key) if self.prefix else key == self.key
 
-    def select(self, entry: raft.HistoryRevision) -> list[kv.Event]:
+    def select(
+        self, entry: raft.HistoryRevision, stripped: list[kv.Event] | None = None
+    ) -> list[kv.Event]:
+        """This watcher's events of one revision (``stripped``: the same events
+        without prev_kv, shared by every watcher that did not ask for it)."""
         out = []
-        for ev in entry.events:
+        for i, ev in enumerate(entry.events):
             if self.matches(ev.kv.key):
                 if self.prev_kv or not ev.HasField("prev_kv"):
                     out.append(ev)
+                elif stripped is not None:
+                    out.append(stripped[i])
                 else:
                     out.append(kv.Event(type=ev.type, kv=ev.kv))
         return out
@@ -157,6 +163,12 @@ class WatchHub:
 
     # -- loop ------------------------------------------------------------------------
     def _publish(self, entries: list[raft.HistoryRevision]) -> None:
+        if not self._watchers:
+            return
+        stripped = {
+            entry.revision: [kv.Event(type=ev.type, kv=ev.kv) for ev in entry.events]
+            for entry in entries
+        }
         for w in self._watchers.values():
             if not w.synced or w.error is not None:
                 continue
@@ -164,7 +176,7 @@ class WatchHub:
             for entry in entries:
                 if entry.revision < w.next_revision:
                     continue  # already delivered through catch-up
-                events = w.select(entry)
+                events = w.select(entry, stripped[entry.revision])
                 w.next_revision = entry.revision + 1
                 if not events:
                     continue
