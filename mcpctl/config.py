@@ -228,14 +228,17 @@ def load(
     Raises ConfigError with one line naming the problem.
     """
     data: dict[str, Any] = _read_yaml(path) if path is not None else {}
-    for dotted, value in _env_overrides(os.environ if env is None else env).items():
+    sources: dict[str, str] = {}  # dotted key -> where its value came from, if not the file
+    for name, (dotted, value) in _env_overrides(os.environ if env is None else env).items():
         _set_path(data, dotted.split("."), value)
+        sources[dotted] = name
     for dotted, value in (overrides or {}).items():
         _set_path(data, dotted.split("."), value)
+        sources[dotted] = f"override {dotted}"
     try:
         return NodeConfig.model_validate(data)
     except ValidationError as e:
-        raise ConfigError(_describe(e, path)) from None
+        raise ConfigError(_describe(e, path, sources)) from None
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -259,16 +262,20 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return loaded
 
 
-def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
+def _env_overrides(env: Mapping[str, str]) -> dict[str, tuple[str, Any]]:
+    """``{VARIABLE: (dotted.key, value)}``; lists and mappings are YAML, scalars stay text."""
+    out: dict[str, tuple[str, Any]] = {}
     for name, raw in env.items():
         if not name.startswith(ENV_PREFIX) or name == ENV_PREFIX:
             continue
         dotted = ".".join(part.lower() for part in name[len(ENV_PREFIX) :].split("__"))
         try:
-            out[dotted] = yaml.safe_load(raw) if raw else raw
+            parsed = yaml.safe_load(raw) if raw else raw
         except yaml.YAMLError:
             raise ConfigError(f"{name}: value is not valid YAML") from None
+        # Scalars stay verbatim (pydantic converts "20" to 20): YAML would cut a
+        # secret at " #" or turn an all-digit one into an int.
+        out[name] = (dotted, parsed if isinstance(parsed, list | dict) else raw)
     return out
 
 
@@ -284,8 +291,13 @@ def _set_path(data: dict[str, Any], path: list[str], value: Any) -> None:
     node[path[-1]] = value
 
 
-def _describe(error: ValidationError, path: Path | None) -> str:
+def _describe(error: ValidationError, path: Path | None, sources: Mapping[str, str]) -> str:
     first = error.errors()[0]
+    dotted = ".".join(str(part) for part in first["loc"])
+    origin = next(
+        (src for key, src in sources.items() if dotted == key or dotted.startswith(key + ".")),
+        None,
+    )
     loc = ""
     for part in first["loc"]:
         loc += f"[{part}]" if isinstance(part, int) else (f".{part}" if loc else str(part))
@@ -295,7 +307,7 @@ def _describe(error: ValidationError, path: Path | None) -> str:
     elif first["type"] == "missing":
         msg = "required key is missing"
     msg = msg.removeprefix("Value error, ")
-    source = f"{path}: " if path is not None else ""
+    source = f"{origin}: " if origin else (f"{path}: " if path is not None else "")
     more = len(error.errors()) - 1
     tail = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
     return f"{source}{loc or 'config'}: {msg}{tail}"
