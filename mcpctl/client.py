@@ -338,7 +338,7 @@ class Client:
 
     def _call(
         self,
-        pick: Callable[[kv_grpc.KVStub], Callable[..., Resp]],
+        pick: Callable[[str], Callable[..., Resp]],
         request: Any,
         *,
         timeout: float | None,
@@ -354,7 +354,7 @@ class Client:
                 break
             endpoint = self.endpoints[self._current % len(self.endpoints)]
             try:
-                return pick(self._stub(endpoint))(request, timeout=remaining)
+                return pick(endpoint)(request, timeout=remaining)
             except grpc.RpcError as e:
                 err, from_server = _error(e)
             if not isinstance(err, Unavailable | DeadlineExceeded):
@@ -404,7 +404,7 @@ class Client:
             count_only=count_only,
             limit=limit,
         )
-        resp: kv.RangeResponse = self._call(lambda s: s.Range, req, timeout=timeout)
+        resp: kv.RangeResponse = self._call(lambda e: self._stub(e).Range, req, timeout=timeout)
         return GetResult(
             Header.of(resp.header), [KeyValue.of(i) for i in resp.kvs], resp.count, resp.more
         )
@@ -427,7 +427,7 @@ class Client:
         )
         if expected_mod_revision is not None:
             req.expected_mod_revision = expected_mod_revision
-        resp: kv.PutResponse = self._call(lambda s: s.Put, req, timeout=timeout)
+        resp: kv.PutResponse = self._call(lambda e: self._stub(e).Put, req, timeout=timeout)
         prev = KeyValue.of(resp.prev_kv) if resp.HasField("prev_kv") else None
         return PutResult(Header.of(resp.header), prev)
 
@@ -446,7 +446,9 @@ class Client:
             prev_kv=prev_kv,
             request_id=request_id or new_request_id(),
         )
-        resp: kv.DeleteRangeResponse = self._call(lambda s: s.DeleteRange, req, timeout=timeout)
+        resp: kv.DeleteRangeResponse = self._call(
+            lambda e: self._stub(e).DeleteRange, req, timeout=timeout
+        )
         return DeleteResult(
             Header.of(resp.header), resp.deleted, [KeyValue.of(i) for i in resp.prev_kvs]
         )
@@ -466,12 +468,14 @@ class Client:
             failure=list(failure),
             request_id=request_id or new_request_id(),
         )
-        resp: kv.TxnResponse = self._call(lambda s: s.Txn, req, timeout=timeout)
+        resp: kv.TxnResponse = self._call(lambda e: self._stub(e).Txn, req, timeout=timeout)
         return TxnResult(Header.of(resp.header), resp.succeeded, list(resp.responses))
 
     def compact(self, revision: int, *, timeout: float | None = None) -> Header:
         req = kv.CompactionRequest(revision=revision)
-        resp: kv.CompactionResponse = self._call(lambda s: s.Compact, req, timeout=timeout)
+        resp: kv.CompactionResponse = self._call(
+            lambda e: self._stub(e).Compact, req, timeout=timeout
+        )
         return Header.of(resp.header)
 
     # -- Watch -----------------------------------------------------------------
@@ -497,11 +501,32 @@ class Client:
         return WatchStream(self, req)
 
     # -- Cluster ---------------------------------------------------------------
-    def status(self, endpoint: str, *, timeout: float | None = None) -> MemberStatus:
-        """The status of the member at ``endpoint`` (no retries, no failover)."""
+    def _cluster_stub(self, endpoint: str) -> cluster_grpc.ClusterStub:
         stub = self._cluster_stubs.get(endpoint)
         if stub is None:
             stub = self._cluster_stubs[endpoint] = cluster_grpc.ClusterStub(self._channel(endpoint))
+        return stub
+
+    def cluster_status(self, *, timeout: float | None = None) -> cluster.ClusterStatusResponse:
+        """Every member's health and replication lag, answered by any one member."""
+        resp: cluster.ClusterStatusResponse = self._call(
+            lambda e: self._cluster_stub(e).ClusterStatus,
+            cluster.ClusterStatusRequest(),
+            timeout=timeout,
+        )
+        return resp
+
+    def member_list(self, *, timeout: float | None = None) -> list[cluster.Member]:
+        resp: cluster.MemberListResponse = self._call(
+            lambda e: self._cluster_stub(e).MemberList,
+            cluster.MemberListRequest(),
+            timeout=timeout,
+        )
+        return list(resp.members)
+
+    def status(self, endpoint: str, *, timeout: float | None = None) -> MemberStatus:
+        """The status of the member at ``endpoint`` (no retries, no failover)."""
+        stub = self._cluster_stub(endpoint)
         try:
             resp = stub.Status(
                 cluster.StatusRequest(), timeout=self.timeout if timeout is None else timeout
@@ -509,18 +534,6 @@ class Client:
         except grpc.RpcError as e:
             raise _error(e)[0] from None
         return MemberStatus.of(endpoint, resp)
-
-    def status_all(
-        self, *, timeout: float | None = None
-    ) -> list[tuple[str, MemberStatus | McpError]]:
-        """Every endpoint's status, or the error that endpoint answered with."""
-        out: list[tuple[str, MemberStatus | McpError]] = []
-        for endpoint in self.endpoints:
-            try:
-                out.append((endpoint, self.status(endpoint, timeout=timeout)))
-            except McpError as e:
-                out.append((endpoint, e))
-        return out
 
     # -- lifecycle -------------------------------------------------------------
     def close(self) -> None:

@@ -48,6 +48,10 @@ LEADER_WAIT_S_DEFAULT: Final = 3.0
 # PySyncObj's own command queue (a second line of defence behind ours).
 RAFT_COMMAND_QUEUE_MAX: Final = 10_000
 
+# Records of when log indexes appeared, for time-based replication lag
+# (one per tick in which the log grew; ~100 s of continuous writes at 10 ms).
+LAG_RECORDS_MAX: Final = 10_000
+
 # --- server ------------------------------------------------------------------
 CONCURRENT_RPCS_MAX: Final = 1024
 # Tick-thread failures in a row after which a node exits for its supervisor.

@@ -7,6 +7,7 @@ reads the store, and fills the response header. It knows nothing of gRPC.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from mcpctl._proto.mcp.v1 import cluster_pb2 as cluster
 from mcpctl._proto.mcp.v1 import kv_pb2 as kv
 from mcpctl._proto.mcp.v1 import raft_pb2 as raft
 from mcpctl.errors import McpError
+from mcpctl.peers import MemberInfo, Peers
 from mcpctl.proposer import Proposer
 from mcpctl.replication import RaftNode
 from mcpctl.state import Applied, Store
@@ -55,12 +57,11 @@ class Node:
         raft_node: RaftNode,
         proposer: Proposer,
         *,
-        member_names: dict[str, str] | None = None,
+        peers: Peers | None = None,
         value_bytes_max: int = limits.VALUE_BYTES_MAX_DEFAULT,
     ) -> None:
         self.identity = identity
-        # Raft address -> member name, to show names instead of addresses.
-        self.member_names = dict(member_names or {})
+        self.peers = peers or Peers([])
         self.raft = raft_node
         self.proposer = proposer
         self.value_bytes_max = value_bytes_max
@@ -139,13 +140,13 @@ class Node:
             return store.revision, store.compact_revision, len(store)
 
         revision, compact_revision, keys = self.read(run)
-        leader = st.leader or ""
+        me = self.peers.by_raft(self.raft.settings.self_address)
         return cluster.StatusResponse(
             header=self.header(revision),
             member_name=self.identity.member_name,
             role=st.role.name.lower(),
             term=st.term,
-            leader=self.member_names.get(leader, leader),
+            leader=self.peers.name_of(st.leader) if st.leader else "",
             commit_index=st.commit_index,
             applied_index=st.applied_index,
             has_quorum=st.has_quorum,
@@ -153,7 +154,105 @@ class Node:
             revision=revision,
             compact_revision=compact_revision,
             keys=keys,
+            last_log_index=st.last_log_index,
+            apply_lag_ms=_ms(st.apply_lag_s),
+            last_contact_ms=_ms(st.leader_contact_age_s),
+            peers=[
+                cluster.PeerProgress(
+                    member_name=self.peers.name_of(p.address),
+                    raft_address=p.address,
+                    match_index=p.match_index,
+                    entries_behind=p.entries_behind,
+                    lag_ms=_ms(p.lag_s),
+                    last_contact_ms=_ms(p.contact_age_s),
+                    connected=p.connected,
+                )
+                for p in st.peers
+            ],
+            raft_address=self.raft.settings.self_address,
+            client_address=me.client,
         )
+
+    async def cluster_status(self) -> cluster.ClusterStatusResponse:
+        """Every voter's health: its own Status plus the leader's view of it."""
+        members = self.member_infos()
+        me = self.identity.member_name
+
+        async def ask(m: MemberInfo) -> cluster.StatusResponse | str:
+            return self.status() if m.name == me else await self.peers.status(m)
+
+        answers = dict(zip([m.name for m in members], await _gather(ask, members), strict=True))
+        return combine_status(self.header(), members, answers)
+
+    def member_infos(self) -> list[MemberInfo]:
+        """The current voters (Raft's view), with names and client addresses."""
+        return [self.peers.by_raft(a) for a in self.raft.status.members]
+
+    def member_list(self) -> cluster.MemberListResponse:
+        return cluster.MemberListResponse(
+            header=self.header(),
+            members=[
+                cluster.Member(name=m.name, raft_address=m.raft, client_address=m.client)
+                for m in self.member_infos()
+            ],
+        )
+
+
+async def _gather(
+    fn: Callable[[MemberInfo], Any], members: list[MemberInfo]
+) -> list[cluster.StatusResponse | str]:
+    return list(await asyncio.gather(*(fn(m) for m in members)))
+
+
+def combine_status(
+    header: kv.ResponseHeader,
+    members: list[MemberInfo],
+    answers: dict[str, cluster.StatusResponse | str],
+) -> cluster.ClusterStatusResponse:
+    """Merge each member's own Status with the leader's view of replication.
+
+    The leader is the reachable member that says it leads, at the highest
+    term. Without one, what only a leader knows (entries behind, lag, last
+    contact) is -1 (unknown).
+    """
+    leaders = [a for a in answers.values() if not isinstance(a, str) and a.role == "leader"]
+    leader = max(leaders, key=lambda a: a.term) if leaders else None
+    progress = {p.member_name: p for p in leader.peers} if leader else {}
+    out = cluster.ClusterStatusResponse(header=header, leader=leader.member_name if leader else "")
+    for m in members:
+        row = out.members.add(member_name=m.name, endpoint=m.client, raft_address=m.raft)
+        answer = answers.get(m.name, "no answer")
+        backlog = 0
+        if isinstance(answer, str):
+            row.reachable = False
+            row.error = answer
+        else:
+            row.reachable = True
+            row.role = answer.role
+            row.term = answer.term
+            row.commit_index = answer.commit_index
+            row.applied_index = answer.applied_index
+            row.revision = answer.revision
+            backlog = max(0, answer.commit_index - answer.applied_index)
+        if leader is None:
+            row.entries_behind = row.lag_ms = row.last_contact_ms = -1
+        elif m.name == leader.member_name:
+            row.entries_behind = backlog
+            row.lag_ms = leader.apply_lag_ms
+            row.last_contact_ms = 0
+        elif m.name in progress:
+            p = progress[m.name]
+            row.entries_behind = p.entries_behind + backlog
+            own_lag = answer.apply_lag_ms if not isinstance(answer, str) else 0
+            row.lag_ms = max(p.lag_ms, own_lag)
+            row.last_contact_ms = p.last_contact_ms
+        else:
+            row.entries_behind = row.lag_ms = row.last_contact_ms = -1
+    return out
+
+
+def _ms(seconds: float) -> int:
+    return max(0, round(seconds * 1000))
 
 
 def _expect(applied: Applied, cls: type[T]) -> T:

@@ -27,6 +27,7 @@ Facts this module is built on (see docs/replication.md and shared notes):
 
 from __future__ import annotations
 
+import bisect
 import json
 import logging
 import os
@@ -100,6 +101,55 @@ class RaftSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class PeerProgress:
+    """A follower as its leader sees it (valid only in the leader's status)."""
+
+    address: str
+    match_index: int
+    # Leader's last log index - match index.
+    entries_behind: int
+    # How long ago the oldest entry this follower lacks was appended by the
+    # leader (leader's clock); 0 when it has everything.
+    lag_s: float
+    # Seconds since the follower last answered the leader.
+    contact_age_s: float
+    connected: bool
+
+
+class IndexClock:
+    """When each Raft log index first appeared here (this node's monotonic clock).
+
+    One record per tick in which the last log index grew, at most
+    ``LAG_RECORDS_MAX``; ``age_after(i)`` is how long ago the first index above
+    ``i`` appeared (0 when there is none), i.e. how long an entry someone who
+    has ``i`` lacks has been waiting. Older records are dropped at the limit,
+    which caps ages at the age of the oldest record kept.
+    """
+
+    def __init__(self, records_max: int = limits.LAG_RECORDS_MAX) -> None:
+        assert records_max >= 1
+        self._indexes: list[int] = []
+        self._times: list[float] = []
+        self._records_max = records_max
+
+    def record(self, index: int, now: float) -> None:
+        if self._indexes and index <= self._indexes[-1]:
+            return
+        self._indexes.append(index)
+        self._times.append(now)
+        if len(self._indexes) > self._records_max:
+            drop = len(self._indexes) - self._records_max // 2
+            del self._indexes[:drop]
+            del self._times[:drop]
+
+    def age_after(self, index: int, now: float) -> float:
+        i = bisect.bisect_right(self._indexes, index)
+        if i >= len(self._indexes):
+            return 0.0
+        return max(0.0, now - self._times[i])
+
+
+@dataclass(frozen=True, slots=True)
 class RaftStatus:
     """One consistent copy of the Raft state, taken on the tick thread."""
 
@@ -110,13 +160,16 @@ class RaftStatus:
     applied_index: int = 0
     has_quorum: bool = False
     ready: bool = False
+    last_log_index: int = 0
+    # How long the oldest committed entry not yet applied here has waited.
+    apply_lag_s: float = 0.0
     # Seconds since this member last heard from a leader (0 on the leader).
     leader_contact_age_s: float = 0.0
-    # Leader only: per partner address, the highest index it acknowledged and
-    # seconds since its last answer.
-    match_index: dict[str, int] = field(default_factory=dict)
-    peer_contact_age_s: dict[str, float] = field(default_factory=dict)
+    # Leader only: every other voter, as the leader sees it.
+    peers: tuple[PeerProgress, ...] = ()
     connected: dict[str, bool] = field(default_factory=dict)
+    # All voters (addresses), this member included.
+    members: tuple[str, ...] = ()
 
 
 ApplyListener = Callable[[Sequence[Applied]], None]
@@ -274,6 +327,7 @@ class RaftNode:
         self._on_tick_calls: deque[Callable[[], None]] = deque(maxlen=64)
         self._election_deadline = 0.0
         self._leader_contact = time.monotonic()
+        self._index_clock = IndexClock()
         self._watchdog = TickWatchdog(limits.TICK_FAILURES_MAX)
         logging.getLogger("pysyncobj.syncobj").addHandler(self._watchdog)
         conf = SyncObjConf(
@@ -320,7 +374,12 @@ class RaftNode:
         self._watchdog.tick_ok()
         while self._on_tick_calls:
             self._on_tick_calls.popleft()()
-        st = self._sync.getStatus()
+        self._status = self._read_status()
+
+    def _read_status(self) -> RaftStatus:
+        """The one place that reads PySyncObj's status keys and private fields."""
+        sync = self._sync
+        st = sync.getStatus()
         leader = st.get("leader")
         match: dict[str, int] = {}
         connected: dict[str, bool] = {}
@@ -330,31 +389,60 @@ class RaftNode:
             elif key.startswith("partner_node_status_server_"):
                 connected[key.removeprefix("partner_node_status_server_")] = value == 2
         now = time.monotonic()
+        raft_log = sync._SyncObj__raftLog
+        last_log_index = int(raft_log[-1][1]) if len(raft_log) else 0
+        self._index_clock.record(last_log_index, now)
         # PySyncObj pushes a follower's election deadline forward on every
         # AppendEntries from the leader: a moved deadline is a contact.
-        deadline = self._sync._SyncObj__raftElectionDeadline
+        deadline = sync._SyncObj__raftElectionDeadline
         if deadline != self._election_deadline:
             self._election_deadline = deadline
             self._leader_contact = now
         role = Role(st["state"])
         if role == Role.LEADER:
             self._leader_contact = now
-        responses = self._sync._SyncObj__lastResponseTime if role == Role.LEADER else {}
+        peers: tuple[PeerProgress, ...] = ()
+        if role == Role.LEADER:
+            # PySyncObj's clock is CLOCK_MONOTONIC_RAW, not time.monotonic().
+            raw_now = raft_clock()
+            responses = {n.address: t for n, t in sync._SyncObj__lastResponseTime.items()}
+            peers = tuple(
+                PeerProgress(
+                    address=address,
+                    match_index=m,
+                    entries_behind=max(0, last_log_index - m),
+                    lag_s=self._index_clock.age_after(m, now),
+                    contact_age_s=raw_now - responses.get(address, raw_now),
+                    connected=connected.get(address, False),
+                )
+                for address, m in sorted(match.items())
+            )
+        commit_index = int(st["commit_idx"])
+        applied_index = int(st["last_applied"])
         status = RaftStatus(
             role=role,
             term=int(st["raft_term"]),
             leader=leader.address if leader is not None else None,
-            commit_index=int(st["commit_idx"]),
-            applied_index=int(st["last_applied"]),
+            commit_index=commit_index,
+            applied_index=applied_index,
             has_quorum=bool(st["has_quorum"]),
-            ready=self._sync.isReady(),
+            ready=sync.isReady(),
+            last_log_index=last_log_index,
+            apply_lag_s=(
+                self._index_clock.age_after(applied_index, now)
+                if applied_index < commit_index
+                else 0.0
+            ),
             leader_contact_age_s=now - self._leader_contact,
-            match_index=match if role == Role.LEADER else {},
-            # PySyncObj's clock is CLOCK_MONOTONIC_RAW, not time.monotonic().
-            peer_contact_age_s={n.address: raft_clock() - t for n, t in responses.items()},
+            peers=peers,
             connected=connected,
+            members=tuple(sorted([self.settings.self_address, *connected])),
         )
-        previous, self._status = self._status, status
+        self._log_changes(self._status, status)
+        return status
+
+    @staticmethod
+    def _log_changes(previous: RaftStatus, status: RaftStatus) -> None:
         if (previous.role, previous.leader, previous.term) != (
             status.role,
             status.leader,

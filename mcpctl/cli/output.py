@@ -14,16 +14,15 @@ import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
+from mcpctl._proto.mcp.v1 import cluster_pb2 as cluster
 from mcpctl.client import (
     DeleteResult,
     GetResult,
     Header,
     KeyValue,
-    MemberStatus,
     PutResult,
     WatchBatch,
 )
-from mcpctl.errors import McpError
 
 FORMATS = ("simple", "json", "table")
 
@@ -156,34 +155,68 @@ class Printer:
                     self.out.write(_text(ev.prev_kv.value)[0] + "\n")
         self.out.flush()
 
-    def status(self, rows: Sequence[tuple[str, MemberStatus | McpError]]) -> None:
-        members: list[dict[str, Any]] = []
-        for endpoint, st in rows:
-            if isinstance(st, McpError):
-                members.append({"endpoint": endpoint, "reachable": False, "error": st.message})
-                continue
-            members.append(
-                {
-                    "id": st.member_name,
-                    "endpoint": endpoint,
-                    "role": st.role,
-                    "term": st.term,
-                    "leader": st.leader,
-                    "commit_index": st.commit_index,
-                    "applied_index": st.applied_index,
-                    "revision": st.revision,
-                    "keys": st.keys,
-                    "reachable": True,
-                }
-            )
+    def status(self, resp: cluster.ClusterStatusResponse) -> None:
+        members = [status_json(m, resp.leader) for m in resp.members]
         if self.fmt == "json":
-            self._json({"members": members})
+            self._json({"leader": resp.leader or None, "members": members})
             return
-        cols = ["id", "endpoint", "role", "term", "leader", "commit_index", "applied_index"]
-        cols += ["revision", "keys", "reachable"]
-        table_rows = [[m.get(c, "-") for c in cols] for m in members]
+        cols = list(STATUS_COLUMNS)
+        rows = [[_cell(m[key]) for key in STATUS_COLUMNS.values()] for m in members]
         if self.fmt == "table":
-            self._table(cols, table_rows)
+            self._table(cols, rows)
         else:
-            for row in table_rows:
-                self.out.write(", ".join(str(c) for c in row) + "\n")
+            for row in rows:
+                self.out.write(", ".join(row) + "\n")
+
+
+# A member whose lag is above this is shown as "lagging".
+STATUS_LAG_WARN_MS = 1000
+
+# Table/simple column -> JSON field.
+STATUS_COLUMNS = {
+    "node": "id",
+    "endpoint": "endpoint",
+    "role": "role",
+    "term": "term",
+    "commit": "commit_index",
+    "applied": "applied_index",
+    "behind": "entries_behind",
+    "lag ms": "lag_ms",
+    "last contact ms": "last_contact_ms",
+    "health": "health",
+}
+
+
+def _known(value: int) -> int | None:
+    return None if value < 0 else value
+
+
+def _cell(value: Any) -> str:
+    return "-" if value is None else str(value)
+
+
+def status_json(m: cluster.MemberHealth, leader: str) -> dict[str, Any]:
+    if not m.reachable:
+        health = "unreachable"
+    elif not leader:
+        health = "no leader"
+    elif m.lag_ms > STATUS_LAG_WARN_MS:
+        health = "lagging"
+    else:
+        health = "healthy"
+    return {
+        "id": m.member_name,
+        "endpoint": m.endpoint,
+        "raft_address": m.raft_address,
+        "role": m.role if m.reachable else None,
+        "term": m.term if m.reachable else None,
+        "commit_index": m.commit_index if m.reachable else None,
+        "applied_index": m.applied_index if m.reachable else None,
+        "revision": m.revision if m.reachable else None,
+        "entries_behind": _known(m.entries_behind),
+        "lag_ms": _known(m.lag_ms),
+        "last_contact_ms": _known(m.last_contact_ms),
+        "reachable": m.reachable,
+        "health": health,
+        **({"error": m.error} if not m.reachable else {}),
+    }

@@ -26,6 +26,7 @@ from mcpctl import limits
 from mcpctl._proto.mcp.v1 import cluster_pb2, kv_pb2, watch_pb2
 from mcpctl.config import NodeConfig
 from mcpctl.node import Identity, Node
+from mcpctl.peers import MemberInfo, Peers
 from mcpctl.proposer import Proposer
 from mcpctl.replication import RaftNode, RaftSettings
 from mcpctl.server.errors import safe_deserializer
@@ -172,7 +173,7 @@ async def _serve(cfg: NodeConfig, raft_node: RaftNode) -> int:
         identity,
         raft_node,
         proposer,
-        member_names={m.raft: m.name for m in cfg.cluster.members},
+        peers=Peers([MemberInfo(m.name, m.raft, m.client) for m in cfg.cluster.members]),
         value_bytes_max=cfg.limits.value_bytes_max,
     )
     hub = WatchHub(raft_node, node.header, leader_timeout_s=cfg.raft.election_timeout_max_ms / 1000)
@@ -195,6 +196,7 @@ async def _serve(cfg: NodeConfig, raft_node: RaftNode) -> int:
     hub.stop()
     await server.stop(grace=1.0)
     proposer.close()
+    await node.peers.close()
     # Hand leadership over before going away: clients see no election gap.
     handed = await asyncio.to_thread(raft_node.step_down, STEP_DOWN_WAIT_S)
     if not handed:

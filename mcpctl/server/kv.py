@@ -52,6 +52,18 @@ class ClusterServicer:
     ) -> cluster.StatusResponse:
         return self._node.status()
 
+    @rpc
+    async def ClusterStatus(
+        self, request: cluster.ClusterStatusRequest, timeout_s: float
+    ) -> cluster.ClusterStatusResponse:
+        return await self._node.cluster_status()
+
+    @rpc
+    async def MemberList(
+        self, request: cluster.MemberListRequest, timeout_s: float
+    ) -> cluster.MemberListResponse:
+        return self._node.member_list()
+
 
 class WatchServicer:
     def __init__(self, hub: WatchHub) -> None:

@@ -15,6 +15,7 @@ import pytest
 
 import mcpctl.client
 from mcpctl import errors
+from mcpctl._proto.mcp.v1 import cluster_pb2 as cluster
 from mcpctl.cli import main as cli_main
 from mcpctl.cli.exitcodes import Exit, for_error
 from mcpctl.cli.output import Printer
@@ -23,7 +24,6 @@ from mcpctl.client import (
     GetResult,
     Header,
     KeyValue,
-    MemberStatus,
     PutResult,
 )
 
@@ -37,22 +37,41 @@ def kv(key: str, value: bytes, create: int = 2, mod: int = 5, version: int = 3) 
     return KeyValue(key, value, create, mod, version)
 
 
-def member(name: str, endpoint: str, role: str = "follower") -> MemberStatus:
-    return MemberStatus(
-        endpoint=endpoint,
+def member(
+    name: str, endpoint: str, role: str = "follower", lag_ms: int = 0
+) -> cluster.MemberHealth:
+    return cluster.MemberHealth(
         member_name=name,
+        endpoint=endpoint,
+        raft_address=endpoint.replace(":1", ":9"),
+        reachable=True,
         role=role,
         term=3,
-        leader="n1",
         commit_index=40,
         applied_index=39,
-        has_quorum=True,
-        ready=True,
+        entries_behind=1,
+        lag_ms=lag_ms,
+        last_contact_ms=12,
         revision=7,
-        compact_revision=0,
-        keys=5,
-        header=HEADER,
     )
+
+
+def down(name: str, endpoint: str) -> cluster.MemberHealth:
+    return cluster.MemberHealth(
+        member_name=name,
+        endpoint=endpoint,
+        reachable=False,
+        error="unavailable: failed to connect",
+        entries_behind=30,
+        lag_ms=2600,
+        last_contact_ms=3000,
+    )
+
+
+def cluster_status(
+    *rows: cluster.MemberHealth, leader: str = "n1"
+) -> cluster.ClusterStatusResponse:
+    return cluster.ClusterStatusResponse(leader=leader, members=list(rows))
 
 
 class FakeClient:
@@ -64,9 +83,7 @@ class FakeClient:
     get_result = GetResult(HEADER, [kv("/mcp/a", b"alpha")], 1, False)
     put_result = PutResult(HEADER, None)
     delete_result = DeleteResult(HEADER, 1, [])
-    status_rows: list[tuple[str, MemberStatus | errors.McpError]] = [
-        ("127.0.0.1:1", member("n1", "127.0.0.1:1", "leader"))
-    ]
+    status_result = cluster_status(member("n1", "127.0.0.1:1", "leader"))
 
     def __init__(self, endpoints: Any = None, *, timeout: float = 5.0, **kw: Any) -> None:
         FakeClient.built.append({"endpoints": endpoints, "timeout": timeout, **kw})
@@ -94,9 +111,9 @@ class FakeClient:
         self._record("delete", key, **kw)
         return FakeClient.delete_result
 
-    def status_all(self, **kw: Any) -> list[tuple[str, MemberStatus | errors.McpError]]:
-        self._record("status_all", **kw)
-        return FakeClient.status_rows
+    def cluster_status(self, **kw: Any) -> cluster.ClusterStatusResponse:
+        self._record("cluster_status", **kw)
+        return FakeClient.status_result
 
 
 @pytest.fixture
@@ -212,37 +229,48 @@ def test_del_json_exact_shape() -> None:
 STATUS_MEMBER_KEYS = {
     "id",
     "endpoint",
+    "raft_address",
     "role",
     "term",
-    "leader",
     "commit_index",
     "applied_index",
     "revision",
-    "keys",
+    "entries_behind",
+    "lag_ms",
+    "last_contact_ms",
     "reachable",
+    "health",
 }
 
 
 def test_status_json_exact_shape() -> None:
-    """`status -w json` is {"members": [...]}: full rows when reachable, error rows if not."""
-    rows: list[tuple[str, MemberStatus | errors.McpError]] = [
-        ("127.0.0.1:1", member("n1", "127.0.0.1:1", "leader")),
-        ("127.0.0.1:2", errors.Unavailable("failed to connect")),
-    ]
-    obj = json.loads(printed("json", "status", rows))
-    assert set(obj) == {"members"}
-    up, down = obj["members"]
+    """`status -w json` (DESIGN §7): every member with role, progress and lag fields;
+    an unreachable member keeps the leader's view of its lag and says why."""
+    resp = cluster_status(member("n1", "127.0.0.1:1", "leader"), down("n2", "127.0.0.1:2"))
+    obj = json.loads(printed("json", "status", resp))
+    assert set(obj) == {"leader", "members"} and obj["leader"] == "n1"
+    up, gone = obj["members"]
     assert set(up) == STATUS_MEMBER_KEYS
     assert up["id"] == "n1" and up["role"] == "leader" and up["reachable"] is True
     assert up["commit_index"] == 40 and up["applied_index"] == 39
-    assert down == {"endpoint": "127.0.0.1:2", "reachable": False, "error": "failed to connect"}
+    assert up["entries_behind"] == 1 and up["lag_ms"] == 0 and up["last_contact_ms"] == 12
+    assert up["health"] == "healthy"
+    assert set(gone) == STATUS_MEMBER_KEYS | {"error"}
+    assert gone["reachable"] is False and gone["health"] == "unreachable"
+    assert gone["role"] is None and gone["commit_index"] is None
+    assert gone["lag_ms"] == 2600 and gone["entries_behind"] == 30
 
 
-@pytest.mark.xfail(strict=True, reason="lag fields of DESIGN §7 not implemented yet")
-def test_status_json_has_the_lag_fields_of_the_design() -> None:
-    """DESIGN §7: each status member carries entries_behind, lag_ms and last_contact_ms."""
-    obj = json.loads(printed("json", "status", [("e", member("n1", "e"))]))
-    assert {"entries_behind", "lag_ms", "last_contact_ms"} <= set(obj["members"][0])
+def test_status_unknown_lag_is_null_and_health_names_the_problem() -> None:
+    """-1 (unknown without a leader) becomes null; lag over 1 s is "lagging"."""
+    unknown = member("n1", "127.0.0.1:1")
+    unknown.entries_behind = unknown.lag_ms = unknown.last_contact_ms = -1
+    obj = json.loads(printed("json", "status", cluster_status(unknown, leader="")))
+    row = obj["members"][0]
+    assert obj["leader"] is None and row["health"] == "no leader"
+    assert row["entries_behind"] is None and row["lag_ms"] is None
+    slow = json.loads(printed("json", "status", cluster_status(member("n2", "e", lag_ms=2500))))
+    assert slow["members"][0]["health"] == "lagging"
 
 
 # -- simple and table ----------------------------------------------------------------------
@@ -275,16 +303,15 @@ def test_table_output_has_columns_and_cells() -> None:
 
 
 def test_status_table_marks_unreachable_members() -> None:
-    """status as a table: one row per endpoint, '-' cells and False for an unreachable one."""
-    rows: list[tuple[str, MemberStatus | errors.McpError]] = [
-        ("127.0.0.1:1", member("n1", "127.0.0.1:1", "leader")),
-        ("127.0.0.1:2", errors.Unavailable("down")),
-    ]
-    text = printed("table", "status", rows)
-    assert "leader" in text and "127.0.0.1:2" in text and "False" in text
-    simple = printed("simple", "status", rows).splitlines()
-    assert simple[0].startswith("n1, 127.0.0.1:1, leader, 3, n1, 40, 39, 7, 5, True")
-    assert simple[1] == "-, 127.0.0.1:2, -, -, -, -, -, -, -, False"
+    """status as a table: one row per member, '-' cells and "unreachable" for a down one."""
+    resp = cluster_status(member("n1", "127.0.0.1:1", "leader"), down("n2", "127.0.0.1:2"))
+    text = printed("table", "status", resp)
+    for column in ("node", "behind", "lag ms", "last contact ms", "health"):
+        assert column in text
+    assert "leader" in text and "127.0.0.1:2" in text and "unreachable" in text
+    simple = printed("simple", "status", resp).splitlines()
+    assert simple[0] == "n1, 127.0.0.1:1, leader, 3, 40, 39, 1, 0, 12, healthy"
+    assert simple[1] == "n2, 127.0.0.1:2, -, -, -, -, 30, 2600, 3000, unreachable"
 
 
 # -- exit codes ----------------------------------------------------------------------------
@@ -383,13 +410,14 @@ def test_del_through_main(fake: type[FakeClient], capsys: pytest.CaptureFixture[
 def test_status_through_main_defaults_to_a_table(
     fake: type[FakeClient], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """`mcpctl status` prints a table; exit 3 when no endpoint answers at all."""
+    """`mcpctl status` prints a table; exit 3 with one line when no endpoint answers."""
     code, out, _ = run_cli(capsys, "status")
-    assert code == 0 and "leader" in out and "commit_index" in out
-    monkeypatch.setattr(fake, "status_rows", [("127.0.0.1:9", errors.Unavailable("down"))])
-    code, out, _ = run_cli(capsys, "-w", "json", "status")
-    assert code == int(Exit.UNAVAILABLE)
-    assert json.loads(out)["members"][0]["reachable"] is False
+    assert code == 0 and "leader" in out and "lag ms" in out
+    assert fake.calls[0][0] == "cluster_status"
+    fake.fail_with = errors.Unavailable("no member reachable")
+    code, out, err = run_cli(capsys, "-w", "json", "status")
+    assert code == int(Exit.UNAVAILABLE) and out == ""
+    assert err == "mcpctl: unavailable: no member reachable\n"
 
 
 # -- parser ------------------------------------------------------------------------------------

@@ -39,12 +39,34 @@ class ClusterStub:
                 request_serializer=mcp_dot_v1_dot_cluster__pb2.StatusRequest.SerializeToString,
                 response_deserializer=mcp_dot_v1_dot_cluster__pb2.StatusResponse.FromString,
                 _registered_method=True)
+        self.ClusterStatus = channel.unary_unary(
+                '/mcp.v1.Cluster/ClusterStatus',
+                request_serializer=mcp_dot_v1_dot_cluster__pb2.ClusterStatusRequest.SerializeToString,
+                response_deserializer=mcp_dot_v1_dot_cluster__pb2.ClusterStatusResponse.FromString,
+                _registered_method=True)
+        self.MemberList = channel.unary_unary(
+                '/mcp.v1.Cluster/MemberList',
+                request_serializer=mcp_dot_v1_dot_cluster__pb2.MemberListRequest.SerializeToString,
+                response_deserializer=mcp_dot_v1_dot_cluster__pb2.MemberListResponse.FromString,
+                _registered_method=True)
 
 
 class ClusterServicer:
     """Missing associated documentation comment in .proto file."""
 
     def Status(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ClusterStatus(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def MemberList(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -57,6 +79,16 @@ def add_ClusterServicer_to_server(servicer, server):
                     servicer.Status,
                     request_deserializer=mcp_dot_v1_dot_cluster__pb2.StatusRequest.FromString,
                     response_serializer=mcp_dot_v1_dot_cluster__pb2.StatusResponse.SerializeToString,
+            ),
+            'ClusterStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.ClusterStatus,
+                    request_deserializer=mcp_dot_v1_dot_cluster__pb2.ClusterStatusRequest.FromString,
+                    response_serializer=mcp_dot_v1_dot_cluster__pb2.ClusterStatusResponse.SerializeToString,
+            ),
+            'MemberList': grpc.unary_unary_rpc_method_handler(
+                    servicer.MemberList,
+                    request_deserializer=mcp_dot_v1_dot_cluster__pb2.MemberListRequest.FromString,
+                    response_serializer=mcp_dot_v1_dot_cluster__pb2.MemberListResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -86,6 +118,60 @@ class Cluster:
             '/mcp.v1.Cluster/Status',
             mcp_dot_v1_dot_cluster__pb2.StatusRequest.SerializeToString,
             mcp_dot_v1_dot_cluster__pb2.StatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ClusterStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mcp.v1.Cluster/ClusterStatus',
+            mcp_dot_v1_dot_cluster__pb2.ClusterStatusRequest.SerializeToString,
+            mcp_dot_v1_dot_cluster__pb2.ClusterStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MemberList(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mcp.v1.Cluster/MemberList',
+            mcp_dot_v1_dot_cluster__pb2.MemberListRequest.SerializeToString,
+            mcp_dot_v1_dot_cluster__pb2.MemberListResponse.FromString,
             options,
             channel_credentials,
             insecure,
