@@ -150,6 +150,16 @@ class LimitSettings(_Model):
         return self
 
 
+class MetricsSettings(_Model):
+    # Where Prometheus scrapes /metrics (host:port); unset = no metrics server.
+    listen: HostPort | None = None
+
+    @field_validator("listen")
+    @classmethod
+    def _hostport(cls, v: str | None) -> str | None:
+        return None if v is None else _check_hostport(v)
+
+
 class LogSettings(_Model):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["json", "console"] = "json"
@@ -164,6 +174,7 @@ class NodeConfig(_Model):
     server: ServerSettings = ServerSettings()
     raft: RaftSettings = RaftSettings()
     limits: LimitSettings = LimitSettings()
+    metrics: MetricsSettings = MetricsSettings()
     log: LogSettings = LogSettings()
 
     @model_validator(mode="after")

@@ -203,13 +203,17 @@ class WatchHub:
             w.synced = False
             w.wake.set()
 
+    def _hears_leader(self) -> bool:
+        """This node knows a leader and heard from it within the election timeout."""
+        st = self._raft.status
+        return st.leader is not None and (
+            st.role == Role.LEADER or st.leader_contact_age_s <= self._leader_timeout_s
+        )
+
     async def _watch_leader(self) -> None:
         while True:
             await asyncio.sleep(limits.WATCH_LEADER_CHECK_S)
-            st = self._raft.status
-            ok = st.leader is not None and (
-                st.role == Role.LEADER or st.leader_contact_age_s <= self._leader_timeout_s
-            )
+            ok = self._hears_leader()
             now = time.monotonic()
             if ok:
                 self._no_leader_since = None
@@ -232,7 +236,10 @@ class WatchHub:
     def _register(self, req: watch.WatchRequest) -> tuple[Watcher, int]:
         if len(self._watchers) >= self._watchers_max:
             raise ResourceExhausted(f"too many watch streams on this member ({self._watchers_max})")
-        if self._no_leader_since is not None:
+        # Asked now, not through the monitor's flag: that one is up to
+        # WATCH_LEADER_CHECK_S old and would refuse watches for a while after
+        # a leader is known (e.g. just after start-up).
+        if not self._hears_leader():
             raise Unavailable("this member has no leader; watch another member")
         current = self._raft.consumer.read(lambda s: s.revision)
         interval = (

@@ -67,6 +67,7 @@ class NodeProc:
     name: str
     client_port: int
     raft_port: int
+    metrics_port: int
     config_path: Path
     data_dir: Path
     log_path: Path
@@ -95,7 +96,7 @@ class Cluster:
     nodes: list[NodeProc] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        ports = free_ports(2 * self.size)
+        ports = free_ports(3 * self.size)
         secret_file = self.root / "cluster.secret"
         secret_file.write_text(secrets.token_urlsafe(32))
         members = [
@@ -114,6 +115,7 @@ class Cluster:
                 "data_dir": str(node_dir / "data"),
                 "cluster": {"name": "test", "members": members, "secret_file": str(secret_file)},
                 "log": {"format": "json", "level": "info"},
+                "metrics": {"listen": f"127.0.0.1:{ports[2 * self.size + i]}"},
             }
             _merge(cfg, self.extra_config)
             path = node_dir / "node.yaml"
@@ -123,6 +125,7 @@ class Cluster:
                     name=m["name"],
                     client_port=ports[i],
                     raft_port=ports[self.size + i],
+                    metrics_port=ports[2 * self.size + i],
                     config_path=path,
                     data_dir=node_dir / "data",
                     log_path=node_dir / "node.log",

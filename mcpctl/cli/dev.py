@@ -34,13 +34,24 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     p.add_argument("--nodes", type=int, default=3, help="number of nodes (default 3)")
     p.add_argument("--port", type=int, default=7101, help="first client gRPC port (default 7101)")
     p.add_argument("--raft-port", type=int, default=None, help="first Raft port (default PORT+100)")
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="first Prometheus metrics port (default PORT+200)",
+    )
     p.add_argument("--data-dir", default=".mcp-dev", help="data directory (default .mcp-dev)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.set_defaults(run=run)
 
 
 def write_configs(
-    data_dir: Path, nodes: int, port: int, raft_port: int, host: str = "127.0.0.1"
+    data_dir: Path,
+    nodes: int,
+    port: int,
+    raft_port: int,
+    host: str = "127.0.0.1",
+    metrics_port: int | None = None,
 ) -> list[Path]:
     """Write one node.yaml per node (and the cluster secret) under data_dir."""
     import yaml
@@ -69,6 +80,9 @@ def write_configs(
             },
             "log": {"format": "console", "level": "info"},
         }
+        if metrics_port is not None:
+            index = members.index(m)
+            cfg["metrics"] = {"listen": f"{host}:{metrics_port + index}"}
         path = node_dir / "node.yaml"
         path.write_text(yaml.safe_dump(cfg, sort_keys=False))
         paths.append(path)
@@ -155,13 +169,19 @@ def run(args: argparse.Namespace) -> int:
         print(f"mcpctl dev: --nodes must be 1..{NODES_MAX}", file=sys.stderr)
         return int(Exit.USAGE)
     raft_port = args.raft_port if args.raft_port is not None else args.port + 100
-    client_ports = set(range(args.port, args.port + args.nodes))
-    raft_ports = set(range(raft_port, raft_port + args.nodes))
-    if client_ports & raft_ports or max(client_ports | raft_ports) > 65535 or args.port < 1:
-        print("mcpctl dev: client and Raft port ranges overlap or are invalid", file=sys.stderr)
+    metrics_port = args.metrics_port if args.metrics_port is not None else args.port + 200
+    ranges = [set(range(p, p + args.nodes)) for p in (args.port, raft_port, metrics_port)]
+    overlap = any(a & b for i, a in enumerate(ranges) for b in ranges[i + 1 :])
+    if overlap or max(max(r) for r in ranges) > 65535 or min(min(r) for r in ranges) < 1:
+        print(
+            "mcpctl dev: client, Raft and metrics port ranges overlap or are invalid",
+            file=sys.stderr,
+        )
         return int(Exit.USAGE)
     data_dir = Path(args.data_dir)
-    configs = write_configs(data_dir, args.nodes, args.port, raft_port, args.host)
+    configs = write_configs(
+        data_dir, args.nodes, args.port, raft_port, args.host, metrics_port=metrics_port
+    )
     endpoints = [f"{args.host}:{args.port + i}" for i in range(args.nodes)]
     sup = _Supervisor(configs)
     stop = {"now": False}
@@ -173,7 +193,11 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)
     print(f"starting {args.nodes} nodes, data in {data_dir.resolve()}", flush=True)
     for i, cfg in enumerate(configs):
-        print(f"  {cfg.parent.name}: grpc {endpoints[i]}  log {cfg.parent / 'node.log'}")
+        print(
+            f"  {cfg.parent.name}: grpc {endpoints[i]}  "
+            f"metrics http://{args.host}:{metrics_port + i}/metrics  "
+            f"log {cfg.parent / 'node.log'}"
+        )
         sup.start(cfg)
     code: int | None = None
     ready = False

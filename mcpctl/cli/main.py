@@ -14,6 +14,7 @@ from typing import NoReturn
 
 from mcpctl.cli.exitcodes import Exit
 
+# Module names under mcpctl.cli, in help order (`del` lives in delete.py).
 COMMANDS = (
     "serve",
     "dev",
@@ -22,7 +23,9 @@ COMMANDS = (
     "delete",
     "watch",
     "status",
-)  # module names; `del` is delete
+    "members",
+    "health",
+)
 TIMEOUT_ENV = "MCPCTL_TIMEOUT"
 
 

@@ -155,6 +155,21 @@ class Printer:
                     self.out.write(_text(ev.prev_kv.value)[0] + "\n")
         self.out.flush()
 
+    def members(self, members: Sequence[cluster.Member]) -> None:
+        rows = [
+            {"name": m.name, "raft_address": m.raft_address, "client_address": m.client_address}
+            for m in members
+        ]
+        if self.fmt == "json":
+            self._json({"members": rows})
+        elif self.fmt == "table":
+            self._table(
+                ["name", "raft address", "client address"], [list(r.values()) for r in rows]
+            )
+        else:
+            for r in rows:
+                self.out.write(", ".join(r.values()) + "\n")
+
     def status(self, resp: cluster.ClusterStatusResponse) -> None:
         members = [status_json(m, resp.leader) for m in resp.members]
         if self.fmt == "json":

@@ -40,7 +40,8 @@ def parse_model(name: str, value: bytes) -> Model:
     if not isinstance(doc, dict) or not isinstance(doc.get("endpoint"), str):
         raise ValueError("expected a mapping with an 'endpoint' string")
     weight = doc.get("weight", 1)
-    if not isinstance(weight, int) or weight < 0:
+    # bool is an int in Python, but YAML `weight: true` is not a weight.
+    if isinstance(weight, bool) or not isinstance(weight, int) or weight < 0:
         raise ValueError("'weight' must be a non-negative integer")
     return Model(name, doc["endpoint"], weight)
 

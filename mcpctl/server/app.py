@@ -21,6 +21,9 @@ import grpc
 import structlog
 from google.protobuf import message_factory
 from google.protobuf.descriptor import ServiceDescriptor
+from grpc_health.v1 import health as grpc_health
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
 
 from mcpctl import limits
 from mcpctl._proto.mcp.v1 import cluster_pb2, kv_pb2, watch_pb2
@@ -31,15 +34,21 @@ from mcpctl.proposer import Proposer
 from mcpctl.replication import RaftNode, RaftSettings
 from mcpctl.server.errors import safe_deserializer
 from mcpctl.server.kv import ClusterServicer, KVServicer, WatchServicer
+from mcpctl.server.metrics import RpcMetrics, build_registry, serve_metrics
 from mcpctl.state import HistoryLimits
 from mcpctl.watch import WatchHub
 
 log = structlog.get_logger("mcpctl.server")
 
+# grpc.health.v1 for grpc.aio servers (the package's stubs do not declare `aio`).
+HealthServicer: Any = grpc_health.aio.HealthServicer  # type: ignore[attr-defined]
+
 EXIT_OK = 0
 EXIT_STARTUP = 2
 # On SIGTERM a leader waits this long for another member to take over.
 STEP_DOWN_WAIT_S = 2.0
+# How often the gRPC health status is re-evaluated.
+HEALTH_CHECK_S = 0.2
 
 
 class StartupError(Exception):
@@ -79,14 +88,36 @@ def server_options(value_bytes_max: int) -> list[tuple[str, Any]]:
     ]
 
 
-async def create_server(node: Node, hub: WatchHub, address: str) -> tuple[grpc.aio.Server, int]:
+SERVICES = (
+    kv_pb2.DESCRIPTOR.services_by_name["KV"],
+    cluster_pb2.DESCRIPTOR.services_by_name["Cluster"],
+    watch_pb2.DESCRIPTOR.services_by_name["Watch"],
+)
+
+
+async def create_server(
+    node: Node,
+    hub: WatchHub,
+    address: str,
+    *,
+    metrics: RpcMetrics | None = None,
+    health: Any = None,
+) -> tuple[grpc.aio.Server, int]:
+    """The gRPC server of a node: KV, Watch, Cluster, health and reflection."""
     server = grpc.aio.server(
         options=server_options(node.value_bytes_max),
         maximum_concurrent_rpcs=limits.CONCURRENT_RPCS_MAX,
     )
-    add_service(server, KVServicer(node), kv_pb2.DESCRIPTOR.services_by_name["KV"])
-    add_service(server, ClusterServicer(node), cluster_pb2.DESCRIPTOR.services_by_name["Cluster"])
-    add_service(server, WatchServicer(hub), watch_pb2.DESCRIPTOR.services_by_name["Watch"])
+    kv_service, cluster_service, watch_service = SERVICES
+    add_service(server, KVServicer(node, metrics), kv_service)
+    add_service(server, ClusterServicer(node, metrics), cluster_service)
+    add_service(server, WatchServicer(hub), watch_service)
+    health_pb2_grpc.add_HealthServicer_to_server(health or HealthServicer(), server)
+    reflection.enable_server_reflection(
+        [s.full_name for s in SERVICES]
+        + [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
+        server,
+    )
     try:
         port = server.add_insecure_port(address)
     except RuntimeError:
@@ -94,6 +125,25 @@ async def create_server(node: Node, hub: WatchHub, address: str) -> tuple[grpc.a
     if port == 0:
         raise StartupError(f"server.listen: cannot listen on {address} (port in use?)")
     return server, port
+
+
+async def _report_health(node: Node, health: Any) -> None:
+    """grpc.health.v1: SERVING only with a known leader and everything committed applied."""
+    serving_before: bool | None = None
+    names = ["", *(s.full_name for s in SERVICES)]
+    while True:
+        st = node.raft.status
+        serving = st.leader is not None and st.applied_index >= st.commit_index and st.ready
+        if serving != serving_before:
+            status = (
+                health_pb2.HealthCheckResponse.SERVING
+                if serving
+                else health_pb2.HealthCheckResponse.NOT_SERVING
+            )
+            for name in names:
+                await health.set(name, status)
+            serving_before = serving
+        await asyncio.sleep(HEALTH_CHECK_S)
 
 
 def _lock_data_dir(data_dir: Path) -> int:
@@ -155,6 +205,8 @@ def run(cfg: NodeConfig) -> int:
     _lock_data_dir(cfg.data_dir)  # held (fd open) for the life of the process
     _check_port_free(cfg.client_listen, "server.listen")
     _check_port_free(cfg.raft_listen, "raft.listen")
+    if cfg.metrics.listen is not None:
+        _check_port_free(cfg.metrics.listen, "metrics.listen")
     log.info("starting", config=cfg.redacted())
     raft_node = build_raft(cfg, secret)
     if not raft_node.wait_bound():
@@ -178,8 +230,15 @@ async def _serve(cfg: NodeConfig, raft_node: RaftNode) -> int:
     )
     hub = WatchHub(raft_node, node.header, leader_timeout_s=cfg.raft.election_timeout_max_ms / 1000)
     hub.start()
-    server, port = await create_server(node, hub, cfg.client_listen)
+    registry, rpc_metrics = build_registry(node, hub)
+    if cfg.metrics.listen is not None:
+        serve_metrics(registry, cfg.metrics.listen)
+    health = HealthServicer()
+    server, port = await create_server(
+        node, hub, cfg.client_listen, metrics=rpc_metrics, health=health
+    )
     await server.start()
+    health_task = asyncio.create_task(_report_health(node, health))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -193,6 +252,8 @@ async def _serve(cfg: NodeConfig, raft_node: RaftNode) -> int:
     )
     await stop.wait()
     log.info("stopping")
+    health_task.cancel()
+    await health.enter_graceful_shutdown()
     hub.stop()
     await server.stop(grace=1.0)
     proposer.close()

@@ -79,9 +79,12 @@ def rpc(
             log.exception("request failed")
             await context.abort(grpc.StatusCode.INTERNAL, "internal error (logged on the node)")
         finally:
-            elapsed_ms = round((time.monotonic() - started) * 1000, 3)
+            elapsed_s = time.monotonic() - started
+            metrics = getattr(self, "metrics", None)
+            if metrics is not None:
+                metrics.observe(name, code, elapsed_s)
             if code not in ("OK", "FAILED_PRECONDITION"):
-                log.info("rpc", code=code, ms=elapsed_ms)
+                log.info("rpc", code=code, ms=round(elapsed_s * 1000, 3))
             structlog.contextvars.clear_contextvars()
         raise AssertionError("unreachable: abort raises")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 from mcpctl import validate
 from mcpctl._proto.mcp.v1 import cluster_pb2 as cluster
@@ -12,10 +13,14 @@ from mcpctl.node import Node
 from mcpctl.server.errors import rpc, rpc_stream
 from mcpctl.watch import WatchHub
 
+if TYPE_CHECKING:
+    from mcpctl.server.metrics import RpcMetrics
+
 
 class KVServicer:
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: Node, metrics: RpcMetrics | None = None) -> None:
         self._node = node
+        self.metrics = metrics
 
     @rpc
     async def Range(self, request: kv.RangeRequest, timeout_s: float) -> kv.RangeResponse:
@@ -43,8 +48,9 @@ class KVServicer:
 
 
 class ClusterServicer:
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: Node, metrics: RpcMetrics | None = None) -> None:
         self._node = node
+        self.metrics = metrics
 
     @rpc
     async def Status(

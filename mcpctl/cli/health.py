@@ -1,0 +1,38 @@
+"""``mcpctl health``: exit 0 when every endpoint is SERVING (grpc.health.v1), else 1.
+
+Usable as a container health check (``mcpctl health --endpoints 127.0.0.1:7101``).
+A member is SERVING when it knows a leader and has applied everything committed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+
+def register(sub: Any, parent: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("health", parents=[parent], help="exit 0 if every endpoint is SERVING")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from mcpctl.client import endpoints_from_env
+
+    endpoints = endpoints_from_env(args.endpoints)
+    healthy = True
+    for endpoint in endpoints:
+        with grpc.insecure_channel(endpoint) as channel:
+            try:
+                resp = health_pb2_grpc.HealthStub(channel).Check(
+                    health_pb2.HealthCheckRequest(service=""), timeout=min(args.timeout, 3.0)
+                )
+                state = health_pb2.HealthCheckResponse.ServingStatus.Name(resp.status)
+            except grpc.RpcError as e:
+                state = f"UNREACHABLE ({e.code().name.lower()})"
+        healthy = healthy and state == "SERVING"
+        sys.stdout.write(f"{endpoint} {state}\n")
+    return 0 if healthy else 1

@@ -1,0 +1,23 @@
+"""``mcpctl members``: the voting members (name, Raft address, client address)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def register(sub: Any, parent: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("members", parents=[parent], help="list the voting members")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from mcpctl.cli.output import Printer
+    from mcpctl.client import Client
+
+    with Client(args.endpoints, timeout=args.timeout) as client:
+        members = client.member_list()
+    if args.write_out == "simple":
+        args.write_out = "table"
+    Printer(args.write_out).members(members)
+    return 0

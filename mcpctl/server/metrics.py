@@ -1,0 +1,136 @@
+"""Prometheus metrics for one node, served on its own port (``metrics.listen``).
+
+Gauges and counters are read at scrape time from the node's published state
+(``RaftNode.status``, proposer and watch-hub counters) by one collector, so
+nothing on the hot path updates them; the only metric updated per request is
+the RPC latency histogram (by method and status code). Each node has its own
+``CollectorRegistry``, so several nodes can live in one test process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Histogram, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from mcpctl.node import Node
+from mcpctl.replication import Role
+from mcpctl.watch import WatchHub
+
+RPC_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class RpcMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.duration = Histogram(
+            "mcp_rpc_duration_seconds",
+            "gRPC request latency by method and status code",
+            ["method", "code"],
+            buckets=RPC_BUCKETS_S,
+            registry=registry,
+        )
+
+    def observe(self, method: str, code: str, seconds: float) -> None:
+        self.duration.labels(method, code).observe(seconds)
+
+
+class NodeCollector(Collector):
+    def __init__(self, node: Node, hub: WatchHub) -> None:
+        self._node = node
+        self._hub = hub
+
+    def collect(self) -> Iterator[Metric]:
+        st = self._node.raft.status
+        yield GaugeMetricFamily("mcp_raft_term", "Current Raft term", value=st.term)
+        role = GaugeMetricFamily("mcp_raft_role", "1 for this member's Raft role", labels=["role"])
+        for r in Role:
+            role.add_metric([r.name.lower()], 1.0 if r == st.role else 0.0)
+        yield role
+        yield GaugeMetricFamily(
+            "mcp_raft_has_leader", "1 when a leader is known", value=float(st.leader is not None)
+        )
+        yield GaugeMetricFamily("mcp_raft_commit_index", "Raft commit index", value=st.commit_index)
+        yield GaugeMetricFamily(
+            "mcp_raft_applied_index", "Raft index applied to the store", value=st.applied_index
+        )
+        yield GaugeMetricFamily(
+            "mcp_raft_last_log_index", "Last index in the Raft log", value=st.last_log_index
+        )
+        yield GaugeMetricFamily(
+            "mcp_apply_lag_seconds",
+            "Age of the oldest committed entry not yet applied here",
+            value=st.apply_lag_s,
+        )
+        yield GaugeMetricFamily(
+            "mcp_leader_last_contact_seconds",
+            "Seconds since this member last heard from a leader (0 on the leader)",
+            value=st.leader_contact_age_s,
+        )
+        behind = GaugeMetricFamily(
+            "mcp_peer_entries_behind", "Leader only: entries a peer lacks", labels=["peer"]
+        )
+        lag = GaugeMetricFamily(
+            "mcp_peer_lag_seconds",
+            "Leader only: age of the oldest entry a peer lacks",
+            labels=["peer"],
+        )
+        contact = GaugeMetricFamily(
+            "mcp_peer_last_contact_seconds",
+            "Leader only: seconds since a peer last answered",
+            labels=["peer"],
+        )
+        for p in st.peers:
+            name = self._node.peers.name_of(p.address)
+            behind.add_metric([name], p.entries_behind)
+            lag.add_metric([name], p.lag_s)
+            contact.add_metric([name], p.contact_age_s)
+        yield behind
+        yield lag
+        yield contact
+        revision, keys = self._node.read(lambda s: (s.revision, len(s)))
+        yield GaugeMetricFamily("mcp_store_revision", "Store revision", value=revision)
+        yield GaugeMetricFamily("mcp_store_keys", "Keys in the store", value=keys)
+        proposer = self._node.proposer
+        yield CounterMetricFamily(
+            "mcp_proposals_committed",
+            "Raft entries proposed here that committed",
+            value=proposer.proposals_committed,
+        )
+        yield CounterMetricFamily(
+            "mcp_proposals_failed",
+            "Raft entries proposed here that failed or timed out",
+            value=proposer.proposals_failed,
+        )
+        yield GaugeMetricFamily(
+            "mcp_proposals_queued", "Requests waiting for a Raft proposal", value=proposer.queued
+        )
+        stats = self._hub.stats
+        yield GaugeMetricFamily("mcp_watch_streams", "Open watch streams", value=self._hub.watchers)
+        yield CounterMetricFamily(
+            "mcp_watch_events_sent", "Watch events sent", value=stats.events_sent
+        )
+        yield CounterMetricFamily(
+            "mcp_watch_messages_sent", "Watch messages sent", value=stats.messages_sent
+        )
+        yield CounterMetricFamily(
+            "mcp_watch_slow", "Times a watch stream fell behind", value=stats.slow_marked
+        )
+        yield CounterMetricFamily(
+            "mcp_watch_compacted",
+            "Watch streams ended because history was compacted",
+            value=stats.compacted_ended,
+        )
+
+
+def build_registry(node: Node, hub: WatchHub) -> tuple[CollectorRegistry, RpcMetrics]:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(NodeCollector(node, hub))
+    return registry, RpcMetrics(registry)
+
+
+def serve_metrics(registry: CollectorRegistry, address: str) -> None:
+    """Serve /metrics on ``address`` (host:port) from a daemon thread."""
+    host, _, port = address.rpartition(":")
+    start_http_server(int(port), addr=host.strip("[]"), registry=registry)
