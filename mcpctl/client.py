@@ -22,18 +22,14 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 
 from mcpctl import limits
-from mcpctl._proto.mcp.v1 import cluster_pb2 as cluster
-from mcpctl._proto.mcp.v1 import cluster_pb2_grpc as cluster_grpc
 from mcpctl._proto.mcp.v1 import kv_pb2
 from mcpctl._proto.mcp.v1 import kv_pb2 as kv
 from mcpctl._proto.mcp.v1 import kv_pb2_grpc as kv_grpc
-from mcpctl._proto.mcp.v1 import watch_pb2 as watchpb
-from mcpctl._proto.mcp.v1 import watch_pb2_grpc as watch_grpc
 from mcpctl.errors import (
     ERROR_KIND_KEY,
     DeadlineExceeded,
@@ -43,6 +39,12 @@ from mcpctl.errors import (
     Unavailable,
     from_status,
 )
+
+if TYPE_CHECKING:  # imported lazily at run time: `mcpctl get` should start fast
+    from mcpctl._proto.mcp.v1 import cluster_pb2 as cluster
+    from mcpctl._proto.mcp.v1 import cluster_pb2_grpc as cluster_grpc
+    from mcpctl._proto.mcp.v1 import watch_pb2 as watchpb
+    from mcpctl._proto.mcp.v1 import watch_pb2_grpc as watch_grpc
 
 DEFAULT_ENDPOINTS = ("127.0.0.1:7101", "127.0.0.1:7102", "127.0.0.1:7103")
 ENDPOINTS_ENV = "MCPCTL_ENDPOINTS"
@@ -226,6 +228,8 @@ class WatchStream:
     def __iter__(self) -> Iterator[WatchBatch]:
         failures = 0
         backoff = limits.CLIENT_BACKOFF_S_MIN
+        from mcpctl._proto.mcp.v1 import watch_pb2 as watchpb
+
         while not self._closed.is_set():
             req = watchpb.WatchRequest()
             req.CopyFrom(self._request)
@@ -325,6 +329,8 @@ class Client:
         return self.endpoints[self._current % len(self.endpoints)]
 
     def _watch_stub(self, endpoint: str) -> watch_grpc.WatchStub:
+        from mcpctl._proto.mcp.v1 import watch_pb2_grpc as watch_grpc
+
         stub = self._watch_stubs.get(endpoint)
         if stub is None:
             stub = self._watch_stubs[endpoint] = watch_grpc.WatchStub(self._channel(endpoint))
@@ -490,6 +496,8 @@ class Client:
         progress_interval_ms: int = 0,
     ) -> WatchStream:
         """Changes to a key or prefix from ``start_revision`` (0 = from now on)."""
+        from mcpctl._proto.mcp.v1 import watch_pb2 as watchpb
+
         req = watchpb.WatchRequest(
             key=_key(key),
             prefix=prefix,
@@ -502,6 +510,8 @@ class Client:
 
     # -- Cluster ---------------------------------------------------------------
     def _cluster_stub(self, endpoint: str) -> cluster_grpc.ClusterStub:
+        from mcpctl._proto.mcp.v1 import cluster_pb2_grpc as cluster_grpc
+
         stub = self._cluster_stubs.get(endpoint)
         if stub is None:
             stub = self._cluster_stubs[endpoint] = cluster_grpc.ClusterStub(self._channel(endpoint))
@@ -509,6 +519,8 @@ class Client:
 
     def cluster_status(self, *, timeout: float | None = None) -> cluster.ClusterStatusResponse:
         """Every member's health and replication lag, answered by any one member."""
+        from mcpctl._proto.mcp.v1 import cluster_pb2 as cluster
+
         resp: cluster.ClusterStatusResponse = self._call(
             lambda e: self._cluster_stub(e).ClusterStatus,
             cluster.ClusterStatusRequest(),
@@ -517,6 +529,8 @@ class Client:
         return resp
 
     def member_list(self, *, timeout: float | None = None) -> list[cluster.Member]:
+        from mcpctl._proto.mcp.v1 import cluster_pb2 as cluster
+
         resp: cluster.MemberListResponse = self._call(
             lambda e: self._cluster_stub(e).MemberList,
             cluster.MemberListRequest(),
@@ -526,6 +540,8 @@ class Client:
 
     def status(self, endpoint: str, *, timeout: float | None = None) -> MemberStatus:
         """The status of the member at ``endpoint`` (no retries, no failover)."""
+        from mcpctl._proto.mcp.v1 import cluster_pb2 as cluster
+
         stub = self._cluster_stub(endpoint)
         try:
             resp = stub.Status(

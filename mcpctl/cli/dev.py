@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -54,6 +53,8 @@ def write_configs(
     metrics_port: int | None = None,
 ) -> list[Path]:
     """Write one node.yaml per node (and the cluster secret) under data_dir."""
+    import secrets
+
     import yaml
 
     data_dir.mkdir(parents=True, exist_ok=True)

@@ -12,9 +12,8 @@ import base64
 import json
 import sys
 from collections.abc import Sequence
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from mcpctl._proto.mcp.v1 import cluster_pb2 as cluster
 from mcpctl.client import (
     DeleteResult,
     GetResult,
@@ -23,6 +22,9 @@ from mcpctl.client import (
     PutResult,
     WatchBatch,
 )
+
+if TYPE_CHECKING:
+    from mcpctl._proto.mcp.v1 import cluster_pb2 as cluster
 
 FORMATS = ("simple", "json", "table")
 
