@@ -538,6 +538,31 @@ class Client:
         )
         return list(resp.members)
 
+    def member_add(
+        self, name: str, raft_address: str, client_address: str, *, timeout: float | None = None
+    ) -> list[cluster.Member]:
+        """Add a voter (then start it with every member in its config)."""
+        from mcpctl._proto.mcp.v1 import cluster_pb2 as cluster
+
+        req = cluster.MemberAddRequest(
+            name=name, raft_address=raft_address, client_address=client_address
+        )
+        resp: cluster.MemberAddResponse = self._call(
+            lambda e: self._cluster_stub(e).MemberAdd, req, timeout=timeout
+        )
+        return list(resp.members)
+
+    def member_remove(self, name: str, *, timeout: float | None = None) -> list[cluster.Member]:
+        """Remove a voter; it stops serving once it learns it was removed."""
+        from mcpctl._proto.mcp.v1 import cluster_pb2 as cluster
+
+        resp: cluster.MemberRemoveResponse = self._call(
+            lambda e: self._cluster_stub(e).MemberRemove,
+            cluster.MemberRemoveRequest(name=name),
+            timeout=timeout,
+        )
+        return list(resp.members)
+
     def status(self, endpoint: str, *, timeout: float | None = None) -> MemberStatus:
         """The status of the member at ``endpoint`` (no retries, no failover)."""
         from mcpctl._proto.mcp.v1 import cluster_pb2 as cluster

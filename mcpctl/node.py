@@ -18,13 +18,23 @@ from mcpctl import limits, validate
 from mcpctl._proto.mcp.v1 import cluster_pb2 as cluster
 from mcpctl._proto.mcp.v1 import kv_pb2 as kv
 from mcpctl._proto.mcp.v1 import raft_pb2 as raft
-from mcpctl.errors import McpError
+from mcpctl.errors import (
+    FailedPrecondition,
+    McpError,
+    NotFound,
+    OutcomeUnknown,
+    Unavailable,
+)
 from mcpctl.peers import MemberInfo, Peers
 from mcpctl.proposer import Proposer
-from mcpctl.replication import RaftNode
+from mcpctl.replication import ProposeError, RaftNode, Role
 from mcpctl.state import Applied, Store
 
 T = TypeVar("T")
+
+# On removal, how long the leader waits for the member to receive its tombstone
+# (so it learns it was removed and stops) before taking it out of Raft.
+TOMBSTONE_WAIT_S = 3.0
 
 
 def stable_id(*parts: str) -> int:
@@ -189,13 +199,153 @@ class Node:
         return [self.peers.by_raft(a) for a in self.raft.status.members]
 
     def member_list(self) -> cluster.MemberListResponse:
-        return cluster.MemberListResponse(
-            header=self.header(),
-            members=[
-                cluster.Member(name=m.name, raft_address=m.raft, client_address=m.client)
-                for m in self.member_infos()
-            ],
+        return cluster.MemberListResponse(header=self.header(), members=self._members_pb())
+
+    def _members_pb(self) -> list[cluster.Member]:
+        return [
+            cluster.Member(name=m.name, raft_address=m.raft, client_address=m.client)
+            for m in self.member_infos()
+        ]
+
+    # -- membership (runs on the leader; other members forward) ---------------
+    def _reachable(self, excluding: str | None = None) -> int:
+        """Voters the leader heard from within an election timeout (itself included)."""
+        st = self.raft.status
+        fresh_s = self.raft.settings.election_timeout_max_s
+        me = self.raft.settings.self_address
+        count = 0 if me == excluding else 1
+        for p in st.peers:
+            if p.address != excluding and p.connected and p.contact_age_s <= fresh_s:
+                count += 1
+        return count
+
+    async def _leader_or_forward(
+        self, method: str, request: Any, timeout_s: float, forwarded: bool
+    ) -> Any | None:
+        """None when this member leads; else the leader's answer to the forwarded call."""
+        st = self.raft.status
+        if st.role == Role.LEADER:
+            return None
+        if forwarded or st.leader is None:
+            raise Unavailable("no leader to handle the membership change; retry")
+        leader = self.peers.by_raft(st.leader)
+        if not leader.client:
+            raise Unavailable("the leader's client address is unknown; send this to the leader")
+        import grpc
+
+        from mcpctl.errors import from_status
+
+        try:
+            return await self.peers.forward(leader, method, request, timeout_s)
+        except grpc.aio.AioRpcError as e:
+            trailers: Any = e.trailing_metadata() or ()
+            meta = {str(k): v for k, v in trailers if isinstance(v, str)}
+            raise from_status(e.code().name, e.details() or "", meta) from None
+
+    async def _change(self, add: bool, address: str, timeout_s: float) -> None:
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[ProposeError] = loop.create_future()
+
+        def settle(err: ProposeError) -> None:
+            if not done.done():
+                done.set_result(err)
+
+        def on_result(err: ProposeError) -> None:  # tick thread (or inline)
+            loop.call_soon_threadsafe(settle, err)
+
+        self.raft.change_membership(add, address, on_result)
+        try:
+            err = await asyncio.wait_for(done, timeout_s)
+        except TimeoutError:
+            raise OutcomeUnknown(
+                "the membership change did not commit in time; check `mcpctl members`"
+            ) from None
+        if err == ProposeError.REQUEST_DENIED:
+            raise FailedPrecondition(
+                "another membership change is in progress (one at a time); retry when it is done"
+            )
+        if err != ProposeError.SUCCESS:
+            raise OutcomeUnknown(f"membership change failed ({err.name.lower()}); check members")
+
+    async def member_add(
+        self, req: cluster.MemberAddRequest, timeout_s: float, *, forwarded: bool = False
+    ) -> cluster.MemberAddResponse:
+        validate.check_member(req.name, req.raft_address, req.client_address)
+        answer = await self._leader_or_forward("MemberAdd", req, timeout_s, forwarded)
+        if answer is not None:
+            return answer  # type: ignore[no-any-return]
+        members = self.member_infos()
+        if any(m.raft == req.raft_address for m in members):
+            raise FailedPrecondition(f"{req.raft_address} is already a member")
+        if any(m.name == req.name for m in members):
+            raise FailedPrecondition(f"a member named {req.name!r} already exists")
+        size = len(members) + 1
+        reachable = self._reachable()
+        if reachable <= size // 2:
+            raise FailedPrecondition(
+                f"refused: with {req.name} added (not running yet) only {reachable} of {size} "
+                "members would be reachable, below quorum; bring members back first"
+            )
+        record = raft.MemberRecord(
+            name=req.name, raft_address=req.raft_address, client_address=req.client_address
         )
+        await self._write(raft.InternalRequest(member=record), timeout_s)
+        await self._change(True, req.raft_address, timeout_s)
+        return cluster.MemberAddResponse(header=self.header(), members=self._members_pb())
+
+    async def _wait_replicated_to(self, address: str, timeout_s: float) -> None:
+        """Give ``address`` (bounded) time to receive the log up to now; the leader
+        stops sending it anything once the removal is appended."""
+        wanted = self.raft.status.last_log_index
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            peer = next((p for p in self.raft.status.peers if p.address == address), None)
+            if peer is None or not peer.connected or peer.match_index >= wanted:
+                return
+            await asyncio.sleep(0.02)
+
+    async def member_remove(
+        self, req: cluster.MemberRemoveRequest, timeout_s: float, *, forwarded: bool = False
+    ) -> cluster.MemberRemoveResponse:
+        answer = await self._leader_or_forward("MemberRemove", req, timeout_s, forwarded)
+        if answer is not None:
+            return answer  # type: ignore[no-any-return]
+        members = self.member_infos()
+        target = next((m for m in members if m.name == req.name), None)
+        if target is None:
+            raise NotFound(f"no member named {req.name!r}")
+        if len(members) == 1:
+            raise FailedPrecondition("cannot remove the last member")
+        size = len(members) - 1
+        reachable = self._reachable(excluding=target.raft)
+        if reachable <= size // 2:
+            raise FailedPrecondition(
+                f"refused: without {req.name} only {reachable} of {size} members would be "
+                "reachable, below quorum"
+            )
+        me = self.raft.settings.self_address
+        if target.raft == me:
+            # The leader cannot remove itself: hand over, then ask the new leader.
+            if not await asyncio.to_thread(self.raft.step_down, min(timeout_s, 3.0)):
+                raise Unavailable("could not hand leadership over before leaving; retry")
+            handed: cluster.MemberRemoveResponse | None = await self._leader_or_forward(
+                "MemberRemove", req, timeout_s, False
+            )
+            if handed is None:
+                raise Unavailable("still the leader after handing over; retry")
+            return handed
+        # Tombstone first: the member learns it is leaving while it still
+        # receives the log, and stops serving.
+        tombstone = raft.MemberRecord(
+            name=target.name,
+            raft_address=target.raft,
+            client_address=target.client,
+            removed=True,
+        )
+        await self._write(raft.InternalRequest(member=tombstone), timeout_s)
+        await self._wait_replicated_to(target.raft, min(timeout_s / 2, TOMBSTONE_WAIT_S))
+        await self._change(False, target.raft, timeout_s)
+        return cluster.MemberRemoveResponse(header=self.header(), members=self._members_pb())
 
 
 async def _gather(

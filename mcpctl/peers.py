@@ -1,22 +1,29 @@
-"""The other members, as gRPC clients: names, addresses and Status calls.
+"""The other members: names, addresses, and gRPC calls to them.
 
-Used by ``ClusterStatus`` (ask every member for its own view) — the only
-member-to-member gRPC traffic. Channels are created lazily and kept; each
-call has a short deadline (``PEER_STATUS_TIMEOUT_S``) so one dead member
-never holds up the answer.
+Names and client addresses come from the replicated member directory (kept
+in the store, written by MemberAdd/MemberRemove) and, for the members a node
+was started with, from its configuration. Member-to-member gRPC traffic is
+only ``Status`` (for ``ClusterStatus``) and forwarding membership changes to
+the leader. Channels are created lazily and kept; every call has a short
+deadline so one dead member never holds up an answer.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 
 from mcpctl._proto.mcp.v1 import cluster_pb2 as cluster
 from mcpctl._proto.mcp.v1 import cluster_pb2_grpc as cluster_grpc
+from mcpctl._proto.mcp.v1 import raft_pb2 as raft
 
 PEER_STATUS_TIMEOUT_S = 1.0
+# Metadata on a request one member forwards to another (never forwarded twice).
+FORWARDED_KEY = "mcp-forwarded"
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,40 +34,60 @@ class MemberInfo:
 
 
 class Peers:
-    def __init__(self, members: list[MemberInfo]) -> None:
-        self._members = {m.name: m for m in members}
+    def __init__(
+        self,
+        members: list[MemberInfo],
+        directory: Callable[[], list[raft.MemberRecord]] | None = None,
+    ) -> None:
+        self._configured = {m.name: m for m in members}
+        self._directory = directory or (lambda: [])
         self._channels: dict[str, grpc.aio.Channel] = {}
 
-    @property
-    def members(self) -> list[MemberInfo]:
-        return list(self._members.values())
+    def known(self) -> list[MemberInfo]:
+        """Every member known by name: the directory overrides the configuration."""
+        found = dict(self._configured)
+        for rec in self._directory():
+            if rec.removed:
+                found.pop(rec.name, None)
+            else:
+                found[rec.name] = MemberInfo(rec.name, rec.raft_address, rec.client_address)
+        return list(found.values())
 
-    def name_of(self, raft_address: str) -> str:
-        for m in self._members.values():
-            if m.raft == raft_address:
-                return m.name
-        return raft_address
+    def removed(self, name: str) -> bool:
+        return any(r.name == name and r.removed for r in self._directory())
+
+    def by_name(self, name: str) -> MemberInfo | None:
+        return next((m for m in self.known() if m.name == name), None)
 
     def by_raft(self, raft_address: str) -> MemberInfo:
-        for m in self._members.values():
-            if m.raft == raft_address:
-                return m
-        return MemberInfo(raft_address, raft_address, "")
+        found = next((m for m in self.known() if m.raft == raft_address), None)
+        return found or MemberInfo(raft_address, raft_address, "")
+
+    def name_of(self, raft_address: str) -> str:
+        return self.by_raft(raft_address).name
+
+    def _stub(self, member: MemberInfo) -> cluster_grpc.ClusterAsyncStub:
+        channel = self._channels.get(member.client)
+        if channel is None:
+            channel = self._channels[member.client] = grpc.aio.insecure_channel(member.client)
+        return cluster_grpc.ClusterStub(channel)
 
     async def status(self, member: MemberInfo) -> cluster.StatusResponse | str:
         """The member's Status, or why it could not be had."""
         if not member.client:
             return "client address unknown"
-        channel = self._channels.get(member.client)
-        if channel is None:
-            channel = self._channels[member.client] = grpc.aio.insecure_channel(member.client)
         try:
-            resp: cluster.StatusResponse = await cluster_grpc.ClusterStub(channel).Status(
+            resp: cluster.StatusResponse = await self._stub(member).Status(
                 cluster.StatusRequest(), timeout=PEER_STATUS_TIMEOUT_S
             )
             return resp
         except grpc.aio.AioRpcError as e:
             return f"{e.code().name.lower()}: {e.details()}"
+
+    async def forward(self, member: MemberInfo, method: str, request: Any, timeout_s: float) -> Any:
+        """Call ``Cluster/<method>`` on ``member``; raises grpc.aio.AioRpcError."""
+        call = getattr(self._stub(member), method)
+        return await call(request, timeout=timeout_s, metadata=((FORWARDED_KEY, "1"),))
 
     async def close(self) -> None:
         await asyncio.gather(*(ch.close(None) for ch in self._channels.values()))

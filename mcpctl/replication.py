@@ -474,6 +474,24 @@ class RaftNode:
 
         self.consumer.apply_batch(batch.SerializeToString(), callback=done)
 
+    def change_membership(
+        self, add: bool, address: str, callback: Callable[[ProposeError], None]
+    ) -> None:
+        """Add or remove a voter (one at a time); ``callback(error)`` on the tick thread.
+
+        PySyncObj applies the change when the entry is appended (not
+        committed) and refuses it (REQUEST_DENIED) while another change is
+        in flight or before the leader's first entry is committed.
+        """
+
+        def done(result: Any, err: int) -> None:
+            callback(ProposeError(err))
+
+        if add:
+            self._sync.addNodeToCluster(address, callback=done)
+        else:
+            self._sync.removeNodeFromCluster(address, callback=done)
+
     def step_down(self, timeout_s: float) -> bool:
         """If leader, hand leadership to the most caught-up follower (Raft TimeoutNow).
 
@@ -491,6 +509,11 @@ class RaftNode:
             time.sleep(0.01)
         return False
 
-    def destroy(self) -> None:
+    def destroy(self, timeout_s: float = 5.0) -> bool:
+        """Stop the Raft thread (journal closed); False if it did not stop in time."""
         logging.getLogger("pysyncobj.syncobj").removeHandler(self._watchdog)
         self._sync.destroy()
+        deadline = time.monotonic() + timeout_s
+        while self._sync.tick_thread_alive() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return not self._sync.tick_thread_alive()

@@ -33,7 +33,13 @@ from mcpctl._proto.mcp.v1 import kv_pb2 as kv
 from mcpctl._proto.mcp.v1 import raft_pb2 as raft
 from mcpctl.errors import Compacted, CompareFailed, InvalidArgument, McpError
 
-Response = kv.PutResponse | kv.DeleteRangeResponse | kv.TxnResponse | kv.CompactionResponse
+Response = (
+    kv.PutResponse
+    | kv.DeleteRangeResponse
+    | kv.TxnResponse
+    | kv.CompactionResponse
+    | raft.MemberRecord
+)
 
 _PUT = kv.Event.PUT
 _DELETE = kv.Event.DELETE
@@ -86,6 +92,9 @@ class Store:
     _history: deque[raft.HistoryRevision] = field(default_factory=deque)
     _history_bytes: int = 0
     _dedupe: OrderedDict[str, raft.DedupeEntry] = field(default_factory=OrderedDict)
+    # The member directory: name -> record (tombstones kept, so a removed
+    # member can tell). Bounded by the Raft membership, not by clients.
+    _members: dict[str, raft.MemberRecord] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ writes
     def apply(self, request: raft.InternalRequest) -> Applied:
@@ -95,6 +104,11 @@ class Store:
         which = request.WhichOneof("request")
         if which == "compaction":
             return self._compact(request.compaction.revision)
+        if which == "member":
+            record = raft.MemberRecord()
+            record.CopyFrom(request.member)
+            self._members[record.name] = record
+            return Applied(self.revision, record)
         if which is None:
             return Applied(self.revision, InvalidArgument("empty request"))
         op: kv.PutRequest | kv.DeleteRangeRequest | kv.TxnRequest = getattr(request, which)
@@ -339,6 +353,10 @@ class Store:
     def get(self, key: bytes) -> kv.KeyValue | None:
         return self._kvs.get(key)
 
+    def members(self) -> list[raft.MemberRecord]:
+        """The member directory, tombstones included, by name."""
+        return [self._members[name] for name in sorted(self._members)]
+
     def __len__(self) -> int:
         return len(self._kvs)
 
@@ -351,6 +369,7 @@ class Store:
             kvs=[self._kvs[k] for k in self._keys],
             history=list(self._history),
             dedupe=list(self._dedupe.values()),
+            members=self.members(),
         )
         return snap.SerializeToString(deterministic=True)
 
@@ -367,6 +386,8 @@ class Store:
             store._remember(entry)
         for d in snap.dedupe:
             store._dedupe[d.request_id] = d
+        for m in snap.members:
+            store._members[m.name] = m
         return store
 
 

@@ -136,3 +136,14 @@ def check_watch(req: watch.WatchRequest) -> None:
             f"watch.progress_interval_ms: 0 (default) or "
             f"{limits.WATCH_PROGRESS_INTERVAL_MS_MIN}..{limits.WATCH_PROGRESS_INTERVAL_MS_MAX}"
         )
+
+
+def check_member(name: str, raft_address: str, client_address: str) -> None:
+    import re
+
+    if not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", name):
+        raise InvalidArgument("member.name: 1..64 characters of A-Z a-z 0-9 . _ -")
+    for field, value in (("raft_address", raft_address), ("client_address", client_address)):
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise InvalidArgument(f"member.{field}: {value!r} is not host:port")

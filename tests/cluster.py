@@ -132,6 +132,37 @@ class Cluster:
                 )
             )
 
+    def new_member(self, name: str) -> NodeProc:
+        """A node config for one more member (not started, not yet added):
+        every current member plus itself in cluster.members."""
+        client_port, raft_port, metrics_port = free_ports(3)
+        base = yaml.safe_load(self.nodes[0].config_path.read_text())
+        members = [
+            {"name": n.name, "raft": f"127.0.0.1:{n.raft_port}", "client": n.endpoint}
+            for n in self.nodes
+        ]
+        members.append(
+            {"name": name, "raft": f"127.0.0.1:{raft_port}", "client": f"127.0.0.1:{client_port}"}
+        )
+        node_dir = self.root / name
+        node_dir.mkdir(parents=True, exist_ok=True)
+        base.update(name=name, data_dir=str(node_dir / "data"))
+        base["cluster"]["members"] = members
+        base["metrics"] = {"listen": f"127.0.0.1:{metrics_port}"}
+        path = node_dir / "node.yaml"
+        path.write_text(yaml.safe_dump(base))
+        node = NodeProc(
+            name=name,
+            client_port=client_port,
+            raft_port=raft_port,
+            metrics_port=metrics_port,
+            config_path=path,
+            data_dir=node_dir / "data",
+            log_path=node_dir / "node.log",
+        )
+        self.nodes.append(node)
+        return node
+
     # -- processes -------------------------------------------------------------
     def start(self, node: NodeProc) -> None:
         assert not node.running, f"{node.name} is already running"

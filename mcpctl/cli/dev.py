@@ -114,6 +114,10 @@ class _Supervisor:
             if code is None or self.stopping:
                 continue
             name = cfg.parent.name
+            if code == 0:
+                print(f"node {name} stopped (exit 0); not restarting", flush=True)
+                del self.procs[cfg]
+                continue
             if code == Exit.USAGE:
                 tail = _last_line(cfg.parent / "node.log")
                 print(f"node {name} cannot start: {tail}", file=sys.stderr, flush=True)

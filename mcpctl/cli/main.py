@@ -24,6 +24,7 @@ COMMANDS = (
     "watch",
     "status",
     "members",
+    "member",
     "health",
 )
 TIMEOUT_ENV = "MCPCTL_TIMEOUT"

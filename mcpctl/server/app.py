@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import logging
 import os
 import signal
 import socket
@@ -49,6 +50,10 @@ EXIT_STARTUP = 2
 STEP_DOWN_WAIT_S = 2.0
 # How often the gRPC health status is re-evaluated.
 HEALTH_CHECK_S = 0.2
+# On stop, how long the Raft thread gets to close its journal.
+STOP_RAFT_WAIT_S = 5.0
+# How often a member checks whether it was removed from the cluster.
+MEMBERSHIP_CHECK_S = 0.2
 
 
 class StartupError(Exception):
@@ -146,6 +151,18 @@ async def _report_health(node: Node, health: Any) -> None:
         await asyncio.sleep(HEALTH_CHECK_S)
 
 
+async def _stop_when_removed(node: Node, stop: asyncio.Event) -> None:
+    """A member removed from the cluster (a tombstone in the directory) stops serving."""
+    name = node.identity.member_name
+    while not node.peers.removed(name):
+        await asyncio.sleep(MEMBERSHIP_CHECK_S)
+    log.warning(
+        "this member was removed from the cluster; stopping "
+        "(wipe its data_dir before adding it again)"
+    )
+    stop.set()
+
+
 def _lock_data_dir(data_dir: Path) -> int:
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -225,7 +242,10 @@ async def _serve(cfg: NodeConfig, raft_node: RaftNode) -> int:
         identity,
         raft_node,
         proposer,
-        peers=Peers([MemberInfo(m.name, m.raft, m.client) for m in cfg.cluster.members]),
+        peers=Peers(
+            [MemberInfo(m.name, m.raft, m.client) for m in cfg.cluster.members],
+            directory=lambda: raft_node.consumer.read(lambda s: s.members()),
+        ),
         value_bytes_max=cfg.limits.value_bytes_max,
     )
     hub = WatchHub(raft_node, node.header, leader_timeout_s=cfg.raft.election_timeout_max_ms / 1000)
@@ -238,8 +258,9 @@ async def _serve(cfg: NodeConfig, raft_node: RaftNode) -> int:
         node, hub, cfg.client_listen, metrics=rpc_metrics, health=health
     )
     await server.start()
-    health_task = asyncio.create_task(_report_health(node, health))
     stop = asyncio.Event()
+    health_task = asyncio.create_task(_report_health(node, health))
+    removal_task = asyncio.create_task(_stop_when_removed(node, stop))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
@@ -253,6 +274,7 @@ async def _serve(cfg: NodeConfig, raft_node: RaftNode) -> int:
     await stop.wait()
     log.info("stopping")
     health_task.cancel()
+    removal_task.cancel()
     await health.enter_graceful_shutdown()
     hub.stop()
     await server.stop(grace=1.0)
@@ -262,6 +284,10 @@ async def _serve(cfg: NodeConfig, raft_node: RaftNode) -> int:
     handed = await asyncio.to_thread(raft_node.step_down, STEP_DOWN_WAIT_S)
     if not handed:
         log.warning("leadership transfer did not complete", wait_s=STEP_DOWN_WAIT_S)
-    raft_node.destroy()
+    if not await asyncio.to_thread(raft_node.destroy, STOP_RAFT_WAIT_S):
+        # Never hang on the way out: the journal is mmap'd, so nothing is lost.
+        log.warning("raft thread did not stop in time; exiting anyway", wait_s=STOP_RAFT_WAIT_S)
+        logging.shutdown()
+        os._exit(EXIT_OK)
     log.info("stopped")
     return EXIT_OK

@@ -9,6 +9,7 @@ else into INTERNAL after logging it: a node never crashes on client input.
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -44,6 +45,20 @@ def safe_deserializer(cls: type[Message]) -> Callable[[bytes], Message | BadRequ
     return parse
 
 
+# The metadata of the request being handled (set by `rpc`), for the few
+# handlers that look at it.
+_metadata: contextvars.ContextVar[tuple[tuple[str, str | bytes], ...]] = contextvars.ContextVar(
+    "mcp_request_metadata", default=()
+)
+
+
+def forwarded() -> bool:
+    """True when another member forwarded the request being handled."""
+    from mcpctl.peers import FORWARDED_KEY
+
+    return any(k == FORWARDED_KEY for k, _ in _metadata.get())
+
+
 def status_code(err: McpError) -> grpc.StatusCode:
     return getattr(grpc.StatusCode, err.code, grpc.StatusCode.UNKNOWN)
 
@@ -62,6 +77,7 @@ def rpc(
         remaining = context.time_remaining()
         timeout_s = limits.CLIENT_TIMEOUT_S_DEFAULT if remaining is None else remaining
         structlog.contextvars.bind_contextvars(method=name, peer=context.peer())
+        _metadata.set(tuple((m[0], m[1]) for m in (context.invocation_metadata() or ())))
         code = "OK"
         try:
             if isinstance(request, BadRequest):

@@ -10,7 +10,7 @@ from mcpctl._proto.mcp.v1 import cluster_pb2 as cluster
 from mcpctl._proto.mcp.v1 import kv_pb2 as kv
 from mcpctl._proto.mcp.v1 import watch_pb2 as watch
 from mcpctl.node import Node
-from mcpctl.server.errors import rpc, rpc_stream
+from mcpctl.server.errors import forwarded, rpc, rpc_stream
 from mcpctl.watch import WatchHub
 
 if TYPE_CHECKING:
@@ -63,6 +63,18 @@ class ClusterServicer:
         self, request: cluster.ClusterStatusRequest, timeout_s: float
     ) -> cluster.ClusterStatusResponse:
         return await self._node.cluster_status()
+
+    @rpc
+    async def MemberAdd(
+        self, request: cluster.MemberAddRequest, timeout_s: float
+    ) -> cluster.MemberAddResponse:
+        return await self._node.member_add(request, timeout_s, forwarded=forwarded())
+
+    @rpc
+    async def MemberRemove(
+        self, request: cluster.MemberRemoveRequest, timeout_s: float
+    ) -> cluster.MemberRemoveResponse:
+        return await self._node.member_remove(request, timeout_s, forwarded=forwarded())
 
     @rpc
     async def MemberList(

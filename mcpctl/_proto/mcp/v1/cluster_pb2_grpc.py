@@ -49,6 +49,16 @@ class ClusterStub:
                 request_serializer=mcp_dot_v1_dot_cluster__pb2.MemberListRequest.SerializeToString,
                 response_deserializer=mcp_dot_v1_dot_cluster__pb2.MemberListResponse.FromString,
                 _registered_method=True)
+        self.MemberAdd = channel.unary_unary(
+                '/mcp.v1.Cluster/MemberAdd',
+                request_serializer=mcp_dot_v1_dot_cluster__pb2.MemberAddRequest.SerializeToString,
+                response_deserializer=mcp_dot_v1_dot_cluster__pb2.MemberAddResponse.FromString,
+                _registered_method=True)
+        self.MemberRemove = channel.unary_unary(
+                '/mcp.v1.Cluster/MemberRemove',
+                request_serializer=mcp_dot_v1_dot_cluster__pb2.MemberRemoveRequest.SerializeToString,
+                response_deserializer=mcp_dot_v1_dot_cluster__pb2.MemberRemoveResponse.FromString,
+                _registered_method=True)
 
 
 class ClusterServicer:
@@ -72,6 +82,18 @@ class ClusterServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def MemberAdd(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def MemberRemove(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ClusterServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -89,6 +111,16 @@ def add_ClusterServicer_to_server(servicer, server):
                     servicer.MemberList,
                     request_deserializer=mcp_dot_v1_dot_cluster__pb2.MemberListRequest.FromString,
                     response_serializer=mcp_dot_v1_dot_cluster__pb2.MemberListResponse.SerializeToString,
+            ),
+            'MemberAdd': grpc.unary_unary_rpc_method_handler(
+                    servicer.MemberAdd,
+                    request_deserializer=mcp_dot_v1_dot_cluster__pb2.MemberAddRequest.FromString,
+                    response_serializer=mcp_dot_v1_dot_cluster__pb2.MemberAddResponse.SerializeToString,
+            ),
+            'MemberRemove': grpc.unary_unary_rpc_method_handler(
+                    servicer.MemberRemove,
+                    request_deserializer=mcp_dot_v1_dot_cluster__pb2.MemberRemoveRequest.FromString,
+                    response_serializer=mcp_dot_v1_dot_cluster__pb2.MemberRemoveResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -172,6 +204,60 @@ class Cluster:
             '/mcp.v1.Cluster/MemberList',
             mcp_dot_v1_dot_cluster__pb2.MemberListRequest.SerializeToString,
             mcp_dot_v1_dot_cluster__pb2.MemberListResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MemberAdd(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mcp.v1.Cluster/MemberAdd',
+            mcp_dot_v1_dot_cluster__pb2.MemberAddRequest.SerializeToString,
+            mcp_dot_v1_dot_cluster__pb2.MemberAddResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MemberRemove(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mcp.v1.Cluster/MemberRemove',
+            mcp_dot_v1_dot_cluster__pb2.MemberRemoveRequest.SerializeToString,
+            mcp_dot_v1_dot_cluster__pb2.MemberRemoveResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -40,6 +40,8 @@ class ClusterStub:
     Status: _grpc.UnaryUnaryMultiCallable[_cluster_pb2.StatusRequest, _cluster_pb2.StatusResponse]
     ClusterStatus: _grpc.UnaryUnaryMultiCallable[_cluster_pb2.ClusterStatusRequest, _cluster_pb2.ClusterStatusResponse]
     MemberList: _grpc.UnaryUnaryMultiCallable[_cluster_pb2.MemberListRequest, _cluster_pb2.MemberListResponse]
+    MemberAdd: _grpc.UnaryUnaryMultiCallable[_cluster_pb2.MemberAddRequest, _cluster_pb2.MemberAddResponse]
+    MemberRemove: _grpc.UnaryUnaryMultiCallable[_cluster_pb2.MemberRemoveRequest, _cluster_pb2.MemberRemoveResponse]
 
 @_typing.type_check_only
 class ClusterAsyncStub(ClusterStub):
@@ -47,6 +49,8 @@ class ClusterAsyncStub(ClusterStub):
     Status: _aio.UnaryUnaryMultiCallable[_cluster_pb2.StatusRequest, _cluster_pb2.StatusResponse]  # type: ignore[assignment]
     ClusterStatus: _aio.UnaryUnaryMultiCallable[_cluster_pb2.ClusterStatusRequest, _cluster_pb2.ClusterStatusResponse]  # type: ignore[assignment]
     MemberList: _aio.UnaryUnaryMultiCallable[_cluster_pb2.MemberListRequest, _cluster_pb2.MemberListResponse]  # type: ignore[assignment]
+    MemberAdd: _aio.UnaryUnaryMultiCallable[_cluster_pb2.MemberAddRequest, _cluster_pb2.MemberAddResponse]  # type: ignore[assignment]
+    MemberRemove: _aio.UnaryUnaryMultiCallable[_cluster_pb2.MemberRemoveRequest, _cluster_pb2.MemberRemoveResponse]  # type: ignore[assignment]
 
 class ClusterServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -69,5 +73,19 @@ class ClusterServicer(metaclass=_abc_1.ABCMeta):
         request: _cluster_pb2.MemberListRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_cluster_pb2.MemberListResponse, _abc.Awaitable[_cluster_pb2.MemberListResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def MemberAdd(
+        self,
+        request: _cluster_pb2.MemberAddRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_cluster_pb2.MemberAddResponse, _abc.Awaitable[_cluster_pb2.MemberAddResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def MemberRemove(
+        self,
+        request: _cluster_pb2.MemberRemoveRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_cluster_pb2.MemberRemoveResponse, _abc.Awaitable[_cluster_pb2.MemberRemoveResponse]]: ...
 
 def add_ClusterServicer_to_server(servicer: ClusterServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -31,6 +31,7 @@ class InternalRequest(_message.Message):
     DELETE_RANGE_FIELD_NUMBER: _builtins.int
     TXN_FIELD_NUMBER: _builtins.int
     COMPACTION_FIELD_NUMBER: _builtins.int
+    MEMBER_FIELD_NUMBER: _builtins.int
     ts_ms: _builtins.int
     """Wall-clock time on the proposing node, in ms since the epoch. The state
     machine never reads a clock: time travels inside the command.
@@ -43,6 +44,12 @@ class InternalRequest(_message.Message):
     def txn(self) -> _kv_pb2.TxnRequest: ...
     @_builtins.property
     def compaction(self) -> _kv_pb2.CompactionRequest: ...
+    @_builtins.property
+    def member(self) -> Global___MemberRecord:
+        """The member directory (names and client addresses of Raft voters); not
+        part of the key space and no revision of its own.
+        """
+
     def __init__(
         self,
         *,
@@ -51,16 +58,50 @@ class InternalRequest(_message.Message):
         delete_range: _kv_pb2.DeleteRangeRequest | None = ...,
         txn: _kv_pb2.TxnRequest | None = ...,
         compaction: _kv_pb2.CompactionRequest | None = ...,
+        member: Global___MemberRecord | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["compaction", b"compaction", "delete_range", b"delete_range", "put", b"put", "request", b"request", "txn", b"txn"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["compaction", b"compaction", "delete_range", b"delete_range", "member", b"member", "put", b"put", "request", b"request", "txn", b"txn"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["compaction", b"compaction", "delete_range", b"delete_range", "put", b"put", "request", b"request", "ts_ms", b"ts_ms", "txn", b"txn"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["compaction", b"compaction", "delete_range", b"delete_range", "member", b"member", "put", b"put", "request", b"request", "ts_ms", b"ts_ms", "txn", b"txn"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_request: _TypeAlias = _typing.Literal["put", "delete_range", "txn", "compaction"]  # noqa: Y015
+    _WhichOneofReturnType_request: _TypeAlias = _typing.Literal["put", "delete_range", "txn", "compaction", "member"]  # noqa: Y015
     _WhichOneofArgType_request: _TypeAlias = _typing.Literal["request", b"request"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_request) -> _WhichOneofReturnType_request | None: ...
 
 Global___InternalRequest: _TypeAlias = InternalRequest  # noqa: Y015
+
+@_typing.final
+class MemberRecord(_message.Message):
+    """One entry of the member directory. Raft itself only knows addresses; the
+    directory gives them names and client endpoints. `removed` is a tombstone:
+    a member that finds itself removed stops serving.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    RAFT_ADDRESS_FIELD_NUMBER: _builtins.int
+    CLIENT_ADDRESS_FIELD_NUMBER: _builtins.int
+    REMOVED_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    raft_address: _builtins.str
+    client_address: _builtins.str
+    removed: _builtins.bool
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        raft_address: _builtins.str = ...,
+        client_address: _builtins.str = ...,
+        removed: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_address", b"client_address", "name", b"name", "raft_address", b"raft_address", "removed", b"removed"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MemberRecord: _TypeAlias = MemberRecord  # noqa: Y015
 
 @_typing.final
 class InternalBatch(_message.Message):
@@ -152,6 +193,7 @@ class Snapshot(_message.Message):
     KVS_FIELD_NUMBER: _builtins.int
     HISTORY_FIELD_NUMBER: _builtins.int
     DEDUPE_FIELD_NUMBER: _builtins.int
+    MEMBERS_FIELD_NUMBER: _builtins.int
     revision: _builtins.int
     compact_revision: _builtins.int
     applied_ts_ms: _builtins.int
@@ -161,6 +203,8 @@ class Snapshot(_message.Message):
     def history(self) -> _containers.RepeatedCompositeFieldContainer[Global___HistoryRevision]: ...
     @_builtins.property
     def dedupe(self) -> _containers.RepeatedCompositeFieldContainer[Global___DedupeEntry]: ...
+    @_builtins.property
+    def members(self) -> _containers.RepeatedCompositeFieldContainer[Global___MemberRecord]: ...
     def __init__(
         self,
         *,
@@ -170,10 +214,11 @@ class Snapshot(_message.Message):
         kvs: _abc.Iterable[_kv_pb2.KeyValue] | None = ...,
         history: _abc.Iterable[Global___HistoryRevision] | None = ...,
         dedupe: _abc.Iterable[Global___DedupeEntry] | None = ...,
+        members: _abc.Iterable[Global___MemberRecord] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["applied_ts_ms", b"applied_ts_ms", "compact_revision", b"compact_revision", "dedupe", b"dedupe", "history", b"history", "kvs", b"kvs", "revision", b"revision"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["applied_ts_ms", b"applied_ts_ms", "compact_revision", b"compact_revision", "dedupe", b"dedupe", "history", b"history", "kvs", b"kvs", "members", b"members", "revision", b"revision"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

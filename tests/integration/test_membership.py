@@ -1,0 +1,103 @@
+"""Runtime membership on a real cluster: add a fourth member, it catches up,
+remove it again; unsafe changes are refused with a message saying why."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mcpctl.errors import FailedPrecondition, InvalidArgument, NotFound
+from tests.cluster import Cluster, running_cluster, wait_for
+
+pytestmark = pytest.mark.cluster
+
+
+def names(c: Cluster) -> list[str]:
+    with c.client(*[n for n in c.nodes if n.running]) as client:
+        return sorted(m.name for m in client.member_list())
+
+
+def test_add_a_fourth_member_it_catches_up_from_a_snapshot_then_remove_it(
+    tmp_path: Path,
+) -> None:
+    """member add + start: the new member gets everything (the leader has compacted
+    its log, so through a snapshot), takes part in commits; member remove: it
+    is gone from the member list and stops serving by itself."""
+    with running_cluster(tmp_path, raft={"compaction_min_entries": 100}) as cluster:
+        with cluster.client() as c:
+            for i in range(300):
+                c.put(f"/before/{i % 40}", str(i))
+            expected = {kv.key: kv.text for kv in c.get("/before/", prefix=True).kvs}
+        n4 = cluster.new_member("n4")
+        with cluster.client(*cluster.nodes[:3]) as c:
+            after_add = c.member_add("n4", f"127.0.0.1:{n4.raft_port}", n4.endpoint)
+        assert sorted(m.name for m in after_add) == ["n1", "n2", "n3", "n4"]
+        cluster.start(n4)
+        cluster.wait_ready([n4])
+        with cluster.client(n4) as c:
+            got = c.get("/before/", prefix=True, serializable=True)
+            assert {kv.key: kv.text for kv in got.kvs} == expected
+        assert "snapshot installed" in n4.log_text()
+        # With 4 voters the quorum is 3: with one old member down, n4 must ack.
+        cluster.kill(cluster.nodes[2])
+        with cluster.client(cluster.nodes[0], cluster.nodes[1], n4) as c:
+            c.put("/needs-n4", "yes")
+        cluster.start(cluster.nodes[2])
+        cluster.wait_ready(cluster.nodes[:3])
+        with cluster.client(*cluster.nodes[:3]) as c:
+            after_remove = c.member_remove("n4")
+        assert sorted(m.name for m in after_remove) == ["n1", "n2", "n3"]
+        assert n4.proc is not None
+        assert n4.proc.wait(15) == 0
+        assert "removed from the cluster" in n4.log_text()
+        assert names(cluster) == ["n1", "n2", "n3"]
+        with cluster.client(*cluster.nodes[:3]) as c:
+            assert c.put("/after-remove", "x").revision > 0
+
+
+def test_removing_the_leader_hands_leadership_over_first(cluster: Cluster) -> None:
+    """member remove of the current leader: it hands over, the rest elect, and the
+    removed member stops; the two left still take writes."""
+    leader = cluster.leader()
+    with cluster.client(*[n for n in cluster.nodes if n is not leader]) as c:
+        members = c.member_remove(leader.name)
+        assert sorted(m.name for m in members) == sorted(
+            n.name for n in cluster.nodes if n is not leader
+        )
+        assert leader.proc is not None and leader.proc.wait(15) == 0
+        assert c.put("/two-left", "ok").revision > 0
+
+
+def test_unsafe_or_bad_changes_are_refused_with_a_reason(cluster: Cluster) -> None:
+    """Refused: removing below quorum, adding while a member is down (quorum),
+    a duplicate name or address, an unknown name, a bad address."""
+    leader = cluster.leader()
+    with cluster.client() as c:
+        with pytest.raises(FailedPrecondition, match="already"):
+            c.member_add("n1", "127.0.0.1:1", "127.0.0.1:2")
+        with pytest.raises(FailedPrecondition, match="already a member"):
+            c.member_add("n9", f"127.0.0.1:{leader.raft_port}", "127.0.0.1:2")
+        with pytest.raises(NotFound):
+            c.member_remove("nobody")
+        with pytest.raises(InvalidArgument):
+            c.member_add("n9", "not-an-address", "127.0.0.1:2")
+    down = next(n for n in cluster.nodes if n is not leader)
+    cluster.kill(down)
+    up = [n for n in cluster.nodes if n.running]
+    with cluster.client(*up) as c:
+        wait_for(
+            "the leader to notice the member is down",
+            lambda: (
+                not next(
+                    m for m in c.cluster_status().members if m.member_name == down.name
+                ).reachable
+            ),
+        )
+        with pytest.raises(FailedPrecondition, match="below quorum"):
+            c.member_add("n4", "127.0.0.1:1", "127.0.0.1:2")
+        other = next(n for n in up if n is not leader)
+        with pytest.raises(FailedPrecondition, match="below quorum"):
+            c.member_remove(other.name)
+        # Nothing changed.
+        assert sorted(m.name for m in c.member_list()) == ["n1", "n2", "n3"]
