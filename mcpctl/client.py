@@ -563,6 +563,31 @@ class Client:
         )
         return list(resp.members)
 
+    def snapshot(self, path: str, *, timeout: float | None = None) -> Any:
+        """Save a backup of the whole store to ``path``; returns its BackupInfo."""
+        import hashlib
+        from pathlib import Path
+
+        from mcpctl import backup
+        from mcpctl._proto.mcp.v1 import cluster_pb2 as cluster
+
+        def fetch(endpoint: str) -> Callable[..., tuple[bytes, int]]:
+            def call(request: Any, timeout: float) -> tuple[bytes, int]:
+                parts: list[bytes] = []
+                revision, digest = 0, ""
+                for chunk in self._cluster_stub(endpoint).Snapshot(request, timeout=timeout):
+                    parts.append(chunk.data)
+                    revision, digest = chunk.revision, chunk.sha256 or digest
+                data = b"".join(parts)
+                if hashlib.sha256(data).hexdigest() != digest:
+                    raise Unavailable("snapshot stream damaged (checksum mismatch); retry")
+                return data, revision
+
+            return call
+
+        data, revision = self._call(fetch, cluster.SnapshotRequest(), timeout=timeout)
+        return backup.write(Path(path), data, revision)
+
     def status(self, endpoint: str, *, timeout: float | None = None) -> MemberStatus:
         """The status of the member at ``endpoint`` (no retries, no failover)."""
         from mcpctl._proto.mcp.v1 import cluster_pb2 as cluster

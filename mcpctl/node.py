@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -32,6 +32,8 @@ from mcpctl.state import Applied, Store
 
 T = TypeVar("T")
 
+# Backups stream in chunks of this size.
+SNAPSHOT_CHUNK_BYTES = 1024 * 1024
 # On removal, how long the leader waits for the member to receive its tombstone
 # (so it learns it was removed and stops) before taking it out of Raft.
 TOMBSTONE_WAIT_S = 3.0
@@ -206,6 +208,29 @@ class Node:
             cluster.Member(name=m.name, raft_address=m.raft, client_address=m.client)
             for m in self.member_infos()
         ]
+
+    # -- backup ------------------------------------------------------------------
+    async def snapshot(self, timeout_s: float) -> AsyncIterator[cluster.SnapshotChunk]:
+        """The whole store at one revision, after a linearizable fence, in chunks."""
+        await self.proposer.fence(timeout_s)
+
+        def take(store: Store) -> tuple[bytes, int]:
+            return store.to_bytes(), store.revision
+
+        data, revision = self.read(take)
+        digest = hashlib.sha256(data).hexdigest()
+        header = self.header(revision)
+        total = len(data)
+        for offset in range(0, max(total, 1), SNAPSHOT_CHUNK_BYTES):
+            chunk = data[offset : offset + SNAPSHOT_CHUNK_BYTES]
+            last = offset + SNAPSHOT_CHUNK_BYTES >= total
+            yield cluster.SnapshotChunk(
+                header=header,
+                revision=revision,
+                total_bytes=total,
+                data=chunk,
+                sha256=digest if last else "",
+            )
 
     # -- membership (runs on the leader; other members forward) ---------------
     def _reachable(self, excluding: str | None = None) -> int:

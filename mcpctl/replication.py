@@ -226,6 +226,30 @@ _SNAP_MAGIC = b"MCPSNAP1"
 _SNAP_HEAD = struct.Struct(">8sI")
 
 
+def write_snapshot_file(
+    path: Path,
+    *,
+    store: bytes,
+    last: tuple[bytes, int, int],
+    prev: tuple[bytes, int, int],
+    members: list[str],
+) -> None:
+    """A snapshot file: the store plus the two log entries and members PySyncObj needs."""
+    header = json.dumps(
+        {
+            "entries": [[e[1], e[2], len(e[0])] for e in (last, prev)],
+            "members": sorted(members),
+            "store_bytes": len(store),
+        }
+    ).encode()
+    with open(path, "wb") as f:
+        f.write(_SNAP_HEAD.pack(_SNAP_MAGIC, len(header)))
+        f.write(header)
+        f.write(last[0])
+        f.write(prev[0])
+        f.write(store)
+
+
 class SnapshotFile:
     """PySyncObj's ``serializer``/``deserializer`` hooks, in our own format.
 
@@ -242,20 +266,13 @@ class SnapshotFile:
 
     def serialize(self, path: str, raft_data: tuple[Any, ...]) -> None:
         last, prev, members = raft_data
-        store = self._consumer.snapshot()
-        header = json.dumps(
-            {
-                "entries": [[e[1], e[2], len(e[0])] for e in (last, prev)],
-                "members": sorted(n.address for n in members),
-                "store_bytes": len(store),
-            }
-        ).encode()
-        with open(path, "wb") as f:
-            f.write(_SNAP_HEAD.pack(_SNAP_MAGIC, len(header)))
-            f.write(header)
-            f.write(last[0])
-            f.write(prev[0])
-            f.write(store)
+        write_snapshot_file(
+            Path(path),
+            store=self._consumer.snapshot(),
+            last=last,
+            prev=prev,
+            members=[n.address for n in members],
+        )
 
     def deserialize(self, path: str) -> tuple[Any, ...]:
         with open(path, "rb") as f:

@@ -26,6 +26,7 @@ COMMANDS = (
     "members",
     "member",
     "health",
+    "snapshot",
 )
 TIMEOUT_ENV = "MCPCTL_TIMEOUT"
 

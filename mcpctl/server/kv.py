@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
-from mcpctl import validate
+from mcpctl import limits, validate
 from mcpctl._proto.mcp.v1 import cluster_pb2 as cluster
 from mcpctl._proto.mcp.v1 import kv_pb2 as kv
 from mcpctl._proto.mcp.v1 import watch_pb2 as watch
@@ -75,6 +75,13 @@ class ClusterServicer:
         self, request: cluster.MemberRemoveRequest, timeout_s: float
     ) -> cluster.MemberRemoveResponse:
         return await self._node.member_remove(request, timeout_s, forwarded=forwarded())
+
+    @rpc_stream
+    async def Snapshot(
+        self, request: cluster.SnapshotRequest
+    ) -> AsyncIterator[cluster.SnapshotChunk]:
+        async for chunk in self._node.snapshot(limits.CLIENT_TIMEOUT_S_DEFAULT):
+            yield chunk
 
     @rpc
     async def MemberList(

@@ -59,6 +59,11 @@ class ClusterStub:
                 request_serializer=mcp_dot_v1_dot_cluster__pb2.MemberRemoveRequest.SerializeToString,
                 response_deserializer=mcp_dot_v1_dot_cluster__pb2.MemberRemoveResponse.FromString,
                 _registered_method=True)
+        self.Snapshot = channel.unary_stream(
+                '/mcp.v1.Cluster/Snapshot',
+                request_serializer=mcp_dot_v1_dot_cluster__pb2.SnapshotRequest.SerializeToString,
+                response_deserializer=mcp_dot_v1_dot_cluster__pb2.SnapshotChunk.FromString,
+                _registered_method=True)
 
 
 class ClusterServicer:
@@ -94,6 +99,12 @@ class ClusterServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Snapshot(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ClusterServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -121,6 +132,11 @@ def add_ClusterServicer_to_server(servicer, server):
                     servicer.MemberRemove,
                     request_deserializer=mcp_dot_v1_dot_cluster__pb2.MemberRemoveRequest.FromString,
                     response_serializer=mcp_dot_v1_dot_cluster__pb2.MemberRemoveResponse.SerializeToString,
+            ),
+            'Snapshot': grpc.unary_stream_rpc_method_handler(
+                    servicer.Snapshot,
+                    request_deserializer=mcp_dot_v1_dot_cluster__pb2.SnapshotRequest.FromString,
+                    response_serializer=mcp_dot_v1_dot_cluster__pb2.SnapshotChunk.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -258,6 +274,33 @@ class Cluster:
             '/mcp.v1.Cluster/MemberRemove',
             mcp_dot_v1_dot_cluster__pb2.MemberRemoveRequest.SerializeToString,
             mcp_dot_v1_dot_cluster__pb2.MemberRemoveResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Snapshot(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/mcp.v1.Cluster/Snapshot',
+            mcp_dot_v1_dot_cluster__pb2.SnapshotRequest.SerializeToString,
+            mcp_dot_v1_dot_cluster__pb2.SnapshotChunk.FromString,
             options,
             channel_credentials,
             insecure,

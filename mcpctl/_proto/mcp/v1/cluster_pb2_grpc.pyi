@@ -42,6 +42,7 @@ class ClusterStub:
     MemberList: _grpc.UnaryUnaryMultiCallable[_cluster_pb2.MemberListRequest, _cluster_pb2.MemberListResponse]
     MemberAdd: _grpc.UnaryUnaryMultiCallable[_cluster_pb2.MemberAddRequest, _cluster_pb2.MemberAddResponse]
     MemberRemove: _grpc.UnaryUnaryMultiCallable[_cluster_pb2.MemberRemoveRequest, _cluster_pb2.MemberRemoveResponse]
+    Snapshot: _grpc.UnaryStreamMultiCallable[_cluster_pb2.SnapshotRequest, _cluster_pb2.SnapshotChunk]
 
 @_typing.type_check_only
 class ClusterAsyncStub(ClusterStub):
@@ -51,6 +52,7 @@ class ClusterAsyncStub(ClusterStub):
     MemberList: _aio.UnaryUnaryMultiCallable[_cluster_pb2.MemberListRequest, _cluster_pb2.MemberListResponse]  # type: ignore[assignment]
     MemberAdd: _aio.UnaryUnaryMultiCallable[_cluster_pb2.MemberAddRequest, _cluster_pb2.MemberAddResponse]  # type: ignore[assignment]
     MemberRemove: _aio.UnaryUnaryMultiCallable[_cluster_pb2.MemberRemoveRequest, _cluster_pb2.MemberRemoveResponse]  # type: ignore[assignment]
+    Snapshot: _aio.UnaryStreamMultiCallable[_cluster_pb2.SnapshotRequest, _cluster_pb2.SnapshotChunk]  # type: ignore[assignment]
 
 class ClusterServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -87,5 +89,12 @@ class ClusterServicer(metaclass=_abc_1.ABCMeta):
         request: _cluster_pb2.MemberRemoveRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_cluster_pb2.MemberRemoveResponse, _abc.Awaitable[_cluster_pb2.MemberRemoveResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def Snapshot(
+        self,
+        request: _cluster_pb2.SnapshotRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_cluster_pb2.SnapshotChunk], _abc.AsyncIterator[_cluster_pb2.SnapshotChunk]]: ...
 
 def add_ClusterServicer_to_server(servicer: ClusterServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
