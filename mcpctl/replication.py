@@ -517,6 +517,8 @@ class RaftNode:
         """
         if self._status.role != Role.LEADER:
             return True
+        if not any(self._status.connected.values()):
+            return True  # nobody to hand over to (e.g. a one-member cluster)
         self._on_tick_calls.append(lambda: self._sync.transferLeadership())
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
