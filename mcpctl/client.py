@@ -477,6 +477,19 @@ class Client:
         resp: kv.TxnResponse = self._call(lambda e: self._stub(e).Txn, req, timeout=timeout)
         return TxnResult(Header.of(resp.header), resp.succeeded, list(resp.responses))
 
+    def history(
+        self,
+        key: str | bytes,
+        *,
+        prefix: bool = False,
+        limit: int = 0,
+        timeout: float | None = None,
+    ) -> kv.HistoryResponse:
+        """A key's (or prefix's) past changes still in history, newest first."""
+        req = kv.HistoryRequest(key=_key(key), prefix=prefix, limit=limit)
+        resp: kv.HistoryResponse = self._call(lambda e: self._stub(e).History, req, timeout=timeout)
+        return resp
+
     def compact(self, revision: int, *, timeout: float | None = None) -> Header:
         req = kv.CompactionRequest(revision=revision)
         resp: kv.CompactionResponse = self._call(

@@ -137,6 +137,22 @@ class Node:
         resp.header.CopyFrom(self.header(applied.revision))
         return resp
 
+    async def history(self, req: kv.HistoryRequest, timeout_s: float) -> kv.HistoryResponse:
+        validate.check_history(req)
+        await self.proposer.fence(timeout_s)
+        limit = req.limit or validate.HISTORY_LIMIT_DEFAULT
+
+        def run(store: Store) -> kv.HistoryResponse:
+            entries, more = store.changes(req.key, req.prefix, limit)
+            return kv.HistoryResponse(
+                header=self.header(store.revision),
+                entries=entries,
+                compact_revision=store.compact_revision,
+                more=more,
+            )
+
+        return self.read(run)
+
     async def compact(self, req: kv.CompactionRequest, timeout_s: float) -> kv.CompactionResponse:
         validate.check_compaction(req)
         applied = await self._write(raft.InternalRequest(compaction=req), timeout_s)

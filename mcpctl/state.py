@@ -191,7 +191,17 @@ class Store:
         return resp
 
     def _compare(self, c: kv.Compare) -> bool:
-        cur = self._kvs.get(c.key)
+        if c.target == kv.Compare.COUNT:
+            actual = sum(1 for _ in self._iter_keys(_Span(c.key, c.prefix)))
+            return _holds(c.result, actual, c.count)
+        if c.prefix:
+            return all(
+                self._compare_one(self._kvs[k], c) for k in self._iter_keys(_Span(c.key, True))
+            )
+        return self._compare_one(self._kvs.get(c.key), c)
+
+    @staticmethod
+    def _compare_one(cur: kv.KeyValue | None, c: kv.Compare) -> bool:
         target = c.target
         actual: int | bytes
         wanted: int | bytes
@@ -203,14 +213,7 @@ class Store:
             actual, wanted = (cur.mod_revision if cur else 0), c.mod_revision
         else:
             actual, wanted = (cur.value if cur else b""), c.value
-        result = c.result
-        if result == kv.Compare.EQUAL:
-            return actual == wanted
-        if result == kv.Compare.NOT_EQUAL:
-            return actual != wanted
-        if result == kv.Compare.GREATER:
-            return actual > wanted  # type: ignore[operator]
-        return actual < wanted  # type: ignore[operator]
+        return _holds(c.result, actual, wanted)
 
     def _write(self, key: bytes, value: bytes, pending: raft.HistoryRevision) -> None:
         prev = self._kvs.get(key)
@@ -286,6 +289,21 @@ class Store:
         else:
             result = kv.TxnResponse(succeeded=entry.succeeded)
         return Applied(entry.revision, result, duplicate=True)
+
+    def changes(self, key: bytes, prefix: bool, limit: int) -> tuple[list[kv.HistoryEntry], bool]:
+        """A key's (or prefix's) changes still in history, newest first; and
+        whether more than ``limit`` matched."""
+        span = _Span(key, prefix)
+        out: list[kv.HistoryEntry] = []
+        for entry in reversed(self._history):
+            for ev in reversed(entry.events):
+                if span.matches(ev.kv.key):
+                    if len(out) >= limit:
+                        return out, True
+                    out.append(
+                        kv.HistoryEntry(revision=entry.revision, ts_ms=entry.ts_ms, event=ev)
+                    )
+        return out, False
 
     def history_since(self, start_revision: int) -> Iterator[raft.HistoryRevision]:
         """Revisions >= start_revision still in history, oldest first.
@@ -389,6 +407,16 @@ class Store:
         for m in snap.members:
             store._members[m.name] = m
         return store
+
+
+def _holds(result: int, actual: int | bytes, wanted: int | bytes) -> bool:
+    if result == kv.Compare.EQUAL:
+        return actual == wanted
+    if result == kv.Compare.NOT_EQUAL:
+        return actual != wanted
+    if result == kv.Compare.GREATER:
+        return actual > wanted  # type: ignore[operator]
+    return actual < wanted  # type: ignore[operator]
 
 
 def _fill(

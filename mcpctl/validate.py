@@ -69,7 +69,7 @@ def check_txn(req: kv.TxnRequest, value_bytes_max: int) -> None:
     if len(req.compare) > limits.TXN_COMPARES_MAX:
         raise InvalidArgument(f"txn.compare: more than {limits.TXN_COMPARES_MAX} compares")
     for i, c in enumerate(req.compare):
-        check_key(c.key, field=f"txn.compare[{i}].key")
+        check_key(c.key, field=f"txn.compare[{i}].key", allow_empty=c.prefix)
         if c.target not in kv.Compare.CompareTarget.values():
             raise InvalidArgument(f"txn.compare[{i}].target: unknown target {c.target}")
         if c.result not in kv.Compare.CompareResult.values():
@@ -147,3 +147,12 @@ def check_member(name: str, raft_address: str, client_address: str) -> None:
         host, sep, port = value.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise InvalidArgument(f"member.{field}: {value!r} is not host:port")
+
+
+HISTORY_LIMIT_DEFAULT = 1000
+
+
+def check_history(req: kv.HistoryRequest) -> None:
+    check_key(req.key, field="history.key", allow_empty=req.prefix)
+    if req.limit < 0:
+        raise InvalidArgument("history.limit: must not be negative")

@@ -41,6 +41,10 @@ class KVServicer:
         return await self._node.txn(request, timeout_s)
 
     @rpc
+    async def History(self, request: kv.HistoryRequest, timeout_s: float) -> kv.HistoryResponse:
+        return await self._node.history(request, timeout_s)
+
+    @rpc
     async def Compact(
         self, request: kv.CompactionRequest, timeout_s: float
     ) -> kv.CompactionResponse:

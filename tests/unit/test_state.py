@@ -1016,3 +1016,73 @@ def test_two_stores_applying_the_same_log_are_byte_identical() -> None:
     assert [(a.revision, a.duplicate) for a in results_one] == [
         (a.revision, a.duplicate) for a in results_two
     ]
+
+
+# ------------------------------------------------------------ prefix compares
+def _succeeded(store: Store, compares: list[kv.Compare]) -> bool:
+    applied = store.apply(txn(compares, [op_put("/flag", "x")]))
+    assert isinstance(applied.result, kv.TxnResponse)
+    return applied.result.succeeded
+
+
+def test_prefix_compare_must_hold_for_every_key_under_the_prefix() -> None:
+    """A prefix compare holds only if it holds for each key (vacuously for none)."""
+    store = Store()
+    apply_all(store, [put("/mcp/a", "1"), put("/mcp/b", "2"), put("/other", "3")])
+    mod_below = kv.Compare(
+        key=b"/mcp/", prefix=True, target=kv.Compare.MOD, result=kv.Compare.LESS, mod_revision=3
+    )
+    assert _succeeded(store, [mod_below])  # /mcp/a@1, /mcp/b@2 < 3; /other@3 not under it
+    store.apply(put("/mcp/b", "changed"))
+    assert not _succeeded(store, [mod_below])
+    empty = kv.Compare(
+        key=b"/none/", prefix=True, target=kv.Compare.VERSION, result=kv.Compare.GREATER
+    )
+    assert _succeeded(store, [empty])
+
+
+def test_count_compare_counts_keys_under_a_prefix_or_one_key() -> None:
+    """COUNT is the number of keys under the prefix (0/1 for a single key)."""
+    store = Store()
+    apply_all(store, [put("/mcp/a", "1"), put("/mcp/b", "2")])
+
+    def count(key: str, n: int, *, prefix: bool = True) -> kv.Compare:
+        return kv.Compare(
+            key=key.encode(),
+            prefix=prefix,
+            target=kv.Compare.COUNT,
+            result=kv.Compare.EQUAL,
+            count=n,
+        )
+
+    assert _succeeded(store, [count("/mcp/", 2)])
+    assert not _succeeded(store, [count("/mcp/", 3)])
+    assert _succeeded(store, [count("/mcp/a", 1, prefix=False), count("/mcp/zz", 0, prefix=False)])
+    store.apply(delete("/mcp/a"))
+    assert _succeeded(store, [count("/mcp/", 1)])
+
+
+# ---------------------------------------------------------------- key history
+def test_changes_lists_a_keys_history_newest_first_with_time() -> None:
+    """changes(): every event of the key still in history, newest first, with ts_ms;
+    a prefix selects every key under it; limit sets `more`."""
+    store = Store()
+    apply_all(
+        store,
+        [
+            put("/a", "1", ts_ms=100),
+            put("/b", "x", ts_ms=150),
+            put("/a", "2", ts_ms=200),
+            delete("/a", ts_ms=300),
+        ],
+    )
+    entries, more = store.changes(b"/a", False, 10)
+    assert not more
+    assert [(e.revision, e.ts_ms, e.event.type) for e in entries] == [
+        (4, 300, kv.Event.DELETE),
+        (3, 200, kv.Event.PUT),
+        (1, 100, kv.Event.PUT),
+    ]
+    assert entries[1].event.kv.value == b"2" and entries[1].event.prev_kv.value == b"1"
+    entries, more = store.changes(b"/", True, 2)
+    assert more and [e.revision for e in entries] == [4, 3]

@@ -362,12 +362,16 @@ class Compare(_message.Message):
         CREATE: Compare._CompareTarget.ValueType  # 1
         MOD: Compare._CompareTarget.ValueType  # 2
         VALUE: Compare._CompareTarget.ValueType  # 3
+        COUNT: Compare._CompareTarget.ValueType  # 4
+        """The number of keys: 0 or 1 for a key, the number under a prefix."""
 
     class CompareTarget(_CompareTarget, metaclass=_CompareTargetEnumTypeWrapper): ...
     VERSION: Compare.CompareTarget.ValueType  # 0
     CREATE: Compare.CompareTarget.ValueType  # 1
     MOD: Compare.CompareTarget.ValueType  # 2
     VALUE: Compare.CompareTarget.ValueType  # 3
+    COUNT: Compare.CompareTarget.ValueType  # 4
+    """The number of keys: 0 or 1 for a key, the number under a prefix."""
 
     RESULT_FIELD_NUMBER: _builtins.int
     TARGET_FIELD_NUMBER: _builtins.int
@@ -376,6 +380,8 @@ class Compare(_message.Message):
     CREATE_REVISION_FIELD_NUMBER: _builtins.int
     MOD_REVISION_FIELD_NUMBER: _builtins.int
     VALUE_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    PREFIX_FIELD_NUMBER: _builtins.int
     result: Global___Compare.CompareResult.ValueType
     target: Global___Compare.CompareTarget.ValueType
     key: _builtins.bytes
@@ -383,6 +389,12 @@ class Compare(_message.Message):
     create_revision: _builtins.int
     mod_revision: _builtins.int
     value: _builtins.bytes
+    count: _builtins.int
+    prefix: _builtins.bool
+    """Compare every key under `key` (true when there is none); with COUNT, count
+    the keys under it. Lets a writer say "nothing under /mcp/ changed since
+    revision R": MOD LESS R+1 and COUNT EQUAL n, with prefix.
+    """
     def __init__(
         self,
         *,
@@ -393,12 +405,14 @@ class Compare(_message.Message):
         create_revision: _builtins.int = ...,
         mod_revision: _builtins.int = ...,
         value: _builtins.bytes = ...,
+        count: _builtins.int = ...,
+        prefix: _builtins.bool = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_revision", b"create_revision", "mod_revision", b"mod_revision", "target_union", b"target_union", "value", b"value", "version", b"version"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "create_revision", b"create_revision", "mod_revision", b"mod_revision", "target_union", b"target_union", "value", b"value", "version", b"version"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_revision", b"create_revision", "key", b"key", "mod_revision", b"mod_revision", "result", b"result", "target", b"target", "target_union", b"target_union", "value", b"value", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "create_revision", b"create_revision", "key", b"key", "mod_revision", b"mod_revision", "prefix", b"prefix", "result", b"result", "target", b"target", "target_union", b"target_union", "value", b"value", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_target_union: _TypeAlias = _typing.Literal["version", "create_revision", "mod_revision", "value"]  # noqa: Y015
+    _WhichOneofReturnType_target_union: _TypeAlias = _typing.Literal["version", "create_revision", "mod_revision", "value", "count"]  # noqa: Y015
     _WhichOneofArgType_target_union: _TypeAlias = _typing.Literal["target_union", b"target_union"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_target_union) -> _WhichOneofReturnType_target_union | None: ...
 
@@ -568,3 +582,90 @@ class CompactionResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CompactionResponse: _TypeAlias = CompactionResponse  # noqa: Y015
+
+@_typing.final
+class HistoryRequest(_message.Message):
+    """A key's (or a prefix's) past changes, from the history the store keeps."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_FIELD_NUMBER: _builtins.int
+    PREFIX_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    key: _builtins.bytes
+    prefix: _builtins.bool
+    limit: _builtins.int
+    """Newest first; at most this many (0 = up to 1000)."""
+    def __init__(
+        self,
+        *,
+        key: _builtins.bytes = ...,
+        prefix: _builtins.bool = ...,
+        limit: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "limit", b"limit", "prefix", b"prefix"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HistoryRequest: _TypeAlias = HistoryRequest  # noqa: Y015
+
+@_typing.final
+class HistoryEntry(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REVISION_FIELD_NUMBER: _builtins.int
+    TS_MS_FIELD_NUMBER: _builtins.int
+    EVENT_FIELD_NUMBER: _builtins.int
+    revision: _builtins.int
+    ts_ms: _builtins.int
+    """Wall-clock time (ms since the epoch) on the member that proposed the write."""
+    @_builtins.property
+    def event(self) -> Global___Event: ...
+    def __init__(
+        self,
+        *,
+        revision: _builtins.int = ...,
+        ts_ms: _builtins.int = ...,
+        event: Global___Event | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "revision", b"revision", "ts_ms", b"ts_ms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HistoryEntry: _TypeAlias = HistoryEntry  # noqa: Y015
+
+@_typing.final
+class HistoryResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HEADER_FIELD_NUMBER: _builtins.int
+    ENTRIES_FIELD_NUMBER: _builtins.int
+    COMPACT_REVISION_FIELD_NUMBER: _builtins.int
+    MORE_FIELD_NUMBER: _builtins.int
+    compact_revision: _builtins.int
+    """Older changes are gone: history starts at this revision."""
+    more: _builtins.bool
+    """More entries matched than `limit`."""
+    @_builtins.property
+    def header(self) -> Global___ResponseHeader: ...
+    @_builtins.property
+    def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___HistoryEntry]: ...
+    def __init__(
+        self,
+        *,
+        header: Global___ResponseHeader | None = ...,
+        entries: _abc.Iterable[Global___HistoryEntry] | None = ...,
+        compact_revision: _builtins.int = ...,
+        more: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["header", b"header"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["compact_revision", b"compact_revision", "entries", b"entries", "header", b"header", "more", b"more"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HistoryResponse: _TypeAlias = HistoryResponse  # noqa: Y015

@@ -59,6 +59,11 @@ class KVStub:
                 request_serializer=mcp_dot_v1_dot_kv__pb2.CompactionRequest.SerializeToString,
                 response_deserializer=mcp_dot_v1_dot_kv__pb2.CompactionResponse.FromString,
                 _registered_method=True)
+        self.History = channel.unary_unary(
+                '/mcp.v1.KV/History',
+                request_serializer=mcp_dot_v1_dot_kv__pb2.HistoryRequest.SerializeToString,
+                response_deserializer=mcp_dot_v1_dot_kv__pb2.HistoryResponse.FromString,
+                _registered_method=True)
 
 
 class KVServicer:
@@ -94,6 +99,14 @@ class KVServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def History(self, request, context):
+        """Linearizable unless asked otherwise? No: history reads are local
+        (serializable); use the header revision to know how current they are.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_KVServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -121,6 +134,11 @@ def add_KVServicer_to_server(servicer, server):
                     servicer.Compact,
                     request_deserializer=mcp_dot_v1_dot_kv__pb2.CompactionRequest.FromString,
                     response_serializer=mcp_dot_v1_dot_kv__pb2.CompactionResponse.SerializeToString,
+            ),
+            'History': grpc.unary_unary_rpc_method_handler(
+                    servicer.History,
+                    request_deserializer=mcp_dot_v1_dot_kv__pb2.HistoryRequest.FromString,
+                    response_serializer=mcp_dot_v1_dot_kv__pb2.HistoryResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -258,6 +276,33 @@ class KV:
             '/mcp.v1.KV/Compact',
             mcp_dot_v1_dot_kv__pb2.CompactionRequest.SerializeToString,
             mcp_dot_v1_dot_kv__pb2.CompactionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def History(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mcp.v1.KV/History',
+            mcp_dot_v1_dot_kv__pb2.HistoryRequest.SerializeToString,
+            mcp_dot_v1_dot_kv__pb2.HistoryResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -38,6 +38,10 @@ class KVStub:
     DeleteRange: _grpc.UnaryUnaryMultiCallable[_kv_pb2.DeleteRangeRequest, _kv_pb2.DeleteRangeResponse]
     Txn: _grpc.UnaryUnaryMultiCallable[_kv_pb2.TxnRequest, _kv_pb2.TxnResponse]
     Compact: _grpc.UnaryUnaryMultiCallable[_kv_pb2.CompactionRequest, _kv_pb2.CompactionResponse]
+    History: _grpc.UnaryUnaryMultiCallable[_kv_pb2.HistoryRequest, _kv_pb2.HistoryResponse]
+    """Linearizable unless asked otherwise? No: history reads are local
+    (serializable); use the header revision to know how current they are.
+    """
 
 @_typing.type_check_only
 class KVAsyncStub(KVStub):
@@ -47,6 +51,10 @@ class KVAsyncStub(KVStub):
     DeleteRange: _aio.UnaryUnaryMultiCallable[_kv_pb2.DeleteRangeRequest, _kv_pb2.DeleteRangeResponse]  # type: ignore[assignment]
     Txn: _aio.UnaryUnaryMultiCallable[_kv_pb2.TxnRequest, _kv_pb2.TxnResponse]  # type: ignore[assignment]
     Compact: _aio.UnaryUnaryMultiCallable[_kv_pb2.CompactionRequest, _kv_pb2.CompactionResponse]  # type: ignore[assignment]
+    History: _aio.UnaryUnaryMultiCallable[_kv_pb2.HistoryRequest, _kv_pb2.HistoryResponse]  # type: ignore[assignment]
+    """Linearizable unless asked otherwise? No: history reads are local
+    (serializable); use the header revision to know how current they are.
+    """
 
 class KVServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -83,5 +91,15 @@ class KVServicer(metaclass=_abc_1.ABCMeta):
         request: _kv_pb2.CompactionRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_kv_pb2.CompactionResponse, _abc.Awaitable[_kv_pb2.CompactionResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def History(
+        self,
+        request: _kv_pb2.HistoryRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_kv_pb2.HistoryResponse, _abc.Awaitable[_kv_pb2.HistoryResponse]]:
+        """Linearizable unless asked otherwise? No: history reads are local
+        (serializable); use the header revision to know how current they are.
+        """
 
 def add_KVServicer_to_server(servicer: KVServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
