@@ -48,6 +48,7 @@ if TYPE_CHECKING:  # imported lazily at run time: `mcpctl get` should start fast
 
 DEFAULT_ENDPOINTS = ("127.0.0.1:7101", "127.0.0.1:7102", "127.0.0.1:7103")
 ENDPOINTS_ENV = "MCPCTL_ENDPOINTS"
+TOKEN_ENV = "MCPCTL_TOKEN"
 
 Resp = TypeVar("Resp")
 
@@ -236,7 +237,9 @@ class WatchStream:
             req.start_revision = self.next_revision
             endpoint = self._client._endpoint()
             try:
-                self._call = self._client._watch_stub(endpoint).Watch(req)
+                self._call = self._client._watch_stub(endpoint).Watch(
+                    req, metadata=self._client._metadata
+                )
                 for msg in self._call:
                     failures = 0
                     backoff = limits.CLIENT_BACKOFF_S_MIN
@@ -271,6 +274,30 @@ class WatchStream:
         )
 
 
+def _tls_credentials(
+    cacert: str | None, cert: str | None, key: str | None
+) -> grpc.ChannelCredentials | None:
+    if not (cacert or cert or key):
+        return None
+    if bool(cert) != bool(key):
+        raise ValueError("give both a client certificate and its key (--cert and --key)")
+
+    def read(path: str | None, what: str) -> bytes | None:
+        if not path:
+            return None
+        try:
+            with open(path, "rb") as f:
+                return f.read()
+        except OSError as e:
+            raise ValueError(f"{what} {path}: {e.strerror}") from None
+
+    return grpc.ssl_channel_credentials(
+        root_certificates=read(cacert, "--cacert"),
+        private_key=read(key, "--key"),
+        certificate_chain=read(cert, "--cert"),
+    )
+
+
 def _key(key: str | bytes) -> bytes:
     return key.encode("utf-8", "surrogateescape") if isinstance(key, str) else key
 
@@ -292,7 +319,14 @@ class Client:
         *,
         timeout: float = limits.CLIENT_TIMEOUT_S_DEFAULT,
         attempts_max: int = limits.CLIENT_ATTEMPTS_MAX,
+        token: str | None = None,
+        cacert: str | None = None,
+        cert: str | None = None,
+        key: str | None = None,
     ) -> None:
+        """``token``: bearer token (default: env MCPCTL_TOKEN). ``cacert``: CA
+        file to verify the servers (turns TLS on); ``cert``/``key``: a client
+        certificate for mutual TLS. Env MCPCTL_CACERT/_CERT/_KEY likewise."""
         if endpoints is None:
             endpoints = endpoints_from_env()
         elif isinstance(endpoints, str):
@@ -307,21 +341,32 @@ class Client:
         self._cluster_stubs: dict[str, cluster_grpc.ClusterStub] = {}
         self._watch_stubs: dict[str, watch_grpc.WatchStub] = {}
         self._current = 0
+        token = token if token is not None else os.environ.get(TOKEN_ENV) or None
+        self._metadata: tuple[tuple[str, str], ...] = (
+            (("authorization", f"Bearer {token}"),) if token else ()
+        )
+        self._credentials = _tls_credentials(
+            cacert if cacert is not None else os.environ.get("MCPCTL_CACERT"),
+            cert if cert is not None else os.environ.get("MCPCTL_CERT"),
+            key if key is not None else os.environ.get("MCPCTL_KEY"),
+        )
 
     # -- plumbing ------------------------------------------------------------
     def _channel(self, endpoint: str) -> grpc.Channel:
         channel = self._channels.get(endpoint)
         if channel is None:
-            channel = self._channels[endpoint] = grpc.insecure_channel(
-                endpoint,
-                options=[
-                    ("grpc.max_receive_message_length", limits.GRPC_SEND_BYTES_MAX),
-                    ("grpc.max_send_message_length", limits.GRPC_SEND_BYTES_MAX),
-                    ("grpc.initial_reconnect_backoff_ms", 100),
-                    ("grpc.min_reconnect_backoff_ms", 100),
-                    ("grpc.max_reconnect_backoff_ms", 1000),
-                    ("grpc.enable_retries", 0),
-                ],
+            options = [
+                ("grpc.max_receive_message_length", limits.GRPC_SEND_BYTES_MAX),
+                ("grpc.max_send_message_length", limits.GRPC_SEND_BYTES_MAX),
+                ("grpc.initial_reconnect_backoff_ms", 100),
+                ("grpc.min_reconnect_backoff_ms", 100),
+                ("grpc.max_reconnect_backoff_ms", 1000),
+                ("grpc.enable_retries", 0),
+            ]
+            channel = self._channels[endpoint] = (
+                grpc.secure_channel(endpoint, self._credentials, options=options)
+                if self._credentials is not None
+                else grpc.insecure_channel(endpoint, options=options)
             )
         return channel
 
@@ -360,7 +405,7 @@ class Client:
                 break
             endpoint = self.endpoints[self._current % len(self.endpoints)]
             try:
-                return pick(endpoint)(request, timeout=remaining)
+                return pick(endpoint)(request, timeout=remaining, metadata=self._metadata)
             except grpc.RpcError as e:
                 err, from_server = _error(e)
             if not isinstance(err, Unavailable | DeadlineExceeded):
@@ -585,10 +630,11 @@ class Client:
         from mcpctl._proto.mcp.v1 import cluster_pb2 as cluster
 
         def fetch(endpoint: str) -> Callable[..., tuple[bytes, int]]:
-            def call(request: Any, timeout: float) -> tuple[bytes, int]:
+            def call(request: Any, timeout: float, metadata: Any) -> tuple[bytes, int]:
                 parts: list[bytes] = []
                 revision, digest = 0, ""
-                for chunk in self._cluster_stub(endpoint).Snapshot(request, timeout=timeout):
+                stub = self._cluster_stub(endpoint)
+                for chunk in stub.Snapshot(request, timeout=timeout, metadata=metadata):
                     parts.append(chunk.data)
                     revision, digest = chunk.revision, chunk.sha256 or digest
                 data = b"".join(parts)
@@ -608,7 +654,9 @@ class Client:
         stub = self._cluster_stub(endpoint)
         try:
             resp = stub.Status(
-                cluster.StatusRequest(), timeout=self.timeout if timeout is None else timeout
+                cluster.StatusRequest(),
+                timeout=self.timeout if timeout is None else timeout,
+                metadata=self._metadata,
             )
         except grpc.RpcError as e:
             raise _error(e)[0] from None

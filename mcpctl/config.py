@@ -65,9 +65,22 @@ class Member(_Model):
         return _check_hostport(v)
 
 
+class TlsSettings(_Model):
+    """TLS for client gRPC (and for member-to-member calls)."""
+
+    cert_file: Path
+    key_file: Path
+    # Require and verify client certificates signed by this CA (mutual TLS).
+    client_ca_file: Path | None = None
+    # CA that signed the members' certificates, to verify each other
+    # (default: client_ca_file).
+    ca_file: Path | None = None
+
+
 class ServerSettings(_Model):
     # Where the client gRPC server binds; default: this member's `client` address.
     listen: HostPort | None = None
+    tls: TlsSettings | None = None
 
     @field_validator("listen")
     @classmethod
@@ -150,6 +163,61 @@ class LimitSettings(_Model):
         return self
 
 
+class TokenSettings(_Model):
+    """A bearer token: its SHA-256 (hex), or a file holding the token itself."""
+
+    name: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._@-]+$")]
+    role: Annotated[str, Field(min_length=1, max_length=64)]
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
+    token_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> TokenSettings:
+        if (self.sha256 is None) == (self.token_file is None):
+            raise ValueError("set exactly one of sha256 or token_file")
+        return self
+
+
+class PermissionSettings(_Model):
+    prefix: Annotated[str, Field(max_length=1024)]
+    access: Literal["read", "write"]
+
+
+class RoleSettings(_Model):
+    name: Annotated[str, Field(min_length=1, max_length=64)]
+    permissions: list[PermissionSettings]
+
+
+class AuthSettings(_Model):
+    # Off: every client may do everything. Only for local development; a node
+    # that listens beyond loopback with auth off warns loudly at start.
+    enabled: bool = False
+    tokens: list[TokenSettings] = []
+    roles: list[RoleSettings] = []
+    rate_per_s: Annotated[float, Field(gt=0, le=1_000_000)] = limits.TOKEN_RATE_PER_S_DEFAULT
+    burst: Annotated[int, Field(ge=1, le=1_000_000)] = limits.TOKEN_BURST_DEFAULT
+
+    @model_validator(mode="after")
+    def _consistent(self) -> AuthSettings:
+        builtin = {"admin", "readonly"}
+        names = [r.name for r in self.roles]
+        for name in names:
+            if name in builtin:
+                raise ValueError(f"roles: {name!r} is built in")
+            if names.count(name) > 1:
+                raise ValueError(f"roles: duplicate role {name!r}")
+        known = builtin | set(names)
+        for t in self.tokens:
+            if t.role not in known:
+                raise ValueError(f"tokens: {t.name}: unknown role {t.role!r}")
+        token_names = [t.name for t in self.tokens]
+        if len(set(token_names)) != len(token_names):
+            raise ValueError("tokens: duplicate token name")
+        if self.enabled and not self.tokens:
+            raise ValueError("enabled without tokens: nobody could connect")
+        return self
+
+
 class MetricsSettings(_Model):
     # Where Prometheus scrapes /metrics (host:port); unset = no metrics server.
     listen: HostPort | None = None
@@ -175,6 +243,7 @@ class NodeConfig(_Model):
     raft: RaftSettings = RaftSettings()
     limits: LimitSettings = LimitSettings()
     metrics: MetricsSettings = MetricsSettings()
+    auth: AuthSettings = AuthSettings()
     log: LogSettings = LogSettings()
 
     @model_validator(mode="after")

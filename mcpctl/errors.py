@@ -30,6 +30,7 @@ from typing import ClassVar
 
 ERROR_KIND_KEY = "mcp-error"
 COMPACT_REVISION_KEY = "mcp-compact-revision"
+RETRY_AFTER_KEY = "retry-after-ms"
 
 
 class McpError(Exception):
@@ -128,10 +129,18 @@ class PermissionDenied(McpError):
 
 
 class ResourceExhausted(McpError):
-    """A queue, rate or size limit was reached."""
+    """A queue, rate or size limit was reached (``retry_after_ms``: when to retry)."""
 
     code = "RESOURCE_EXHAUSTED"
     kind = "resource_exhausted"
+
+    def __init__(self, message: str, *, retry_after_ms: int | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_ms = retry_after_ms
+
+    def metadata(self) -> dict[str, str]:
+        extra = {} if self.retry_after_ms is None else {RETRY_AFTER_KEY: str(self.retry_after_ms)}
+        return {**super().metadata(), **extra}
 
 
 class Internal(McpError):
@@ -181,4 +190,6 @@ def from_status(code: str, message: str, metadata: Mapping[str, str]) -> McpErro
         err.args = (message,)
         return err
     cls = _KINDS.get(kind) or _BY_CODE.get(code, Internal if code == "INTERNAL" else McpError)
+    if cls is ResourceExhausted and metadata.get(RETRY_AFTER_KEY, "").isdigit():
+        return ResourceExhausted(message, retry_after_ms=int(metadata[RETRY_AFTER_KEY]))
     return cls(message)

@@ -63,6 +63,16 @@ CLIENT_ATTEMPTS_MAX: Final = 8
 CLIENT_BACKOFF_S_MIN: Final = 0.05
 CLIENT_BACKOFF_S_MAX: Final = 1.0
 
+# --- security ------------------------------------------------------------------
+# Per-identity token bucket (requests/s, burst) when auth is on; beyond:
+# RESOURCE_EXHAUSTED with a retry-after-ms trailer.
+TOKEN_RATE_PER_S_DEFAULT: Final = 200.0
+TOKEN_BURST_DEFAULT: Final = 400
+# Open watch streams per identity and per client connection; beyond:
+# RESOURCE_EXHAUSTED.
+WATCHES_PER_IDENTITY_MAX: Final = 2000
+WATCHES_PER_CONNECTION_MAX: Final = 2000
+
 # --- watch (DESIGN §4) ---------------------------------------------------------
 # Open watch streams per node; beyond: RESOURCE_EXHAUSTED.
 WATCHERS_MAX: Final = 5000

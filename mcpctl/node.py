@@ -14,7 +14,9 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from mcpctl import limits, validate
+import structlog
+
+from mcpctl import auth, limits, validate
 from mcpctl._proto.mcp.v1 import cluster_pb2 as cluster
 from mcpctl._proto.mcp.v1 import kv_pb2 as kv
 from mcpctl._proto.mcp.v1 import raft_pb2 as raft
@@ -31,6 +33,8 @@ from mcpctl.replication import ProposeError, RaftNode, Role
 from mcpctl.state import Applied, Store
 
 T = TypeVar("T")
+
+audit_log = structlog.get_logger("mcpctl.audit")
 
 # Backups stream in chunks of this size.
 SNAPSHOT_CHUNK_BYTES = 1024 * 1024
@@ -99,6 +103,7 @@ class Node:
         applied = await self.proposer.write(request, timeout_s)
         if isinstance(applied.result, McpError):
             raise applied.result
+        _audit(request, applied)
         return applied
 
     # -- KV ----------------------------------------------------------------
@@ -444,6 +449,34 @@ def combine_status(
 
 def _ms(seconds: float) -> int:
     return max(0, round(seconds * 1000))
+
+
+def _audit(request: raft.InternalRequest, applied: Applied) -> None:
+    """One structured line per applied write: who, what, which revision. Values
+    are never logged (they may hold secrets)."""
+    which = request.WhichOneof("request") or "none"
+    op = getattr(request, which) if which != "none" else None
+    keys: list[str] = []
+    if which in ("put", "delete_range"):
+        keys = [op.key.decode("utf-8", "replace")]  # type: ignore[union-attr]
+    elif which == "txn":
+        assert isinstance(op, kv.TxnRequest)
+        for o in [*op.success, *op.failure]:
+            inner = o.WhichOneof("request")
+            if inner in ("request_put", "request_delete_range"):
+                keys.append(getattr(o, inner).key.decode("utf-8", "replace"))
+    elif which == "member":
+        keys = [f"member:{request.member.name}"]
+    audit_log.info(
+        "write",
+        identity=auth.current_identity.get().name,
+        op=which,
+        keys=keys,
+        prefix=bool(getattr(op, "prefix", False)),
+        revision=applied.revision,
+        request_id=getattr(op, "request_id", ""),
+        duplicate=applied.duplicate,
+    )
 
 
 def _expect(applied: Applied, cls: type[T]) -> T:

@@ -38,10 +38,17 @@ class Peers:
         self,
         members: list[MemberInfo],
         directory: Callable[[], list[raft.MemberRecord]] | None = None,
+        *,
+        credentials: grpc.ChannelCredentials | None = None,
+        token: str | None = None,
     ) -> None:
         self._configured = {m.name: m for m in members}
         self._directory = directory or (lambda: [])
         self._channels: dict[str, grpc.aio.Channel] = {}
+        self._credentials = credentials
+        self._metadata: tuple[tuple[str, str], ...] = (
+            (("authorization", f"Bearer {token}"),) if token else ()
+        )
 
     def known(self) -> list[MemberInfo]:
         """Every member known by name: the directory overrides the configuration."""
@@ -69,7 +76,11 @@ class Peers:
     def _stub(self, member: MemberInfo) -> cluster_grpc.ClusterAsyncStub:
         channel = self._channels.get(member.client)
         if channel is None:
-            channel = self._channels[member.client] = grpc.aio.insecure_channel(member.client)
+            channel = self._channels[member.client] = (
+                grpc.aio.secure_channel(member.client, self._credentials)
+                if self._credentials is not None
+                else grpc.aio.insecure_channel(member.client)
+            )
         return cluster_grpc.ClusterStub(channel)
 
     async def status(self, member: MemberInfo) -> cluster.StatusResponse | str:
@@ -78,7 +89,7 @@ class Peers:
             return "client address unknown"
         try:
             resp: cluster.StatusResponse = await self._stub(member).Status(
-                cluster.StatusRequest(), timeout=PEER_STATUS_TIMEOUT_S
+                cluster.StatusRequest(), timeout=PEER_STATUS_TIMEOUT_S, metadata=self._metadata
             )
             return resp
         except grpc.aio.AioRpcError as e:
@@ -87,7 +98,8 @@ class Peers:
     async def forward(self, member: MemberInfo, method: str, request: Any, timeout_s: float) -> Any:
         """Call ``Cluster/<method>`` on ``member``; raises grpc.aio.AioRpcError."""
         call = getattr(self._stub(member), method)
-        return await call(request, timeout=timeout_s, metadata=((FORWARDED_KEY, "1"),))
+        metadata = (*self._metadata, (FORWARDED_KEY, "1"))
+        return await call(request, timeout=timeout_s, metadata=metadata)
 
     async def close(self) -> None:
         await asyncio.gather(*(ch.close(None) for ch in self._channels.values()))

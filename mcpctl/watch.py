@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from mcpctl import limits
+from mcpctl import auth, limits
 from mcpctl._proto.mcp.v1 import kv_pb2 as kv
 from mcpctl._proto.mcp.v1 import raft_pb2 as raft
 from mcpctl._proto.mcp.v1 import watch_pb2 as watch
@@ -66,6 +66,8 @@ class Watcher:
     error: McpError | None = None
     # Highest revision whose events have been sent (bookmarks never go below it).
     sent_revision: int = 0
+    identity: str = ""
+    connection: str = ""
 
     def matches(self, key: bytes) -> bool:
         return key.startswith(self.key) if self.prefix else key == self.key
@@ -92,6 +94,19 @@ class Watcher:
         self.wake.set()
 
 
+@dataclass(frozen=True, slots=True)
+class HubLimits:
+    """The hub's limits (docs/limits.md); tests pass small ones."""
+
+    watchers_max: int = limits.WATCHERS_MAX
+    queue_revisions_max: int = limits.WATCHER_QUEUE_REVISIONS_MAX
+    queue_bytes_max: int = limits.WATCHER_QUEUE_BYTES_MAX
+    message_bytes_max: int = limits.WATCH_MESSAGE_BYTES_MAX
+    messages_per_s: float = limits.WATCH_MESSAGES_PER_S
+    per_identity_max: int = limits.WATCHES_PER_IDENTITY_MAX
+    per_connection_max: int = limits.WATCHES_PER_CONNECTION_MAX
+
+
 @dataclass
 class HubStats:
     streams_opened: int = 0
@@ -108,20 +123,19 @@ class WatchHub:
         header: HeaderFn,
         *,
         leader_timeout_s: float,
-        watchers_max: int = limits.WATCHERS_MAX,
-        queue_revisions_max: int = limits.WATCHER_QUEUE_REVISIONS_MAX,
-        queue_bytes_max: int = limits.WATCHER_QUEUE_BYTES_MAX,
-        message_bytes_max: int = limits.WATCH_MESSAGE_BYTES_MAX,
-        messages_per_s: float = limits.WATCH_MESSAGES_PER_S,
+        hub_limits: HubLimits | None = None,
     ) -> None:
+        lim = hub_limits or HubLimits()
         self._raft = raft_node
         self._header = header
         self._leader_timeout_s = leader_timeout_s
-        self._watchers_max = watchers_max
-        self._queue_revisions_max = queue_revisions_max
-        self._queue_bytes_max = queue_bytes_max
-        self._message_bytes_max = message_bytes_max
-        self._messages_per_s = messages_per_s
+        self._watchers_max = lim.watchers_max
+        self._queue_revisions_max = lim.queue_revisions_max
+        self._queue_bytes_max = lim.queue_bytes_max
+        self._message_bytes_max = lim.message_bytes_max
+        self._messages_per_s = lim.messages_per_s
+        self._per_identity_max = lim.per_identity_max
+        self._per_connection_max = lim.per_connection_max
         self._watchers: dict[int, Watcher] = {}
         self._ids = itertools.count(1)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -236,6 +250,19 @@ class WatchHub:
     def _register(self, req: watch.WatchRequest) -> tuple[Watcher, int]:
         if len(self._watchers) >= self._watchers_max:
             raise ResourceExhausted(f"too many watch streams on this member ({self._watchers_max})")
+        identity = auth.current_identity.get().name
+        connection = auth.current_peer.get()
+        per_identity = sum(1 for w in self._watchers.values() if w.identity == identity)
+        if per_identity >= self._per_identity_max:
+            raise ResourceExhausted(
+                f"too many watch streams for {identity} ({self._per_identity_max})"
+            )
+        per_connection = sum(1 for w in self._watchers.values() if w.connection == connection)
+        if connection and per_connection >= self._per_connection_max:
+            raise ResourceExhausted(
+                f"too many watch streams on one connection ({self._per_connection_max}); "
+                "open another channel"
+            )
         # Asked now, not through the monitor's flag: that one is up to
         # WATCH_LEADER_CHECK_S old and would refuse watches for a while after
         # a leader is known (e.g. just after start-up).
@@ -255,6 +282,8 @@ class WatchHub:
             progress_interval_s=interval if req.progress_notify else None,
             next_revision=req.start_revision or current + 1,
             synced=False,
+            identity=identity,
+            connection=connection,
         )
         self._watchers[w.id] = w
         self.stats.streams_opened += 1

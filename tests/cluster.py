@@ -8,6 +8,7 @@ restart, and a look at each node's status through the real SDK.
 from __future__ import annotations
 
 import os
+import random
 import secrets
 import signal
 import socket
@@ -31,18 +32,31 @@ READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
 
 
+# Test ports come from below Linux's ephemeral range (32768-60999 here), so an
+# outgoing connection cannot take a port between choosing it and the node
+# binding it (binding port 0 hands out ephemeral ports: that race happened).
+PORT_RANGE = (20000, 32000)
+
+
 def free_ports(count: int) -> list[int]:
-    """Ports nobody listens on right now (held open together so they differ)."""
-    socks = []
-    try:
-        for _ in range(count):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
+    """Distinct ports nobody listens on right now, outside the ephemeral range."""
+    rng = random.SystemRandom()
+    chosen: list[int] = []
+    for _ in range(count * 50):
+        if len(chosen) == count:
+            break
+        port = rng.randrange(*PORT_RANGE)
+        if port in chosen:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        chosen.append(port)
+    if len(chosen) != count:
+        raise RuntimeError(f"could not find {count} free ports in {PORT_RANGE}")
+    return chosen
 
 
 def wait_for(what: str, check: Callable[[], T | None], timeout_s: float = READY_TIMEOUT_S) -> T:

@@ -15,10 +15,10 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mcpctl.cli import connect
     from mcpctl.cli.output import Printer
-    from mcpctl.client import Client
 
-    with Client(args.endpoints, timeout=args.timeout) as client:
+    with connect.client(args) as client:
         res = client.delete(args.key, prefix=args.prefix, prev_kv=args.prev_kv)
     Printer(args.write_out).delete(res)
     return 0

@@ -22,13 +22,13 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mcpctl.cli import connect
     from mcpctl.cli.output import Printer
-    from mcpctl.client import Client
 
     if args.rev < 0 or args.limit < 0:
         sys.stderr.write("mcpctl get: --rev and --limit must not be negative\n")
         return int(Exit.USAGE)
-    with Client(args.endpoints, timeout=args.timeout) as client:
+    with connect.client(args) as client:
         res = client.get(
             args.key,
             prefix=args.prefix,

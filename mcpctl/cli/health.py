@@ -20,19 +20,20 @@ def run(args: argparse.Namespace) -> int:
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    from mcpctl.client import endpoints_from_env
+    from mcpctl.cli import connect
 
-    endpoints = endpoints_from_env(args.endpoints)
     healthy = True
-    for endpoint in endpoints:
-        with grpc.insecure_channel(endpoint) as channel:
+    with connect.client(args) as client:
+        for endpoint in client.endpoints:
+            # The health service needs no token; TLS settings apply.
+            stub = health_pb2_grpc.HealthStub(client._channel(endpoint))
             try:
-                resp = health_pb2_grpc.HealthStub(channel).Check(
+                resp = stub.Check(
                     health_pb2.HealthCheckRequest(service=""), timeout=min(args.timeout, 3.0)
                 )
                 state = health_pb2.HealthCheckResponse.ServingStatus.Name(resp.status)
             except grpc.RpcError as e:
                 state = f"UNREACHABLE ({e.code().name.lower()})"
-        healthy = healthy and state == "SERVING"
-        sys.stdout.write(f"{endpoint} {state}\n")
+            healthy = healthy and state == "SERVING"
+            sys.stdout.write(f"{endpoint} {state}\n")
     return 0 if healthy else 1

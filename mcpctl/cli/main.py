@@ -55,6 +55,18 @@ def _globals(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
         help="seconds per command, over all retries (env MCPCTL_TIMEOUT; default 5)",
     )
     parser.add_argument(
+        "--token", default=d, help="bearer token (env MCPCTL_TOKEN)", metavar="TOKEN"
+    )
+    parser.add_argument(
+        "--cacert", dest="tls_cacert", default=d, help="CA file to verify servers (TLS)"
+    )
+    parser.add_argument(
+        "--cert", dest="tls_cert", default=d, help="client certificate (mutual TLS)"
+    )
+    parser.add_argument(
+        "--key", dest="tls_key", default=d, help="client certificate key (mutual TLS)"
+    )
+    parser.add_argument(
         "-w",
         "--write-out",
         choices=("simple", "json", "table"),
@@ -93,6 +105,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.write_out = "simple"
     from mcpctl.errors import McpError
 
+    for name in ("token", "tls_cacert", "tls_cert", "tls_key"):
+        if getattr(args, name, None) is None:
+            setattr(args, name, None)
     try:
         code: int = args.run(args)
     except McpError as e:
@@ -100,6 +115,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         sys.stderr.write(f"mcpctl: {e.kind.replace('_', ' ')}: {e.message}\n")
         return int(for_error(e))
+    except ValueError as e:  # bad TLS files and the like, found by the SDK
+        sys.stderr.write(f"mcpctl: error: {e}\n")
+        return int(Exit.USAGE)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

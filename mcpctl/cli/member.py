@@ -31,10 +31,10 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
 def run_add(args: argparse.Namespace) -> int:
     import yaml
 
+    from mcpctl.cli import connect
     from mcpctl.cli.output import Printer
-    from mcpctl.client import Client
 
-    with Client(args.endpoints, timeout=max(args.timeout, 10.0)) as client:
+    with connect.client(args, timeout=max(args.timeout, 10.0)) as client:
         members = client.member_add(args.name, args.raft, args.client)
     Printer(args.write_out if args.write_out != "simple" else "table").members(members)
     if args.write_out != "json":
@@ -49,10 +49,10 @@ def run_add(args: argparse.Namespace) -> int:
 
 
 def run_remove(args: argparse.Namespace) -> int:
+    from mcpctl.cli import connect
     from mcpctl.cli.output import Printer
-    from mcpctl.client import Client
 
-    with Client(args.endpoints, timeout=max(args.timeout, 10.0)) as client:
+    with connect.client(args, timeout=max(args.timeout, 10.0)) as client:
         members = client.member_remove(args.name)
     Printer(args.write_out if args.write_out != "simple" else "table").members(members)
     return 0

@@ -12,10 +12,10 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mcpctl.cli import connect
     from mcpctl.cli.output import Printer
-    from mcpctl.client import Client
 
-    with Client(args.endpoints, timeout=args.timeout) as client:
+    with connect.client(args) as client:
         members = client.member_list()
     if args.write_out == "simple":
         args.write_out = "table"

@@ -150,11 +150,14 @@ class Printer:
                     obj["prev_kv"] = kv_json(ev.prev_kv)
                 self._json(obj)
             else:
-                self.out.write(f"{ev.type}\n{ev.kv.key}\n")
+                # As etcdctl: the type, then the previous key and value (with
+                # --prev-kv), then the key and, for a PUT, its value.
+                self.out.write(f"{ev.type}\n")
+                if ev.prev_kv is not None:
+                    self.out.write(f"{ev.prev_kv.key}\n{_text(ev.prev_kv.value)[0]}\n")
+                self.out.write(f"{ev.kv.key}\n")
                 if ev.type == "PUT":
                     self.out.write(_text(ev.kv.value)[0] + "\n")
-                if ev.prev_kv is not None:
-                    self.out.write(_text(ev.prev_kv.value)[0] + "\n")
         self.out.flush()
 
     def members(self, members: Sequence[cluster.Member]) -> None:

@@ -45,8 +45,8 @@ def _value(args: argparse.Namespace) -> bytes | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mcpctl.cli import connect
     from mcpctl.cli.output import Printer
-    from mcpctl.client import Client
 
     value = _value(args)
     if value is None:
@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     if args.if_mod_rev is not None and args.if_mod_rev < 0:
         sys.stderr.write("mcpctl put: --if-mod-rev must not be negative\n")
         return int(Exit.USAGE)
-    with Client(args.endpoints, timeout=args.timeout) as client:
+    with connect.client(args) as client:
         res = client.put(
             args.key, value, prev_kv=args.prev_kv, expected_mod_revision=args.if_mod_rev
         )

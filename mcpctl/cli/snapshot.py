@@ -47,9 +47,9 @@ def _print(info: Any, fmt: str) -> None:
 
 
 def run_save(args: argparse.Namespace) -> int:
-    from mcpctl.client import Client
+    from mcpctl.cli import connect
 
-    with Client(args.endpoints, timeout=max(args.timeout, 30.0)) as client:
+    with connect.client(args, timeout=max(args.timeout, 30.0)) as client:
         info = client.snapshot(str(args.file))
     _print(info, args.write_out)
     return int(Exit.OK)

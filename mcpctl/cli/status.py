@@ -35,9 +35,9 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mcpctl.cli import connect
     from mcpctl.cli.exitcodes import Exit
     from mcpctl.cli.output import Printer
-    from mcpctl.client import Client
 
     if args.interval < WATCH_INTERVAL_S_MIN:
         sys.stderr.write(f"mcpctl status: --interval must be at least {WATCH_INTERVAL_S_MIN}\n")
@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     if args.write_out == "simple":
         args.write_out = "table"
     printer = Printer(args.write_out)
-    with Client(args.endpoints, timeout=min(args.timeout, 3.0)) as client:
+    with connect.client(args, timeout=min(args.timeout, 3.0)) as client:
         if not args.watch:
             printer.status(client.cluster_status())
             return int(Exit.OK)

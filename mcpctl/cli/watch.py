@@ -30,14 +30,14 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mcpctl.cli import connect
     from mcpctl.cli.output import Printer
-    from mcpctl.client import Client
 
     if args.rev < 0:
         sys.stderr.write("mcpctl watch: --rev must not be negative\n")
         return int(Exit.USAGE)
     printer = Printer(args.write_out)
-    with Client(args.endpoints, timeout=args.timeout) as client:
+    with connect.client(args) as client:
         stream = client.watch(
             args.key,
             prefix=args.prefix,

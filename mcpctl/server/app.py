@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 import socket
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,18 +27,20 @@ from grpc_health.v1 import health as grpc_health
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from mcpctl import limits
+from mcpctl import auth, limits
 from mcpctl._proto.mcp.v1 import cluster_pb2, kv_pb2, watch_pb2
+from mcpctl.auth import Guard
 from mcpctl.config import NodeConfig
 from mcpctl.node import Identity, Node
 from mcpctl.peers import MemberInfo, Peers
 from mcpctl.proposer import Proposer
 from mcpctl.replication import RaftNode, RaftSettings
+from mcpctl.server import security
 from mcpctl.server.errors import safe_deserializer
 from mcpctl.server.kv import ClusterServicer, KVServicer, WatchServicer
 from mcpctl.server.metrics import RpcMetrics, build_registry, serve_metrics
 from mcpctl.state import HistoryLimits
-from mcpctl.watch import WatchHub
+from mcpctl.watch import HubLimits, WatchHub
 
 log = structlog.get_logger("mcpctl.server")
 
@@ -107,6 +110,8 @@ async def create_server(
     *,
     metrics: RpcMetrics | None = None,
     health: Any = None,
+    guard: Guard | None = None,
+    credentials: grpc.ServerCredentials | None = None,
 ) -> tuple[grpc.aio.Server, int]:
     """The gRPC server of a node: KV, Watch, Cluster, health and reflection."""
     server = grpc.aio.server(
@@ -114,9 +119,9 @@ async def create_server(
         maximum_concurrent_rpcs=limits.CONCURRENT_RPCS_MAX,
     )
     kv_service, cluster_service, watch_service = SERVICES
-    add_service(server, KVServicer(node, metrics), kv_service)
-    add_service(server, ClusterServicer(node, metrics), cluster_service)
-    add_service(server, WatchServicer(hub), watch_service)
+    add_service(server, KVServicer(node, metrics, guard), kv_service)
+    add_service(server, ClusterServicer(node, metrics, guard), cluster_service)
+    add_service(server, WatchServicer(hub, guard), watch_service)
     health_pb2_grpc.add_HealthServicer_to_server(health or HealthServicer(), server)
     reflection.enable_server_reflection(
         [s.full_name for s in SERVICES]
@@ -124,7 +129,11 @@ async def create_server(
         server,
     )
     try:
-        port = server.add_insecure_port(address)
+        port = (
+            server.add_secure_port(address, credentials)
+            if credentials is not None
+            else server.add_insecure_port(address)
+        )
     except RuntimeError:
         port = 0
     if port == 0:
@@ -225,13 +234,48 @@ def run(cfg: NodeConfig) -> int:
     if cfg.metrics.listen is not None:
         _check_port_free(cfg.metrics.listen, "metrics.listen")
     log.info("starting", config=cfg.redacted())
+    _warn_if_open(cfg)
+    security.build_guard(cfg.auth, secret)  # token files readable: fail before binding
+    if cfg.server.tls is not None:
+        security.server_credentials(cfg.server.tls)
     raft_node = build_raft(cfg, secret)
     if not raft_node.wait_bound():
         raise StartupError(f"raft.listen: cannot listen on {cfg.raft_listen}")
-    return asyncio.run(_serve(cfg, raft_node))
+    return asyncio.run(_serve(cfg, raft_node, secret))
 
 
-async def _serve(cfg: NodeConfig, raft_node: RaftNode) -> int:
+def _warn_if_open(cfg: NodeConfig) -> None:
+    """Say so loudly when clients beyond this machine get in without credentials."""
+    if security.is_loopback(cfg.client_listen):
+        return
+    if not cfg.auth.enabled:
+        log.warning(
+            "AUTH IS OFF and the client port is reachable beyond loopback: anyone who can "
+            "reach it can read and change every key. Turn auth.enabled on outside development.",
+            listen=cfg.client_listen,
+        )
+    if cfg.server.tls is None:
+        log.warning(
+            "TLS is off and the client port is reachable beyond loopback: "
+            "tokens and values travel in clear text",
+            listen=cfg.client_listen,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class NodeParts:
+    proposer: Proposer
+    node: Node
+    hub: WatchHub
+
+
+def build_node(
+    cfg: NodeConfig, raft_node: RaftNode, secret: str, *, hub_limits: HubLimits | None = None
+) -> NodeParts:
+    """The Proposer, Node and WatchHub of ``raft_node``, wired as ``serve`` wires them.
+
+    Build them on the loop that will serve them, then ``hub.start()``.
+    """
     proposer = Proposer(
         raft_node,
         proposal_timeout_s=cfg.limits.proposal_timeout_ms / 1000,
@@ -245,17 +289,36 @@ async def _serve(cfg: NodeConfig, raft_node: RaftNode) -> int:
         peers=Peers(
             [MemberInfo(m.name, m.raft, m.client) for m in cfg.cluster.members],
             directory=lambda: raft_node.consumer.read(lambda s: s.members()),
+            credentials=security.member_channel_credentials(cfg),
+            token=auth.member_token(secret) if cfg.auth.enabled else None,
         ),
         value_bytes_max=cfg.limits.value_bytes_max,
     )
-    hub = WatchHub(raft_node, node.header, leader_timeout_s=cfg.raft.election_timeout_max_ms / 1000)
+    hub = WatchHub(
+        raft_node,
+        node.header,
+        leader_timeout_s=cfg.raft.election_timeout_max_ms / 1000,
+        hub_limits=hub_limits,
+    )
+    return NodeParts(proposer, node, hub)
+
+
+async def _serve(cfg: NodeConfig, raft_node: RaftNode, secret: str) -> int:
+    parts = build_node(cfg, raft_node, secret)
+    proposer, node, hub = parts.proposer, parts.node, parts.hub
     hub.start()
     registry, rpc_metrics = build_registry(node, hub)
     if cfg.metrics.listen is not None:
         serve_metrics(registry, cfg.metrics.listen)
     health = HealthServicer()
     server, port = await create_server(
-        node, hub, cfg.client_listen, metrics=rpc_metrics, health=health
+        node,
+        hub,
+        cfg.client_listen,
+        metrics=rpc_metrics,
+        health=health,
+        guard=security.build_guard(cfg.auth, secret),
+        credentials=security.server_credentials(cfg.server.tls) if cfg.server.tls else None,
     )
     await server.start()
     stop = asyncio.Event()

@@ -19,7 +19,7 @@ import grpc
 import structlog
 from google.protobuf.message import DecodeError, Message
 
-from mcpctl import limits
+from mcpctl import auth, limits
 from mcpctl.errors import DeadlineExceeded, Internal, InvalidArgument, McpError
 
 log = structlog.get_logger("mcpctl.rpc")
@@ -59,6 +59,20 @@ def forwarded() -> bool:
     return any(k == FORWARDED_KEY for k, _ in _metadata.get())
 
 
+def _admit(servicer: Any, name: str, request: Any, context: Any) -> None:
+    """Decode check, then authenticate/authorize/rate-limit; sets the contextvars."""
+    if isinstance(request, BadRequest):
+        raise InvalidArgument(request.error)
+    metadata = tuple((m[0], m[1]) for m in (context.invocation_metadata() or ()))
+    _metadata.set(metadata)
+    auth.current_peer.set(context.peer())
+    guard: auth.Guard | None = getattr(servicer, "guard", None)
+    if guard is not None:
+        identity = guard.check(metadata, name, request)
+        auth.current_identity.set(identity)
+        structlog.contextvars.bind_contextvars(identity=identity.name)
+
+
 def status_code(err: McpError) -> grpc.StatusCode:
     return getattr(grpc.StatusCode, err.code, grpc.StatusCode.UNKNOWN)
 
@@ -77,11 +91,9 @@ def rpc(
         remaining = context.time_remaining()
         timeout_s = limits.CLIENT_TIMEOUT_S_DEFAULT if remaining is None else remaining
         structlog.contextvars.bind_contextvars(method=name, peer=context.peer())
-        _metadata.set(tuple((m[0], m[1]) for m in (context.invocation_metadata() or ())))
         code = "OK"
         try:
-            if isinstance(request, BadRequest):
-                raise InvalidArgument(request.error)
+            _admit(self, name, request, context)
             if timeout_s <= 0:
                 raise DeadlineExceeded("deadline passed before the request started")
             return await method(self, request, timeout_s)
@@ -120,8 +132,7 @@ def rpc_stream(
         structlog.contextvars.bind_contextvars(method=name, peer=context.peer())
         error: McpError | None = None
         try:
-            if isinstance(request, BadRequest):
-                raise InvalidArgument(request.error)
+            _admit(self, name, request, context)
             async for item in method(self, request):
                 yield item
         except McpError as e:

@@ -14,13 +14,17 @@ from mcpctl.server.errors import forwarded, rpc, rpc_stream
 from mcpctl.watch import WatchHub
 
 if TYPE_CHECKING:
+    from mcpctl.auth import Guard
     from mcpctl.server.metrics import RpcMetrics
 
 
 class KVServicer:
-    def __init__(self, node: Node, metrics: RpcMetrics | None = None) -> None:
+    def __init__(
+        self, node: Node, metrics: RpcMetrics | None = None, guard: Guard | None = None
+    ) -> None:
         self._node = node
         self.metrics = metrics
+        self.guard = guard
 
     @rpc
     async def Range(self, request: kv.RangeRequest, timeout_s: float) -> kv.RangeResponse:
@@ -52,9 +56,12 @@ class KVServicer:
 
 
 class ClusterServicer:
-    def __init__(self, node: Node, metrics: RpcMetrics | None = None) -> None:
+    def __init__(
+        self, node: Node, metrics: RpcMetrics | None = None, guard: Guard | None = None
+    ) -> None:
         self._node = node
         self.metrics = metrics
+        self.guard = guard
 
     @rpc
     async def Status(
@@ -95,8 +102,9 @@ class ClusterServicer:
 
 
 class WatchServicer:
-    def __init__(self, hub: WatchHub) -> None:
+    def __init__(self, hub: WatchHub, guard: Guard | None = None) -> None:
         self._hub = hub
+        self.guard = guard
 
     @rpc_stream
     async def Watch(self, request: watch.WatchRequest) -> AsyncIterator[watch.WatchResponse]:

@@ -485,7 +485,7 @@ def test_global_flags_before_or_after_the_command(
     """--endpoints, --timeout and -w work before and after the command name."""
     code, out, _ = run_cli(capsys, *argv)
     assert code == 0
-    assert fake.built == [{"endpoints": "h1:1,h2:2", "timeout": 2.5}]
+    assert [(b["endpoints"], b["timeout"]) for b in fake.built] == [("h1:1,h2:2", 2.5)]
     assert "header" in json.loads(out)
 
 
@@ -505,7 +505,7 @@ def test_env_supplies_endpoints_and_timeout(
     monkeypatch.setenv("MCPCTL_TIMEOUT", "1.5")
     code, _, _ = run_cli(capsys, "get", "/a")
     assert code == 0
-    assert fake.built == [{"endpoints": "e1:7101,e2:7102", "timeout": 1.5}]
+    assert [(b["endpoints"], b["timeout"]) for b in fake.built] == [("e1:7101,e2:7102", 1.5)]
 
 
 def test_flags_beat_env(
@@ -516,7 +516,7 @@ def test_flags_beat_env(
     monkeypatch.setenv("MCPCTL_TIMEOUT", "1.5")
     code, _, _ = run_cli(capsys, "get", "/a", "--endpoints", "f:1", "--timeout", "9")
     assert code == 0
-    assert fake.built == [{"endpoints": "f:1", "timeout": 9.0}]
+    assert [(b["endpoints"], b["timeout"]) for b in fake.built] == [("f:1", 9.0)]
 
 
 def test_default_timeout_is_5s(fake: type[FakeClient], capsys: pytest.CaptureFixture[str]) -> None:
@@ -545,3 +545,31 @@ def test_empty_endpoints_fall_back_to_the_default_list() -> None:
     """An empty MCPCTL_ENDPOINTS means the documented local default endpoints."""
     assert mcpctl.client.endpoints_from_env("") == list(mcpctl.client.DEFAULT_ENDPOINTS)
     assert mcpctl.client.endpoints_from_env(" a:1 , ,b:2 ") == ["a:1", "b:2"]
+
+
+def test_token_and_tls_flags_reach_the_client(
+    fake: type[FakeClient], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--token/--cacert/--cert/--key reach the SDK, and never collide with a command's KEY."""
+    code, _, _ = run_cli(
+        capsys,
+        "--token",
+        "t0ken",
+        "--cacert",
+        "ca.pem",
+        "get",
+        "/a",
+        "--cert",
+        "c.pem",
+        "--key",
+        "k.pem",
+    )
+    assert code == 0
+    built = fake.built[0]
+    assert (built["token"], built["cacert"], built["cert"], built["key"]) == (
+        "t0ken",
+        "ca.pem",
+        "c.pem",
+        "k.pem",
+    )
+    assert fake.calls[0][1] == ("/a",)

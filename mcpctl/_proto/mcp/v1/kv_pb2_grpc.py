@@ -100,8 +100,7 @@ class KVServicer:
         raise NotImplementedError('Method not implemented!')
 
     def History(self, request, context):
-        """Linearizable unless asked otherwise? No: history reads are local
-        (serializable); use the header revision to know how current they are.
+        """Linearizable, like Range.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -39,9 +39,7 @@ class KVStub:
     Txn: _grpc.UnaryUnaryMultiCallable[_kv_pb2.TxnRequest, _kv_pb2.TxnResponse]
     Compact: _grpc.UnaryUnaryMultiCallable[_kv_pb2.CompactionRequest, _kv_pb2.CompactionResponse]
     History: _grpc.UnaryUnaryMultiCallable[_kv_pb2.HistoryRequest, _kv_pb2.HistoryResponse]
-    """Linearizable unless asked otherwise? No: history reads are local
-    (serializable); use the header revision to know how current they are.
-    """
+    """Linearizable, like Range."""
 
 @_typing.type_check_only
 class KVAsyncStub(KVStub):
@@ -52,9 +50,7 @@ class KVAsyncStub(KVStub):
     Txn: _aio.UnaryUnaryMultiCallable[_kv_pb2.TxnRequest, _kv_pb2.TxnResponse]  # type: ignore[assignment]
     Compact: _aio.UnaryUnaryMultiCallable[_kv_pb2.CompactionRequest, _kv_pb2.CompactionResponse]  # type: ignore[assignment]
     History: _aio.UnaryUnaryMultiCallable[_kv_pb2.HistoryRequest, _kv_pb2.HistoryResponse]  # type: ignore[assignment]
-    """Linearizable unless asked otherwise? No: history reads are local
-    (serializable); use the header revision to know how current they are.
-    """
+    """Linearizable, like Range."""
 
 class KVServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -98,8 +94,6 @@ class KVServicer(metaclass=_abc_1.ABCMeta):
         request: _kv_pb2.HistoryRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_kv_pb2.HistoryResponse, _abc.Awaitable[_kv_pb2.HistoryResponse]]:
-        """Linearizable unless asked otherwise? No: history reads are local
-        (serializable); use the header revision to know how current they are.
-        """
+        """Linearizable, like Range."""
 
 def add_KVServicer_to_server(servicer: KVServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
