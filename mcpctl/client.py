@@ -243,6 +243,10 @@ class WatchStream:
                 for msg in self._call:
                     failures = 0
                     backoff = limits.CLIENT_BACKOFF_S_MIN
+                    if msg.progress and msg.header.revision < self.next_revision - 1:
+                        # A member behind what this stream already delivered
+                        # (after a resume): its bookmark would go backwards.
+                        continue
                     yield self._advance(msg)
                 if self._closed.is_set():
                     return

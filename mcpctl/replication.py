@@ -477,6 +477,18 @@ class RaftNode:
     def status(self) -> RaftStatus:
         return self._status
 
+    def hears_leader(self) -> bool:
+        """A leader is known and was heard from within the election timeout.
+
+        PySyncObj keeps a follower's last leader while it is cut off from
+        everyone (it starts no election then), so ``leader`` alone is not proof.
+        """
+        st = self._status
+        return st.leader is not None and (
+            st.role == Role.LEADER
+            or st.leader_contact_age_s <= self.settings.election_timeout_max_s
+        )
+
     def propose(
         self, batch: raft.InternalBatch, callback: Callable[[Any, ProposeError], None]
     ) -> None:

@@ -43,7 +43,7 @@ from mcpctl._proto.mcp.v1 import kv_pb2 as kv
 from mcpctl._proto.mcp.v1 import raft_pb2 as raft
 from mcpctl._proto.mcp.v1 import watch_pb2 as watch
 from mcpctl.errors import McpError, ResourceExhausted, Unavailable
-from mcpctl.replication import RaftNode, Role
+from mcpctl.replication import RaftNode
 from mcpctl.state import Applied, Store
 
 log = structlog.get_logger("mcpctl.watch")
@@ -218,11 +218,7 @@ class WatchHub:
             w.wake.set()
 
     def _hears_leader(self) -> bool:
-        """This node knows a leader and heard from it within the election timeout."""
-        st = self._raft.status
-        return st.leader is not None and (
-            st.role == Role.LEADER or st.leader_contact_age_s <= self._leader_timeout_s
-        )
+        return self._raft.hears_leader()
 
     async def _watch_leader(self) -> None:
         while True:

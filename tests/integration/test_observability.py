@@ -71,6 +71,7 @@ def test_health_not_serving_without_a_leader(cluster: Cluster) -> None:
     """A member left alone (the other two killed) loses its leader and says
     NOT_SERVING, so a probe takes it out of rotation."""
     survivor = cluster.nodes[0]
+    wait_for("SERVING before the faults", lambda: serving(survivor) == "SERVING")
     for node in cluster.nodes[1:]:
         cluster.kill(node)
     wait_for("NOT_SERVING", lambda: serving(survivor) == "NOT_SERVING", timeout_s=20)
