@@ -78,6 +78,12 @@ class Node:
     ) -> None:
         self.identity = identity
         self.peers = peers or Peers([])
+        # One membership change at a time (PySyncObj 0.3.17 does not enforce
+        # it: its "change in flight" index is never set). A change whose
+        # outcome is unknown counts as in flight until the commit index passes
+        # the log index it could be at.
+        self._membership_lock = asyncio.Lock()
+        self._membership_pending_index = 0
         self.raft = raft_node
         self.proposer = proposer
         self.value_bytes_max = value_bytes_max
@@ -303,6 +309,7 @@ class Node:
         try:
             err = await asyncio.wait_for(done, timeout_s)
         except TimeoutError:
+            self._membership_pending_index = self.raft.status.last_log_index
             raise OutcomeUnknown(
                 "the membership change did not commit in time; check `mcpctl members`"
             ) from None
@@ -313,6 +320,16 @@ class Node:
         if err != ProposeError.SUCCESS:
             raise OutcomeUnknown(f"membership change failed ({err.name.lower()}); check members")
 
+    def _one_change_at_a_time(self) -> None:
+        if (
+            self._membership_lock.locked()
+            or self.raft.status.commit_index < self._membership_pending_index
+        ):
+            raise FailedPrecondition(
+                "another membership change is in progress (one at a time); "
+                "retry when it has committed"
+            )
+
     async def member_add(
         self, req: cluster.MemberAddRequest, timeout_s: float, *, forwarded: bool = False
     ) -> cluster.MemberAddResponse:
@@ -320,6 +337,13 @@ class Node:
         answer = await self._leader_or_forward("MemberAdd", req, timeout_s, forwarded)
         if answer is not None:
             return answer  # type: ignore[no-any-return]
+        self._one_change_at_a_time()
+        async with self._membership_lock:
+            return await self._member_add(req, timeout_s)
+
+    async def _member_add(
+        self, req: cluster.MemberAddRequest, timeout_s: float
+    ) -> cluster.MemberAddResponse:
         members = self.member_infos()
         if any(m.raft == req.raft_address for m in members):
             raise FailedPrecondition(f"{req.raft_address} is already a member")
@@ -356,6 +380,13 @@ class Node:
         answer = await self._leader_or_forward("MemberRemove", req, timeout_s, forwarded)
         if answer is not None:
             return answer  # type: ignore[no-any-return]
+        self._one_change_at_a_time()
+        async with self._membership_lock:
+            return await self._member_remove(req, timeout_s)
+
+    async def _member_remove(
+        self, req: cluster.MemberRemoveRequest, timeout_s: float
+    ) -> cluster.MemberRemoveResponse:
         members = self.member_infos()
         target = next((m for m in members if m.name == req.name), None)
         if target is None:
