@@ -104,19 +104,20 @@ def member_token(cluster_secret: str) -> str:
 class TokenBucket:
     """``rate`` tokens per second, at most ``burst`` saved. Thread-safe."""
 
-    def __init__(self, rate: float, burst: float) -> None:
+    def __init__(self, rate: float, burst: float, now: float | None = None) -> None:
         assert rate > 0 and burst >= 1
         self.rate = rate
         self.burst = burst
         self._tokens = burst
-        self._at = time.monotonic()
+        self._at = time.monotonic() if now is None else now
         self._lock = threading.Lock()
 
     def take(self, now: float | None = None) -> float:
         """0 when a token was taken, else seconds until one is available."""
         with self._lock:
             now = time.monotonic() if now is None else now
-            self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+            elapsed = max(0.0, now - self._at)
+            self._tokens = min(self.burst, self._tokens + elapsed * self.rate)
             self._at = now
             if self._tokens >= 1:
                 self._tokens -= 1
