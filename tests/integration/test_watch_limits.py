@@ -733,3 +733,30 @@ def test_client_error_for_the_refused_watch_is_resource_exhausted(
     ):
         next(iter(stream))
     assert err.value.code == "RESOURCE_EXHAUSTED"
+
+
+def test_watches_per_connection_are_limited_and_another_channel_gets_more(
+    start_node: Callable[..., InProcessNode],
+) -> None:
+    """Past WATCHES_PER_CONNECTION_MAX streams on one connection the next gets
+    RESOURCE_EXHAUSTED ("open another channel"); a new connection is not affected.
+    (With auth off every caller is one identity: the per-identity limit is the
+    larger one here.)"""
+    node = start_node(small_limits(watchers_max=10, per_connection_max=2, per_identity_max=5))
+    shared = node.stub()
+    first = [Stream(shared, watch.WatchRequest(key=b"/pc/")) for _ in range(2)]
+    for s in first:
+        s.created()
+    third = Stream(shared, watch.WatchRequest(key=b"/pc/"))
+    with pytest.raises(grpc.RpcError):
+        third.next()
+    assert third.call.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "connection" in third.call.details()
+    others = [node.watch(b"/pc/") for _ in range(3)]  # each on its own channel
+    for s in others:
+        s.created()
+    over_identity = node.watch(b"/pc/")
+    with pytest.raises(grpc.RpcError):
+        over_identity.next()
+    assert over_identity.call.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "anonymous" in over_identity.call.details()
