@@ -31,7 +31,6 @@ from mcpctl import auth, limits
 from mcpctl._proto.mcp.v1 import cluster_pb2, kv_pb2, watch_pb2
 from mcpctl.auth import Guard
 from mcpctl.config import NodeConfig
-from mcpctl.mcp.service import add_config_service
 from mcpctl.node import Identity, Node
 from mcpctl.peers import MemberInfo, Peers
 from mcpctl.proposer import Proposer
@@ -123,7 +122,6 @@ async def create_server(
     add_service(server, KVServicer(node, metrics, guard), kv_service)
     add_service(server, ClusterServicer(node, metrics, guard), cluster_service)
     add_service(server, WatchServicer(hub, guard), watch_service)
-    add_config_service(server, node, metrics, guard)
     health_pb2_grpc.add_HealthServicer_to_server(health or HealthServicer(), server)
     reflection.enable_server_reflection(
         [s.full_name for s in SERVICES]
