@@ -36,11 +36,14 @@ T = TypeVar("T")
 
 audit_log = structlog.get_logger("mcpctl.audit")
 
+# A voter counts as reachable for membership checks when it answered the
+# leader within this long (or the election timeout, if longer).
+MEMBER_FRESH_S = 3.0
 # Backups stream in chunks of this size.
 SNAPSHOT_CHUNK_BYTES = 1024 * 1024
 # On removal, how long the leader waits for the member to receive its tombstone
 # (so it learns it was removed and stops) before taking it out of Raft.
-TOMBSTONE_WAIT_S = 3.0
+TOMBSTONE_WAIT_S = 5.0
 
 
 def stable_id(*parts: str) -> int:
@@ -263,7 +266,7 @@ class Node:
     def _reachable(self, excluding: str | None = None) -> int:
         """Voters the leader heard from within an election timeout (itself included)."""
         st = self.raft.status
-        fresh_s = self.raft.settings.election_timeout_max_s
+        fresh_s = max(MEMBER_FRESH_S, self.raft.settings.election_timeout_max_s)
         me = self.raft.settings.self_address
         count = 0 if me == excluding else 1
         for p in st.peers:
@@ -364,14 +367,21 @@ class Node:
         return cluster.MemberAddResponse(header=self.header(), members=self._members_pb())
 
     async def _wait_replicated_to(self, address: str, timeout_s: float) -> None:
-        """Give ``address`` (bounded) time to receive the log up to now; the leader
-        stops sending it anything once the removal is appended."""
+        """Wait (bounded) until ``address`` has the log up to now: once the removal
+        is appended the leader sends it nothing more, so a member removed before
+        it got its tombstone would never learn it was removed. A member that is
+        down cannot learn anyway: go on. One that is up but behind: refuse."""
         wanted = self.raft.status.last_log_index
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
+        while True:
             peer = next((p for p in self.raft.status.peers if p.address == address), None)
             if peer is None or not peer.connected or peer.match_index >= wanted:
                 return
+            if time.monotonic() >= deadline:
+                raise Unavailable(
+                    "the member has not received its removal notice yet and was not removed; "
+                    "retry (it stops serving once it has)"
+                )
             await asyncio.sleep(0.02)
 
     async def member_remove(

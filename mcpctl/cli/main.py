@@ -27,6 +27,10 @@ COMMANDS = (
     "member",
     "health",
     "snapshot",
+    "apply",
+    "export",
+    "history",
+    "rollback",
 )
 TIMEOUT_ENV = "MCPCTL_TIMEOUT"
 

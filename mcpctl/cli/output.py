@@ -25,6 +25,8 @@ from mcpctl.client import (
 
 if TYPE_CHECKING:
     from mcpctl._proto.mcp.v1 import cluster_pb2 as cluster
+    from mcpctl.mcp.client import ExportResult, HistoryEntry, HistoryResult, WriteResult
+    from mcpctl.mcp.plan import Change
 
 FORMATS = ("simple", "json", "table")
 
@@ -188,6 +190,84 @@ class Printer:
             for row in rows:
                 self.out.write(", ".join(row) + "\n")
 
+    # -- the MCP layer (docs/mcp-config.md) ------------------------------------------
+    def config_write(self, res: WriteResult, *, done: str, hint: str = "") -> None:
+        """What apply/rollback changed (or would change): per key, per field."""
+        if self.fmt == "json":
+            self._json(
+                {
+                    "header": header_json(res.header),
+                    "dry_run": res.dry_run,
+                    "read_revision": res.read_revision,
+                    "revision": res.revision,
+                    "changes": [change_json(ch) for ch in res.changes],
+                }
+            )
+            return
+        if self.fmt == "table":
+            rows = [
+                [_OP_SIGN[ch.op], ch.key, path or "-", _shown(old), _shown(new)]
+                for ch in res.changes
+                for path, old, new in _fields(ch)
+            ]
+            if rows:
+                self._table(["op", "key", "field", "before", "after"], rows)
+        else:
+            for ch in res.changes:
+                self.out.write(f"{_OP_SIGN[ch.op]} {ch.key}\n")
+                for path, old, new in _fields(ch):
+                    name = path or "value"
+                    if ch.op == "add":
+                        self.out.write(f"    {name}: {_shown(new)}\n")
+                    elif ch.op == "change":
+                        self.out.write(f"    {name}: {_shown(old)} -> {_shown(new)}\n")
+        self.out.write(write_summary(res, done) + (f" {hint}" if hint else "") + "\n")
+
+    def export(self, res: ExportResult) -> None:
+        if self.fmt == "json":
+            import yaml
+
+            self._json(
+                {
+                    "header": header_json(res.header),
+                    "revision": res.revision,
+                    "config": yaml.safe_load(res.document),
+                }
+            )
+        else:
+            self.out.write(res.document if res.document.endswith("\n") else res.document + "\n")
+
+    def history(self, res: HistoryResult) -> None:
+        """A key's changes, newest first: revision, time, type, key (and value)."""
+        if self.fmt == "json":
+            obj: dict[str, Any] = {
+                "header": header_json(res.header),
+                "compact_revision": res.compact_revision,
+                "entries": [history_json(e) for e in res.entries],
+            }
+            if res.more:
+                obj["more"] = True
+            self._json(obj)
+        elif self.fmt == "table":
+            rows = [
+                [
+                    e.revision,
+                    iso_ms(e.ts_ms),
+                    e.event.type,
+                    e.event.kv.key,
+                    e.event.kv.version if e.event.type == "PUT" else "-",
+                    _text(e.event.kv.value)[0] if e.event.type == "PUT" else "",
+                ]
+                for e in res.entries
+            ]
+            self._table(["revision", "time", "type", "key", "version", "value"], rows)
+        else:
+            for e in res.entries:
+                ev = e.event
+                self.out.write(f"{e.revision} {iso_ms(e.ts_ms)} {ev.type} {ev.kv.key}\n")
+                if ev.type == "PUT":
+                    self.out.write(_text(ev.kv.value)[0] + "\n")
+
 
 # A member whose lag is above this is shown as "lagging".
 STATUS_LAG_WARN_MS = 1000
@@ -240,3 +320,58 @@ def status_json(m: cluster.MemberHealth, leader: str) -> dict[str, Any]:
         "health": health,
         **({"error": m.error} if not m.reachable else {}),
     }
+
+
+# -- the MCP layer ----------------------------------------------------------------
+_OP_SIGN = {"add": "+", "change": "~", "delete": "-"}
+
+
+def iso_ms(ts_ms: int) -> str:
+    """Milliseconds since the epoch as ISO 8601 UTC (``2026-01-02T03:04:05.678Z``)."""
+    import datetime
+
+    when = datetime.datetime.fromtimestamp(ts_ms / 1000, tz=datetime.UTC)
+    return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts_ms % 1000:03d}Z"
+
+
+def change_json(ch: Change) -> dict[str, Any]:
+    out: dict[str, Any] = {"op": ch.op, "key": ch.key}
+    for name, value in (("value", ch.value), ("prev_value", ch.prev_value)):
+        if value is not None:
+            text, is_b64 = _text(value)
+            out[name] = text
+            if is_b64:
+                out[f"{name}_encoding"] = "base64"
+    return out
+
+
+def history_json(e: HistoryEntry) -> dict[str, Any]:
+    obj: dict[str, Any] = {"revision": e.revision, "ts_ms": e.ts_ms, "time": iso_ms(e.ts_ms)}
+    obj["type"] = e.event.type
+    obj.update(kv_json(e.event.kv, keys_only=e.event.type == "DELETE"))
+    return obj
+
+
+def write_summary(res: WriteResult, done: str) -> str:
+    n = len(res.changes)
+    count = f"{n} change{'' if n == 1 else 's'}"
+    if res.dry_run:
+        return f"dry run: {count} against revision {res.read_revision}; nothing written"
+    if res.revision == 0:
+        return f"no changes (revision {res.read_revision})"
+    return f"{done}: {count} at revision {res.revision}"
+
+
+def _fields(ch: Change) -> list[tuple[str, Any, Any]]:
+    from mcpctl.mcp.plan import field_changes
+
+    return [] if ch.op == "delete" else list(field_changes(ch))
+
+
+def _shown(value: Any) -> str:
+    """A field value as JSON text (strings quoted); ``(unset)`` when absent."""
+    if value is None:
+        return "(unset)"
+    if isinstance(value, bytes):
+        return _text(value)[0]
+    return json.dumps(value, ensure_ascii=False)

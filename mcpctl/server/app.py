@@ -28,9 +28,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from mcpctl import auth, limits
-from mcpctl._proto.mcp.v1 import cluster_pb2, kv_pb2, watch_pb2
+from mcpctl._proto.mcp.v1 import cluster_pb2, config_pb2, kv_pb2, watch_pb2
 from mcpctl.auth import Guard
 from mcpctl.config import NodeConfig
+from mcpctl.mcp.service import add_config_service
 from mcpctl.node import Identity, Node
 from mcpctl.peers import MemberInfo, Peers
 from mcpctl.proposer import Proposer
@@ -101,6 +102,8 @@ SERVICES = (
     cluster_pb2.DESCRIPTOR.services_by_name["Cluster"],
     watch_pb2.DESCRIPTOR.services_by_name["Watch"],
 )
+# Registered by mcpctl.mcp.service; listed for reflection and health.
+EXTRA_SERVICES = (config_pb2.DESCRIPTOR.services_by_name["Config"],)
 
 
 async def create_server(
@@ -122,9 +125,10 @@ async def create_server(
     add_service(server, KVServicer(node, metrics, guard), kv_service)
     add_service(server, ClusterServicer(node, metrics, guard), cluster_service)
     add_service(server, WatchServicer(hub, guard), watch_service)
+    add_config_service(server, node, metrics, guard)
     health_pb2_grpc.add_HealthServicer_to_server(health or HealthServicer(), server)
     reflection.enable_server_reflection(
-        [s.full_name for s in SERVICES]
+        [s.full_name for s in (*SERVICES, *EXTRA_SERVICES)]
         + [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
         server,
     )
@@ -144,7 +148,7 @@ async def create_server(
 async def _report_health(node: Node, health: Any) -> None:
     """grpc.health.v1: SERVING only with a known leader and everything committed applied."""
     serving_before: bool | None = None
-    names = ["", *(s.full_name for s in SERVICES)]
+    names = ["", *(s.full_name for s in (*SERVICES, *EXTRA_SERVICES))]
     while True:
         st = node.raft.status
         serving = node.raft.hears_leader() and st.applied_index >= st.commit_index and st.ready

@@ -1,0 +1,246 @@
+"""``McpConfigView``: the current, validated, typed MCP config, kept live.
+
+Built on ``ConfigWatcher`` (a consistent live copy of ``/mcp/``): after every
+change it decodes the whole copy as one document (``layout.decode``):
+
+- valid, and different from the config in use: it becomes ``config`` and
+  ``on_update`` gets a ``ConfigUpdate`` naming the models added, removed and
+  changed and the other sections that changed;
+- invalid (a raw ``put`` that breaks the schema, a stray key, everything
+  deleted): ``on_invalid`` gets an ``InvalidConfig`` with one line per
+  problem (never a value), the problem is logged, and ``config`` stays the
+  last valid one.
+
+An apply is one revision, so a service never sees half of one. Callbacks run
+one at a time, in revision order (on the watcher's thread; the first one on
+the thread that calls ``start``); exceptions they raise are logged. Every
+property is safe from any thread.
+
+::
+
+    def reload(update: ConfigUpdate) -> None:
+        models = {m.name: m for m in update.config.models}
+        for name in update.added + update.changed:
+            pool.upsert(models[name])
+        for name in update.removed:
+            pool.drop(name)
+
+    with McpConfigView(client, on_update=reload) as view:
+        serve(view.config)
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from mcpctl import limits
+from mcpctl.client import Client
+from mcpctl.errors import NotFound
+from mcpctl.mcp import layout
+from mcpctl.mcp.schema import McpConfig, Model, SchemaError
+from mcpctl.watcher import Change, ConfigWatcher
+
+log = logging.getLogger("mcpctl.mcp.view")
+
+_T = TypeVar("_T")
+
+# Top-level sections other than `models`, in document order.
+SECTIONS = ("server", "routing", "auth", "rate_limits", "logging")
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigUpdate:
+    """A new valid config replaced the previous one (None: the first one seen)."""
+
+    revision: int
+    config: McpConfig
+    previous: McpConfig | None
+    added: tuple[str, ...]
+    removed: tuple[str, ...]
+    changed: tuple[str, ...]
+    # Other top-level sections whose value changed (all of them for the first config).
+    sections: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class InvalidConfig:
+    """The keys under /mcp/ at ``revision`` are not a valid config; the one from
+    ``kept_revision`` stays in use (0: there is none yet)."""
+
+    revision: int
+    problems: tuple[str, ...]
+    kept_revision: int
+
+
+def model_changes(
+    old: McpConfig | None, new: McpConfig
+) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """Model names added, removed and changed from ``old`` to ``new`` (sorted)."""
+    before = {m.name: m for m in old.models} if old is not None else {}
+    after = {m.name: m for m in new.models}
+    added = tuple(sorted(after.keys() - before.keys()))
+    removed = tuple(sorted(before.keys() - after.keys()))
+    changed = tuple(sorted(n for n in after.keys() & before.keys() if after[n] != before[n]))
+    return added, removed, changed
+
+
+def diff_configs(revision: int, old: McpConfig | None, new: McpConfig) -> ConfigUpdate:
+    added, removed, changed = model_changes(old, new)
+    sections = tuple(s for s in SECTIONS if old is None or getattr(old, s) != getattr(new, s))
+    return ConfigUpdate(revision, new, old, added, removed, changed, sections)
+
+
+class McpConfigView:
+    """A typed view of the MCP config under ``/mcp/`` (see the module docstring)."""
+
+    def __init__(
+        self,
+        client: Client,
+        *,
+        on_update: Callable[[ConfigUpdate], None] | None = None,
+        on_invalid: Callable[[InvalidConfig], None] | None = None,
+        on_error: Callable[[Exception], None] | None = None,
+        check_interval_s: float = limits.CONFIG_WATCHER_CHECK_S_DEFAULT,
+        progress_interval_ms: int = 1000,
+    ) -> None:
+        self._on_update = on_update
+        self._on_invalid = on_invalid
+        self._watcher = ConfigWatcher(
+            client,
+            layout.ROOT,
+            on_change=self._changed,
+            on_error=on_error,
+            check_interval_s=check_interval_s,
+            progress_interval_ms=progress_interval_ms,
+            initial_changes=True,
+        )
+        # Evaluations run one at a time (callbacks included), in revision order.
+        self._evaluating = threading.Lock()
+        self._cond = threading.Condition()
+        self._config: McpConfig | None = None
+        self._revision = 0
+        self._invalid: InvalidConfig | None = None
+        # key -> mod_revision of the copy last evaluated (None: nothing yet).
+        self._evaluated: dict[str, int] | None = None
+
+    # -- lifecycle -----------------------------------------------------------------
+    def start(self) -> McpConfigView:
+        """Read /mcp/ and evaluate it (callbacks run on this thread), then follow it."""
+        self._watcher.start()
+        # An empty /mcp/ gives the watcher no initial change to report.
+        self._evaluate(self._watcher.revision, only_if_first=True)
+        return self
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        self._watcher.stop(timeout_s)
+
+    def __enter__(self) -> McpConfigView:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- the view ------------------------------------------------------------------
+    @property
+    def config(self) -> McpConfig | None:
+        """The last valid config (None until one was seen)."""
+        with self._cond:
+            return self._config
+
+    @property
+    def revision(self) -> int:
+        """The revision of the change that produced ``config`` (0: none yet)."""
+        with self._cond:
+            return self._revision
+
+    @property
+    def invalid(self) -> InvalidConfig | None:
+        """What is wrong with /mcp/ now, while ``config`` is an older one; else None."""
+        with self._cond:
+            return self._invalid
+
+    @property
+    def models(self) -> dict[str, Model]:
+        """The models of ``config`` by name."""
+        config = self.config
+        return {m.name: m for m in config.models} if config is not None else {}
+
+    def wait_for_revision(self, revision: int, timeout_s: float) -> bool:
+        """Block until the view has evaluated /mcp/ as of ``revision`` or later
+        (callbacks for it done): True, or False when time runs out."""
+        deadline = time.monotonic() + timeout_s
+        if not self._watcher.wait_for_revision(revision, timeout_s):
+            return False
+        with self._cond:
+            while True:
+                # The watcher's copy is at `revision` or later; the view is
+                # current when it evaluated exactly that copy.
+                if self._evaluated == _versions(self._watcher):
+                    return True
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+
+    # -- evaluation --------------------------------------------------------------------
+    def _changed(self, changes: list[Change]) -> None:
+        self._evaluate(max(ch.revision for ch in changes))
+
+    def _evaluate(self, revision: int, *, only_if_first: bool = False) -> None:
+        with self._evaluating:
+            snapshot = self._watcher.snapshot()
+            versions = {k: kv.mod_revision for k, kv in snapshot.items()}
+            with self._cond:
+                if versions == self._evaluated or (only_if_first and self._evaluated is not None):
+                    return
+            try:
+                new = layout.decode({k: kv.value for k, kv in snapshot.items()})
+            except (SchemaError, NotFound) as e:
+                problems = e.problems if isinstance(e, SchemaError) else [e.message]
+                self._reject(revision, versions, problems)
+                return
+            with self._cond:
+                old = self._config
+                self._config, self._revision, self._invalid = new, revision, None
+            if new != old:
+                self._call(self._on_update, diff_configs(revision, old, new))
+            self._done(versions)
+
+    def _reject(self, revision: int, versions: dict[str, int], problems: list[str]) -> None:
+        with self._cond:
+            kept = self._revision
+            invalid = self._invalid = InvalidConfig(revision, tuple(problems), kept)
+        log.warning(
+            "MCP config at revision %d is invalid; keeping revision %d: %s",
+            revision,
+            kept,
+            "; ".join(problems),
+        )
+        self._call(self._on_invalid, invalid)
+        self._done(versions)
+
+    def _done(self, versions: dict[str, int]) -> None:
+        with self._cond:
+            self._evaluated = versions
+            self._cond.notify_all()
+
+    @staticmethod
+    def _call(callback: Callable[[_T], None] | None, arg: _T) -> None:
+        if callback is None:
+            return
+        try:
+            callback(arg)
+        except Exception:
+            log.exception("MCP config view callback failed")
+
+
+def _versions(watcher: ConfigWatcher) -> dict[str, int]:
+    return {k: kv.mod_revision for k, kv in watcher.snapshot().items()}
+
+
+__all__ = ["ConfigUpdate", "InvalidConfig", "McpConfigView", "diff_configs", "model_changes"]
