@@ -5,11 +5,16 @@ An adapter starts a fresh local 3-member cluster on 127.0.0.1, names its
 leader's and a follower's endpoint, and offers ``put``/``get`` over one
 grpc.aio channel to an endpoint chosen with ``connect``. Everything it starts
 it stops in ``stop``.
+
+For the watch and failover benchmarks it also talks to any member at once
+(``put_at``/``get_at``/``watch_values``, one pooled channel per endpoint,
+closed by ``close_channels``) and can ``kill_member`` (kill -9).
 """
 
 from __future__ import annotations
 
 import abc
+import asyncio
 import contextlib
 import os
 import secrets
@@ -18,6 +23,8 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
@@ -26,6 +33,8 @@ from bench.etcd_proto import rpc_pb2 as rpc
 from bench.etcd_proto import rpc_pb2_grpc as rpc_grpc
 from mcpctl._proto.mcp.v1 import kv_pb2 as kv
 from mcpctl._proto.mcp.v1 import kv_pb2_grpc as kv_grpc
+from mcpctl._proto.mcp.v1 import watch_pb2 as mwatch
+from mcpctl._proto.mcp.v1 import watch_pb2_grpc as mwatch_grpc
 from mcpctl.client import new_request_id
 from tests.cluster import Cluster, free_ports, wait_for
 
@@ -42,6 +51,10 @@ class Adapter(abc.ABC):
     """A server under test: a local 3-member cluster plus a tiny async KV client."""
 
     name: str = ""
+
+    def __init__(self) -> None:
+        # One channel per endpoint for put_at / get_at / watch_values.
+        self._pool: dict[str, grpc.aio.Channel] = {}
 
     # -- cluster ---------------------------------------------------------------
     def check_available(self) -> None:  # noqa: B027 - optional hook, default: always
@@ -94,6 +107,47 @@ class Adapter(abc.ABC):
     def cli_get(self, key: str) -> tuple[list[str], dict[str, str]] | None:
         """argv and environment of this server's CLI reading ``key`` (None: no CLI)."""
 
+    # -- any member at once (watch and failover benchmarks) -------------------------
+    @abc.abstractmethod
+    def endpoints(self) -> list[str]:
+        """Every member's endpoint, running or not, in a stable order."""
+
+    @abc.abstractmethod
+    def kill_member(self, endpoint: str) -> None:
+        """kill -9 the member at ``endpoint`` and reap it (it stays down)."""
+
+    def pooled_channel(self, endpoint: str) -> grpc.aio.Channel:
+        """The shared channel to ``endpoint`` (opened on first use, on the running loop)."""
+        channel = self._pool.get(endpoint)
+        if channel is None:
+            channel = self._pool[endpoint] = grpc.aio.insecure_channel(endpoint)
+        return channel
+
+    async def close_channels(self) -> None:
+        pool, self._pool = self._pool, {}
+        for channel in pool.values():
+            await channel.close(None)
+
+    @abc.abstractmethod
+    async def put_at(self, endpoint: str, key: bytes, value: bytes, timeout: float) -> None:
+        """One put sent to ``endpoint`` (no retry); raises grpc.aio.AioRpcError on failure."""
+
+    @abc.abstractmethod
+    async def get_at(self, endpoint: str, key: bytes) -> bytes | None:
+        """Linearizable read of ``key`` at ``endpoint``: its value, or None if absent."""
+
+    @abc.abstractmethod
+    def watch_values(
+        self, endpoint: str, prefix: bytes, created: asyncio.Event
+    ) -> AsyncIterator[list[bytes]]:
+        """One watch stream on ``prefix`` at ``endpoint``, from now on.
+
+        Sets ``created`` when the server confirms the watch, then yields the
+        values of the events of each message received (one list per message).
+        Ends by raising grpc.aio.AioRpcError or RuntimeError; cancelling the
+        consumer cancels the stream.
+        """
+
 
 def _clean_env(drop_prefixes: tuple[str, ...]) -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith(drop_prefixes)}
@@ -110,6 +164,7 @@ class McpConfigAdapter(Adapter):
     name = "mcp-config"
 
     def __init__(self) -> None:
+        super().__init__()
         self._cluster: Cluster | None = None
         self._channel: grpc.aio.Channel | None = None
         self._stub: kv_grpc.KVAsyncStub | None = None
@@ -187,6 +242,38 @@ class McpConfigAdapter(Adapter):
         endpoints = _leader_first(self.cluster.endpoints, self.leader_endpoint())
         return [*argv, "--endpoints", endpoints, "get", key], _clean_env(("MCPCTL_", "MCP_"))
 
+    def endpoints(self) -> list[str]:
+        return self.cluster.endpoints
+
+    def kill_member(self, endpoint: str) -> None:
+        node = next(n for n in self.cluster.nodes if n.endpoint == endpoint)
+        self.cluster.kill(node)
+
+    async def put_at(self, endpoint: str, key: bytes, value: bytes, timeout: float) -> None:
+        stub = kv_grpc.KVStub(self.pooled_channel(endpoint))
+        req = kv.PutRequest(key=key, value=value, request_id=new_request_id())
+        await stub.Put(req, timeout=timeout)
+
+    async def get_at(self, endpoint: str, key: bytes) -> bytes | None:
+        stub = kv_grpc.KVStub(self.pooled_channel(endpoint))
+        resp = await stub.Range(kv.RangeRequest(key=key), timeout=RPC_TIMEOUT_S)
+        return resp.kvs[0].value if resp.kvs else None
+
+    async def watch_values(
+        self, endpoint: str, prefix: bytes, created: asyncio.Event
+    ) -> AsyncIterator[list[bytes]]:
+        stub = mwatch_grpc.WatchStub(self.pooled_channel(endpoint))
+        call = stub.Watch(mwatch.WatchRequest(key=prefix, prefix=True))
+        try:
+            async for resp in call:
+                if resp.created:
+                    created.set()
+                elif resp.events:
+                    yield [ev.kv.value for ev in resp.events]
+            raise RuntimeError(f"watch stream at {endpoint} ended by the server")
+        finally:
+            call.cancel()
+
 
 # ------------------------------------------------------------------------------
 class EtcdAdapter(Adapter):
@@ -198,11 +285,15 @@ class EtcdAdapter(Adapter):
 
     name = "etcd"
 
-    def __init__(self, binary: str = "etcd", ctl: str = "etcdctl") -> None:
+    def __init__(self, binary: str = "etcd", ctl: str = "etcdctl", pprof: bool = False) -> None:
+        super().__init__()
         self._binary = binary
         self._ctl = ctl
+        # --enable-pprof: /debug/pprof on the client port (forced GC for memory readings).
+        self._pprof = pprof
         self._procs: list[subprocess.Popen[bytes]] = []
         self._endpoints: list[str] = []
+        self._killed: set[str] = set()
         self._channel: grpc.aio.Channel | None = None
         self._stub: rpc_grpc.KVAsyncStub | None = None
 
@@ -223,6 +314,7 @@ class EtcdAdapter(Adapter):
         token = f"bench-{secrets.token_hex(4)}"
         env = _clean_env(("ETCD_", "ETCDCTL_"))
         self._endpoints = client
+        self._killed = set()
         try:
             for i, name in enumerate(names):
                 member_dir = workdir / name
@@ -241,6 +333,7 @@ class EtcdAdapter(Adapter):
                     "--logger", "zap",
                     "--log-outputs", "stderr",
                     "--log-level", "warn",
+                    *(["--enable-pprof"] if self._pprof else []),
                 ]  # fmt: skip
                 with open(member_dir / "etcd.log", "ab") as log:
                     self._procs.append(
@@ -271,10 +364,13 @@ class EtcdAdapter(Adapter):
                 p.wait(STOP_TIMEOUT_S)
         self._procs = []
 
+    def _alive(self) -> list[str]:
+        return [e for e in self._endpoints if e not in self._killed]
+
     def _status(self, endpoint: str) -> rpc.StatusResponse:
-        for p in self._procs:
-            if p.poll() is not None:
-                raise RuntimeError(f"an etcd member exited with code {p.returncode}")
+        for e, p in zip(self._endpoints, self._procs, strict=False):
+            if e not in self._killed and p.poll() is not None:
+                raise RuntimeError(f"etcd member {e} exited with code {p.returncode}")
         with grpc.insecure_channel(endpoint) as ch:
             stub = rpc_grpc.MaintenanceStub(ch)
             resp: rpc.StatusResponse = stub.Status(rpc.StatusRequest(), timeout=1.0)
@@ -282,7 +378,7 @@ class EtcdAdapter(Adapter):
 
     def _agreed_leader(self) -> str | None:
         try:
-            statuses = {e: self._status(e) for e in self._endpoints}
+            statuses = {e: self._status(e) for e in self._alive()}
         except grpc.RpcError:
             return None
         leaders = {s.leader for s in statuses.values()}
@@ -295,7 +391,7 @@ class EtcdAdapter(Adapter):
         return None
 
     def _reads_ok(self) -> bool:
-        for endpoint in self._endpoints:
+        for endpoint in self._alive():
             try:
                 with grpc.insecure_channel(endpoint) as ch:
                     rpc_grpc.KVStub(ch).Range(rpc.RangeRequest(key=b"/"), timeout=1.0)
@@ -308,7 +404,7 @@ class EtcdAdapter(Adapter):
 
     def follower_endpoint(self) -> str:
         leader = self.leader_endpoint()
-        return next(e for e in self._endpoints if e != leader)
+        return next(e for e in self._alive() if e != leader)
 
     def pids(self) -> dict[str, int]:
         return {
@@ -316,7 +412,7 @@ class EtcdAdapter(Adapter):
         }
 
     def term(self) -> int:
-        return max(self._status(e).raftTerm for e in self._endpoints)
+        return max(self._status(e).raftTerm for e in self._alive())
 
     def version(self) -> str:
         try:
@@ -358,6 +454,72 @@ class EtcdAdapter(Adapter):
         env = _clean_env(("ETCD_", "ETCDCTL_"))
         env["ETCDCTL_API"] = "3"
         return [path, f"--endpoints={endpoints}", "get", key], env
+
+    def endpoints(self) -> list[str]:
+        return list(self._endpoints)
+
+    def force_gc(self, endpoint: str) -> None:
+        """Run a Go GC in the member (a heap profile with gc=1; needs pprof=True)."""
+        with urllib.request.urlopen(f"http://{endpoint}/debug/pprof/heap?gc=1", timeout=10) as r:
+            r.read()
+
+    def metrics(self, endpoint: str, prefix: str) -> dict[str, float]:
+        """The member's unlabelled Prometheus samples named ``prefix*`` (prefix removed)."""
+        with urllib.request.urlopen(f"http://{endpoint}/metrics", timeout=10) as r:
+            text = r.read().decode()
+        out: dict[str, float] = {}
+        for line in text.splitlines():
+            if line.startswith(prefix) and " " in line and "{" not in line:
+                name, value = line.rsplit(" ", 1)
+                out[name.removeprefix(prefix)] = float(value)
+        return out
+
+    def kill_member(self, endpoint: str) -> None:
+        proc = self._procs[self._endpoints.index(endpoint)]
+        self._killed.add(endpoint)
+        proc.kill()
+        proc.wait(STOP_TIMEOUT_S)
+
+    async def put_at(self, endpoint: str, key: bytes, value: bytes, timeout: float) -> None:
+        stub = rpc_grpc.KVStub(self.pooled_channel(endpoint))
+        await stub.Put(rpc.PutRequest(key=key, value=value), timeout=timeout)
+
+    async def get_at(self, endpoint: str, key: bytes) -> bytes | None:
+        stub = rpc_grpc.KVStub(self.pooled_channel(endpoint))
+        resp = await stub.Range(rpc.RangeRequest(key=key), timeout=RPC_TIMEOUT_S)
+        return resp.kvs[0].value if resp.kvs else None
+
+    async def watch_values(
+        self, endpoint: str, prefix: bytes, created: asyncio.Event
+    ) -> AsyncIterator[list[bytes]]:
+        # One watch per bidi stream (the same shape as mcp-config's streams).
+        stub = rpc_grpc.WatchStub(self.pooled_channel(endpoint))
+        call = stub.Watch(None)  # requests are written with call.write()
+        try:
+            create = rpc.WatchCreateRequest(key=prefix, range_end=prefix_end(prefix))
+            await call.write(rpc.WatchRequest(create_request=create))
+            while True:
+                resp = await call.read()
+                if not isinstance(resp, rpc.WatchResponse):  # grpc.aio.EOF
+                    raise RuntimeError(f"watch stream at {endpoint} ended by the server")
+                if resp.canceled:
+                    raise RuntimeError(f"etcd cancelled the watch: {resp.cancel_reason!r}")
+                if resp.created:
+                    created.set()
+                if resp.events:
+                    yield [ev.kv.value for ev in resp.events]
+        finally:
+            call.cancel()
+
+
+def prefix_end(prefix: bytes) -> bytes:
+    """etcd's range_end for "every key starting with ``prefix``" (non-empty prefix)."""
+    end = bytearray(prefix)
+    for i in range(len(end) - 1, -1, -1):
+        if end[i] < 0xFF:
+            end[i] += 1
+            return bytes(end[: i + 1])
+    return b"\0"
 
 
 ADAPTERS: dict[str, type[Adapter]] = {

@@ -5,12 +5,12 @@ A minimal, wire-compatible subset of etcd's v3 API, for the benchmark's
 etcd client (the PyPI `etcd3` package breaks with protobuf 5+).
 
 Field numbers and the gRPC service/method names are exactly those of
-etcd-io/etcd api/etcdserverpb/rpc.proto (package etcdserverpb, services KV
-and Maintenance) and api/mvccpb/kv.proto (KeyValue). Only the fields the
+etcd-io/etcd api/etcdserverpb/rpc.proto (package etcdserverpb, services KV,
+Watch and Maintenance) and api/mvccpb/kv.proto (KeyValue, Event). Only the fields the
 benchmark uses are declared; unknown fields in answers are skipped by
 protobuf, so answers from any etcd 3.x server decode. KeyValue lives in
 package mvccpb upstream; it is declared here in etcdserverpb because a
-message's package is not on the wire.
+message's package is not on the wire (the same for Event).
 
 Regenerate (from the repository root; the output is checked in):
   .venv/bin/python -m grpc_tools.protoc -I. --python_out=. --grpc_python_out=. \\
@@ -23,6 +23,7 @@ from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -223,6 +224,195 @@ class PutResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___PutResponse: _TypeAlias = PutResponse  # noqa: Y015
+
+@_typing.final
+class Event(_message.Message):
+    """mvccpb.Event"""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _EventType:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _EventTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[Event._EventType.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        PUT: Event._EventType.ValueType  # 0
+        DELETE: Event._EventType.ValueType  # 1
+
+    class EventType(_EventType, metaclass=_EventTypeEnumTypeWrapper): ...
+    PUT: Event.EventType.ValueType  # 0
+    DELETE: Event.EventType.ValueType  # 1
+
+    TYPE_FIELD_NUMBER: _builtins.int
+    KV_FIELD_NUMBER: _builtins.int
+    PREV_KV_FIELD_NUMBER: _builtins.int
+    type: Global___Event.EventType.ValueType
+    @_builtins.property
+    def kv(self) -> Global___KeyValue: ...
+    @_builtins.property
+    def prev_kv(self) -> Global___KeyValue: ...
+    def __init__(
+        self,
+        *,
+        type: Global___Event.EventType.ValueType = ...,
+        kv: Global___KeyValue | None = ...,
+        prev_kv: Global___KeyValue | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["kv", b"kv", "prev_kv", b"prev_kv"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["kv", b"kv", "prev_kv", b"prev_kv", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Event: _TypeAlias = Event  # noqa: Y015
+
+@_typing.final
+class WatchRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CREATE_REQUEST_FIELD_NUMBER: _builtins.int
+    CANCEL_REQUEST_FIELD_NUMBER: _builtins.int
+    PROGRESS_REQUEST_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def create_request(self) -> Global___WatchCreateRequest: ...
+    @_builtins.property
+    def cancel_request(self) -> Global___WatchCancelRequest: ...
+    @_builtins.property
+    def progress_request(self) -> Global___WatchProgressRequest: ...
+    def __init__(
+        self,
+        *,
+        create_request: Global___WatchCreateRequest | None = ...,
+        cancel_request: Global___WatchCancelRequest | None = ...,
+        progress_request: Global___WatchProgressRequest | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cancel_request", b"cancel_request", "create_request", b"create_request", "progress_request", b"progress_request", "request_union", b"request_union"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancel_request", b"cancel_request", "create_request", b"create_request", "progress_request", b"progress_request", "request_union", b"request_union"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_request_union: _TypeAlias = _typing.Literal["create_request", "cancel_request", "progress_request"]  # noqa: Y015
+    _WhichOneofArgType_request_union: _TypeAlias = _typing.Literal["request_union", b"request_union"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_request_union) -> _WhichOneofReturnType_request_union | None: ...
+
+Global___WatchRequest: _TypeAlias = WatchRequest  # noqa: Y015
+
+@_typing.final
+class WatchCreateRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_FIELD_NUMBER: _builtins.int
+    RANGE_END_FIELD_NUMBER: _builtins.int
+    START_REVISION_FIELD_NUMBER: _builtins.int
+    PROGRESS_NOTIFY_FIELD_NUMBER: _builtins.int
+    PREV_KV_FIELD_NUMBER: _builtins.int
+    WATCH_ID_FIELD_NUMBER: _builtins.int
+    FRAGMENT_FIELD_NUMBER: _builtins.int
+    key: _builtins.bytes
+    range_end: _builtins.bytes
+    """[key, range_end); the prefix `key` is watched with range_end = key + 1
+    on its last byte.
+    """
+    start_revision: _builtins.int
+    progress_notify: _builtins.bool
+    prev_kv: _builtins.bool
+    """filters = 5 (repeated enum FilterType) is left out."""
+    watch_id: _builtins.int
+    fragment: _builtins.bool
+    def __init__(
+        self,
+        *,
+        key: _builtins.bytes = ...,
+        range_end: _builtins.bytes = ...,
+        start_revision: _builtins.int = ...,
+        progress_notify: _builtins.bool = ...,
+        prev_kv: _builtins.bool = ...,
+        watch_id: _builtins.int = ...,
+        fragment: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fragment", b"fragment", "key", b"key", "prev_kv", b"prev_kv", "progress_notify", b"progress_notify", "range_end", b"range_end", "start_revision", b"start_revision", "watch_id", b"watch_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchCreateRequest: _TypeAlias = WatchCreateRequest  # noqa: Y015
+
+@_typing.final
+class WatchCancelRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WATCH_ID_FIELD_NUMBER: _builtins.int
+    watch_id: _builtins.int
+    def __init__(
+        self,
+        *,
+        watch_id: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["watch_id", b"watch_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchCancelRequest: _TypeAlias = WatchCancelRequest  # noqa: Y015
+
+@_typing.final
+class WatchProgressRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchProgressRequest: _TypeAlias = WatchProgressRequest  # noqa: Y015
+
+@_typing.final
+class WatchResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HEADER_FIELD_NUMBER: _builtins.int
+    WATCH_ID_FIELD_NUMBER: _builtins.int
+    CREATED_FIELD_NUMBER: _builtins.int
+    CANCELED_FIELD_NUMBER: _builtins.int
+    COMPACT_REVISION_FIELD_NUMBER: _builtins.int
+    CANCEL_REASON_FIELD_NUMBER: _builtins.int
+    FRAGMENT_FIELD_NUMBER: _builtins.int
+    EVENTS_FIELD_NUMBER: _builtins.int
+    watch_id: _builtins.int
+    created: _builtins.bool
+    canceled: _builtins.bool
+    compact_revision: _builtins.int
+    cancel_reason: _builtins.str
+    fragment: _builtins.bool
+    @_builtins.property
+    def header(self) -> Global___ResponseHeader: ...
+    @_builtins.property
+    def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___Event]: ...
+    def __init__(
+        self,
+        *,
+        header: Global___ResponseHeader | None = ...,
+        watch_id: _builtins.int = ...,
+        created: _builtins.bool = ...,
+        canceled: _builtins.bool = ...,
+        compact_revision: _builtins.int = ...,
+        cancel_reason: _builtins.str = ...,
+        fragment: _builtins.bool = ...,
+        events: _abc.Iterable[Global___Event] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["header", b"header"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancel_reason", b"cancel_reason", "canceled", b"canceled", "compact_revision", b"compact_revision", "created", b"created", "events", b"events", "fragment", b"fragment", "header", b"header", "watch_id", b"watch_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchResponse: _TypeAlias = WatchResponse  # noqa: Y015
 
 @_typing.final
 class StatusRequest(_message.Message):

@@ -5,12 +5,12 @@ A minimal, wire-compatible subset of etcd's v3 API, for the benchmark's
 etcd client (the PyPI `etcd3` package breaks with protobuf 5+).
 
 Field numbers and the gRPC service/method names are exactly those of
-etcd-io/etcd api/etcdserverpb/rpc.proto (package etcdserverpb, services KV
-and Maintenance) and api/mvccpb/kv.proto (KeyValue). Only the fields the
+etcd-io/etcd api/etcdserverpb/rpc.proto (package etcdserverpb, services KV,
+Watch and Maintenance) and api/mvccpb/kv.proto (KeyValue, Event). Only the fields the
 benchmark uses are declared; unknown fields in answers are skipped by
 protobuf, so answers from any etcd 3.x server decode. KeyValue lives in
 package mvccpb upstream; it is declared here in etcdserverpb because a
-message's package is not on the wire.
+message's package is not on the wire (the same for Event).
 
 Regenerate (from the repository root; the output is checked in):
   .venv/bin/python -m grpc_tools.protoc -I. --python_out=. --grpc_python_out=. \\
@@ -72,6 +72,28 @@ class KVServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_rpc_pb2.PutResponse, _abc.Awaitable[_rpc_pb2.PutResponse]]: ...
 
 def add_KVServicer_to_server(servicer: KVServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
+
+class WatchStub:
+    @_typing.overload
+    def __new__(cls, channel: _grpc.Channel) -> _Self: ...
+    @_typing.overload
+    def __new__(cls, channel: _aio.Channel) -> WatchAsyncStub: ...
+    Watch: _grpc.StreamStreamMultiCallable[_rpc_pb2.WatchRequest, _rpc_pb2.WatchResponse]
+
+@_typing.type_check_only
+class WatchAsyncStub(WatchStub):
+    def __init__(self, channel: _aio.Channel) -> None: ...
+    Watch: _aio.StreamStreamMultiCallable[_rpc_pb2.WatchRequest, _rpc_pb2.WatchResponse]  # type: ignore[assignment]
+
+class WatchServicer(metaclass=_abc_1.ABCMeta):
+    @_abc_1.abstractmethod
+    def Watch(
+        self,
+        request_iterator: _MaybeAsyncIterator[_rpc_pb2.WatchRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_rpc_pb2.WatchResponse], _abc.AsyncIterator[_rpc_pb2.WatchResponse]]: ...
+
+def add_WatchServicer_to_server(servicer: WatchServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
 
 class MaintenanceStub:
     @_typing.overload
