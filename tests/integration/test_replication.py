@@ -178,3 +178,21 @@ def test_sigterm_on_the_leader_hands_leadership_over(cluster: Cluster) -> None:
     assert cluster.leader(survivors) is not leader
     with cluster.client(*survivors) as c:
         assert c.put("/after-handover", "ok").revision > 0
+
+
+def test_restarting_a_follower_does_not_depose_the_leader(cluster: Cluster) -> None:
+    """A follower restarted with its data waits for the leader before campaigning
+    (PySyncObj has no pre-vote): the leader and the term stay the same."""
+    leader = cluster.leader()
+    with cluster.client() as c:
+        for i in range(10):
+            c.put(f"/stable/{i}", "x")
+    term = cluster.status(leader).term
+    for victim in [n for n in cluster.nodes if n is not leader]:
+        cluster.kill(victim)
+        cluster.start(victim)
+        cluster.wait_ready([victim])
+        with cluster.client(victim) as c:
+            c.put(f"/stable/after-{victim.name}", "x")  # a full round through the leader
+    assert cluster.leader() is leader
+    assert all(cluster.status(n).term == term for n in cluster.nodes)
