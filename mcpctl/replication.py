@@ -369,6 +369,11 @@ class RaftNode:
             logCompactionMinEntries=settings.compaction_min_entries,
             logCompactionMinTime=settings.compaction_min_time_s,
             maxBindRetries=1,
+            # PySyncObj caches peer addresses for 600 s by default: a member
+            # restarted on a new IP (containers, Kubernetes pods) would stay
+            # unreachable that long.
+            dnsCacheTime=2.0,
+            dnsFailCacheTime=1.0,
         )
         self._sync = SyncObj(
             settings.self_address,
