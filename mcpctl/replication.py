@@ -55,6 +55,9 @@ log = structlog.get_logger("mcpctl.replication")
 EXIT_RAFT_WEDGED = 70
 EXIT_APPLY_FAILED = 71
 
+# A leader handing over asks PySyncObj again this often until it is done.
+STEP_DOWN_RETRY_S = 0.1
+
 JOURNAL_FILE = "raft.journal"
 DUMP_FILE = "raft.snapshot"
 
@@ -536,12 +539,17 @@ class RaftNode:
             return True
         if not any(self._status.connected.values()):
             return True  # nobody to hand over to (e.g. a one-member cluster)
-        self._on_tick_calls.append(lambda: self._sync.transferLeadership())
         deadline = time.monotonic() + timeout_s
+        next_try = 0.0
         while time.monotonic() < deadline:
             st = self._status
             if st.role != Role.LEADER and st.leader not in (None, self.settings.self_address):
                 return True
+            # PySyncObj refuses (silently) while no follower has the whole log:
+            # ask again until one has caught up or time runs out.
+            if st.role == Role.LEADER and time.monotonic() >= next_try:
+                self._on_tick_calls.append(lambda: self._sync.transferLeadership())
+                next_try = time.monotonic() + STEP_DOWN_RETRY_S
             time.sleep(0.01)
         return False
 
