@@ -11,7 +11,7 @@ PROTO_OUT := mcpctl/_proto
 PROTOS := $(wildcard protos/mcp/v1/*.proto)
 
 .PHONY: venv run test test-unit test-integration lint proto bench clean deploy-tools \
-	compose-config compose-test
+	compose-config compose-test chaos
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -53,6 +53,11 @@ proto: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench.kv_bench
+
+## chaos: randomized robustness campaign (root for partitions): make chaos CHAOS_SECONDS=600 CHAOS_SEED=1
+CHAOS_SECONDS ?= 600
+chaos: $(STAMP)
+	$(PY) -m tests.chaos.campaign --seconds $(CHAOS_SECONDS) $(if $(CHAOS_SEED),--seed $(CHAOS_SEED),)
 
 ## compose-config: validate docker-compose.yml with the real Compose v2 parser
 compose-config: $(DEPLOY_STAMP)

@@ -424,7 +424,8 @@ class Client:
             )
             self._current += 1
             if (attempt + 1) % len(self.endpoints) == 0:
-                time.sleep(min(backoff, max(0.0, deadline - time.monotonic())))
+                pause = backoff * random.uniform(0.5, 1.0)  # jitter: spread retries out
+                time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
                 backoff = min(backoff * 2, limits.CLIENT_BACKOFF_S_MAX)
         if unknown and bool(getattr(request, "request_id", False)):
             raise OutcomeUnknown(
@@ -692,6 +693,12 @@ def _error(e: grpc.RpcError) -> tuple[McpError, bool]:
         key, value = item.key, item.value
         if isinstance(value, str):
             metadata[key] = value
+    if code == grpc.StatusCode.CANCELLED and ERROR_KIND_KEY not in metadata:
+        # Not our doing (a call this client cancels never gets here): the member
+        # went away mid-call (a graceful stop cancels calls in flight) or the
+        # transport dropped it. Like a broken connection: try another member;
+        # a write may have been applied.
+        return Unavailable(f"the call was cancelled by the member or transport: {details}"), False
     return from_status(code.name, details, metadata), ERROR_KIND_KEY in metadata
 
 
