@@ -109,6 +109,7 @@ class Node:
 
     async def _write(self, request: raft.InternalRequest, timeout_s: float) -> Applied:
         request.ts_ms = int(time.time() * 1000)
+        request.identity = auth.current_identity.get().name
         applied = await self.proposer.write(request, timeout_s)
         if isinstance(applied.result, McpError):
             raise applied.result

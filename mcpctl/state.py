@@ -114,7 +114,9 @@ class Store:
         op: kv.PutRequest | kv.DeleteRangeRequest | kv.TxnRequest = getattr(request, which)
         if op.request_id and op.request_id in self._dedupe:
             return self._replay(which, self._dedupe[op.request_id])
-        pending = raft.HistoryRevision(revision=self.revision + 1, ts_ms=request.ts_ms)
+        pending = raft.HistoryRevision(
+            revision=self.revision + 1, ts_ms=request.ts_ms, identity=request.identity
+        )
         result: Response | McpError
         if which == "put":
             result = self._put(request.put, pending)
@@ -301,7 +303,12 @@ class Store:
                     if len(out) >= limit:
                         return out, True
                     out.append(
-                        kv.HistoryEntry(revision=entry.revision, ts_ms=entry.ts_ms, event=ev)
+                        kv.HistoryEntry(
+                            revision=entry.revision,
+                            ts_ms=entry.ts_ms,
+                            event=ev,
+                            identity=entry.identity,
+                        )
                     )
         return out, False
 

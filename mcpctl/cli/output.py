@@ -253,6 +253,7 @@ class Printer:
                 [
                     e.revision,
                     iso_ms(e.ts_ms),
+                    e.identity or "-",
                     e.event.type,
                     e.event.kv.key,
                     e.event.kv.version if e.event.type == "PUT" else "-",
@@ -260,11 +261,12 @@ class Printer:
                 ]
                 for e in res.entries
             ]
-            self._table(["revision", "time", "type", "key", "version", "value"], rows)
+            self._table(["revision", "time", "writer", "type", "key", "version", "value"], rows)
         else:
             for e in res.entries:
                 ev = e.event
-                self.out.write(f"{e.revision} {iso_ms(e.ts_ms)} {ev.type} {ev.kv.key}\n")
+                who = e.identity or "-"
+                self.out.write(f"{e.revision} {iso_ms(e.ts_ms)} {who} {ev.type} {ev.kv.key}\n")
                 if ev.type == "PUT":
                     self.out.write(_text(ev.kv.value)[0] + "\n")
 
@@ -346,7 +348,12 @@ def change_json(ch: Change) -> dict[str, Any]:
 
 
 def history_json(e: HistoryEntry) -> dict[str, Any]:
-    obj: dict[str, Any] = {"revision": e.revision, "ts_ms": e.ts_ms, "time": iso_ms(e.ts_ms)}
+    obj: dict[str, Any] = {
+        "revision": e.revision,
+        "ts_ms": e.ts_ms,
+        "time": iso_ms(e.ts_ms),
+        "writer": e.identity,
+    }
     obj["type"] = e.event.type
     obj.update(kv_json(e.event.kv, keys_only=e.event.type == "DELETE"))
     return obj

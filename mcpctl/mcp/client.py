@@ -65,6 +65,8 @@ class HistoryEntry:
     # Wall-clock ms since the epoch on the member that proposed the write.
     ts_ms: int
     event: Event
+    # Who wrote it (the token's name; "anonymous" with auth off).
+    identity: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +161,10 @@ class McpClient:
         resp = self._client.history(key, prefix=prefix, limit=limit, timeout=timeout)
         return HistoryResult(
             Header.of(resp.header),
-            [HistoryEntry(e.revision, e.ts_ms, Event.of(e.event)) for e in resp.entries],
+            [
+                HistoryEntry(e.revision, e.ts_ms, Event.of(e.event), e.identity)
+                for e in resp.entries
+            ],
             resp.compact_revision,
             resp.more,
         )

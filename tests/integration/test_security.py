@@ -157,12 +157,15 @@ def test_mutual_tls_is_required_and_the_cli_passes_certificates(secured: Cluster
 
 
 def test_audit_log_names_who_wrote_what_and_no_secret_is_logged(secured: Cluster) -> None:
-    """Every write leaves one audit line (identity, key, revision, request id);
-    no token, no cluster secret and no value appears in any node's log."""
+    """Every write leaves one audit line (identity, key, revision, request id) and
+    its writer in history; no token, secret or value appears in any node's log."""
     with client(secured, WRITER_TOKEN) as c:
         res = c.put(
             "/mcp/models/audited", "value-that-must-not-be-logged", request_id="req-audit-1"
         )
+        # History names the writer too.
+        entry = c.history("/mcp/models/audited").entries[0]
+        assert (entry.revision, entry.identity) == (res.revision, "deployer")
 
     def audited() -> bool:
         return any(

@@ -475,11 +475,14 @@ def test_apply_output_simple_and_json() -> None:
 
 
 def test_history_output_json() -> None:
-    """history -w json: entries newest first with revision, time, type and the key-value."""
+    """history -w json: entries newest first with revision, time, writer, type and the key-value."""
     put = Event("PUT", KeyValue("/mcp/logging", b'{"level": "debug"}', 3, 7, 2), None)
     gone = Event("DELETE", KeyValue("/mcp/models/x", b"", 0, 6, 0), None)
     res = HistoryResult(
-        HEADER, [HistoryEntry(7, 1_700_000_000_123, put), HistoryEntry(6, 0, gone)], 2, False
+        HEADER,
+        [HistoryEntry(7, 1_700_000_000_123, put, "deployer"), HistoryEntry(6, 0, gone)],
+        2,
+        False,
     )
     out = io.StringIO()
     Printer("json", out).history(res)
@@ -489,6 +492,7 @@ def test_history_output_json() -> None:
         "revision": 7,
         "ts_ms": 1_700_000_000_123,
         "time": "2023-11-14T22:13:20.123Z",
+        "writer": "deployer",
         "type": "PUT",
         "key": "/mcp/logging",
         "value": '{"level": "debug"}',

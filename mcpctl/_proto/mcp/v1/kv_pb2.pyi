@@ -618,9 +618,12 @@ class HistoryEntry(_message.Message):
     REVISION_FIELD_NUMBER: _builtins.int
     TS_MS_FIELD_NUMBER: _builtins.int
     EVENT_FIELD_NUMBER: _builtins.int
+    IDENTITY_FIELD_NUMBER: _builtins.int
     revision: _builtins.int
     ts_ms: _builtins.int
     """Wall-clock time (ms since the epoch) on the member that proposed the write."""
+    identity: _builtins.str
+    """Who wrote it: the token's name ("anonymous" when auth is off)."""
     @_builtins.property
     def event(self) -> Global___Event: ...
     def __init__(
@@ -629,10 +632,11 @@ class HistoryEntry(_message.Message):
         revision: _builtins.int = ...,
         ts_ms: _builtins.int = ...,
         event: Global___Event | None = ...,
+        identity: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "revision", b"revision", "ts_ms", b"ts_ms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "identity", b"identity", "revision", b"revision", "ts_ms", b"ts_ms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -32,10 +32,13 @@ class InternalRequest(_message.Message):
     TXN_FIELD_NUMBER: _builtins.int
     COMPACTION_FIELD_NUMBER: _builtins.int
     MEMBER_FIELD_NUMBER: _builtins.int
+    IDENTITY_FIELD_NUMBER: _builtins.int
     ts_ms: _builtins.int
     """Wall-clock time on the proposing node, in ms since the epoch. The state
     machine never reads a clock: time travels inside the command.
     """
+    identity: _builtins.str
+    """Who asked for the write (the token's name; "anonymous" with auth off)."""
     @_builtins.property
     def put(self) -> _kv_pb2.PutRequest: ...
     @_builtins.property
@@ -59,10 +62,11 @@ class InternalRequest(_message.Message):
         txn: _kv_pb2.TxnRequest | None = ...,
         compaction: _kv_pb2.CompactionRequest | None = ...,
         member: Global___MemberRecord | None = ...,
+        identity: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["compaction", b"compaction", "delete_range", b"delete_range", "member", b"member", "put", b"put", "request", b"request", "txn", b"txn"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["compaction", b"compaction", "delete_range", b"delete_range", "member", b"member", "put", b"put", "request", b"request", "ts_ms", b"ts_ms", "txn", b"txn"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["compaction", b"compaction", "delete_range", b"delete_range", "identity", b"identity", "member", b"member", "put", b"put", "request", b"request", "ts_ms", b"ts_ms", "txn", b"txn"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_request: _TypeAlias = _typing.Literal["put", "delete_range", "txn", "compaction", "member"]  # noqa: Y015
     _WhichOneofArgType_request: _TypeAlias = _typing.Literal["request", b"request"]  # noqa: Y015
@@ -134,8 +138,11 @@ class HistoryRevision(_message.Message):
     REVISION_FIELD_NUMBER: _builtins.int
     TS_MS_FIELD_NUMBER: _builtins.int
     EVENTS_FIELD_NUMBER: _builtins.int
+    IDENTITY_FIELD_NUMBER: _builtins.int
     revision: _builtins.int
     ts_ms: _builtins.int
+    identity: _builtins.str
+    """Who wrote this revision."""
     @_builtins.property
     def events(self) -> _containers.RepeatedCompositeFieldContainer[_kv_pb2.Event]:
         """Events of this revision, in op order, always with prev_kv when it existed."""
@@ -146,10 +153,11 @@ class HistoryRevision(_message.Message):
         revision: _builtins.int = ...,
         ts_ms: _builtins.int = ...,
         events: _abc.Iterable[_kv_pb2.Event] | None = ...,
+        identity: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events", "revision", b"revision", "ts_ms", b"ts_ms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events", "identity", b"identity", "revision", b"revision", "ts_ms", b"ts_ms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
