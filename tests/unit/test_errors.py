@@ -17,8 +17,12 @@ from mcpctl.errors import (
 
 
 def all_subclasses(cls: type[McpError]) -> list[type[McpError]]:
+    """The tree drawn in mcpctl/errors.py (not domain refinements elsewhere, such
+    as the MCP layer's SchemaError, whose presence depends on import order)."""
     found: list[type[McpError]] = []
     for sub in cls.__subclasses__():
+        if sub.__module__ != "mcpctl.errors":
+            continue
         found.append(sub)
         found.extend(all_subclasses(sub))
     return found
