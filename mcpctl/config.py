@@ -41,7 +41,8 @@ class ConfigError(Exception):
 def _check_hostport(value: str) -> str:
     host, sep, port = value.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"{value!r} is not host:port")
+        shown = value if len(value) <= 80 else value[:77] + "..."
+        raise ValueError(f"{shown!r} is not host:port")
     return value
 
 
@@ -279,6 +280,8 @@ class NodeConfig(_Model):
                 value = self.cluster.secret_file.read_text().strip()
             except OSError as e:
                 raise ConfigError(f"{where}: cannot read: {e.strerror}") from None
+            except ValueError as e:  # a NUL in the path, or not UTF-8
+                raise ConfigError(f"{where}: cannot read: {_first_line(e)}") from None
         else:
             raise ConfigError(
                 "cluster.secret or cluster.secret_file is required "
@@ -328,6 +331,8 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: no such file") from None
     except OSError as e:
         raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start})") from None
     try:
         loaded = yaml.safe_load(text)
     except yaml.YAMLError as e:
@@ -335,11 +340,31 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
         problem = getattr(e, "problem", None) or "invalid YAML"
         raise ConfigError(f"{where}: bad YAML: {problem}") from None
+    except (RecursionError, ValueError) as e:  # nesting too deep, a 5000-digit int, 2001-13-45
+        raise ConfigError(f"{path}: bad YAML: {_yaml_limit(e)}") from None
     if loaded is None:
         return {}
     if not isinstance(loaded, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of keys")
     return loaded
+
+
+def _key_name(part: object) -> str:
+    """A key as it can be shown on one line (odd keys quoted, long ones cut)."""
+    text = str(part)
+    if not text.isprintable() or not text or text != text.strip():
+        text = repr(text)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).splitlines() or [type(e).__name__])[0][:200]
+
+
+def _yaml_limit(e: BaseException) -> str:
+    if isinstance(e, RecursionError):
+        return "nested too deeply"
+    return _first_line(e)
 
 
 def _env_overrides(env: Mapping[str, str]) -> dict[str, tuple[str, Any]]:
@@ -351,7 +376,7 @@ def _env_overrides(env: Mapping[str, str]) -> dict[str, tuple[str, Any]]:
         dotted = ".".join(part.lower() for part in name[len(ENV_PREFIX) :].split("__"))
         try:
             parsed = yaml.safe_load(raw) if raw else raw
-        except yaml.YAMLError:
+        except (yaml.YAMLError, RecursionError, ValueError):
             raise ConfigError(f"{name}: value is not valid YAML") from None
         # Scalars stay verbatim (pydantic converts "20" to 20): YAML would cut a
         # secret at " #" or turn an all-digit one into an int.
@@ -380,13 +405,14 @@ def _describe(error: ValidationError, path: Path | None, sources: Mapping[str, s
     )
     loc = ""
     for part in first["loc"]:
-        loc += f"[{part}]" if isinstance(part, int) else (f".{part}" if loc else str(part))
+        name = _key_name(part)
+        loc += f"[{part}]" if isinstance(part, int) else (f".{name}" if loc else name)
     msg = first["msg"]
     if first["type"] == "extra_forbidden":
         msg = "unknown key"
     elif first["type"] == "missing":
         msg = "required key is missing"
-    msg = msg.removeprefix("Value error, ")
+    msg = " ".join(msg.removeprefix("Value error, ").split())
     source = f"{origin}: " if origin else (f"{path}: " if path is not None else "")
     more = len(error.errors()) - 1
     tail = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""

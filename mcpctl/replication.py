@@ -42,15 +42,45 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, SyncObjConsumer, replicated
+from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, SyncObjConsumer, replicated, tcp_server
 from pysyncobj.monotonic import monotonic as raft_clock
 from pysyncobj.node import TCPNode
+from pysyncobj.tcp_connection import TcpConnection
+from pysyncobj.tcp_server import SERVER_STATE
 
 from mcpctl import limits
 from mcpctl._proto.mcp.v1 import raft_pb2 as raft
 from mcpctl.state import Applied, HistoryLimits, Store
 
 log = structlog.get_logger("mcpctl.replication")
+
+# An incoming Raft connection must finish PySyncObj's handshake (key exchange,
+# then its address) within the connection timeout and this many bytes; the
+# real handshake is a few hundred bytes.
+RAFT_HANDSHAKE_BYTES_MAX = 64 * 1024
+# How often a Raft listener that unbound itself (accept() failed) is bound again.
+RAFT_REBIND_RETRY_S = 1.0
+
+
+class _HandshakeBoundedConnection(TcpConnection):  # type: ignore[misc]
+    """An incoming Raft connection that buffers at most RAFT_HANDSHAKE_BYTES_MAX
+    before it has authenticated (PySyncObj would buffer any announced frame
+    length, up to 2 GiB, re-copying the buffer on every read)."""
+
+    def _TcpConnection__processRead(self) -> bool:
+        more: bool = super()._TcpConnection__processRead()
+        if (
+            more
+            and self.recvRandKey is None
+            and len(self._TcpConnection__readBuffer) > RAFT_HANDSHAKE_BYTES_MAX
+        ):
+            self.disconnect()
+            return False
+        return more
+
+
+# PySyncObj's TcpServer builds its incoming connections from this module-level name.
+tcp_server.TcpConnection = _HandshakeBoundedConnection
 
 EXIT_RAFT_WEDGED = 70
 EXIT_APPLY_FAILED = 71
@@ -349,6 +379,9 @@ class RaftNode:
         self._leader_contact = time.monotonic()
         self._index_clock = IndexClock()
         self._watchdog = TickWatchdog(limits.TICK_FAILURES_MAX)
+        # Tick thread only: when each not-yet-identified incoming connection was first seen.
+        self._handshakes: dict[Any, float] = {}
+        self._rebind_at = 0.0
         logging.getLogger("pysyncobj.syncobj").addHandler(self._watchdog)
         conf = SyncObjConf(
             password=settings.secret,
@@ -399,7 +432,36 @@ class RaftNode:
         self._watchdog.tick_ok()
         while self._on_tick_calls:
             self._on_tick_calls.popleft()()
+        self._guard_listener()
         self._status = self._read_status()
+
+    def _guard_listener(self) -> None:
+        """Two PySyncObj 0.3.17 gaps on the Raft port (tests/fuzz/test_wire_fuzz.py).
+
+        An incoming connection's timeout is checked only when it has an event,
+        so one that never sends is never closed; and the listener unbinds for
+        good when accept() fails (EMFILE). Close connections that have not
+        finished the handshake within the connection timeout, and bind the
+        listener again when it unbound.
+        """
+        transport = self._sync._SyncObj__transport
+        now = time.monotonic()
+        unknown = transport._unknownConnections
+        for conn in [c for c in self._handshakes if c not in unknown]:
+            del self._handshakes[conn]
+        timeout_s = self._sync.conf.connectionTimeout
+        for conn in list(unknown):
+            if now - self._handshakes.setdefault(conn, now) > timeout_s:
+                conn.disconnect()  # PySyncObj drops it from the unknown set
+        server = transport._server
+        unbound = server is not None and server._TcpServer__state == SERVER_STATE.UNBINDED
+        if unbound and now >= self._rebind_at:
+            self._rebind_at = now + RAFT_REBIND_RETRY_S
+            try:
+                server.bind()
+                log.warning("raft listener bound again after it had to stop")
+            except OSError as e:
+                log.warning("raft listener cannot bind again yet", error=str(e))
 
     def _read_status(self) -> RaftStatus:
         """The one place that reads PySyncObj's status keys and private fields."""

@@ -177,6 +177,10 @@ class Store:
         ):
             return InvalidArgument("txn: use compares instead of expected_mod_revision")
         resp = kv.TxnResponse(succeeded=succeeded)
+        # The reads of one txn share one answer-size budget, as one Range does:
+        # 128 whole-store reads must not build 128 copies of the store (on every
+        # member: apply runs everywhere, though only one member answers).
+        read_bytes_left = limits.RANGE_RESPONSE_BYTES_MAX
         for op in ops:
             which = op.WhichOneof("request")
             out = resp.responses.add()
@@ -189,7 +193,9 @@ class Store:
             elif which == "request_range":
                 # Reads inside a txn see the txn's earlier writes (as in etcd).
                 rng = op.request_range
-                out.response_range.CopyFrom(self._range_current(rng))
+                got = self._range_current(rng, max(read_bytes_left, 0))
+                read_bytes_left -= got.ByteSize()
+                out.response_range.CopyFrom(got)
         return resp
 
     def _compare(self, c: kv.Compare) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import inspect
 import logging
 import os
 import signal
@@ -37,7 +38,7 @@ from mcpctl.peers import MemberInfo, Peers
 from mcpctl.proposer import Proposer
 from mcpctl.replication import RaftNode, RaftSettings
 from mcpctl.server import security
-from mcpctl.server.errors import safe_deserializer
+from mcpctl.server.errors import BadRequest, safe_deserializer
 from mcpctl.server.kv import ClusterServicer, KVServicer, WatchServicer
 from mcpctl.server.metrics import RpcMetrics, build_registry, serve_metrics
 from mcpctl.state import HistoryLimits
@@ -97,6 +98,55 @@ def server_options(value_bytes_max: int) -> list[tuple[str, Any]]:
     ]
 
 
+class DecodeErrorsAreInvalidArgument(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
+    """grpc.health.v1 and reflection come with grpc's own deserializers, which answer
+    UNKNOWN (and log a traceback) to bytes that do not decode: answer INVALID_ARGUMENT,
+    as every mcp.v1 RPC does (``add_service`` hands their handlers a ``BadRequest``)."""
+
+    async def intercept_service(self, continuation: Any, details: Any) -> Any:
+        handler = await continuation(details)
+        if handler is None or details.method.startswith("/mcp.v1."):
+            return handler
+        kind = next(k for k in _HANDLER_KINDS if getattr(handler, k) is not None)
+        inner = getattr(handler, kind)
+        decode = handler.request_deserializer
+        requests_stream = kind.startswith("stream")
+
+        def parse(data: bytes) -> Any:
+            try:
+                return decode(data) if decode is not None else data
+            except Exception as e:
+                return BadRequest(f"request does not decode: {e}")
+
+        async def check(request: Any, context: Any) -> Any:
+            if not requests_stream:
+                if isinstance(request, BadRequest):
+                    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.error)
+                return request
+
+            async def checked() -> Any:
+                async for item in request:
+                    if isinstance(item, BadRequest):
+                        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, item.error)
+                    yield item
+
+            return checked()
+
+        async def streaming(request: Any, context: Any) -> Any:
+            async for item in inner(await check(request, context), context):
+                yield item
+
+        async def plain(request: Any, context: Any) -> Any:
+            return await inner(await check(request, context), context)
+
+        behaviour = streaming if inspect.isasyncgenfunction(inner) else plain
+        make = getattr(grpc, f"{kind}_rpc_method_handler")
+        return make(behaviour, parse, handler.response_serializer)
+
+
+_HANDLER_KINDS = ("unary_unary", "unary_stream", "stream_unary", "stream_stream")
+
+
 SERVICES = (
     kv_pb2.DESCRIPTOR.services_by_name["KV"],
     cluster_pb2.DESCRIPTOR.services_by_name["Cluster"],
@@ -120,6 +170,7 @@ async def create_server(
     server = grpc.aio.server(
         options=server_options(node.value_bytes_max),
         maximum_concurrent_rpcs=limits.CONCURRENT_RPCS_MAX,
+        interceptors=[DecodeErrorsAreInvalidArgument()],
     )
     kv_service, cluster_service, watch_service = SERVICES
     add_service(server, KVServicer(node, metrics, guard), kv_service)

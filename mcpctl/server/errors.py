@@ -9,6 +9,7 @@ else into INTERNAL after logging it: a node never crashes on client input.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import functools
 import time
@@ -99,12 +100,16 @@ def rpc(
             return await method(self, request, timeout_s)
         except McpError as e:
             code = e.code
+            if context.done():  # deadline passed or cancelled: nobody to answer
+                raise asyncio.CancelledError from None
             await context.abort(
                 status_code(e), e.message, trailing_metadata=tuple(e.metadata().items())
             )
         except Exception:
             code = "INTERNAL"
             log.exception("request failed")
+            if context.done():
+                raise asyncio.CancelledError from None
             await context.abort(grpc.StatusCode.INTERNAL, "internal error (logged on the node)")
         finally:
             elapsed_s = time.monotonic() - started
