@@ -63,9 +63,6 @@ class Peers:
     def removed(self, name: str) -> bool:
         return any(r.name == name and r.removed for r in self._directory())
 
-    def by_name(self, name: str) -> MemberInfo | None:
-        return next((m for m in self.known() if m.name == name), None)
-
     def by_raft(self, raft_address: str) -> MemberInfo:
         found = next((m for m in self.known() if m.raft == raft_address), None)
         return found or MemberInfo(raft_address, raft_address, "")
