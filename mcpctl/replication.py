@@ -42,6 +42,10 @@ from pathlib import Path
 from typing import Any
 
 import structlog
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, SyncObjConsumer, replicated, tcp_server
 from pysyncobj.monotonic import monotonic as raft_clock
 from pysyncobj.node import TCPNode
@@ -90,6 +94,81 @@ STEP_DOWN_RETRY_S = 0.1
 
 JOURNAL_FILE = "raft.journal"
 DUMP_FILE = "raft.snapshot"
+
+
+# Peer-message cipher (see PeerCipher): key derivation cost and the frame layout.
+PEER_KEY_ITERATIONS = 100_000
+PEER_KEY_SALT = b"mcp-config/raft-peer/v1"
+_PEER_HEADER = struct.Struct(">Q")
+_PEER_NONCE_BYTES = 12
+
+
+class PeerCipherError(Exception):
+    """A peer frame that is too short, forged, or sealed with another secret."""
+
+
+class PeerCipher:
+    """AES-256-GCM for every Raft peer message, in place of PySyncObj's Fernet.
+
+    PySyncObj's transport only calls ``encrypt_at_time``, ``extract_timestamp``
+    and ``decrypt`` on ``SyncObj.encryptor`` (tcp_connection.py:145, 285-290;
+    transport.py:325, 453, 529). Fernet (AES-CBC + HMAC + base64 in Python)
+    cost ~24 µs per message round trip and 16% of the leader's GIL at put c1;
+    this costs ~2 µs. A frame is ``timestamp (8, big-endian) | nonce (12) |
+    ciphertext+tag``; the timestamp is authenticated as associated data, so
+    PySyncObj's "timestamps never go backwards" replay check still holds once
+    ``decrypt`` succeeds (a forged timestamp fails the tag). The key comes
+    from the cluster secret by PBKDF2 (once, at start) with our own salt.
+    """
+
+    def __init__(self, secret: str) -> None:
+        kdf = PBKDF2HMAC(
+            algorithm=hashes.SHA256(),
+            length=32,
+            salt=PEER_KEY_SALT,
+            iterations=PEER_KEY_ITERATIONS,
+        )
+        self._aead = AESGCM(kdf.derive(secret.encode()))
+
+    def encrypt_at_time(self, data: bytes, current_time: int) -> bytes:
+        header = _PEER_HEADER.pack(max(0, current_time))
+        nonce = os.urandom(_PEER_NONCE_BYTES)
+        return header + nonce + self._aead.encrypt(nonce, data, header)
+
+    def extract_timestamp(self, frame: bytes) -> int:
+        if len(frame) < _PEER_HEADER.size + _PEER_NONCE_BYTES:
+            raise PeerCipherError("peer frame too short")
+        (timestamp,) = _PEER_HEADER.unpack_from(frame)
+        return int(timestamp)
+
+    def decrypt(self, frame: bytes) -> bytes:
+        start = _PEER_HEADER.size + _PEER_NONCE_BYTES
+        if len(frame) < start:
+            raise PeerCipherError("peer frame too short")
+        try:
+            return self._aead.decrypt(
+                frame[_PEER_HEADER.size : start], frame[start:], frame[: _PEER_HEADER.size]
+            )
+        except InvalidTag:
+            raise PeerCipherError("peer frame failed authentication") from None
+
+
+class _SyncObj(SyncObj):  # type: ignore[misc]
+    """PySyncObj's SyncObj with ``PeerCipher`` as its encryptor.
+
+    ``password`` stays unset in the conf (PySyncObj would build a Fernet);
+    the transport reads the ``encryptor`` property, which is ours from the
+    first connection on because it is set before ``SyncObj.__init__`` starts
+    the tick thread.
+    """
+
+    def __init__(self, *args: Any, cipher: PeerCipher, **kwargs: Any) -> None:
+        self._peer_cipher = cipher
+        super().__init__(*args, **kwargs)
+
+    @property
+    def encryptor(self) -> PeerCipher:
+        return self._peer_cipher
 
 
 class Role(IntEnum):
@@ -384,7 +463,6 @@ class RaftNode:
         self._rebind_at = 0.0
         logging.getLogger("pysyncobj.syncobj").addHandler(self._watchdog)
         conf = SyncObjConf(
-            password=settings.secret,
             bindAddress=settings.bind_address,
             journalFile=str(settings.data_dir / JOURNAL_FILE),
             fullDumpFile=str(settings.data_dir / DUMP_FILE),
@@ -411,11 +489,12 @@ class RaftNode:
             dnsCacheTime=2.0,
             dnsFailCacheTime=1.0,
         )
-        self._sync = SyncObj(
+        self._sync = _SyncObj(
             settings.self_address,
             list(settings.partner_addresses),
             conf,
             consumers=[self.consumer],
+            cipher=PeerCipher(settings.secret),
         )
         self._sync.addOnTickCallback(self._on_tick)
 
