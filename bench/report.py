@@ -262,6 +262,11 @@ def protocol_gaps(results: dict[str, dict[str, Any]]) -> list[str]:
         for server in SERVERS:
             if server not in (_dig(data, "summary") or {}):
                 gaps.append(f"{kind}: no {server} numbers")
+        # A failed run is left out of the medians: say so, or fewer runs pass for three.
+        runs = data.get("runs") or []
+        failed = [f"{r.get('server')} run {r.get('run')}" for r in runs if "error" in r]
+        if failed:
+            gaps.append(f"{kind}: failed {', '.join(failed)}")
     return gaps
 
 

@@ -213,6 +213,9 @@ def test_short_or_partial_results_are_flagged() -> None:
     assert "kv: 1 runs (full: 3)" in gaps
     assert "kv: 1 s per cell (full: 5)" in gaps
     assert "no memory result" in gaps
+    broken = kv_fixture()
+    broken["runs"].append({"server": "etcd", "run": 2, "cells": [], "error": "TimeoutError"})
+    assert "kv: failed etcd run 2" in report.protocol_gaps({"kv": broken})
 
 
 def test_target_table_counts_met_targets() -> None:
