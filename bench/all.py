@@ -36,6 +36,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+if not __package__:  # run as a file (python bench/all.py): make `bench` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from bench import report
 
 ROOT = Path(__file__).resolve().parents[1]
