@@ -10,7 +10,7 @@ import pytest
 
 from mcpctl.client import Client
 from mcpctl.errors import McpError
-from tests.cluster import Cluster, running_cluster, wait_for
+from tests.cluster import Cluster, NodeProc, running_cluster, wait_for
 
 # PySyncObj drops a connection that read nothing for this long (connectionTimeout).
 RAFT_CONNECTION_TIMEOUT_S = 3.5
@@ -217,9 +217,10 @@ def test_leader_death_after_idle_links_elects_in_one_term(cluster: Cluster) -> N
     new = cluster.leader(survivors)
     assert cluster.status(new).term == term + 1
     for node in survivors:
-        wait_for(
-            f"{node.name} to log the closed leader connection",
-            lambda node=node: "electing soon" in node.log_text(),
-        )
+
+        def noticed(node: NodeProc = node) -> bool:
+            return "electing soon" in node.log_text()
+
+        wait_for(f"{node.name} to log the closed leader connection", noticed)
     with cluster.client(*survivors) as c:
         assert c.put("/after-failover", "x").revision > 0
