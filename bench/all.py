@@ -91,6 +91,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--only", type=_parts, default=list(PARTS), help=f"comma-separated parts of {PARTS}"
     )
     p.add_argument("--servers", default=None, help="comma-separated servers (default: both)")
+    p.add_argument(
+        "--floor",
+        action="store_true",
+        help=f"add the Python gRPC floor ({report.FLOOR}: one grpc.aio process answering at "
+        "once, no Raft) to the kv part as a third server",
+    )
     p.add_argument("--runs", type=int, default=None, help="fresh clusters per server (3)")
     p.add_argument(
         "--duration",
@@ -133,8 +139,12 @@ def part_argv(part: str, args: argparse.Namespace) -> list[str]:
     argv += ["--runs", str(args.runs if args.runs is not None else 1 if args.smoke else 3)]
     if args.duration is not None and part in DURATION_FLAG:
         argv += [DURATION_FLAG[part], f"{args.duration:g}"]
-    if args.servers:
-        argv += ["--servers", args.servers]
+    servers = args.servers
+    if args.floor and part == "kv":
+        names = (servers or ",".join(report.SERVERS)).split(",")
+        servers = ",".join([*names, report.FLOOR] if report.FLOOR not in names else names)
+    if servers:
+        argv += ["--servers", servers]
     argv += ["--out-dir", str(args.out_dir)]
     return [sys.executable, "-m", MODULES[part], *argv]
 

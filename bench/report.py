@@ -25,6 +25,8 @@ from typing import Any
 KINDS = ("kv", "watch", "failover", "memory")
 MCP, ETCD = "mcp-config", "etcd"
 SERVERS = (MCP, ETCD)
+# The Python gRPC floor (bench/floor_server.py): an optional third KV server, no targets.
+FLOOR = "grpc-floor"
 BEGIN = "<!-- bench:begin -->"
 END = "<!-- bench:end -->"
 THROUGHPUT_PNG = "throughput-vs-concurrency.png"
@@ -36,7 +38,7 @@ WORKLOAD_TITLES = {
     "get-linearizable": "get, linearizable",
     "get-serializable": "get, serializable",
 }
-SERVER_COLORS = {MCP: "tab:blue", ETCD: "tab:orange"}
+SERVER_COLORS = {MCP: "tab:blue", ETCD: "tab:orange", FLOOR: "tab:gray"}
 MIB = 2**20
 UNITS = {"p50_ms": "ms", "ops_per_s": "ops/s", "server_cpu_us_per_op": "µs"}
 
@@ -320,31 +322,55 @@ def render_targets(rows: list[TargetRow]) -> list[str]:
     return lines
 
 
+def has_floor(kv: dict[str, Any] | None) -> bool:
+    """Whether a KV result holds gRPC-floor numbers (older files never do)."""
+    return bool(_dig(kv, "summary", FLOOR))
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
+
+
 def _kv_tables(kv: dict[str, Any]) -> list[str]:
     s = kv["settings"]
+    floor = has_floor(kv)
+    floor_head = " gRPC floor ops/s | p50 ms | p99 ms | floor/etcd ops/s |" if floor else ""
     lines = [
         f"### KV: throughput and latency (median of {s['runs']})",
         "",
         "| workload | concurrency | mcp-config ops/s | p50 ms | p99 ms "
-        "| etcd ops/s | p50 ms | p99 ms | ratio (mcp/etcd ops/s) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        f"| etcd ops/s | p50 ms | p99 ms | ratio (mcp/etcd ops/s) |{floor_head}",
+        "|---|" + "---:|" * (8 + (4 if floor else 0)),
     ]
     for r in kv.get("table", []):
-        lines.append(
+        row = (
             f"| {r['workload']} | {r['concurrency']} | {_fmt(r.get('mcp_ops_per_s'))} "
             f"| {_fmt(r.get('mcp_p50_ms'), 2)} | {_fmt(r.get('mcp_p99_ms'), 2)} "
             f"| {_fmt(r.get('etcd_ops_per_s'))} | {_fmt(r.get('etcd_p50_ms'), 2)} "
             f"| {_fmt(r.get('etcd_p99_ms'), 2)} | {_fmt(r.get('ratio_ops'), 2)} |"
         )
+        if floor:  # from the summary, so a table row written without floor keys still works
+            w, c = r["workload"], r["concurrency"]
+            ops = kv_metric(kv, FLOOR, w, c, "ops_per_s")
+            etcd_ops = kv_metric(kv, ETCD, w, c, "ops_per_s")
+            row += (
+                f" {_fmt(ops)} | {_fmt(kv_metric(kv, FLOOR, w, c, 'p50_ms'), 2)} "
+                f"| {_fmt(kv_metric(kv, FLOOR, w, c, 'p99_ms'), 2)} "
+                f"| {_fmt(_ratio(ops, etcd_ops), 2)} |"
+            )
+        lines.append(row)
     c_max = max(s["concurrency"])
+    floor_cpu_head = " gRPC floor server / client | floor / etcd target |" if floor else ""
     lines += [
         "",
         f"CPU per operation at c{c_max} (µs; cluster = all 3 members, target = the member "
-        "addressed, client = the benchmark process):",
+        "addressed, client = the benchmark process"
+        + ("; gRPC floor: its one server process" if floor else "")
+        + "):",
         "",
         "| workload | mcp-config cluster / target / client | etcd cluster / target / client "
-        "| cluster ratio |",
-        "|---|---:|---:|---:|",
+        f"| cluster ratio |{floor_cpu_head}",
+        "|---|" + "---:|" * (3 + (2 if floor else 0)),
     ]
     for w in s["workloads"]:
         cols = []
@@ -356,8 +382,13 @@ def _kv_tables(kv: dict[str, Any]) -> list[str]:
             cols.append(" / ".join(_fmt(v) for v in vals))
         ours = kv_metric(kv, MCP, w, c_max, "server_cpu_us_per_op")
         theirs = kv_metric(kv, ETCD, w, c_max, "server_cpu_us_per_op")
-        ratio = ours / theirs if ours is not None and theirs else None
-        lines.append(f"| {w} | {cols[0]} | {cols[1]} | {_fmt(ratio, 2)} |")
+        row = f"| {w} | {cols[0]} | {cols[1]} | {_fmt(_ratio(ours, theirs), 2)} |"
+        if floor:
+            fs = kv_metric(kv, FLOOR, w, c_max, "server_cpu_us_per_op")
+            fc = kv_metric(kv, FLOOR, w, c_max, "client_cpu_us_per_op")
+            etcd_target = kv_metric(kv, ETCD, w, c_max, "target_cpu_us_per_op")
+            row += f" {_fmt(fs)} / {_fmt(fc)} | {_fmt(_ratio(fs, etcd_target), 2)} |"
+        lines.append(row)
     cli = kv.get("cli") or {}
     if cli:
         lines += ["", "CLI `get KEY` as a whole process, median wall time: "]
@@ -370,9 +401,21 @@ def _kv_tables(kv: dict[str, Any]) -> list[str]:
             + "."
         )
     terms = [
-        f"{r['server']} {r.get('term_start', '?')}→{r.get('term_end', '?')}" for r in kv["runs"]
+        f"{r['server']} {r.get('term_start', '?')}→{r.get('term_end', '?')}"
+        for r in kv["runs"]
+        if r.get("server") != FLOOR  # no Raft
     ]
     lines += ["", f"Raft terms per run (start→end): {', '.join(terms)}."]
+    if floor:
+        lines += [
+            "",
+            "gRPC floor: one `bench.floor_server` process serving mcp.v1.KV on grpc.aio with "
+            "mcp-config's server options and the same client, answering Put and Range at once "
+            "(no Raft, no state, no auth): the cost of terminating a gRPC call in Python. It is "
+            "its own leader and follower, so its put-follower is put-leader again. While one "
+            "Python process terminates every call, mcp-config can approach these numbers, not "
+            "pass them (the client shares the machine's cores with the server).",
+        ]
     return lines
 
 
@@ -562,12 +605,14 @@ def write_plots(
     kv: dict[str, Any], out_dir: Path, workloads: tuple[str, ...] = PLOT_WORKLOADS
 ) -> list[Path]:
     """Throughput and latency (p50, p99) versus concurrency, one panel per workload,
-    both servers; PNGs in ``out_dir``. Returns the files written (none without data)."""
+    every server (the gRPC floor too when measured); PNGs in ``out_dir``. Returns the
+    files written (none without data)."""
     # The optional ``bench`` extra: imported here only, so bench/ imports without it.
     from matplotlib.figure import Figure
     from matplotlib.ticker import FuncFormatter, LogLocator
 
-    have = [w for w in workloads if any(kv_series(kv, s, w, "ops_per_s")[0] for s in SERVERS)]
+    servers = (*SERVERS, FLOOR)  # the floor only where the result has it
+    have = [w for w in workloads if any(kv_series(kv, s, w, "ops_per_s")[0] for s in servers)]
     if not have:
         return []
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -581,7 +626,7 @@ def write_plots(
         axes = fig.subplots(1, len(have), squeeze=False, sharey=True)[0]
         for ax, w in zip(axes, have, strict=True):
             ticks: set[int] = set()
-            for server in SERVERS:
+            for server in servers:
                 for metric, style, marker in metrics:
                     xs, ys = kv_series(kv, server, w, metric)
                     if not xs:

@@ -15,12 +15,12 @@ from typing import Any
 import pytest
 
 from bench import all as bench_all
-from bench import memory_bench, report
+from bench import kv_bench, memory_bench, report
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def kv_fixture(runs: int = 3, duration_s: float = 5.0) -> dict[str, Any]:
+def kv_fixture(runs: int = 3, duration_s: float = 5.0, floor: bool = False) -> dict[str, Any]:
     def cell(ops: float, p50: float, p99: float, cpu: float) -> dict[str, Any]:
         return {
             "runs": runs,
@@ -52,6 +52,18 @@ def kv_fixture(runs: int = 3, duration_s: float = 5.0) -> dict[str, Any]:
         "get-linearizable/c64": cell(9800, 5.9, 16.0, 110),
     }
     workloads = ["put-leader", "put-follower", "get-linearizable", "get-serializable"]
+    summary = {"mcp-config": mcp, "etcd": etcd}
+    runs_list = [{"server": "mcp-config", "run": 1, "cells": [], "term_start": 1, "term_end": 1}]
+    if floor:  # the gRPC floor: one process, put-follower == put-leader
+        summary["grpc-floor"] = {
+            "put-leader/c1": cell(1500, 0.6, 1.2, 400),
+            "put-leader/c64": cell(4800, 13.0, 27.0, 200),
+            "put-follower/c64": cell(4800, 13.0, 27.0, 200),
+            "get-serializable/c64": cell(5500, 10.0, 45.0, 185),
+        }
+        runs_list.append(
+            {"server": "grpc-floor", "run": 1, "cells": [], "term_start": 1, "term_end": 1}
+        )
     return {
         "date": "2026-01-02",
         "started_at": "2026-01-02T10:00:00+0000",
@@ -60,10 +72,11 @@ def kv_fixture(runs: int = 3, duration_s: float = 5.0) -> dict[str, Any]:
         "settings": {"runs": runs, "duration_s": duration_s, "concurrency": [1, 64]}
         | {"workloads": workloads},
         "skipped": {},
-        "runs": [{"server": "mcp-config", "run": 1, "cells": [], "term_start": 1, "term_end": 1}],
-        "summary": {"mcp-config": mcp, "etcd": etcd},
+        "runs": runs_list,
+        "summary": summary,
         "table": [
-            {"workload": "put-leader", "concurrency": 1, "mcp_ops_per_s": 450, "ratio_ops": 0.6}
+            {"workload": "put-leader", "concurrency": 1, "mcp_ops_per_s": 450, "ratio_ops": 0.6},
+            {"workload": "put-leader", "concurrency": 64, "mcp_ops_per_s": 1800},
         ],
         "cli": {
             "mcp-config": {"command": "mcpctl get KEY", "median_s": 0.12, "samples": 60}
@@ -236,6 +249,95 @@ def test_memory_summary_is_the_median_of_complete_runs() -> None:
     assert s["roles"]["watched follower"]["rss_watchers_bytes"] == pytest.approx(105 * 2**20)
 
 
+# -- the gRPC floor (optional third KV server) -----------------------------------------------
+def kv_lines(kv: dict[str, Any]) -> list[str]:
+    return report._kv_tables(kv)
+
+
+def test_kv_tables_without_floor_keep_their_old_shape() -> None:
+    lines = kv_lines(kv_fixture())
+    text = "\n".join(lines)
+    assert "floor" not in text.lower()
+    head = next(line for line in lines if line.startswith("| workload | concurrency |"))
+    assert head.count("|") == 10  # 9 columns
+    row = next(line for line in lines if line.startswith("| put-leader | 64 |"))
+    assert row.count("|") == 10
+    assert not report.has_floor(kv_fixture())
+
+
+def test_kv_tables_show_the_floor_next_to_mcp_config_and_etcd() -> None:
+    kv = kv_fixture(floor=True)
+    assert report.has_floor(kv)
+    lines = kv_lines(kv)
+    head = next(line for line in lines if line.startswith("| workload | concurrency |"))
+    assert "gRPC floor ops/s" in head and "floor/etcd ops/s" in head
+    assert head.count("|") == 14  # 9 + 4 columns
+    sep = lines[lines.index(head) + 1]
+    assert sep.count("|") == 14
+    row = next(line for line in lines if line.startswith("| put-leader | 64 |"))
+    # floor 4,800 ops/s, p50 13 ms, p99 27 ms; 4,800 / etcd's 6,000 = 0.80
+    assert row.endswith("| 4,800 | 13.00 | 27.00 | 0.80 |") and row.count("|") == 14
+    cpu_head = next(line for line in lines if "cluster ratio" in line)
+    assert "gRPC floor server / client" in cpu_head and "floor / etcd target" in cpu_head
+    cpu = next(line for line in lines if line.startswith("| put-leader | 700 "))
+    # floor server 200 us, client 100 us; etcd target 80 us -> 2.50
+    assert cpu.endswith("| 200 / 100 | 2.50 |")
+    # No floor number for get-linearizable: dashes, not an error.
+    lin = next(line for line in lines if line.startswith("| get-linearizable | — "))
+    assert lin.endswith("| — / — | — |")
+    terms = next(line for line in lines if line.startswith("Raft terms per run"))
+    assert "grpc-floor" not in terms  # no Raft
+    assert any("put-follower is put-leader again" in line for line in lines)
+
+
+def test_the_floor_changes_no_target_and_no_protocol_gap() -> None:
+    with_floor = {**results(), "kv": kv_fixture(floor=True)}
+    assert report.compute_targets(with_floor) == report.compute_targets(results())
+    assert report.protocol_gaps(with_floor) == ["memory: no etcd numbers"]
+
+
+def test_an_old_kv_result_without_floor_still_renders(tmp_path: Path) -> None:
+    old = kv_fixture()
+    for row in old["table"]:  # files written before the floor: no floor keys anywhere
+        assert not any(k.startswith("floor") for k in row)
+    (tmp_path / "2026-01-02-kv.json").write_text(json.dumps(old))
+    sources = report.latest_results(tmp_path)
+    block = report.render_block(sources, [], link_base=tmp_path)
+    assert "### KV" in block and "floor" not in block.lower()
+
+
+def test_kv_bench_table_has_floor_columns_only_when_measured() -> None:
+    args = kv_bench.parse_args(["--workloads", "put-leader", "--concurrency", "64"])
+    assert args.servers == ["mcp-config", "etcd"]  # the default is unchanged
+    one = {"ops_per_s": 6000.0, "p50_ms": 9.0, "p99_ms": 24.0}
+    summaries: dict[str, dict[tuple[str, int], dict[str, Any]]] = {
+        "mcp-config": {("put-leader", 64): {**one, "ops_per_s": 1800.0}},
+        "etcd": {("put-leader", 64): one},
+    }
+    (row,) = kv_bench.build_table(args, summaries)
+    assert row["ratio_ops"] == pytest.approx(0.3)
+    assert not any(k.startswith("floor") or "floor" in k for k in row)
+    summaries["grpc-floor"] = {("put-leader", 64): {**one, "ops_per_s": 4800.0}}
+    (row,) = kv_bench.build_table(args, summaries)
+    assert row["floor_ops_per_s"] == 4800.0 and row["ratio_floor_etcd_ops"] == pytest.approx(0.8)
+    args = kv_bench.parse_args(["--servers", "mcp-config,etcd,grpc-floor"])
+    assert args.servers == ["mcp-config", "etcd", "grpc-floor"]
+
+
+def test_all_floor_adds_the_floor_to_the_kv_part_only(tmp_path: Path) -> None:
+    args = bench_all.parse_args(["--floor", "--out-dir", str(tmp_path)])
+    kv = bench_all.part_argv("kv", args)
+    assert kv[kv.index("--servers") + 1] == "mcp-config,etcd,grpc-floor"
+    assert "--servers" not in bench_all.part_argv("watch", args)
+    args = bench_all.parse_args(["--floor", "--servers", "etcd", "--out-dir", str(tmp_path)])
+    kv = bench_all.part_argv("kv", args)
+    assert kv[kv.index("--servers") + 1] == "etcd,grpc-floor"
+    fo = bench_all.part_argv("failover", args)
+    assert fo[fo.index("--servers") + 1] == "etcd"
+    args = bench_all.parse_args(["--out-dir", str(tmp_path)])
+    assert "--servers" not in bench_all.part_argv("kv", args)  # no floor unless asked
+
+
 # -- README block ------------------------------------------------------------------------------
 README = """# Benchmarks
 
@@ -328,6 +430,8 @@ def test_plots_are_drawn_from_the_saved_json(tmp_path: Path) -> None:
     for p in written:
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 5000
     assert report.write_plots({"summary": {}}, tmp_path / "empty") == []
+    with_floor = report.write_plots(kv_fixture(floor=True), tmp_path / "floor")
+    assert [p.name for p in with_floor] == [report.THROUGHPUT_PNG, report.LATENCY_PNG]
 
 
 def test_bench_imports_without_matplotlib() -> None:
