@@ -370,7 +370,10 @@ class Node:
         is appended the leader sends it nothing more, so a member removed before
         it got its tombstone would never learn it was removed. A member that is
         down cannot learn anyway: go on. One that is up but behind: refuse."""
-        wanted = self.raft.status.last_log_index
+        try:
+            wanted = await self.raft.last_log_index(timeout_s)
+        except TimeoutError:
+            raise Unavailable("the Raft thread did not answer; member not removed") from None
         deadline = time.monotonic() + timeout_s
         while True:
             peer = next((p for p in self.raft.status.peers if p.address == address), None)

@@ -27,6 +27,7 @@ Facts this module is built on (see docs/replication.md and shared notes):
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import json
 import logging
@@ -92,6 +93,8 @@ EXIT_APPLY_FAILED = 71
 
 # A leader handing over asks PySyncObj again this often until it is done.
 STEP_DOWN_RETRY_S = 0.1
+# How long a read of the log's last index waits for the tick thread.
+LOG_INDEX_READ_TIMEOUT_S = 2.0
 # A follower whose connection to the leader closes (the leader's process died:
 # its kernel closed the socket) starts an election after a short delay instead
 # of waiting out the whole election timeout (0.5-1 s): the first delay plus a
@@ -716,6 +719,24 @@ class RaftNode:
     @property
     def status(self) -> RaftStatus:
         return self._status
+
+    async def last_log_index(self, timeout_s: float = LOG_INDEX_READ_TIMEOUT_S) -> int:
+        """The last index of this member's Raft log, read on the tick thread after
+        this call. ``status`` is published at the end of a tick, so right after a
+        write's result reaches the loop it may still show the log before it."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[int] = loop.create_future()
+
+        def settle(index: int) -> None:
+            if not done.done():
+                done.set_result(index)
+
+        def read() -> None:  # tick thread
+            raft_log = self._sync._SyncObj__raftLog
+            loop.call_soon_threadsafe(settle, int(raft_log[-1][1]) if len(raft_log) else 0)
+
+        self._on_tick_calls.append(read)
+        return await asyncio.wait_for(done, timeout_s)
 
     def hears_leader(self) -> bool:
         """A leader is known and was heard from within the election timeout.

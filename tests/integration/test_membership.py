@@ -61,6 +61,14 @@ def test_removing_the_leader_hands_leadership_over_first(cluster: Cluster) -> No
     removed member stops; the two left still take writes."""
     leader = cluster.leader()
     with cluster.client(*[n for n in cluster.nodes if n is not leader]) as c:
+        # The leader refuses a removal it cannot prove safe: wait until it has
+        # heard from both followers (right after start-up it may not have yet).
+        wait_for(
+            "the leader to hear from every member",
+            lambda: all(
+                m.reachable and 0 <= m.last_contact_ms <= 1000 for m in c.cluster_status().members
+            ),
+        )
         members = c.member_remove(leader.name)
         assert sorted(m.name for m in members) == sorted(
             n.name for n in cluster.nodes if n is not leader
