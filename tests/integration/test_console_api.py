@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import json
 import time
 from collections.abc import Iterator
@@ -202,9 +203,10 @@ def test_dry_run_shows_changes_and_path_naming_errors_then_apply(secured: Cluste
         one_line_error(admin.get("/api/mcp"), 404, "not_found")  # nothing written
 
         no_rev = {"document": GOOD_DOC, "dry_run": False}
-        assert "expected_revision" in one_line_error(
-            admin.post("/api/mcp/apply", json=no_rev), 400
-        )["message"]
+        assert (
+            "expected_revision"
+            in one_line_error(admin.post("/api/mcp/apply", json=no_rev), 400)["message"]
+        )
         real = {**no_rev, "expected_revision": dry["read_revision"]}
         done = admin.post("/api/mcp/apply", json=real).json()
         assert done["revision"] > dry["read_revision"]
@@ -259,16 +261,15 @@ def test_bad_input_is_400_and_big_bodies_413(secured: Cluster) -> None:
             yield big[: len(big) // 2]
             yield big[len(big) // 2 :]
 
-        streamed = admin.post(
-            apply, content=chunks(), headers={"content-type": "application/json"}
-        )
+        streamed = admin.post(apply, content=chunks(), headers={"content-type": "application/json"})
         assert "content-length" not in streamed.request.headers
         one_line_error(streamed, 413, "request_too_large")
         # Under the body cap but over the MCP document cap: the document's own 400.
         doc = "#" * (limits.CONSOLE_BODY_BYTES_MAX // 2 + 1)
-        assert "over the limit" in one_line_error(
-            admin.post(apply, json={"document": doc}), 400
-        )["message"]
+        assert (
+            "over the limit"
+            in one_line_error(admin.post(apply, json={"document": doc}), 400)["message"]
+        )
 
 
 def read_events(stream: Iterator[str], count: int, deadline_s: float) -> list[tuple[str, Any]]:
@@ -305,7 +306,7 @@ def test_status_stream_updates_twice_a_second_and_is_bounded(secured: Cluster) -
     assert all({m["id"] for m in s["members"]} == {"n1", "n2", "n3"} for s in statuses)
     seqs = [s["seq"] for s in statuses]
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
-    gaps_ms = [b["ts_ms"] - a["ts_ms"] for a, b in zip(statuses, statuses[1:], strict=False)]
+    gaps_ms = [b["ts_ms"] - a["ts_ms"] for a, b in itertools.pairwise(statuses)]
     # Snapshots come once per tick (0.5 s); "at least once a second" with room for a busy CI.
     assert max(gaps_ms) < 2000, gaps_ms
 
