@@ -6,6 +6,7 @@
 
 const TOKEN_KEY = "mcp-console-token";
 const WINDOW_MS = 5 * 60 * 1000;      // the chart's time window
+const MIN_SPAN_MS = 60 * 1000;        // the chart never spans less
 const STALE_MS = 3000;                // no status for this long: say so
 const RECONNECT_MS_MAX = 5000;
 const HIGHLIGHT_CHARS_MAX = 200000;   // bigger values are shown plain
@@ -248,6 +249,8 @@ function renderCards(snap) {
     if (!m.reachable && m.error) card.append(el("p", { class: "error" }, m.error.slice(0, 120)));
   }
   for (const card of [...cards.children]) if (!seen.has(card.dataset.node)) card.remove();
+  const sorted = [...cards.children].sort((a, b) => a.dataset.node.localeCompare(b.dataset.node));
+  if (sorted.some((c, i) => c !== cards.children[i])) cards.replaceChildren(...sorted);
 }
 
 function drawChart() {
@@ -255,7 +258,10 @@ function drawChart() {
   const W = Math.max(300, chart.clientWidth || 800), H = 240, PAD = 40;
   chart.setAttribute("viewBox", `0 0 ${W} ${H}`);
   const now = state.samples.length ? state.samples[state.samples.length - 1].ts_ms : Date.now();
-  const start = now - WINDOW_MS;
+  // The last 5 minutes, or less while there is less to show (at least a minute).
+  const oldest = state.samples.length ? state.samples[0].ts_ms : now;
+  const span = Math.min(WINDOW_MS, Math.max(MIN_SPAN_MS, now - oldest));
+  const start = now - span;
   const names = new Set();
   let max = 0;
   for (const s of state.samples) for (const [n, v] of Object.entries(s.lag_ms)) {
@@ -263,7 +269,7 @@ function drawChart() {
     if (v !== null && v > max) max = v;
   }
   const top = Math.max(1000, Math.ceil(max / 1000) * 1000);
-  const x = (t) => PAD + ((t - start) / WINDOW_MS) * (W - PAD - 5);
+  const x = (t) => PAD + ((t - start) / span) * (W - PAD - 5);
   const y = (v) => H - 18 - (v / top) * (H - 28);
   const parts = [];
   for (let i = 0; i <= 4; i++) {
@@ -274,7 +280,7 @@ function drawChart() {
     parts.push(label);
   }
   const axis = svg("text", { class: "axis", x: PAD, y: H - 2 });
-  axis.textContent = "-5 min";
+  axis.textContent = span >= 120000 ? `-${Math.round(span / 60000)} min` : `-${Math.round(span / 1000)} s`;
   const nowLabel = svg("text", { class: "axis", x: W - 30, y: H - 2 });
   nowLabel.textContent = "now";
   parts.push(axis, nowLabel);
