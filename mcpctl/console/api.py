@@ -89,8 +89,9 @@ def http_status(err: McpError) -> int:
 
 def error_body(err: McpError) -> dict[str, Any]:
     """``{"error", "message"}`` (one line), plus the path-naming problems when there are."""
-    lines = [line.strip() for line in err.message.splitlines() if line.strip()]
-    body: dict[str, Any] = {"error": err.kind, "message": "; ".join(lines)}
+    lines = [line.strip() for line in err.message.splitlines() if line.strip()] or [err.kind]
+    message = lines[0] if len(lines) == 1 else f"{lines[0].rstrip(':')}: {'; '.join(lines[1:])}"
+    body: dict[str, Any] = {"error": err.kind, "message": message}
     problems = getattr(err, "problems", None)
     if problems is None and len(lines) > 1:
         problems = lines[1:]

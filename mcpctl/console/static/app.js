@@ -78,7 +78,9 @@ function showError(id, err) {
   box.dataset.status = err.status || "";
   box.dataset.kind = err.kind || "";
   const lines = err.problems && err.problems.length ? err.problems : [];
-  const head = lines.length ? err.message.split(";")[0] : err.message;
+  // "invalid MCP document: models[0].endpoint: ..." lists its one problem below: keep the title.
+  const one = lines.length === 1 && err.message.endsWith(": " + lines[0]);
+  const head = one ? err.message.slice(0, -(lines[0].length + 2)) : lines.length ? err.message.split(": ")[0] : err.message;
   box.append(el("div", {}, head));
   if (lines.length) box.append(el("ul", { class: "problems" }, ...lines.map((p) => el("li", {}, p))));
 }
@@ -308,7 +310,7 @@ function drawChart() {
 }
 
 // -- config: keys, values, history, diff ----------------------------------------------------------
-$("prefix-form").addEventListener("submit", (ev) => { ev.preventDefault(); listKeys(); });
+$("prefix-form").addEventListener("submit", (ev) => { ev.preventDefault(); listKeys(); loadMcp(); });
 
 async function listKeys() {
   const prefix = $("prefix").value;
