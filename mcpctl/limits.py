@@ -114,10 +114,12 @@ CONSOLE_HISTORY_PAGE_DEFAULT: Final = 50
 # One key listing holds at most this many keys.
 CONSOLE_KEYS_PAGE_MAX: Final = 500
 # The status stream computes the cluster status this often (shared by every
-# open stream), with at most this many computations in flight (a member that
-# does not answer holds one for mcpctl.peers.PEER_STATUS_TIMEOUT_S).
+# open stream), with at most this many computations in flight: a member that
+# does not answer holds one for mcpctl.peers.PEER_STATUS_TIMEOUT_S, and the
+# stream must still update every tick then (checked at start-up:
+# (IN_FLIGHT_MAX - 1) x TICK_S > PEER_STATUS_TIMEOUT_S).
 CONSOLE_TICK_S: Final = 0.5
-CONSOLE_STATUS_IN_FLIGHT_MAX: Final = 3
+CONSOLE_STATUS_IN_FLIGHT_MAX: Final = 4
 # Status snapshots kept for a page that opens (the chart's last few minutes).
 CONSOLE_SAMPLES_MAX: Final = 600
 # Snapshots queued for one slow stream; past it the oldest is dropped (status

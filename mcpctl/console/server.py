@@ -94,9 +94,14 @@ async def start_console(
     address: str, node: Node, guard: Guard, *, feed_limits: FeedLimits | None = None
 ) -> Console:
     """Bind ``address`` (host:port, port 0 for any) and serve the console on this loop."""
+    from mcpctl.peers import PEER_STATUS_TIMEOUT_S
+
+    fl = feed_limits or FeedLimits()
+    # A silent member must not stall the stream: overlapping computations cover its wait.
+    assert (fl.in_flight_max - 1) * fl.tick_s > PEER_STATUS_TIMEOUT_S, "console limits"
     sock = bind(address)
     port = sock.getsockname()[1]
-    feed = StatusFeed(lambda: snapshot(node), feed_limits)
+    feed = StatusFeed(lambda: snapshot(node), fl)
     config = uvicorn.Config(
         build_app(node, guard, feed),
         host=address.rpartition(":")[0].strip("[]"),
