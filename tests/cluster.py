@@ -283,6 +283,8 @@ class Cluster:
                     raise AssertionError(f"{node.name} exited:\n{node.log_text()[-3000:]}")
                 with Client([node.endpoint], timeout=1.0, attempts_max=1) as c:
                     c.get("/", prefix=True, count_only=True)
+                if node.console_port:  # and its console accepts connections
+                    socket.create_connection(("127.0.0.1", node.console_port), 1.0).close()
                 return True
 
             wait_for(f"{node.name} to serve linearizable reads", ok)

@@ -70,7 +70,10 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             with sdk(cluster) as c:
                 c.get("/", prefix=True, count_only=True)
             for node in cluster.nodes:
-                if http(node, ADMIN).get("/api/whoami").status_code != 200:
+                try:
+                    if http(node, ADMIN).get("/api/whoami").status_code != 200:
+                        return False
+                except httpx.TransportError:  # the console is not listening yet
                     return False
             return True
 
@@ -343,3 +346,45 @@ def test_console_port_in_use_is_a_one_line_startup_error(tmp_path: Path) -> None
         )
     assert proc.returncode == 2
     assert f"console.listen: cannot listen on 127.0.0.1:{node.console_port}" in proc.stderr
+
+
+def test_rate_limit_is_the_grpc_bucket(tmp_path: Path) -> None:
+    """One token bucket per identity, shared by gRPC and the console: once the
+    console has used the burst, the console answers 429 with Retry-After and a
+    gRPC call with the same token is refused too."""
+    from mcpctl.errors import ResourceExhausted
+
+    token = "console-burst-token-0123456789"
+    auth = {
+        "enabled": True,
+        "rate_per_s": 0.2,
+        "burst": 3,
+        "tokens": [{"name": "burst", "role": "admin", "sha256": sha(token)}],
+    }
+    cluster = Cluster(tmp_path, size=1, extra_config={"auth": auth}, console=True)
+    node = cluster.nodes[0]
+    try:
+        cluster.start(node)
+        with http(node) as anon:
+
+            def up() -> bool:
+                # Unauthenticated calls take no token from anyone's bucket.
+                try:
+                    return anon.get("/api/whoami").status_code == 401
+                except httpx.TransportError:
+                    return False
+
+            wait_for("the console", up)
+        with http(node, token) as c:
+            for _ in range(3):
+                assert c.get("/api/whoami").status_code == 200
+            limited = c.get("/api/keys?prefix=/")
+            one_line_error(limited, 429, "resource_exhausted")
+            assert int(limited.headers["retry-after"]) >= 1
+        with (
+            Client([node.endpoint], timeout=5.0, attempts_max=1, token=token) as grpc_client,
+            pytest.raises(ResourceExhausted),
+        ):
+            grpc_client.get("/", prefix=True, count_only=True)
+    finally:
+        cluster.close()
