@@ -2,9 +2,11 @@
 
 Starts a real 3-node cluster with the console on, then measures the CPU time
 (user + system, from /proc) of the member serving the console over a window:
-idle with the console off... on but unwatched, with 1 and with 5 open status
+idle with the console off, on but unwatched, with 1 and with 5 open status
 streams (what open pages cost: a page is one stream plus a few small GETs).
-Then reads the stream and reports the interval between status updates,
+Also the latency of serializable gRPC gets on that member with and without
+open streams (the console shares the node's event loop). Then reads the
+stream and reports the interval between status updates,
 healthy and with one follower paused (SIGSTOP: its Status call waits out
 the peer deadline).
 
@@ -72,6 +74,21 @@ def streams(node: NodeProc, count: int) -> Iterator[list[float]]:
         stop.set()
 
 
+def get_latency_ms(node: NodeProc, count: int = 300) -> str:
+    """Serializable gets through gRPC to the member serving the console: p50 / p99."""
+    from mcpctl.client import Client
+
+    samples = []
+    with Client([node.endpoint], timeout=5.0) as c:
+        for _ in range(count):
+            started = time.perf_counter()
+            c.get("/bench/key", serializable=True)
+            samples.append(1000 * (time.perf_counter() - started))
+    samples.sort()
+    p50, p99 = samples[len(samples) // 2], samples[int(len(samples) * 0.99)]
+    return f"get p50 {p50:.2f} ms, p99 {p99:.2f} ms"
+
+
 def intervals_ms(arrivals: list[float]) -> str:
     gaps = [1000 * (b - a) for a, b in itertools.pairwise(arrivals)]
     if not gaps:
@@ -92,6 +109,7 @@ def main() -> None:
         with running_cluster(Path(tmp) / "on", console=True) as cluster:
             node = cluster.leader()
             results["console on, no page"] = f"{cpu_percent(node, args.window):.2f} % CPU"
+            results["gRPC, no page"] = get_latency_ms(node)
             for count in (1, 5):
                 with streams(node, count) as arrivals:
                     time.sleep(2)
@@ -99,6 +117,7 @@ def main() -> None:
                     results[f"{count} open stream(s)"] = f"{pct:.2f} % CPU"
                     if count == 1:
                         results["updates, healthy"] = intervals_ms(arrivals)
+                    results[f"gRPC, {count} open stream(s)"] = get_latency_ms(node)
             follower = next(n for n in cluster.nodes if n is not node)
             with streams(node, 1) as arrivals:
                 time.sleep(2)

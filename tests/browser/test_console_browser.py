@@ -217,3 +217,63 @@ def test_config_page_applies_with_confirm_shows_history_diff_and_validation_erro
     with cluster.client() as c:
         kv = c.get("/mcp/models/gpt-4o").first
     assert kv is not None and kv.mod_revision == put.revision  # the bad apply wrote nothing
+
+
+def test_the_page_asks_for_a_token_keeps_it_in_the_tab_and_hides_writes_for_readers(
+    tmp_path: Path, page: Page, screenshots: Path
+) -> None:
+    """With auth on, the page asks for a token; an unknown one is refused in the form;
+    a reader's is kept in sessionStorage (a reload does not ask again), the live
+    stream works with it, and the write buttons are not shown."""
+    import hashlib
+
+    from mcpctl.client import Client
+    from tests.cluster import wait_for
+
+    reader = "browser-reader-token-0123456789"
+    auth = {
+        "enabled": True,
+        "tokens": [
+            {
+                "name": "dashboard",
+                "role": "readonly",
+                "sha256": hashlib.sha256(reader.encode()).hexdigest(),
+            }
+        ],
+    }
+    (tmp_path / "secured").mkdir()
+    cluster = Cluster(tmp_path / "secured", size=1, extra_config={"auth": auth}, console=True)
+    node = cluster.nodes[0]
+    try:
+        cluster.start(node)
+
+        def serving() -> bool:
+            with Client([node.endpoint], timeout=1.0, attempts_max=1, token=reader) as c:
+                c.get("/", prefix=True, count_only=True)
+            return True
+
+        wait_for("the secured node", serving)
+        page.goto(node.console_url + "/")
+        until("the token form", lambda: page.locator("#login").is_visible())
+        page.fill("#token", "not-the-right-token-at-all")
+        page.click("#login-form button")
+        until("the refusal", lambda: "unknown token" in page.locator("#login-error").inner_text())
+
+        page.fill("#token", reader)
+        page.click("#login-form button")
+        until("the form gone", lambda: not page.locator("#login").is_visible())
+        assert page.locator("#whoami").inner_text().startswith("dashboard (readonly)")
+        until(
+            "the member's card from the stream",
+            lambda: page.locator('.card[data-node="n1"]').count() == 1,
+        )
+        assert page.evaluate("() => sessionStorage.getItem('mcp-console-token')") == reader
+        assert page.locator("body").get_attribute("data-can-write") == "0"
+
+        page.goto(node.console_url + "/#config")
+        until("the read-only note", lambda: page.locator("#apply-ro").is_visible())
+        assert not page.locator("#apply-real").is_visible()
+        assert not page.locator("#login").is_visible()  # kept across the reload
+        page.screenshot(path=str(screenshots / "config-read-only.png"))
+    finally:
+        cluster.close()

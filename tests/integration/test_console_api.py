@@ -71,8 +71,9 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
                 c.get("/", prefix=True, count_only=True)
             for node in cluster.nodes:
                 try:
-                    if http(node, ADMIN).get("/api/whoami").status_code != 200:
-                        return False
+                    with http(node, ADMIN) as c:
+                        if c.get("/api/whoami").status_code != 200:
+                            return False
                 except httpx.TransportError:  # the console is not listening yet
                     return False
             return True
