@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import functools
 import json
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -44,6 +45,7 @@ from mcpctl._proto.mcp.v1 import kv_pb2 as kv
 from mcpctl.console.feed import Snapshot, StatusFeed, Stream, now_ms
 from mcpctl.errors import InvalidArgument, McpError, NotFound, ResourceExhausted
 from mcpctl.node import Node
+from mcpctl.server.metrics import RpcMetrics
 
 log = structlog.get_logger("mcpctl.console")
 
@@ -408,24 +410,34 @@ def _json(data: Any, status_code: int = 200) -> JSONResponse:
     return JSONResponse(data, status_code=status_code, headers={"cache-control": "no-store"})
 
 
-def endpoint(name: str, fn: Handler) -> Handler:
-    """Bind log context, map errors to HTTP (never a traceback to the client)."""
+def _endpoint(name: str, fn: Handler, metrics: RpcMetrics | None = None) -> Handler:
+    """Bind log context, map errors to HTTP (never a traceback to the client), and
+    observe the latency in the node's RPC histogram as method ``console.<name>``."""
+    method = f"console.{name}"
 
     @functools.wraps(fn)
     async def handler(request: Request) -> Response:
         structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(method=f"console.{name}")
+        structlog.contextvars.bind_contextvars(method=method)
+        started = time.monotonic()
+        code = "OK"
         try:
             return await fn(request)
         except McpError as e:
+            code = e.code
             if e.code not in ("FAILED_PRECONDITION", "INVALID_ARGUMENT", "NOT_FOUND"):
                 log.info("console request failed", code=e.code, reason=e.message.splitlines()[0])
             return error_response(e)
         except Exception:
+            code = "INTERNAL"
             log.exception("console request failed")
             return _json(
                 {"error": "internal", "message": "internal error (logged on the node)"}, 500
             )
+        finally:
+            if metrics is not None:
+                # A status stream counts until its headers are sent, not its whole life.
+                metrics.observe(method, code, time.monotonic() - started)
 
     return handler
 
@@ -534,9 +546,15 @@ def _loopback_host(scope: Scope) -> bool:
     return name in ("localhost", "::1") or name.startswith("127.")
 
 
-def build_app(node: Node, guard: auth.Guard, feed: StatusFeed) -> ASGIApp:
+def build_app(
+    node: Node, guard: auth.Guard, feed: StatusFeed, metrics: RpcMetrics | None = None
+) -> ASGIApp:
     api = ConsoleApi(node, guard, feed)
     get, post = ["GET"], ["POST"]
+
+    def endpoint(name: str, fn: Handler) -> Handler:
+        return _endpoint(name, fn, metrics)
+
     routes = [
         Route("/", _index, methods=get),
         Route("/api/whoami", endpoint("whoami", api.whoami), methods=get),

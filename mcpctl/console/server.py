@@ -32,6 +32,7 @@ from mcpctl.auth import Guard
 from mcpctl.console.api import build_app, snapshot
 from mcpctl.console.feed import FeedLimits, StatusFeed
 from mcpctl.node import Node
+from mcpctl.server.metrics import RpcMetrics
 
 # How long start-up waits for uvicorn to be listening.
 START_WAIT_S = 5.0
@@ -91,7 +92,12 @@ def bind(address: str) -> socket.socket:
 
 
 async def start_console(
-    address: str, node: Node, guard: Guard, *, feed_limits: FeedLimits | None = None
+    address: str,
+    node: Node,
+    guard: Guard,
+    *,
+    metrics: RpcMetrics | None = None,
+    feed_limits: FeedLimits | None = None,
 ) -> Console:
     """Bind ``address`` (host:port, port 0 for any) and serve the console on this loop."""
     from mcpctl.peers import PEER_STATUS_TIMEOUT_S
@@ -103,7 +109,7 @@ async def start_console(
     port = sock.getsockname()[1]
     feed = StatusFeed(lambda: snapshot(node), fl)
     config = uvicorn.Config(
-        build_app(node, guard, feed),
+        build_app(node, guard, feed, metrics),
         host=address.rpartition(":")[0].strip("[]"),
         port=port,
         http="h11",

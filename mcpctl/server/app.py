@@ -360,14 +360,14 @@ def build_node(
     return NodeParts(proposer, node, hub)
 
 
-async def _start_console(cfg: NodeConfig, node: Node, guard: Guard) -> Any:
+async def _start_console(cfg: NodeConfig, node: Node, guard: Guard, metrics: RpcMetrics) -> Any:
     """The web console (docs/console.md) on this loop, when ``console.listen`` is set."""
     if cfg.console.listen is None:
         return None
     from mcpctl.console.server import ConsoleStartupError, start_console
 
     try:
-        console = await start_console(cfg.console.listen, node, guard)
+        console = await start_console(cfg.console.listen, node, guard, metrics=metrics)
     except ConsoleStartupError as e:
         raise StartupError(str(e)) from None
     log.info("console ready", url=console.url)
@@ -393,7 +393,7 @@ async def _serve(cfg: NodeConfig, raft_node: RaftNode, secret: str) -> int:
         credentials=security.server_credentials(cfg.server.tls) if cfg.server.tls else None,
     )
     await server.start()
-    console = await _start_console(cfg, node, guard)
+    console = await _start_console(cfg, node, guard, rpc_metrics)
     stop = asyncio.Event()
     health_task = asyncio.create_task(_report_health(node, health))
     removal_task = asyncio.create_task(_stop_when_removed(node, stop))

@@ -389,3 +389,15 @@ def test_rate_limit_is_the_grpc_bucket(tmp_path: Path) -> None:
             grpc_client.get("/", prefix=True, count_only=True)
     finally:
         cluster.close()
+
+
+def test_console_requests_are_in_the_rpc_latency_histogram(secured: Cluster) -> None:
+    """Each console call is observed like an RPC, as method console.<name> with its
+    status code, in the node's mcp_rpc_duration_seconds."""
+    node = secured.nodes[1]
+    with http(node, READER) as c:
+        assert c.get("/api/keys?prefix=/").status_code == 200
+        assert c.get("/api/kv?key=/no/such/key").status_code == 404
+    metrics = httpx.get(f"http://127.0.0.1:{node.metrics_port}/metrics", timeout=10).text
+    assert 'mcp_rpc_duration_seconds_count{code="OK",method="console.keys"}' in metrics
+    assert 'mcp_rpc_duration_seconds_count{code="NOT_FOUND",method="console.kv"}' in metrics
