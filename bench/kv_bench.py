@@ -28,14 +28,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.adapters import ADAPTERS, Adapter, AdapterUnavailable, EtcdAdapter
+from bench.adapters import ADAPTERS, KV_ADAPTERS, Adapter, AdapterUnavailable, EtcdAdapter
 from bench.workload import WORKLOADS, key_of, make_value, preload, run_cell
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "bench" / "results"
 CLI_WARMUP = 2
 CLI_TIMEOUT_S = 30.0
-MCP, ETCD = "mcp-config", "etcd"
+MCP, ETCD, FLOOR = "mcp-config", "etcd", "grpc-floor"
 
 
 def _csv(kind: type[Any], allowed: Sequence[Any] | None = None) -> Any:
@@ -59,9 +59,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     p.add_argument(
         "--servers",
-        type=_csv(str, list(ADAPTERS)),
+        type=_csv(str, list(KV_ADAPTERS)),
         default=list(ADAPTERS),
-        help="comma-separated servers (default: %(default)s)",
+        help=f"comma-separated servers of {list(KV_ADAPTERS)} (default: %(default)s; {FLOOR}: "
+        "the Python gRPC floor, one grpc.aio process answering at once, opt-in)",
     )
     p.add_argument(
         "--workloads",
@@ -253,6 +254,10 @@ def _fmt(v: float | None, digits: int = 0) -> str:
     return f"{v:,.{digits}f}"
 
 
+def _ratio(a: float, b: float) -> float:
+    return a / b if b and not math.isnan(b) and not math.isnan(a) else float("nan")
+
+
 def build_table(
     args: argparse.Namespace, summaries: dict[str, dict[tuple[str, int], dict[str, Any]]]
 ) -> list[dict[str, Any]]:
@@ -261,12 +266,16 @@ def build_table(
     for workload in args.workloads:
         for c in args.concurrency:
             row: dict[str, Any] = {"workload": workload, "concurrency": c}
-            for server, prefix in ((MCP, "mcp"), (ETCD, "etcd")):
+            servers = [(MCP, "mcp"), (ETCD, "etcd")]
+            if FLOOR in summaries:  # only then: older readers see the same row shape
+                servers.append((FLOOR, "floor"))
+            for server, prefix in servers:
                 s = summaries.get(server, {}).get((workload, c), {})
                 for m in ("ops_per_s", "p50_ms", "p99_ms"):
                     row[f"{prefix}_{m}"] = s.get(m, nan)
-            mo, eo = row["mcp_ops_per_s"], row["etcd_ops_per_s"]
-            row["ratio_ops"] = mo / eo if eo and not math.isnan(eo) and not math.isnan(mo) else nan
+            row["ratio_ops"] = _ratio(row["mcp_ops_per_s"], row["etcd_ops_per_s"])
+            if FLOOR in summaries:
+                row["ratio_floor_etcd_ops"] = _ratio(row["floor_ops_per_s"], row["etcd_ops_per_s"])
             rows.append(row)
     return rows
 
@@ -288,22 +297,36 @@ def render_markdown(report: dict[str, Any]) -> str:
         "- etcd fdatasyncs its WAL on every batch; PySyncObj (mcp-config) never fsyncs its "
         "journal. etcd does strictly more durable work per write here.",
     ]
+    floor = FLOOR in report["summary"]
+    if floor:
+        lines.append(
+            f"- {FLOOR}: the Python gRPC floor, one `bench.floor_server` process (mcp-config's "
+            "gRPC server options, mcp.v1.KV answered at once: no Raft, no state, no auth). "
+            "It is its own leader and follower: its put-follower is put-leader again."
+        )
     for server, reason in report["skipped"].items():
         lines.append(f"- **{server} skipped**: {reason}")
+    floor_head = " | gRPC floor ops/s | p50 ms | p99 ms | floor/etcd ops/s" if floor else ""
     lines += [
         "",
         f"## Throughput and latency (median of {s['runs']})",
         "",
         "| workload | concurrency | mcp-config ops/s | p50 ms | p99 ms "
-        "| etcd ops/s | p50 ms | p99 ms | ratio (mcp/etcd ops/s) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        f"| etcd ops/s | p50 ms | p99 ms | ratio (mcp/etcd ops/s){floor_head} |",
+        "|---|" + "---:|" * (8 + (4 if floor else 0)),
     ]
     for r in report["table"]:
+        floor_cols = (
+            f" | {_fmt(r.get('floor_ops_per_s'))} | {_fmt(r.get('floor_p50_ms'), 2)} "
+            f"| {_fmt(r.get('floor_p99_ms'), 2)} | {_fmt(r.get('ratio_floor_etcd_ops'), 2)}"
+            if floor
+            else ""
+        )
         lines.append(
             f"| {r['workload']} | {r['concurrency']} | {_fmt(r['mcp_ops_per_s'])} "
             f"| {_fmt(r['mcp_p50_ms'], 2)} | {_fmt(r['mcp_p99_ms'], 2)} "
             f"| {_fmt(r['etcd_ops_per_s'])} | {_fmt(r['etcd_p50_ms'], 2)} "
-            f"| {_fmt(r['etcd_p99_ms'], 2)} | {_fmt(r['ratio_ops'], 2)} |"
+            f"| {_fmt(r['etcd_p99_ms'], 2)} | {_fmt(r['ratio_ops'], 2)}{floor_cols} |"
         )
     lines += [
         "",
@@ -314,8 +337,9 @@ def render_markdown(report: dict[str, Any]) -> str:
         "talks to, *client* = the benchmark process.",
         "",
         "| workload | concurrency | mcp cluster | mcp target | mcp client "
-        "| etcd cluster | etcd target | etcd client |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| etcd cluster | etcd target | etcd client"
+        + (" | floor server | floor client |" if floor else " |"),
+        "|---|" + "---:|" * (7 + (2 if floor else 0)),
     ]
     sums = report["summary"]
     for r in report["table"]:
@@ -325,6 +349,9 @@ def render_markdown(report: dict[str, Any]) -> str:
             cell = sums.get(server, {}).get(key, {})
             for m in ("server_cpu_us_per_op", "target_cpu_us_per_op", "client_cpu_us_per_op"):
                 cols.append(_fmt(cell.get(m)))
+        if floor:  # one process: cluster = target = the server
+            cell = sums.get(FLOOR, {}).get(key, {})
+            cols += [_fmt(cell.get("server_cpu_us_per_op")), _fmt(cell.get("client_cpu_us_per_op"))]
         lines.append(f"| {r['workload']} | {r['concurrency']} | " + " | ".join(cols) + " |")
     lines += [
         "",
@@ -403,7 +430,7 @@ def _loadavg() -> str:
 def make_adapter(name: str, args: argparse.Namespace) -> Adapter:
     if name == ETCD:
         return EtcdAdapter(binary=args.etcd_bin, ctl=args.etcdctl_bin)
-    return ADAPTERS[name]()
+    return KV_ADAPTERS[name]()
 
 
 async def bench(args: argparse.Namespace) -> dict[str, Any]:

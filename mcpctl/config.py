@@ -97,7 +97,9 @@ class RaftSettings(_Model):
     election_timeout_max_ms: Annotated[int, Field(ge=100, le=60_000)] = 1000
     # A leader that has not heard from a majority for this long steps down.
     leader_fallback_ms: Annotated[int, Field(ge=200, le=60_000)] = 2000
-    connection_retry_ms: Annotated[int, Field(ge=100, le=60_000)] = 1000
+    # Below the election timeout: a restarted member must hear the leader (who
+    # reconnects to it) before its own first election timer runs out.
+    connection_retry_ms: Annotated[int, Field(ge=50, le=60_000)] = 200
     tick_ms: Annotated[int, Field(ge=1, le=100)] = 10
     # Snapshot + truncate the Raft log after this many entries / seconds.
     compaction_min_entries: Annotated[int, Field(ge=100, le=10_000_000)] = 20_000

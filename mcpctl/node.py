@@ -14,8 +14,6 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import structlog
-
 from mcpctl import auth, limits, validate
 from mcpctl._proto.mcp.v1 import cluster_pb2 as cluster
 from mcpctl._proto.mcp.v1 import kv_pb2 as kv
@@ -27,6 +25,7 @@ from mcpctl.errors import (
     OutcomeUnknown,
     Unavailable,
 )
+from mcpctl.logs import audit
 from mcpctl.peers import MemberInfo, Peers
 from mcpctl.proposer import Proposer
 from mcpctl.replication import ProposeError, RaftNode, Role
@@ -34,7 +33,6 @@ from mcpctl.state import Applied, Store
 
 T = TypeVar("T")
 
-audit_log = structlog.get_logger("mcpctl.audit")
 
 # A voter counts as reachable for membership checks when it answered the
 # leader within this long (or the election timeout, if longer).
@@ -509,7 +507,7 @@ def _audit(request: raft.InternalRequest, applied: Applied) -> None:
                 keys.append(getattr(o, inner).key.decode("utf-8", "replace"))
     elif which == "member":
         keys = [f"member:{request.member.name}"]
-    audit_log.info(
+    audit.info(
         "write",
         identity=auth.current_identity.get().name,
         op=which,

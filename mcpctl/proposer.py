@@ -108,7 +108,10 @@ class Proposer:
         self._pending.append(item)
         self._kick()
         try:
-            return await asyncio.wait_for(asyncio.shield(item.future), timeout_s)
+            # On timeout (or the caller's cancellation) the item's future is
+            # cancelled: the pump skips it, and a late result is dropped.
+            async with asyncio.timeout(timeout_s):
+                return await item.future
         except TimeoutError:
             if not item.proposed:
                 self._pending.remove(item)

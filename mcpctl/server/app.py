@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import gc
 import inspect
 import logging
 import os
@@ -26,7 +27,7 @@ from google.protobuf import message_factory
 from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health as grpc_health
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
 from mcpctl import auth, limits
 from mcpctl._proto.mcp.v1 import cluster_pb2, config_pb2, kv_pb2, watch_pb2
@@ -82,9 +83,15 @@ def add_service(server: grpc.aio.Server, servicer: Any, service: ServiceDescript
             request_deserializer=safe_deserializer(req),
             response_serializer=resp.SerializeToString,
         )
-    server.add_generic_rpc_handlers(
-        (grpc.method_handlers_generic_handler(service.full_name, handlers),)
-    )
+    _register(server, service.full_name, handlers)
+
+
+def _register(
+    server: grpc.aio.Server, service: str, handlers: dict[str, grpc.RpcMethodHandler[Any, Any]]
+) -> None:
+    # Registered methods are matched by gRPC's core by path (no generic lookup per call).
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, handlers),))
+    server.add_registered_method_handlers(service, handlers)  # type: ignore[attr-defined]
 
 
 def server_options(value_bytes_max: int) -> list[tuple[str, Any]]:
@@ -98,50 +105,64 @@ def server_options(value_bytes_max: int) -> list[tuple[str, Any]]:
     ]
 
 
-class DecodeErrorsAreInvalidArgument(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
-    """grpc.health.v1 and reflection come with grpc's own deserializers, which answer
-    UNKNOWN (and log a traceback) to bytes that do not decode: answer INVALID_ARGUMENT,
-    as every mcp.v1 RPC does (``add_service`` hands their handlers a ``BadRequest``)."""
+class DecodeChecked:
+    """Stands in for the server while grpc's generated ``add_*_to_server`` registers
+    health or reflection: their handlers come with grpc's own deserializers, which
+    answer UNKNOWN (and log a traceback) to bytes that do not decode. Each handler
+    is wrapped once, here, to answer INVALID_ARGUMENT as every mcp.v1 RPC does (a
+    server interceptor would do the same but cost every call, ~5% of a Get).
+    """
 
-    async def intercept_service(self, continuation: Any, details: Any) -> Any:
-        handler = await continuation(details)
-        if handler is None or details.method.startswith("/mcp.v1."):
-            return handler
-        kind = next(k for k in _HANDLER_KINDS if getattr(handler, k) is not None)
-        inner = getattr(handler, kind)
-        decode = handler.request_deserializer
-        requests_stream = kind.startswith("stream")
+    def __init__(self, server: grpc.aio.Server) -> None:
+        self._server = server
+        self.registered: list[str] = []
 
-        def parse(data: bytes) -> Any:
-            try:
-                return decode(data) if decode is not None else data
-            except Exception as e:
-                return BadRequest(f"request does not decode: {e}")
+    def add_generic_rpc_handlers(self, generic_handlers: Any) -> None:
+        """Ignored: the same handlers arrive, by name, in ``add_registered_method_handlers``."""
 
-        async def check(request: Any, context: Any) -> Any:
-            if not requests_stream:
-                if isinstance(request, BadRequest):
-                    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.error)
-                return request
+    def add_registered_method_handlers(
+        self, service: str, handlers: dict[str, grpc.RpcMethodHandler[Any, Any]]
+    ) -> None:
+        _register(self._server, service, {n: _decode_checked(h) for n, h in handlers.items()})
+        self.registered.append(service)
 
-            async def checked() -> Any:
-                async for item in request:
-                    if isinstance(item, BadRequest):
-                        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, item.error)
-                    yield item
 
-            return checked()
+def _decode_checked(handler: Any) -> Any:
+    kind = next(k for k in _HANDLER_KINDS if getattr(handler, k) is not None)
+    inner = getattr(handler, kind)
+    decode = handler.request_deserializer
+    requests_stream = kind.startswith("stream")
 
-        async def streaming(request: Any, context: Any) -> Any:
-            async for item in inner(await check(request, context), context):
+    def parse(data: bytes) -> Any:
+        try:
+            return decode(data) if decode is not None else data
+        except Exception as e:
+            return BadRequest(f"request does not decode: {e}")
+
+    async def check(request: Any, context: Any) -> Any:
+        if not requests_stream:
+            if isinstance(request, BadRequest):
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.error)
+            return request
+
+        async def checked() -> Any:
+            async for item in request:
+                if isinstance(item, BadRequest):
+                    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, item.error)
                 yield item
 
-        async def plain(request: Any, context: Any) -> Any:
-            return await inner(await check(request, context), context)
+        return checked()
 
-        behaviour = streaming if inspect.isasyncgenfunction(inner) else plain
-        make = getattr(grpc, f"{kind}_rpc_method_handler")
-        return make(behaviour, parse, handler.response_serializer)
+    async def streaming(request: Any, context: Any) -> Any:
+        async for item in inner(await check(request, context), context):
+            yield item
+
+    async def plain(request: Any, context: Any) -> Any:
+        return await inner(await check(request, context), context)
+
+    behaviour = streaming if inspect.isasyncgenfunction(inner) else plain
+    make = getattr(grpc, f"{kind}_rpc_method_handler")
+    return make(behaviour, parse, handler.response_serializer)
 
 
 _HANDLER_KINDS = ("unary_unary", "unary_stream", "stream_unary", "stream_stream")
@@ -170,19 +191,22 @@ async def create_server(
     server = grpc.aio.server(
         options=server_options(node.value_bytes_max),
         maximum_concurrent_rpcs=limits.CONCURRENT_RPCS_MAX,
-        interceptors=[DecodeErrorsAreInvalidArgument()],
     )
     kv_service, cluster_service, watch_service = SERVICES
     add_service(server, KVServicer(node, metrics, guard), kv_service)
     add_service(server, ClusterServicer(node, metrics, guard), cluster_service)
     add_service(server, WatchServicer(hub, guard), watch_service)
     add_config_service(server, node, metrics, guard)
-    health_pb2_grpc.add_HealthServicer_to_server(health or HealthServicer(), server)
-    reflection.enable_server_reflection(
-        [s.full_name for s in (*SERVICES, *EXTRA_SERVICES)]
-        + [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
-        server,
+    checked = DecodeChecked(server)
+    health_pb2_grpc.add_HealthServicer_to_server(health or HealthServicer(), checked)
+    names = [s.full_name for s in (*SERVICES, *EXTRA_SERVICES)]
+    names += [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME]
+    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
+        reflection.aio.ReflectionServicer(names),  # type: ignore[attr-defined]
+        checked,
     )
+    if len(checked.registered) != 2:  # an older grpc that registers differently
+        raise RuntimeError(f"health/reflection registration not seen: {checked.registered}")
     try:
         port = (
             server.add_secure_port(address, credentials)
@@ -400,6 +424,10 @@ async def _serve(cfg: NodeConfig, raft_node: RaftNode, secret: str) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    # Everything built so far (modules, config, the store as replayed from disk)
+    # lives as long as the process: out of the cyclic GC's full scans, which
+    # otherwise walk these ~60k+ objects and pause the node for tens of ms.
+    gc.freeze()
     log.info(
         "node ready",
         client=cfg.client_listen,

@@ -3,10 +3,11 @@
 gRPC port: an HTTP/2 preface then random bytes, random bytes alone, a valid
 gRPC request (built frame by frame here, and shown to work by a control
 test) cut short at many points, gRPC messages whose length prefix lies, and
-many connections opened and closed. Raft port (PySyncObj, Fernet-encrypted):
-random bytes, framed Fernet tokens made with the wrong key (whole, cut
-short, garbled), a long stream of junk behind a length that promises more,
-and many connections opened and closed.
+many connections opened and closed. Raft port (PySyncObj, every message
+sealed with AES-GCM keyed from the secret): random bytes, frames sealed with
+the wrong secret or Fernet (whole, cut short, garbled), a long stream of
+junk behind a length that promises more, and many connections opened and
+closed.
 
 Afterwards every node runs under its original pid, the cluster commits a
 write that every node then reads, no cut-short request was applied, memory
@@ -40,6 +41,7 @@ import pytest
 from cryptography.fernet import Fernet
 
 from mcpctl._proto.mcp.v1 import kv_pb2
+from mcpctl.replication import PeerCipher
 from tests.cluster import Cluster, NodeProc, running_cluster, wait_for
 from tests.fuzz.support import Baseline, assert_survived, rss_mib, take_baseline
 
@@ -334,18 +336,22 @@ def raft_frame(token: bytes, length: int | None = None) -> bytes:
 
 
 def foreign_tokens(rng: random.Random) -> list[bytes]:
-    """Fernet tokens made with a key that is not the cluster's, garbled in several ways."""
+    """Frames sealed with a secret that is not the cluster's (and Fernet, the old
+    cipher), garbled in several ways."""
+    foreign = PeerCipher("not-the-cluster-secret-" + rng.randbytes(8).hex())
+    frame = foreign.encrypt_at_time(zlib.compress(rng.randbytes(64)), 10**6)
+    flipped = bytearray(frame)
+    flipped[len(frame) // 2] ^= 0x01
     fernet = Fernet(Fernet.generate_key())
-    token = fernet.encrypt(zlib.compress(rng.randbytes(64)))
-    flipped = bytearray(token)
-    flipped[len(token) // 2] ^= 0x01
     return [
-        token,
-        token[: len(token) // 2],
+        frame,
+        frame[: len(frame) // 2],
         bytes(flipped),
+        frame[:8] + rng.randbytes(80),
+        foreign.encrypt_at_time(b"", 10**6),
+        foreign.encrypt_at_time(b"x", 0),  # timestamp 0: older than anything seen
+        fernet.encrypt(zlib.compress(rng.randbytes(64))),
         b"gAAAAA" + rng.randbytes(80),
-        fernet.encrypt(b""),
-        fernet.encrypt_at_time(b"x", 0),  # timestamp 0: older than anything seen
     ]
 
 
@@ -361,7 +367,7 @@ def test_raft_port_random_bytes(wire: Wire) -> None:
     assert_survived(wire.cluster, wire.baseline, RSS_GROWTH_MIB_MAX)
 
 
-def test_raft_port_foreign_fernet_tokens(wire: Wire) -> None:
+def test_raft_port_foreign_frames(wire: Wire) -> None:
     """A whole frame holding a token the node cannot decrypt gets the connection closed."""
     rng = random.Random(SEED + 3)
     for node in wire.cluster.nodes:

@@ -3,13 +3,17 @@ failover after kill -9, catch-up after restart, full-cluster restart."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 
 from mcpctl.client import Client
 from mcpctl.errors import McpError
-from tests.cluster import Cluster, running_cluster, wait_for
+from tests.cluster import Cluster, NodeProc, running_cluster, wait_for
+
+# PySyncObj drops a connection that read nothing for this long (connectionTimeout).
+RAFT_CONNECTION_TIMEOUT_S = 3.5
 
 pytestmark = pytest.mark.cluster
 
@@ -196,3 +200,27 @@ def test_restarting_a_follower_does_not_depose_the_leader(cluster: Cluster) -> N
             c.put(f"/stable/after-{victim.name}", "x")  # a full round through the leader
     assert cluster.leader() is leader
     assert all(cluster.status(n).term == term for n in cluster.nodes)
+
+
+def test_leader_death_after_idle_links_elects_in_one_term(cluster: Cluster) -> None:
+    """kill -9 of the leader after the cluster sat idle for longer than PySyncObj's
+    connection timeout (3.5 s): both survivors see the leader's connection close and
+    bring their election forward, and the first candidate wins in the next term.
+    Before the keepalives, PySyncObj had silently timed out the idle link between
+    the two followers, dropped the first vote request with it, and the election
+    waited a whole timeout more (term + 2)."""
+    leader = cluster.leader()
+    term = cluster.status(leader).term
+    time.sleep(RAFT_CONNECTION_TIMEOUT_S + 1.0)  # the scenario: links idle past the timeout
+    cluster.kill(leader)
+    survivors = [n for n in cluster.nodes if n is not leader]
+    new = cluster.leader(survivors)
+    assert cluster.status(new).term == term + 1
+    for node in survivors:
+
+        def noticed(node: NodeProc = node) -> bool:
+            return "electing soon" in node.log_text()
+
+        wait_for(f"{node.name} to log the closed leader connection", noticed)
+    with cluster.client(*survivors) as c:
+        assert c.put("/after-failover", "x").revision > 0

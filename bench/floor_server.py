@@ -1,0 +1,114 @@
+"""The Python gRPC floor: mcp-config's KV service with nothing behind it.
+
+``python -m bench.floor_server --listen 127.0.0.1:PORT`` serves ``mcp.v1.KV``
+(the generated stubs) on grpc.aio, built with the very server options and
+concurrency limit ``mcpctl serve`` uses (``server_options`` and
+``limits.CONCURRENT_RPCS_MAX``, imported, not copied), in one process, on the
+default asyncio loop as ``mcpctl serve`` runs it. ``Range`` answers at once with
+one key-value (the requested key, a fixed 256-byte value), ``Put`` with a
+header carrying an incrementing revision. No Raft, no store, no auth, no
+logging per call: what is left is the cost of terminating a unary gRPC call in
+Python, which ``bench.kv_bench --servers ...,grpc-floor`` measures with the same
+client and workload as mcp-config and etcd.
+
+Readiness: once the port is bound and the server started, one line
+``READY host:port`` goes to stdout (flushed); nothing else is ever written there.
+The process stops on SIGTERM or SIGINT (exit code 0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import grpc
+
+from mcpctl import limits
+from mcpctl._proto.mcp.v1 import kv_pb2 as kv
+from mcpctl._proto.mcp.v1 import kv_pb2_grpc as kv_grpc
+from mcpctl.server.app import server_options
+
+VALUE = b"v" * 256
+READY_PREFIX = "READY "
+STOP_GRACE_S = 0.5
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+class FloorKV(kv_grpc.KVServicer):
+    """Put and Range answered immediately; the rest of the service is UNIMPLEMENTED."""
+
+    def __init__(self) -> None:
+        self._revision = 1
+
+    async def Range(self, request: kv.RangeRequest, context: Context) -> kv.RangeResponse:
+        item = kv.KeyValue(
+            key=request.key, value=VALUE, create_revision=1, mod_revision=1, version=1
+        )
+        return kv.RangeResponse(header=kv.ResponseHeader(revision=self._revision), kvs=[item])
+
+    async def Put(self, request: kv.PutRequest, context: Context) -> kv.PutResponse:
+        self._revision += 1
+        return kv.PutResponse(header=kv.ResponseHeader(revision=self._revision))
+
+    async def _unimplemented(self, context: Context) -> Any:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "the gRPC floor serves Put and Range")
+
+    async def DeleteRange(
+        self, request: kv.DeleteRangeRequest, context: Context
+    ) -> kv.DeleteRangeResponse:
+        return await self._unimplemented(context)  # type: ignore[no-any-return]
+
+    async def Txn(self, request: kv.TxnRequest, context: Context) -> kv.TxnResponse:
+        return await self._unimplemented(context)  # type: ignore[no-any-return]
+
+    async def Compact(
+        self, request: kv.CompactionRequest, context: Context
+    ) -> kv.CompactionResponse:
+        return await self._unimplemented(context)  # type: ignore[no-any-return]
+
+    async def History(self, request: kv.HistoryRequest, context: Context) -> kv.HistoryResponse:
+        return await self._unimplemented(context)  # type: ignore[no-any-return]
+
+
+async def serve(address: str) -> int:
+    server = grpc.aio.server(
+        options=server_options(limits.VALUE_BYTES_MAX_DEFAULT),
+        maximum_concurrent_rpcs=limits.CONCURRENT_RPCS_MAX,
+    )
+    kv_grpc.add_KVServicer_to_server(FloorKV(), server)
+    try:
+        port = server.add_insecure_port(address)
+    except RuntimeError:
+        port = 0
+    if port == 0:
+        print(f"floor_server: cannot listen on {address} (port in use?)", file=sys.stderr)
+        return 2
+    await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    host = address.rsplit(":", 1)[0]
+    print(f"{READY_PREFIX}{host}:{port}", flush=True)
+    await stop.wait()
+    await server.stop(STOP_GRACE_S)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m bench.floor_server",
+        description="mcp.v1.KV on grpc.aio answering Put/Range at once (no Raft, no state).",
+    )
+    p.add_argument("--listen", required=True, help="host:port to serve on (port 0: any free port)")
+    args = p.parse_args(argv)
+    return asyncio.run(serve(args.listen))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
