@@ -13,7 +13,7 @@ PROTO_OUT := mcpctl/_proto
 PROTOS := $(wildcard protos/mcp/v1/*.proto)
 
 .PHONY: venv run test test-unit test-integration lint proto bench clean deploy-tools \
-	compose-config compose-test chaos
+	compose-config compose-test chaos chromium
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,9 +33,16 @@ deploy-tools: $(DEPLOY_STAMP)
 run: $(STAMP)
 	$(VENV)/bin/mcpctl dev --nodes 3 --port 7101 --data-dir .mcp-dev
 
-## test: unit and integration tests (real clusters on 127.0.0.1), and the
-## offline checks of docker-compose.yml and deploy/k8s (no Docker needed)
-test: $(STAMP) $(DEPLOY_STAMP)
+## chromium: Debian's chromium for the console's browser tests (tests/browser),
+## installed with apt when missing and running as root; otherwise those tests
+## skip with the reason (and fail in CI).
+chromium:
+	@test -x /usr/bin/chromium || [ "$$(id -u)" != 0 ] || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+## test: unit and integration tests (real clusters on 127.0.0.1), the console in a
+## real browser, and the offline checks of docker-compose.yml and deploy/k8s (no Docker needed)
+test: $(STAMP) $(DEPLOY_STAMP) chromium
 	$(PY) -m pytest -q tests
 
 test-unit: $(STAMP)

@@ -231,6 +231,16 @@ class MetricsSettings(_Model):
         return None if v is None else _check_hostport(v)
 
 
+class ConsoleSettings(_Model):
+    # Where the web console (docs/console.md) listens (host:port); unset = off.
+    listen: HostPort | None = None
+
+    @field_validator("listen")
+    @classmethod
+    def _hostport(cls, v: str | None) -> str | None:
+        return None if v is None else _check_hostport(v)
+
+
 class LogSettings(_Model):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["json", "console"] = "json"
@@ -246,6 +256,7 @@ class NodeConfig(_Model):
     raft: RaftSettings = RaftSettings()
     limits: LimitSettings = LimitSettings()
     metrics: MetricsSettings = MetricsSettings()
+    console: ConsoleSettings = ConsoleSettings()
     auth: AuthSettings = AuthSettings()
     log: LogSettings = LogSettings()
 

@@ -98,3 +98,32 @@ WATCH_LEADER_CHECK_S: Final = 0.1
 WATCH_RESUME_ATTEMPTS_MAX: Final = 30
 # ConfigWatcher: how often it cross-checks its view against a read at a bookmark.
 CONFIG_WATCHER_CHECK_S_DEFAULT: Final = 30.0
+
+# --- web console (docs/console.md) ---------------------------------------------
+# A request body (apply, rollback) is at most this big; beyond: 413. Twice the
+# MCP document limit (mcpctl.mcp.schema.DOCUMENT_BYTES_MAX), so a document at
+# its limit still fits once JSON-escaped; the document limit itself gives 400.
+CONSOLE_BODY_BYTES_MAX: Final = 512 * KIB
+# Open status streams (SSE) per node; beyond: 429.
+CONSOLE_STREAMS_MAX: Final = 16
+# Open HTTP connections per node (uvicorn answers 503 beyond).
+CONSOLE_CONNECTIONS_MAX: Final = 64
+# One history page holds at most this many entries (default: the lower one).
+CONSOLE_HISTORY_PAGE_MAX: Final = 100
+CONSOLE_HISTORY_PAGE_DEFAULT: Final = 50
+# One key listing holds at most this many keys.
+CONSOLE_KEYS_PAGE_MAX: Final = 500
+# The status stream computes the cluster status this often (shared by every
+# open stream), with at most this many computations in flight: a member that
+# does not answer holds one for mcpctl.peers.PEER_STATUS_TIMEOUT_S, and the
+# stream must still update every tick then (checked at start-up:
+# (IN_FLIGHT_MAX - 1) x TICK_S > PEER_STATUS_TIMEOUT_S).
+CONSOLE_TICK_S: Final = 0.5
+CONSOLE_STATUS_IN_FLIGHT_MAX: Final = 4
+# Status snapshots kept for a page that opens (the chart's last few minutes).
+CONSOLE_SAMPLES_MAX: Final = 600
+# Snapshots queued for one slow stream; past it the oldest is dropped (status
+# is a level, not an event: only the newest matters).
+CONSOLE_STREAM_QUEUE_MAX: Final = 4
+# How long open streams get to finish when the node stops.
+CONSOLE_STOP_GRACE_S: Final = 1

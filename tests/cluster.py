@@ -86,10 +86,17 @@ class NodeProc:
     data_dir: Path
     log_path: Path
     proc: subprocess.Popen[bytes] | None = None
+    # The web console's port (0: no console; Cluster(console=True) sets one).
+    console_port: int = 0
 
     @property
     def endpoint(self) -> str:
         return f"127.0.0.1:{self.client_port}"
+
+    @property
+    def console_url(self) -> str:
+        assert self.console_port, f"{self.name} has no console (Cluster(console=True))"
+        return f"http://127.0.0.1:{self.console_port}"
 
     @property
     def running(self) -> bool:
@@ -108,9 +115,11 @@ class Cluster:
     size: int = 3
     extra_config: dict[str, Any] = field(default_factory=dict)
     nodes: list[NodeProc] = field(default_factory=list)
+    # Serve the web console on each node (its own port).
+    console: bool = False
 
     def __post_init__(self) -> None:
-        ports = free_ports(3 * self.size)
+        ports = free_ports((4 if self.console else 3) * self.size)
         secret_file = self.root / "cluster.secret"
         secret_file.write_text(secrets.token_urlsafe(32))
         members = [
@@ -131,6 +140,8 @@ class Cluster:
                 "log": {"format": "json", "level": "info"},
                 "metrics": {"listen": f"127.0.0.1:{ports[2 * self.size + i]}"},
             }
+            if self.console:
+                cfg["console"] = {"listen": f"127.0.0.1:{ports[3 * self.size + i]}"}
             _merge(cfg, self.extra_config)
             path = node_dir / "node.yaml"
             path.write_text(yaml.safe_dump(cfg))
@@ -143,6 +154,7 @@ class Cluster:
                     config_path=path,
                     data_dir=node_dir / "data",
                     log_path=node_dir / "node.log",
+                    console_port=ports[3 * self.size + i] if self.console else 0,
                 )
             )
 
@@ -271,6 +283,8 @@ class Cluster:
                     raise AssertionError(f"{node.name} exited:\n{node.log_text()[-3000:]}")
                 with Client([node.endpoint], timeout=1.0, attempts_max=1) as c:
                     c.get("/", prefix=True, count_only=True)
+                if node.console_port:  # and its console accepts connections
+                    socket.create_connection(("127.0.0.1", node.console_port), 1.0).close()
                 return True
 
             wait_for(f"{node.name} to serve linearizable reads", ok)
@@ -292,8 +306,10 @@ def _merge(into: dict[str, Any], extra: dict[str, Any]) -> None:
 
 
 @contextmanager
-def running_cluster(root: Path, size: int = 3, **extra: Any) -> Iterator[Cluster]:
-    cluster = Cluster(root, size=size, extra_config=extra)
+def running_cluster(
+    root: Path, size: int = 3, *, console: bool = False, **extra: Any
+) -> Iterator[Cluster]:
+    cluster = Cluster(root, size=size, extra_config=extra, console=console)
     try:
         cluster.start_all()
         yield cluster

@@ -39,6 +39,12 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
         default=None,
         help="first Prometheus metrics port (default PORT+200)",
     )
+    p.add_argument(
+        "--console-port",
+        type=int,
+        default=None,
+        help="first web console port (default PORT+300; 0: no console)",
+    )
     p.add_argument("--data-dir", default=".mcp-dev", help="data directory (default .mcp-dev)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.set_defaults(run=run)
@@ -51,6 +57,7 @@ def write_configs(
     raft_port: int,
     host: str = "127.0.0.1",
     metrics_port: int | None = None,
+    console_port: int | None = None,
 ) -> list[Path]:
     """Write one node.yaml per node (and the cluster secret) under data_dir."""
     import secrets
@@ -84,6 +91,8 @@ def write_configs(
         if metrics_port is not None:
             index = members.index(m)
             cfg["metrics"] = {"listen": f"{host}:{metrics_port + index}"}
+        if console_port:
+            cfg["console"] = {"listen": f"{host}:{console_port + members.index(m)}"}
         path = node_dir / "node.yaml"
         path.write_text(yaml.safe_dump(cfg, sort_keys=False))
         paths.append(path)
@@ -175,17 +184,25 @@ def run(args: argparse.Namespace) -> int:
         return int(Exit.USAGE)
     raft_port = args.raft_port if args.raft_port is not None else args.port + 100
     metrics_port = args.metrics_port if args.metrics_port is not None else args.port + 200
-    ranges = [set(range(p, p + args.nodes)) for p in (args.port, raft_port, metrics_port)]
+    console_port = args.console_port if args.console_port is not None else args.port + 300
+    ports = (args.port, raft_port, metrics_port, *([console_port] if console_port else []))
+    ranges = [set(range(p, p + args.nodes)) for p in ports]
     overlap = any(a & b for i, a in enumerate(ranges) for b in ranges[i + 1 :])
     if overlap or max(max(r) for r in ranges) > 65535 or min(min(r) for r in ranges) < 1:
         print(
-            "mcpctl dev: client, Raft and metrics port ranges overlap or are invalid",
+            "mcpctl dev: client, Raft, metrics and console port ranges overlap or are invalid",
             file=sys.stderr,
         )
         return int(Exit.USAGE)
     data_dir = Path(args.data_dir)
     configs = write_configs(
-        data_dir, args.nodes, args.port, raft_port, args.host, metrics_port=metrics_port
+        data_dir,
+        args.nodes,
+        args.port,
+        raft_port,
+        args.host,
+        metrics_port=metrics_port,
+        console_port=console_port,
     )
     endpoints = [f"{args.host}:{args.port + i}" for i in range(args.nodes)]
     sup = _Supervisor(configs)
@@ -203,6 +220,8 @@ def run(args: argparse.Namespace) -> int:
             f"metrics http://{args.host}:{metrics_port + i}/metrics  "
             f"log {cfg.parent / 'node.log'}"
         )
+        if console_port:
+            print(f"  {cfg.parent.name}: console http://{args.host}:{console_port + i}/")
         sup.start(cfg)
     code: int | None = None
     ready = False

@@ -312,6 +312,8 @@ def run(cfg: NodeConfig) -> int:
     _check_port_free(cfg.raft_listen, "raft.listen")
     if cfg.metrics.listen is not None:
         _check_port_free(cfg.metrics.listen, "metrics.listen")
+    if cfg.console.listen is not None:
+        _check_port_free(cfg.console.listen, "console.listen")
     log.info("starting", config=cfg.redacted())
     _warn_if_open(cfg)
     security.build_guard(cfg.auth, secret)  # token files readable: fail before binding
@@ -382,6 +384,20 @@ def build_node(
     return NodeParts(proposer, node, hub)
 
 
+async def _start_console(cfg: NodeConfig, node: Node, guard: Guard, metrics: RpcMetrics) -> Any:
+    """The web console (docs/console.md) on this loop, when ``console.listen`` is set."""
+    if cfg.console.listen is None:
+        return None
+    from mcpctl.console.server import ConsoleStartupError, start_console
+
+    try:
+        console = await start_console(cfg.console.listen, node, guard, metrics=metrics)
+    except ConsoleStartupError as e:
+        raise StartupError(str(e)) from None
+    log.info("console ready", url=console.url)
+    return console
+
+
 async def _serve(cfg: NodeConfig, raft_node: RaftNode, secret: str) -> int:
     parts = build_node(cfg, raft_node, secret)
     proposer, node, hub = parts.proposer, parts.node, parts.hub
@@ -390,16 +406,18 @@ async def _serve(cfg: NodeConfig, raft_node: RaftNode, secret: str) -> int:
     if cfg.metrics.listen is not None:
         serve_metrics(registry, cfg.metrics.listen)
     health = HealthServicer()
+    guard = security.build_guard(cfg.auth, secret)  # one guard: gRPC and console share limits
     server, port = await create_server(
         node,
         hub,
         cfg.client_listen,
         metrics=rpc_metrics,
         health=health,
-        guard=security.build_guard(cfg.auth, secret),
+        guard=guard,
         credentials=security.server_credentials(cfg.server.tls) if cfg.server.tls else None,
     )
     await server.start()
+    console = await _start_console(cfg, node, guard, rpc_metrics)
     stop = asyncio.Event()
     health_task = asyncio.create_task(_report_health(node, health))
     removal_task = asyncio.create_task(_stop_when_removed(node, stop))
@@ -422,6 +440,8 @@ async def _serve(cfg: NodeConfig, raft_node: RaftNode, secret: str) -> int:
     health_task.cancel()
     removal_task.cancel()
     await health.enter_graceful_shutdown()
+    if console is not None:
+        await console.stop()
     hub.stop()
     await server.stop(grace=1.0)
     proposer.close()

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from mcpctl.client import Client
@@ -192,6 +193,12 @@ def test_dev_serves_the_cli_and_sigterm_stops_every_node(start_dev: Callable[[],
     ready = dev.wait_ready()
     assert ",".join(dev.endpoints) in ready
     assert set(node_pids(dev.data_dir)) == {"n1", "n2", "n3"}
+    # The web console is on by default, one per node, and its URL is printed.
+    first_port = int(dev.endpoints[0].rsplit(":", 1)[1])
+    console = f"http://127.0.0.1:{first_port + 300}/"
+    assert f"  n1: console {console}" in dev.lines
+    status = httpx.get(console + "api/status", timeout=10.0).json()
+    assert sorted(m["id"] for m in status["members"]) == ["n1", "n2", "n3"]
 
     assert dev.cli("put", "/dev/greeting", "hello") == "OK\n"
     assert dev.cli("get", "/dev/greeting") == "/dev/greeting\nhello\n"

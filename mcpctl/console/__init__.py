@@ -1,0 +1,13 @@
+"""The web console (docs/console.md): a small JSON/SSE API and a static page,
+served by every node that sets ``console.listen``.
+
+- ``api``: the Starlette app; each handler calls what the gRPC servicer calls
+  (``Guard``, ``Node``, ``mcpctl.mcp.plan``) and maps errors to HTTP;
+- ``feed``: one cluster status per tick, shared by every open page (SSE);
+- ``server``: uvicorn on the node's own asyncio loop;
+- ``static/``: the page (plain HTML/JS/CSS, no build step).
+"""
+
+from __future__ import annotations
+
+__all__ = ["api", "feed", "server"]

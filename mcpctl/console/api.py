@@ -1,0 +1,593 @@
+"""The console's JSON/SSE API and static page (a Starlette app).
+
+Every handler is the HTTP twin of a gRPC servicer method and calls the same
+code: ``Guard.check`` (auth, prefix permissions, the identity's rate limit;
+Config calls through ``KvEquivalentGuard``), then ``Node`` (range, history,
+cluster_status) or ``mcpctl.mcp.plan`` (apply, export, rollback). Errors are
+the ``mcpctl.errors`` classes; their gRPC code picks the HTTP status
+(``HTTP_STATUS``) and the body is one JSON object on one line:
+``{"error": kind, "message": "...", "problems": [...]}``.
+
+Bounds: request bodies (``CONSOLE_BODY_BYTES_MAX``, 413), key listings and
+history pages (``CONSOLE_KEYS_PAGE_MAX``, ``CONSOLE_HISTORY_PAGE_MAX``),
+status streams per member (``CONSOLE_STREAMS_MAX``, 429), each call's time
+(``CLIENT_TIMEOUT_S_DEFAULT``, 504).
+
+Browser hardening: writes need ``Content-Type: application/json`` (a page on
+another site cannot send that without a CORS preflight, which is never
+granted), and with auth off only loopback Host names are served (so DNS
+rebinding cannot reach a development node).
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import json
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import structlog
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from mcpctl import auth, limits
+from mcpctl._proto.mcp.v1 import config_pb2 as config
+from mcpctl._proto.mcp.v1 import kv_pb2 as kv
+from mcpctl.console.feed import Snapshot, StatusFeed, Stream, now_ms
+from mcpctl.errors import InvalidArgument, McpError, NotFound, ResourceExhausted
+from mcpctl.node import Node
+from mcpctl.server.metrics import RpcMetrics
+
+log = structlog.get_logger("mcpctl.console")
+
+STATIC_DIR = Path(__file__).parent / "static"
+# A status stream sends a comment line this often when there is nothing new,
+# so proxies and the page can tell a quiet stream from a dead one.
+KEEPALIVE_S = 5.0
+# gRPC status code (McpError.code) -> HTTP status: the one HTTP mapping.
+HTTP_STATUS: dict[str, int] = {
+    "INVALID_ARGUMENT": 400,
+    "NOT_FOUND": 404,
+    "FAILED_PRECONDITION": 409,
+    "UNAUTHENTICATED": 401,
+    "PERMISSION_DENIED": 403,
+    "RESOURCE_EXHAUSTED": 429,
+    "UNAVAILABLE": 503,
+    "DEADLINE_EXCEEDED": 504,
+    "INTERNAL": 500,
+}
+_SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (
+        b"content-security-policy",
+        b"default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+        b"connect-src 'self'; frame-ancestors 'none'",
+    ),
+]
+_MCP_ROOT = b"/mcp/"
+
+
+class RequestTooLarge(ResourceExhausted):
+    """A request body over ``CONSOLE_BODY_BYTES_MAX`` (HTTP 413)."""
+
+    kind = "request_too_large"
+    http_status = 413
+
+
+def http_status(err: McpError) -> int:
+    return int(getattr(err, "http_status", 0)) or HTTP_STATUS.get(err.code, 500)
+
+
+def error_body(err: McpError) -> dict[str, Any]:
+    """``{"error", "message"}`` (one line), plus the path-naming problems when there are."""
+    lines = [line.strip() for line in err.message.splitlines() if line.strip()] or [err.kind]
+    message = lines[0] if len(lines) == 1 else f"{lines[0].rstrip(':')}: {'; '.join(lines[1:])}"
+    body: dict[str, Any] = {"error": err.kind, "message": message}
+    problems = getattr(err, "problems", None)
+    if problems is None and len(lines) > 1:
+        problems = lines[1:]
+    if problems:
+        body["problems"] = list(problems)
+    return body
+
+
+def error_response(err: McpError) -> JSONResponse:
+    headers = {"cache-control": "no-store"}
+    if err.code == "UNAUTHENTICATED":
+        headers["www-authenticate"] = 'Bearer realm="mcp-config"'
+    retry_ms = getattr(err, "retry_after_ms", None)
+    if isinstance(retry_ms, int):
+        headers["retry-after"] = str(max(1, -(-retry_ms // 1000)))
+    return JSONResponse(error_body(err), status_code=http_status(err), headers=headers)
+
+
+# -- request helpers --------------------------------------------------------------------
+def _metadata(request: Request) -> list[tuple[str, Any]]:
+    header = request.headers.get("authorization")
+    return [(auth.AUTHORIZATION, header)] if header is not None else []
+
+
+def _query_int(request: Request, name: str, default: int, lo: int, hi: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidArgument(f"{name}: not an integer") from None
+    if not lo <= value <= hi:
+        raise InvalidArgument(f"{name}: must be {lo}..{hi}")
+    return value
+
+
+def _query_bool(request: Request, name: str) -> bool:
+    raw = request.query_params.get(name, "")
+    if raw not in ("", "0", "1", "true", "false"):
+        raise InvalidArgument(f"{name}: must be true or false")
+    return raw in ("1", "true")
+
+
+def _query_key(request: Request, name: str = "key", *, allow_empty: bool = False) -> bytes:
+    raw = request.query_params.get(name)
+    if raw is None or (raw == "" and not allow_empty):
+        raise InvalidArgument(f"{name}: required")
+    return raw.encode("utf-8")
+
+
+async def read_json(request: Request) -> dict[str, Any]:
+    """The JSON object in the body, read at most ``CONSOLE_BODY_BYTES_MAX`` bytes."""
+    cap = limits.CONSOLE_BODY_BYTES_MAX
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype != "application/json":
+        raise InvalidArgument("the body must be JSON (Content-Type: application/json)")
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > cap:
+        raise RequestTooLarge(f"request body of {declared} bytes is over the limit of {cap}")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > cap:
+            raise RequestTooLarge(f"request body is over the limit of {cap} bytes")
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidArgument("the body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise InvalidArgument("the body must be a JSON object")
+    return data
+
+
+def _field(data: dict[str, Any], name: str, kind: type, default: Any) -> Any:
+    value = data.get(name, default)
+    # bool is an int in Python: never accept one for the other.
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise InvalidArgument(f"{name}: expected {kind.__name__}")
+    return value
+
+
+def _text(value: bytes) -> dict[str, str]:
+    try:
+        return {"value": value.decode("utf-8")}
+    except UnicodeDecodeError:
+        return {"value": base64.b64encode(value).decode(), "value_encoding": "base64"}
+
+
+# -- the app ------------------------------------------------------------------------------
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class ConsoleApi:
+    """The handlers, bound to one node, its guard and its status feed."""
+
+    def __init__(self, node: Node, guard: auth.Guard, feed: StatusFeed) -> None:
+        from mcpctl.mcp.service import KvEquivalentGuard
+
+        self.node = node
+        self.guard = guard
+        self.config_guard = KvEquivalentGuard(guard)
+        self.feed = feed
+        self.timeout_s = limits.CLIENT_TIMEOUT_S_DEFAULT
+
+    def admit(self, request: Request, method: str, req: Any, *, config_call: bool = False) -> None:
+        """Authenticate, authorize and rate-limit, exactly as the gRPC servicers do."""
+        guard: Any = self.config_guard if config_call else self.guard
+        identity = guard.check(_metadata(request), method, req)
+        auth.current_identity.set(identity)
+        client = request.client
+        auth.current_peer.set(f"http:{client.host}:{client.port}" if client else "http")
+        structlog.contextvars.bind_contextvars(identity=identity.name)
+
+    # -- cluster --------------------------------------------------------------------
+    async def whoami(self, request: Request) -> Response:
+        identity = self.guard.authenticate(_metadata(request))
+        self.guard.limit(identity)
+        role = identity.role
+        return _json(
+            {
+                "identity": identity.name,
+                "role": role.name,
+                "auth": self.guard.enabled,
+                "member": self.node.identity.member_name,
+                "can_write_mcp": role.allows(_MCP_ROOT, True, auth.Access.WRITE),
+            }
+        )
+
+    async def status(self, request: Request) -> Response:
+        self.admit(request, "ClusterStatus", None)
+        return _json(await snapshot(self.node))
+
+    async def events(self, request: Request) -> Response:
+        self.admit(request, "ClusterStatus", None)
+        stream = self.feed.open()
+        return SseResponse(self.feed, stream)
+
+    # -- keys -------------------------------------------------------------------------
+    async def keys(self, request: Request) -> Response:
+        prefix = _query_key(request, "prefix", allow_empty=True)
+        limit = _query_int(
+            request, "limit", limits.CONSOLE_KEYS_PAGE_MAX, 1, limits.CONSOLE_KEYS_PAGE_MAX
+        )
+        req = kv.RangeRequest(key=prefix, prefix=True, keys_only=True, limit=limit)
+        self.admit(request, "Range", req)
+        resp = await self.node.range(req, self.timeout_s)
+        return _json(
+            {
+                "revision": resp.header.revision,
+                "more": resp.more,
+                "keys": [
+                    {
+                        "key": item.key.decode("utf-8", "replace"),
+                        "create_revision": item.create_revision,
+                        "mod_revision": item.mod_revision,
+                        "version": item.version,
+                    }
+                    for item in resp.kvs
+                ],
+            }
+        )
+
+    async def value(self, request: Request) -> Response:
+        key = _query_key(request)
+        revision = _query_int(request, "rev", 0, 0, 2**62)
+        req = kv.RangeRequest(key=key, revision=revision)
+        self.admit(request, "Range", req)
+        resp = await self.node.range(req, self.timeout_s)
+        if not resp.kvs:
+            at = f" at revision {revision}" if revision else ""
+            raise NotFound(f"no key {key.decode('utf-8', 'replace')!r}{at}")
+        item = resp.kvs[0]
+        return _json(
+            {
+                "key": item.key.decode("utf-8", "replace"),
+                **_text(item.value),
+                "create_revision": item.create_revision,
+                "mod_revision": item.mod_revision,
+                "version": item.version,
+                "revision": resp.header.revision,
+            }
+        )
+
+    async def history(self, request: Request) -> Response:
+        key = _query_key(request)
+        limit = _query_int(
+            request,
+            "limit",
+            limits.CONSOLE_HISTORY_PAGE_DEFAULT,
+            1,
+            limits.CONSOLE_HISTORY_PAGE_MAX,
+        )
+        req = kv.HistoryRequest(key=key, prefix=_query_bool(request, "prefix"), limit=limit)
+        self.admit(request, "History", req)
+        resp = await self.node.history(req, self.timeout_s)
+        return _json(
+            {
+                "revision": resp.header.revision,
+                "compact_revision": resp.compact_revision,
+                "more": resp.more,
+                "entries": [
+                    {
+                        "revision": e.revision,
+                        "ts_ms": e.ts_ms,
+                        "identity": e.identity,
+                        "type": kv.Event.EventType.Name(e.event.type),
+                        "key": e.event.kv.key.decode("utf-8", "replace"),
+                        "version": e.event.kv.version,
+                        "value_bytes": len(e.event.kv.value),
+                    }
+                    for e in resp.entries
+                ],
+            }
+        )
+
+    # -- the MCP document ---------------------------------------------------------------
+    async def mcp_view(self, request: Request) -> Response:
+        from mcpctl.mcp import plan, schema
+
+        self.admit(request, "Export", config.ExportRequest(), config_call=True)
+        document, revision = await plan.export(self.node, 0, self.timeout_s)
+        doc = schema.parse_document(document)
+        return _json({"revision": revision, "document": document, "config": schema.to_data(doc)})
+
+    async def mcp_apply(self, request: Request) -> Response:
+        from mcpctl.mcp import plan
+
+        data = await read_json(request)
+        document = _field(data, "document", str, None)
+        dry_run = _field(data, "dry_run", bool, True)
+        expected = _field(data, "expected_revision", int, 0)
+        if not dry_run and expected <= 0:
+            raise InvalidArgument(
+                "expected_revision: required for a real apply (the revision the dry run showed)"
+            )
+        self.admit(request, "Apply", config.ApplyRequest(dry_run=dry_run), config_call=True)
+        out = await plan.apply(
+            self.node,
+            document,
+            dry_run=dry_run,
+            expected_revision=expected,
+            request_id=uuid.uuid4().hex,
+            timeout_s=self.timeout_s,
+        )
+        return _json(outcome_json(out, dry_run))
+
+    async def rollback(self, request: Request) -> Response:
+        from mcpctl import validate
+        from mcpctl.mcp import plan
+
+        data = await read_json(request)
+        key = _field(data, "key", str, None).encode("utf-8")
+        validate.check_key(key, field="key")
+        prefix = _field(data, "prefix", bool, False)
+        to_revision = _field(data, "to_revision", int, None)
+        dry_run = _field(data, "dry_run", bool, True)
+        req = config.RollbackRequest(key=key, prefix=prefix, dry_run=dry_run)
+        self.admit(request, "Rollback", req, config_call=True)
+        out = await plan.rollback(
+            self.node,
+            key,
+            prefix=prefix,
+            to_revision=to_revision,
+            dry_run=dry_run,
+            request_id=uuid.uuid4().hex,
+            timeout_s=self.timeout_s,
+        )
+        return _json(outcome_json(out, dry_run))
+
+
+def outcome_json(out: Any, dry_run: bool) -> dict[str, Any]:
+    """An apply/rollback outcome: the changes with their field-level diff."""
+    from mcpctl.mcp import plan
+
+    def value(v: bytes | None) -> str | None:
+        return None if v is None else v.decode("utf-8", "replace")
+
+    return {
+        "dry_run": dry_run,
+        "read_revision": out.read_revision,
+        "revision": out.revision,
+        "changes": [
+            {
+                "op": ch.op,
+                "key": ch.key,
+                "prev_value": value(ch.prev_value),
+                "value": value(ch.value),
+                "fields": [
+                    {"path": path, "old": old, "new": new}
+                    for path, old, new in plan.field_changes(ch)
+                ],
+            }
+            for ch in out.changes
+        ],
+    }
+
+
+async def snapshot(node: Node) -> Snapshot:
+    """The cluster status as ``mcpctl status -w json`` shows it, plus the time."""
+    from mcpctl.cli.output import status_json
+
+    resp = await node.cluster_status()
+    return {
+        "ts_ms": now_ms(),
+        "member": node.identity.member_name,
+        "leader": resp.leader,
+        "revision": resp.header.revision,
+        "members": [status_json(m, resp.leader) for m in resp.members],
+    }
+
+
+def _json(data: Any, status_code: int = 200) -> JSONResponse:
+    return JSONResponse(data, status_code=status_code, headers={"cache-control": "no-store"})
+
+
+def _endpoint(name: str, fn: Handler, metrics: RpcMetrics | None = None) -> Handler:
+    """Bind log context, map errors to HTTP (never a traceback to the client), and
+    observe the latency in the node's RPC histogram as method ``console.<name>``."""
+    method = f"console.{name}"
+
+    @functools.wraps(fn)
+    async def handler(request: Request) -> Response:
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(method=method)
+        started = time.monotonic()
+        code = "OK"
+        try:
+            return await fn(request)
+        except McpError as e:
+            code = e.code
+            if e.code not in ("FAILED_PRECONDITION", "INVALID_ARGUMENT", "NOT_FOUND"):
+                log.info("console request failed", code=e.code, reason=e.message.splitlines()[0])
+            return error_response(e)
+        except Exception:
+            code = "INTERNAL"
+            log.exception("console request failed")
+            return _json(
+                {"error": "internal", "message": "internal error (logged on the node)"}, 500
+            )
+        finally:
+            if metrics is not None:
+                # A status stream counts until its headers are sent, not its whole life.
+                metrics.observe(method, code, time.monotonic() - started)
+
+    return handler
+
+
+class SseResponse(Response):
+    """``text/event-stream`` of status snapshots from one feed stream.
+
+    Sends ``init`` (the recent lag samples) and then one ``status`` event per
+    published snapshot; ends when the client goes away or the feed closes.
+    """
+
+    media_type = "text/event-stream"
+
+    def __init__(self, feed: StatusFeed, stream: Stream) -> None:
+        # Not Response.__init__: it would set content-length for an empty body.
+        self.status_code = 200
+        self.background = None
+        self.init_headers({"cache-control": "no-store", "x-accel-buffering": "no"})
+        self.feed = feed
+        self.stream = stream
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        import asyncio
+
+        gone = asyncio.Event()
+
+        async def watch_disconnect() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            gone.set()
+
+        watcher = asyncio.create_task(watch_disconnect())
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+            await _send_event(send, "init", {"samples": self.feed.samples()})
+            while not gone.is_set():
+                get = asyncio.ensure_future(self.stream.queue.get())
+                wait_gone = asyncio.ensure_future(gone.wait())
+                done, _ = await asyncio.wait(
+                    {get, wait_gone}, timeout=KEEPALIVE_S, return_when=asyncio.FIRST_COMPLETED
+                )
+                wait_gone.cancel()
+                if get not in done:
+                    get.cancel()
+                    if not gone.is_set():
+                        await send(
+                            {
+                                "type": "http.response.body",
+                                "body": b": keepalive\n\n",
+                                "more_body": True,
+                            }
+                        )
+                    continue
+                item = get.result()
+                if item is None:
+                    break
+                await _send_event(send, "status", item)
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except OSError:
+            pass  # the client went away mid-send
+        finally:
+            watcher.cancel()
+            self.feed.close_stream(self.stream)
+
+
+_KEEPALIVE: Message = {"type": "http.response.body", "body": b": keepalive\n\n", "more_body": True}
+
+
+async def _send_event(send: Send, event: str, data: Any) -> None:
+    payload = json.dumps(data, separators=(",", ":"))
+    body = f"event: {event}\ndata: {payload}\n\n".encode()
+    await send({"type": "http.response.body", "body": body, "more_body": True})
+
+
+class Hardening:
+    """ASGI middleware: security headers on every response; with auth off, only
+    loopback Host names (no DNS rebinding into a development node)."""
+
+    def __init__(self, app: ASGIApp, *, loopback_only: bool) -> None:
+        self.app = app
+        self.loopback_only = loopback_only
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if self.loopback_only and not _loopback_host(scope):
+            response = error_response(
+                InvalidArgument("auth is off: the console answers only to a loopback Host")
+            )
+            await response(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *_SECURITY_HEADERS]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def _loopback_host(scope: Scope) -> bool:
+    host = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"host"), "")
+    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    name = name.strip("[]").lower()
+    return name in ("localhost", "::1") or name.startswith("127.")
+
+
+def build_app(
+    node: Node, guard: auth.Guard, feed: StatusFeed, metrics: RpcMetrics | None = None
+) -> ASGIApp:
+    api = ConsoleApi(node, guard, feed)
+    get, post = ["GET"], ["POST"]
+
+    def endpoint(name: str, fn: Handler) -> Handler:
+        return _endpoint(name, fn, metrics)
+
+    routes = [
+        Route("/", _index, methods=get),
+        Route("/api/whoami", endpoint("whoami", api.whoami), methods=get),
+        Route("/api/status", endpoint("status", api.status), methods=get),
+        Route("/api/events", endpoint("events", api.events), methods=get),
+        Route("/api/keys", endpoint("keys", api.keys), methods=get),
+        Route("/api/kv", endpoint("kv", api.value), methods=get),
+        Route("/api/history", endpoint("history", api.history), methods=get),
+        Route("/api/mcp", endpoint("mcp", api.mcp_view), methods=get),
+        Route("/api/mcp/apply", endpoint("apply", api.mcp_apply), methods=post),
+        Route("/api/rollback", endpoint("rollback", api.rollback), methods=post),
+        Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
+    ]
+    app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
+    return Hardening(app, loopback_only=not guard.enabled)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own 404/405 as the same one-line JSON."""
+    assert isinstance(exc, HTTPException)
+    return _json({"error": "http", "message": exc.detail}, exc.status_code)
+
+
+async def _index(request: Request) -> Response:
+    return FileResponse(STATIC_DIR / "index.html", headers={"cache-control": "no-store"})
+
+
+__all__ = [
+    "HTTP_STATUS",
+    "ConsoleApi",
+    "RequestTooLarge",
+    "build_app",
+    "error_body",
+    "http_status",
+    "snapshot",
+]
