@@ -30,6 +30,8 @@ NODES = 3
 READY_TIMEOUT_S = 75.0
 STOP_TIMEOUT_S = 30.0
 CLI_TIMEOUT_S = 60.0
+# Where `mcpctl dev` puts each node's ports, from PORT: client, metrics, console.
+DEV_PORT_OFFSETS = (0, 200, 300)
 
 
 def _port_free(port: int) -> bool:
@@ -41,14 +43,16 @@ def _port_free(port: int) -> bool:
     return True
 
 
-def free_range(count: int, avoid: set[int]) -> int:
-    """The first port of ``count`` consecutive free ports (none of them in ``avoid``)."""
+def free_range(count: int, avoid: set[int], offsets: tuple[int, ...] = (0,)) -> int:
+    """A base port such that ``count`` consecutive ports from base + each offset are
+    free (none of them in ``avoid``): dev puts metrics at PORT+200 and the console
+    at PORT+300."""
     for _ in range(200):
         (base,) = free_ports(1)
-        ports = set(range(base, base + count))
-        if base + count <= 65535 and not ports & avoid and all(_port_free(p) for p in ports):
+        ports = {base + off + i for off in offsets for i in range(count)}
+        if max(ports) <= 65535 and not ports & avoid and all(_port_free(p) for p in ports):
             return base
-    raise RuntimeError(f"no {count} consecutive free ports found")
+    raise RuntimeError(f"no {count} consecutive free ports found at offsets {offsets}")
 
 
 def clean_env() -> dict[str, str]:
@@ -171,8 +175,9 @@ class Dev:
 @pytest.fixture
 def start_dev(tmp_path: Path) -> Iterator[Callable[[], Dev]]:
     """Start `mcpctl dev` on fresh free ports, always on the same --data-dir for this test."""
-    client_port = free_range(NODES, set())
-    raft_port = free_range(NODES, set(range(client_port, client_port + NODES)))
+    client_port = free_range(NODES, set(), offsets=DEV_PORT_OFFSETS)
+    taken = {client_port + off + i for off in DEV_PORT_OFFSETS for i in range(NODES)}
+    raft_port = free_range(NODES, taken)
     data_dir = tmp_path / "dev"
     started: list[Dev] = []
 
