@@ -6,7 +6,7 @@ this process and samples the target member (the leader, or a follower for
 put-follower) with py-spy (``--gil``: only the thread holding the GIL is
 sampled, which is what limits a GIL-bound process). Each sample is charged to
 the innermost frame that belongs to a known component (grpc, asyncio,
-pysyncobj, Fernet, protobuf, mcpctl; stdlib frames such as socket or pickle
+pysyncobj, the peer cipher, protobuf, mcpctl; stdlib frames such as socket or pickle
 are charged to their caller). Needs ``py-spy`` (a PyPI package, not a project
 dependency: ``pip install py-spy`` anywhere, pass ``--py-spy PATH``); skips
 with a message when it is missing. py-spy itself takes CPU on a 2-core box,
@@ -34,7 +34,7 @@ from bench.workload import WORKLOADS, make_value, preload, run_cell
 COMPONENTS: tuple[tuple[str, str], ...] = (
     ("mcpctl", r"mcpctl/"),
     ("pysyncobj", r"pysyncobj/"),
-    ("Fernet (cryptography)", r"cryptography/"),
+    ("peer cipher (cryptography)", r"cryptography/"),
     ("protobuf", r"google/protobuf/|google/_upb/|_message\.abi3"),
     ("grpc", r"grpc/|_cython/|cygrpc"),
     ("structlog", r"structlog/"),
