@@ -51,6 +51,7 @@ from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, SyncObjConsumer, replicated, tcp_server
 from pysyncobj.monotonic import monotonic as raft_clock
 from pysyncobj.node import TCPNode
+from pysyncobj.syncobj import _RAFT_STATE
 from pysyncobj.tcp_connection import TcpConnection
 from pysyncobj.tcp_server import SERVER_STATE
 
@@ -109,6 +110,11 @@ LEADER_GONE_FIRST_S = 0.02
 # it was dropped with the link and the election waited a whole timeout more
 # (the "term +2" failovers). Must stay well below the connection timeout.
 PEER_KEEPALIVE_S = 1.0
+# Pre-vote messages (PySyncObj ignores types it does not know), and how long a
+# granted pre-vote lets this member campaign.
+PREVOTE_REQUEST = "mcp_prevote"
+PREVOTE_RESPONSE = "mcp_prevote_response"
+PREVOTE_VALID_S = 1.0
 _KEEPALIVE = {"type": "mcp_keepalive"}
 LEADER_GONE_STEP_S = 0.15
 LEADER_GONE_JITTER_S = 0.05
@@ -183,9 +189,83 @@ class _SyncObj(SyncObj):  # type: ignore[misc]
     the tick thread.
     """
 
+    _SyncObj__raftElectionDeadline: float  # PySyncObj's, read and moved here
+
     def __init__(self, *args: Any, cipher: PeerCipher, **kwargs: Any) -> None:
         self._peer_cipher = cipher
+        # Pre-vote (see _hold_election_for_prevote); tick thread only.
+        self._leader_heard_at = 0.0
+        self._prevote_term = 0
+        self._prevote_grants: set[Any] = set()
+        self._prevote_passed_at = -PREVOTE_VALID_S
         super().__init__(*args, **kwargs)
+
+    # -- pre-vote ----------------------------------------------------------------
+    def _onTick(self, timeToWait: float = 0.0) -> None:
+        self._hold_election_for_prevote()
+        super()._onTick(timeToWait)
+
+    def _hold_election_for_prevote(self) -> None:
+        """Raft's pre-vote, which PySyncObj lacks: before its expired timer makes
+        this member a candidate (a new term, which deposes a live leader), ask
+        the others whether they would vote for it. They say yes only when they
+        have not heard from a live leader lately themselves (and its log is up
+        to date): a member coming back from a pause (SIGSTOP, a VM freeze) or a
+        partition then rejoins without an election. A majority of yeses lets
+        the election go ahead at once. Leadership transfer skips it.
+        """
+        if self._SyncObj__raftState == _RAFT_STATE.LEADER or self._SyncObj__selfNode is None:
+            return
+        now = raft_clock()
+        if self._SyncObj__raftElectionDeadline >= now or not self._SyncObj__connectedToAnyone():
+            return  # PySyncObj will not campaign this tick
+        others = self._SyncObj__otherNodes
+        if not others or self._SyncObj__transferInProgress:
+            return
+        if now - self._prevote_passed_at < PREVOTE_VALID_S:
+            return  # a majority said yes: campaign
+        self._SyncObj__raftElectionDeadline = now + self._SyncObj__generateRaftTimeout()
+        self._prevote_term = self._SyncObj__raftCurrentTerm + 1
+        self._prevote_grants = set()
+        request = {
+            "type": PREVOTE_REQUEST,
+            "term": self._prevote_term,
+            "last_log_index": self._SyncObj__getCurrentLogIndex(),
+            "last_log_term": self._SyncObj__getCurrentLogTerm(),
+        }
+        transport = self._SyncObj__transport
+        for node in others:
+            transport.send(node, request)
+
+    def _answer_prevote(self, node: Any, message: dict[str, Any]) -> None:
+        now = raft_clock()
+        leader = self._SyncObj__raftLeader
+        hears_leader = self._SyncObj__raftState == _RAFT_STATE.LEADER or (
+            leader is not None
+            and self.isNodeConnected(leader)
+            and now - self._leader_heard_at < self.conf.raftMinTimeout
+        )
+        mine = (self._SyncObj__getCurrentLogTerm(), self._SyncObj__getCurrentLogIndex())
+        theirs = (message.get("last_log_term", -1), message.get("last_log_index", -1))
+        granted = (
+            not hears_leader
+            and message.get("term", -1) > self._SyncObj__raftCurrentTerm
+            and theirs >= mine
+        )
+        self._SyncObj__transport.send(
+            node, {"type": PREVOTE_RESPONSE, "term": message.get("term"), "granted": granted}
+        )
+
+    def _count_prevote(self, node: Any, message: dict[str, Any]) -> None:
+        if not message.get("granted") or message.get("term") != self._prevote_term:
+            return
+        if self._SyncObj__raftState == _RAFT_STATE.LEADER:
+            return
+        self._prevote_grants.add(node)
+        if len(self._prevote_grants) + 1 > (len(self._SyncObj__otherNodes) + 1) / 2:
+            self._prevote_term = 0
+            self._prevote_passed_at = raft_clock()
+            self._SyncObj__raftElectionDeadline = 0  # campaign on this tick
 
     @property
     def encryptor(self) -> PeerCipher:
@@ -203,6 +283,19 @@ class _SyncObj(SyncObj):  # type: ignore[misc]
         ``nextIndex`` to fall on a *failed* ack, which PySyncObj signals with
         ``reset`` and which still goes through untouched.
         """
+        if isinstance(message, dict):
+            kind = message.get("type")
+            if kind == PREVOTE_REQUEST:
+                self._answer_prevote(node, message)
+                return
+            if kind == PREVOTE_RESPONSE:
+                self._count_prevote(node, message)
+                return
+            if (
+                kind == "append_entries"
+                and message.get("term", -1) >= self._SyncObj__raftCurrentTerm
+            ):
+                self._leader_heard_at = raft_clock()
         if (
             isinstance(message, dict)
             and message.get("type") == "next_node_idx"

@@ -224,3 +224,21 @@ def test_leader_death_after_idle_links_elects_in_one_term(cluster: Cluster) -> N
         wait_for(f"{node.name} to log the closed leader connection", noticed)
     with cluster.client(*survivors) as c:
         assert c.put("/after-failover", "x").revision > 0
+
+
+def test_follower_back_from_a_pause_does_not_depose_the_leader(cluster: Cluster) -> None:
+    """SIGSTOP a follower for longer than the election and connection timeouts, then
+    SIGCONT: its expired timer first asks the others for a pre-vote; they still hear
+    the leader and say no, so the leader and the term stay. (PySyncObj alone starts
+    an election at once, and the higher term deposes the healthy leader.)"""
+    leader = cluster.leader()
+    term = cluster.status(leader).term
+    victim = next(n for n in cluster.nodes if n is not leader)
+    cluster.pause(victim)
+    time.sleep(RAFT_CONNECTION_TIMEOUT_S + 1.0)  # the scenario: a long pause
+    cluster.resume(victim)
+    with cluster.client(leader) as c:
+        revision = c.put("/after-pause", "x").revision
+    cluster.wait_applied(victim, revision)  # back in the cluster, caught up
+    assert cluster.leader() is leader
+    assert [cluster.status(n).term for n in cluster.nodes] == [term] * 3
