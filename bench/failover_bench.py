@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
-import json
 import math
 import os
 import shutil
@@ -45,8 +44,10 @@ from typing import Any
 
 import grpc
 
-from bench.adapters import ADAPTERS, Adapter, AdapterUnavailable, EtcdAdapter
-from bench.kv_bench import _json_safe, _loadavg, _versions
+from bench import common
+from bench.adapters import ADAPTERS, Adapter
+from bench.common import parse_servers
+from bench.kv_bench import _loadavg, _versions
 from bench.workload import make_value, run_cell
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -465,10 +466,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="quick check: 1 run, 5 s no-fault run, 1 s + 5 s around the kill, no save",
     )
     args = p.parse_args(argv)
-    args.servers = [x.strip() for x in args.servers.split(",") if x.strip()]
-    bad = [x for x in args.servers if x not in ADAPTERS]
-    if bad or not args.servers:
-        p.error(f"unknown servers {bad}; choose from {list(ADAPTERS)}")
+    parse_servers(p, args)
     if args.smoke:
         args.runs, args.stable_duration, args.pre_kill, args.post_kill = 1, 5.0, 1.0, 5.0
         args.no_save = True
@@ -484,18 +482,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def make_adapters(args: argparse.Namespace) -> list[Adapter]:
-    adapters: list[Adapter] = []
-    args.skipped = {}
-    for name in args.servers:
-        adapter = EtcdAdapter(binary=args.etcd_bin) if name == ETCD else ADAPTERS[name]()
-        try:
-            adapter.check_available()
-        except AdapterUnavailable as e:
-            args.skipped[name] = str(e)
-            log(f"{name} skipped: {e}")
-            continue
-        adapters.append(adapter)
-    return adapters
+    return common.make_adapters(args, log, etcd_pprof=False)
 
 
 async def bench(args: argparse.Namespace, adapters: list[Adapter]) -> dict[str, Any]:
@@ -530,33 +517,13 @@ async def bench(args: argparse.Namespace, adapters: list[Adapter]) -> dict[str, 
     return report
 
 
-def _sigterm(_signum: int, _frame: object) -> None:
-    raise SystemExit(143)  # unwinds through the finally blocks that stop the clusters
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.from_json is not None:
-        markdown = render_markdown(json.loads(args.from_json.read_text()))
-        args.from_json.with_suffix(".md").write_text(markdown)
-        print(markdown)
+    report = common.run_and_save(
+        args, "failover", lambda: make_adapters(args), bench, render_markdown, log
+    )
+    if report is None:
         return 0
-    adapters = make_adapters(args)
-    signal.signal(signal.SIGTERM, _sigterm)
-    try:
-        report = asyncio.run(bench(args, adapters))
-    finally:
-        for a in adapters:  # idempotent; covers an interrupted run
-            a.stop()
-    markdown = render_markdown(report)
-    print(markdown)
-    if not args.no_save:
-        args.out_dir.mkdir(parents=True, exist_ok=True)
-        md_path = args.out_dir / f"{report['date']}-failover.md"
-        json_path = args.out_dir / f"{report['date']}-failover.json"
-        md_path.write_text(markdown)
-        json_path.write_text(json.dumps(_json_safe(report), indent=2) + "\n")
-        log(f"wrote {md_path} and {json_path}")
     lost = sum(r.get("failover", {}).get("acked_lost", 0) for r in report["runs"])
     ran = [r for r in report["runs"] if "error" not in r]
     return 1 if lost or not ran else 0

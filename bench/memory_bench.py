@@ -23,11 +23,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import math
 import os
 import shutil
-import signal
 import statistics
 import sys
 import tempfile
@@ -36,8 +34,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.adapters import ADAPTERS, Adapter, AdapterUnavailable, EtcdAdapter
-from bench.kv_bench import _json_safe, _loadavg, _versions
+from bench import common
+from bench.adapters import ADAPTERS, Adapter
+from bench.common import parse_servers
+from bench.kv_bench import _loadavg, _versions
 from bench.watch_bench import close_streams, memory_reading, open_streams
 from bench.workload import make_value, preload
 
@@ -281,10 +281,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="quick check: 1 run, 2000 keys, 250 watchers, no save",
     )
     args = p.parse_args(argv)
-    args.servers = [x.strip() for x in args.servers.split(",") if x.strip()]
-    bad = [x for x in args.servers if x not in ADAPTERS]
-    if bad or not args.servers:
-        p.error(f"unknown servers {bad}; choose from {list(ADAPTERS)}")
+    parse_servers(p, args)
     if args.smoke:
         args.runs, args.keys, args.watchers = 1, min(args.keys, 2000), min(args.watchers, 250)
         args.no_save = True
@@ -298,21 +295,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def make_adapters(args: argparse.Namespace) -> list[Adapter]:
-    adapters: list[Adapter] = []
-    args.skipped = {}
-    for name in args.servers:
-        # pprof: a forced GC before each etcd reading (see watch_bench.memory_reading).
-        adapter = (
-            EtcdAdapter(binary=args.etcd_bin, pprof=True) if name == ETCD else ADAPTERS[name]()
-        )
-        try:
-            adapter.check_available()
-        except AdapterUnavailable as e:
-            args.skipped[name] = str(e)
-            log(f"{name} skipped: {e}")
-            continue
-        adapters.append(adapter)
-    return adapters
+    return common.make_adapters(args, log, etcd_pprof=True)
 
 
 async def bench(args: argparse.Namespace, adapters: list[Adapter]) -> dict[str, Any]:
@@ -346,33 +329,13 @@ async def bench(args: argparse.Namespace, adapters: list[Adapter]) -> dict[str, 
     return report
 
 
-def _sigterm(_signum: int, _frame: object) -> None:
-    raise SystemExit(143)  # unwinds through the finally blocks that stop the clusters
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.from_json is not None:
-        markdown = render_markdown(json.loads(args.from_json.read_text()))
-        args.from_json.with_suffix(".md").write_text(markdown)
-        print(markdown)
+    report = common.run_and_save(
+        args, "memory", lambda: make_adapters(args), bench, render_markdown, log
+    )
+    if report is None:
         return 0
-    adapters = make_adapters(args)
-    signal.signal(signal.SIGTERM, _sigterm)
-    try:
-        report = asyncio.run(bench(args, adapters))
-    finally:
-        for a in adapters:  # idempotent; covers an interrupted run
-            a.stop()
-    markdown = render_markdown(report)
-    print(markdown)
-    if not args.no_save:
-        args.out_dir.mkdir(parents=True, exist_ok=True)
-        md_path = args.out_dir / f"{report['date']}-memory.md"
-        json_path = args.out_dir / f"{report['date']}-memory.json"
-        md_path.write_text(markdown)
-        json_path.write_text(json.dumps(_json_safe(report), indent=2) + "\n")
-        log(f"wrote {md_path} and {json_path}")
     ran = [r for r in report["runs"] if "error" not in r]
     return 0 if ran else 1
 

@@ -26,10 +26,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import math
 import os
-import signal
 import statistics
 import sys
 import tempfile
@@ -42,10 +40,12 @@ from typing import Any
 
 import grpc
 
-from bench.adapters import ADAPTERS, Adapter, AdapterUnavailable, EtcdAdapter, prefix_end
+from bench import common
+from bench.adapters import ADAPTERS, Adapter, EtcdAdapter, prefix_end
+from bench.common import parse_servers
 from bench.etcd_proto import rpc_pb2 as rpc
 from bench.etcd_proto import rpc_pb2_grpc as rpc_grpc
-from bench.kv_bench import _json_safe, _loadavg, _versions
+from bench.kv_bench import _loadavg, _versions
 from bench.workload import percentile, proc_cpu_s, self_cpu_s
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -705,10 +705,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="quick check: 1 run, 2 s cells, 3 and 20 streams, 250 idle watchers, no save",
     )
     args = p.parse_args(argv)
-    args.servers = [x.strip() for x in args.servers.split(",") if x.strip()]
-    bad = [x for x in args.servers if x not in ADAPTERS]
-    if bad or not args.servers:
-        p.error(f"unknown servers {bad}; choose from {list(ADAPTERS)}")
+    parse_servers(p, args)
     if args.smoke:
         args.runs, args.duration, args.warmup = 1, 2.0, 0.5
         args.streams = [3, 20]
@@ -756,49 +753,16 @@ async def bench(args: argparse.Namespace, adapters: list[Adapter]) -> dict[str, 
 
 
 def make_adapters(args: argparse.Namespace) -> list[Adapter]:
-    adapters: list[Adapter] = []
-    args.skipped = {}
-    for name in args.servers:
-        adapter = (
-            EtcdAdapter(binary=args.etcd_bin, pprof=True) if name == ETCD else ADAPTERS[name]()
-        )
-        try:
-            adapter.check_available()
-        except AdapterUnavailable as e:
-            args.skipped[name] = str(e)
-            log(f"{name} skipped: {e}")
-            continue
-        adapters.append(adapter)
-    return adapters
-
-
-def _sigterm(_signum: int, _frame: object) -> None:
-    raise SystemExit(143)  # unwinds through the finally blocks that stop the clusters
+    return common.make_adapters(args, log, etcd_pprof=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.from_json is not None:
-        markdown = render_markdown(json.loads(args.from_json.read_text()))
-        args.from_json.with_suffix(".md").write_text(markdown)
-        print(markdown)
+    report = common.run_and_save(
+        args, "watch", lambda: make_adapters(args), bench, render_markdown, log
+    )
+    if report is None:
         return 0
-    adapters = make_adapters(args)
-    signal.signal(signal.SIGTERM, _sigterm)
-    try:
-        report = asyncio.run(bench(args, adapters))
-    finally:
-        for a in adapters:  # idempotent; covers an interrupted run
-            a.stop()
-    markdown = render_markdown(report)
-    print(markdown)
-    if not args.no_save:
-        args.out_dir.mkdir(parents=True, exist_ok=True)
-        md_path = args.out_dir / f"{report['date']}-watch.md"
-        json_path = args.out_dir / f"{report['date']}-watch.json"
-        md_path.write_text(markdown)
-        json_path.write_text(json.dumps(_json_safe(report), indent=2) + "\n")
-        log(f"wrote {md_path} and {json_path}")
     ran = [r for r in report["runs"] if "error" not in r]
     return 0 if ran else 1
 
