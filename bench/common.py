@@ -6,12 +6,39 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import signal
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
 from bench.adapters import ADAPTERS, Adapter, AdapterUnavailable, EtcdAdapter
-from bench.kv_bench import _json_safe
+
+# How much of each member's log a failed run prints.
+FAILED_RUN_LOG_TAIL_CHARS = 1500
+
+
+def json_safe(x: Any) -> Any:
+    """``x`` with NaN floats as None, for strict JSON."""
+    if isinstance(x, float) and math.isnan(x):
+        return None
+    if isinstance(x, dict):
+        return {k: json_safe(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [json_safe(v) for v in x]
+    return x
+
+
+def record_failure(
+    result: dict[str, Any], error: Exception, tag: str, workdir: Path, log: Callable[[str], None]
+) -> None:
+    """A run failed: keep the error in its result (one failed run must not lose
+    the others) and print the tail of every log under its work directory."""
+    result["error"] = f"{type(error).__name__}: {error}"
+    log(f"{tag} FAILED: {result['error']}")
+    for path in sorted(workdir.rglob("*.log")):
+        tail = path.read_text(errors="replace")[-FAILED_RUN_LOG_TAIL_CHARS:]
+        log(f"--- {path.relative_to(workdir)} (tail) ---\n{tail}")
 
 
 def parse_servers(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -83,6 +110,6 @@ def run_and_save(
         md_path = args.out_dir / f"{report['date']}-{part}.md"
         json_path = args.out_dir / f"{report['date']}-{part}.json"
         md_path.write_text(markdown)
-        json_path.write_text(json.dumps(_json_safe(report), indent=2) + "\n")
+        json_path.write_text(json.dumps(json_safe(report), indent=2) + "\n")
         log(f"wrote {md_path} and {json_path}")
     return report

@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bench import common
 from bench.adapters import ADAPTERS, KV_ADAPTERS, Adapter, AdapterUnavailable, EtcdAdapter
 from bench.workload import WORKLOADS, key_of, make_value, preload, run_cell
 
@@ -200,11 +201,7 @@ async def bench_server(
         if result["cli"] and result["cli"]["median_s"] is not None:
             log(f"[{adapter.name} run {run + 1}] CLI get: {result['cli']['median_s']:.3f} s")
     except Exception as e:  # one failed run must not lose the others
-        result["error"] = f"{type(e).__name__}: {e}"
-        log(f"[{adapter.name} run {run + 1}] FAILED: {result['error']}")
-        for path in sorted(workdir.rglob("*.log")):
-            tail = path.read_text(errors="replace")[-1500:]
-            log(f"--- {path.relative_to(workdir)} (tail) ---\n{tail}")
+        common.record_failure(result, e, f"[{adapter.name} run {run + 1}]", workdir, log)
     finally:
         await asyncio.to_thread(adapter.stop)
         shutil.rmtree(workdir, ignore_errors=True)
@@ -391,16 +388,6 @@ def render_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _json_safe(x: Any) -> Any:
-    if isinstance(x, float) and math.isnan(x):
-        return None
-    if isinstance(x, dict):
-        return {k: _json_safe(v) for k, v in x.items()}
-    if isinstance(x, list):
-        return [_json_safe(v) for v in x]
-    return x
-
-
 def _versions(adapters: list[Adapter]) -> dict[str, str]:
     out = {"python": platform.python_version()}
     for dist in ("grpcio", "protobuf", "pysyncobj"):
@@ -504,7 +491,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         md_path = args.out_dir / f"{report['date']}-kv.md"
         json_path = args.out_dir / f"{report['date']}-kv.json"
         md_path.write_text(markdown)
-        json_path.write_text(json.dumps(_json_safe(report), indent=2, sort_keys=False) + "\n")
+        json_path.write_text(json.dumps(common.json_safe(report), indent=2, sort_keys=False) + "\n")
         log(f"wrote {md_path} and {json_path}")
     failed = [r for r in report["runs"] if "error" in r]
     ran = [r for r in report["runs"] if "error" not in r]

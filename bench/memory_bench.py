@@ -102,11 +102,7 @@ async def bench_server(adapter: Adapter, run: int, args: argparse.Namespace) -> 
             f"{result['watchers_open_s']} s)"
         )
     except Exception as e:  # one failed run must not lose the others
-        result["error"] = f"{type(e).__name__}: {e}"
-        log(f"{tagp} FAILED: {result['error']}")
-        for path in sorted(workdir.rglob("*.log")):
-            tail = path.read_text(errors="replace")[-1500:]
-            log(f"--- {path.relative_to(workdir)} (tail) ---\n{tail}")
+        common.record_failure(result, e, tagp, workdir, log)
     finally:
         await close_streams(tasks)
         await adapter.close_channels()

@@ -477,11 +477,7 @@ async def bench_server(adapter: Adapter, run: int, args: argparse.Namespace) -> 
             )
         result["term_end"] = await asyncio.to_thread(adapter.term)
     except Exception as e:  # one failed run must not lose the others
-        result["error"] = f"{type(e).__name__}: {e}"
-        log(f"{tagp} FAILED: {result['error']}")
-        for path in sorted(workdir.rglob("*.log")):
-            tail = path.read_text(errors="replace")[-1500:]
-            log(f"--- {path.relative_to(workdir)} (tail) ---\n{tail}")
+        common.record_failure(result, e, tagp, workdir, log)
     finally:
         await adapter.close_channels()
         await asyncio.to_thread(adapter.stop)
