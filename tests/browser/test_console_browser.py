@@ -17,28 +17,13 @@ from playwright.sync_api import Page
 
 from mcpctl.errors import McpError
 from tests.cluster import Cluster, NodeProc, running_cluster
+from tests.console_docs import BAD_DOC, GOOD_DOC
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 T = TypeVar("T")
 # Generous deadlines for a busy 2-core machine; the page usually takes far less.
 SHOWN_WITHIN_S = 10.0
-
-GOOD_DOC = """\
-models:
-  - name: gpt-4o
-    endpoint: https://api.example.com/v1
-    weight: 3
-  - name: llama
-    endpoint: http://10.0.0.7:8000/v1
-routing:
-  policy: weighted
-"""
-BAD_DOC = """\
-models:
-  - name: gpt-4o
-    endpoint: ftp://api.example.com/v1
-"""
 
 
 @pytest.fixture(scope="module")

@@ -19,28 +19,13 @@ import pytest
 from mcpctl import limits
 from mcpctl.client import Client
 from tests.cluster import Cluster, NodeProc, wait_for
+from tests.console_docs import BAD_DOC, GOOD_DOC
 
 pytestmark = pytest.mark.cluster
 
 ADMIN = "console-admin-token-0123456789"
 READER = "console-reader-token-0123456789"
 MODELS = "console-models-token-0123456789"
-
-GOOD_DOC = """\
-models:
-  - name: gpt-4o
-    endpoint: https://api.example.com/v1
-    weight: 3
-  - name: llama
-    endpoint: http://10.0.0.7:8000/v1
-routing:
-  policy: weighted
-"""
-BAD_DOC = """\
-models:
-  - name: gpt-4o
-    endpoint: ftp://api.example.com/v1
-"""
 
 
 def sha(token: str) -> str:
