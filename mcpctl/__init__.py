@@ -14,7 +14,7 @@ __all__ = ["Client", "ConfigWatcher"]
 
 if TYPE_CHECKING:
     from mcpctl.client import Client
-    from mcpctl.watcher import ConfigWatcher
+    from mcpctl.client.watcher import ConfigWatcher
 
 
 def __getattr__(name: str) -> Any:
@@ -23,7 +23,7 @@ def __getattr__(name: str) -> Any:
 
         return Client
     if name == "ConfigWatcher":
-        from mcpctl.watcher import ConfigWatcher
+        from mcpctl.client.watcher import ConfigWatcher
 
         return ConfigWatcher
     raise AttributeError(f"module 'mcpctl' has no attribute {name!r}")

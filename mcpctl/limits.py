@@ -115,7 +115,7 @@ CONSOLE_HISTORY_PAGE_DEFAULT: Final = 50
 CONSOLE_KEYS_PAGE_MAX: Final = 500
 # The status stream computes the cluster status this often (shared by every
 # open stream), with at most this many computations in flight: a member that
-# does not answer holds one for mcpctl.peers.PEER_STATUS_TIMEOUT_S, and the
+# does not answer holds one for mcpctl.server.peers.PEER_STATUS_TIMEOUT_S, and the
 # stream must still update every tick then (checked at start-up:
 # (IN_FLIGHT_MAX - 1) x TICK_S > PEER_STATUS_TIMEOUT_S).
 CONSOLE_TICK_S: Final = 0.5

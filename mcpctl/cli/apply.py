@@ -48,7 +48,7 @@ def read_document(path: str, command: str) -> str | None:
 def run(args: argparse.Namespace) -> int:
     from mcpctl.cli import connect
     from mcpctl.cli.output import Printer
-    from mcpctl.mcp.client import McpClient
+    from mcpctl.client.mcp import McpClient
     from mcpctl.mcp.schema import parse_document
 
     if args.if_rev < 0:

@@ -25,7 +25,7 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from mcpctl.cli import connect
     from mcpctl.cli.output import Printer
-    from mcpctl.mcp.client import McpClient
+    from mcpctl.client.mcp import McpClient
 
     if args.limit < 0:
         sys.stderr.write("mcpctl history: --limit must not be negative\n")

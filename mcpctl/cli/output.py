@@ -25,7 +25,7 @@ from mcpctl.client import (
 
 if TYPE_CHECKING:
     from mcpctl._proto.mcp.v1 import cluster_pb2 as cluster
-    from mcpctl.mcp.client import ExportResult, HistoryEntry, HistoryResult, WriteResult
+    from mcpctl.client.mcp import ExportResult, HistoryEntry, HistoryResult, WriteResult
     from mcpctl.mcp.plan import Change
 
 FORMATS = ("simple", "json", "table")

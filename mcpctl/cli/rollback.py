@@ -29,7 +29,7 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from mcpctl.cli import connect
     from mcpctl.cli.output import Printer
-    from mcpctl.mcp.client import McpClient
+    from mcpctl.client.mcp import McpClient
 
     if (args.key is None) == (args.prefix is None):
         sys.stderr.write("mcpctl rollback: give KEY or --prefix PREFIX (one of them)\n")

@@ -56,8 +56,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any] | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mcpctl import config, logs
-    from mcpctl.server import app
+    from mcpctl.server import app, config, logs
 
     overrides = _overrides(args)
     if overrides is None:

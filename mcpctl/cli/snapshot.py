@@ -63,7 +63,8 @@ def run_status(args: argparse.Namespace) -> int:
 
 
 def run_restore(args: argparse.Namespace) -> int:
-    from mcpctl import backup, config
+    from mcpctl import backup
+    from mcpctl.server import config
 
     overrides = {
         k: v for k, v in (("name", args.name), ("data_dir", args.data_dir)) if v is not None

@@ -23,7 +23,7 @@ from types import FrameType
 import yaml
 
 from mcpctl.client import Client
-from mcpctl.watcher import Change, ConfigWatcher
+from mcpctl.client.watcher import Change, ConfigWatcher
 
 
 @dataclass(frozen=True)

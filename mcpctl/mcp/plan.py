@@ -12,7 +12,7 @@ that raced the diff makes the txn fail: ``CompareFailed`` ("... changed
 since revision R; re-run ..."), never a silent overwrite. A write with no
 changes writes nothing (no new revision).
 
-Reads and writes go through a ``KVBackend`` (``mcpctl.node.Node`` in the
+Reads and writes go through a ``KVBackend`` (``mcpctl.server.node.Node`` in the
 server): there is no second implementation of either here. The time budget
 of one call is shared by its reads and its txn.
 """
@@ -246,7 +246,7 @@ async def apply(
     latest revision. With R given and nothing to change, the guard is still
     checked, so a config changed since R is never reported as applied.
     """
-    from mcpctl.mcp import layout, schema
+    from mcpctl.mcp import layout, schema  # here: pydantic only when validating (CLI start-up)
 
     if expected_revision < 0:
         raise InvalidArgument("apply.expected_revision: must not be negative")
@@ -272,7 +272,7 @@ async def apply(
 
 async def export(backend: KVBackend, revision: int, timeout_s: float) -> tuple[str, int]:
     """The keys under /mcp/ at ``revision`` (0 = latest) as one YAML document."""
-    from mcpctl.mcp import layout, schema
+    from mcpctl.mcp import layout, schema  # here: pydantic only when validating (CLI start-up)
 
     if revision < 0:
         raise InvalidArgument("export.revision: must not be negative")

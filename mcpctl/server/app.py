@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import gc
-import inspect
 import logging
 import os
 import signal
@@ -23,27 +22,25 @@ from typing import Any
 
 import grpc
 import structlog
-from google.protobuf import message_factory
-from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health as grpc_health
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
-from mcpctl import auth, limits
+from mcpctl import limits
 from mcpctl._proto.mcp.v1 import cluster_pb2, config_pb2, kv_pb2, watch_pb2
-from mcpctl.auth import Guard
-from mcpctl.config import NodeConfig
-from mcpctl.mcp.service import add_config_service
-from mcpctl.node import Identity, Node
-from mcpctl.peers import MemberInfo, Peers
-from mcpctl.proposer import Proposer
-from mcpctl.replication import RaftNode, RaftSettings
-from mcpctl.server import security
-from mcpctl.server.errors import BadRequest, safe_deserializer
+from mcpctl.raft.adapter import RaftNode, RaftSettings
+from mcpctl.server import auth, security
+from mcpctl.server.auth import Guard
+from mcpctl.server.config import NodeConfig
+from mcpctl.server.hub import HubLimits, WatchHub
 from mcpctl.server.kv import ClusterServicer, KVServicer, WatchServicer
+from mcpctl.server.mcp_service import add_config_service
 from mcpctl.server.metrics import RpcMetrics, build_registry, serve_metrics
+from mcpctl.server.node import Identity, Node
+from mcpctl.server.peers import MemberInfo, Peers
+from mcpctl.server.proposer import Proposer
+from mcpctl.server.registry import DecodeChecked, add_service
 from mcpctl.state import HistoryLimits
-from mcpctl.watch import HubLimits, WatchHub
 
 log = structlog.get_logger("mcpctl.server")
 
@@ -66,34 +63,6 @@ class StartupError(Exception):
     """The node cannot start; the message is one line."""
 
 
-def add_service(server: grpc.aio.Server, servicer: Any, service: ServiceDescriptor) -> None:
-    """Register ``servicer`` for ``service`` with decode errors turned into INVALID_ARGUMENT."""
-    handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
-    for method in service.methods:
-        req = message_factory.GetMessageClass(method.input_type)
-        resp = message_factory.GetMessageClass(method.output_type)
-        behaviour = getattr(servicer, method.name)
-        make = (
-            grpc.unary_stream_rpc_method_handler
-            if method.server_streaming
-            else grpc.unary_unary_rpc_method_handler
-        )
-        handlers[method.name] = make(
-            behaviour,
-            request_deserializer=safe_deserializer(req),
-            response_serializer=resp.SerializeToString,
-        )
-    _register(server, service.full_name, handlers)
-
-
-def _register(
-    server: grpc.aio.Server, service: str, handlers: dict[str, grpc.RpcMethodHandler[Any, Any]]
-) -> None:
-    # Registered methods are matched by gRPC's core by path (no generic lookup per call).
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, handlers),))
-    server.add_registered_method_handlers(service, handlers)  # type: ignore[attr-defined]
-
-
 def server_options(value_bytes_max: int) -> list[tuple[str, Any]]:
     return [
         ("grpc.max_receive_message_length", value_bytes_max + limits.REQUEST_OVERHEAD_BYTES),
@@ -105,75 +74,12 @@ def server_options(value_bytes_max: int) -> list[tuple[str, Any]]:
     ]
 
 
-class DecodeChecked:
-    """Stands in for the server while grpc's generated ``add_*_to_server`` registers
-    health or reflection: their handlers come with grpc's own deserializers, which
-    answer UNKNOWN (and log a traceback) to bytes that do not decode. Each handler
-    is wrapped once, here, to answer INVALID_ARGUMENT as every mcp.v1 RPC does (a
-    server interceptor would do the same but cost every call, ~5% of a Get).
-    """
-
-    def __init__(self, server: grpc.aio.Server) -> None:
-        self._server = server
-        self.registered: list[str] = []
-
-    def add_generic_rpc_handlers(self, generic_handlers: Any) -> None:
-        """Ignored: the same handlers arrive, by name, in ``add_registered_method_handlers``."""
-
-    def add_registered_method_handlers(
-        self, service: str, handlers: dict[str, grpc.RpcMethodHandler[Any, Any]]
-    ) -> None:
-        _register(self._server, service, {n: _decode_checked(h) for n, h in handlers.items()})
-        self.registered.append(service)
-
-
-def _decode_checked(handler: Any) -> Any:
-    kind = next(k for k in _HANDLER_KINDS if getattr(handler, k) is not None)
-    inner = getattr(handler, kind)
-    decode = handler.request_deserializer
-    requests_stream = kind.startswith("stream")
-
-    def parse(data: bytes) -> Any:
-        try:
-            return decode(data) if decode is not None else data
-        except Exception as e:
-            return BadRequest(f"request does not decode: {e}")
-
-    async def check(request: Any, context: Any) -> Any:
-        if not requests_stream:
-            if isinstance(request, BadRequest):
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.error)
-            return request
-
-        async def checked() -> Any:
-            async for item in request:
-                if isinstance(item, BadRequest):
-                    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, item.error)
-                yield item
-
-        return checked()
-
-    async def streaming(request: Any, context: Any) -> Any:
-        async for item in inner(await check(request, context), context):
-            yield item
-
-    async def plain(request: Any, context: Any) -> Any:
-        return await inner(await check(request, context), context)
-
-    behaviour = streaming if inspect.isasyncgenfunction(inner) else plain
-    make = getattr(grpc, f"{kind}_rpc_method_handler")
-    return make(behaviour, parse, handler.response_serializer)
-
-
-_HANDLER_KINDS = ("unary_unary", "unary_stream", "stream_unary", "stream_stream")
-
-
 SERVICES = (
     kv_pb2.DESCRIPTOR.services_by_name["KV"],
     cluster_pb2.DESCRIPTOR.services_by_name["Cluster"],
     watch_pb2.DESCRIPTOR.services_by_name["Watch"],
 )
-# Registered by mcpctl.mcp.service; listed for reflection and health.
+# Registered by mcpctl.server.mcp_service; listed for reflection and health.
 EXTRA_SERVICES = (config_pb2.DESCRIPTOR.services_by_name["Config"],)
 
 
@@ -388,7 +294,8 @@ async def _start_console(cfg: NodeConfig, node: Node, guard: Guard, metrics: Rpc
     """The web console (docs/console.md) on this loop, when ``console.listen`` is set."""
     if cfg.console.listen is None:
         return None
-    from mcpctl.console.server import ConsoleStartupError, start_console
+    # Here: starlette and uvicorn are imported only by a node whose console is on.
+    from mcpctl.server.console.server import ConsoleStartupError, start_console
 
     try:
         console = await start_console(cfg.console.listen, node, guard, metrics=metrics)

@@ -20,8 +20,10 @@ import grpc
 import structlog
 from google.protobuf.message import DecodeError, Message
 
-from mcpctl import auth, limits
+from mcpctl import limits
 from mcpctl.errors import DeadlineExceeded, Internal, InvalidArgument, McpError
+from mcpctl.server import auth
+from mcpctl.server.peers import FORWARDED_KEY
 
 log = structlog.get_logger("mcpctl.rpc")
 
@@ -55,8 +57,6 @@ _metadata: contextvars.ContextVar[tuple[tuple[str, str | bytes], ...]] = context
 
 def forwarded() -> bool:
     """True when another member forwarded the request being handled."""
-    from mcpctl.peers import FORWARDED_KEY
-
     return any(k == FORWARDED_KEY for k, _ in _metadata.get())
 
 

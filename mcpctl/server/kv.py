@@ -9,12 +9,12 @@ from mcpctl import limits, validate
 from mcpctl._proto.mcp.v1 import cluster_pb2 as cluster
 from mcpctl._proto.mcp.v1 import kv_pb2 as kv
 from mcpctl._proto.mcp.v1 import watch_pb2 as watch
-from mcpctl.node import Node
 from mcpctl.server.errors import forwarded, rpc, rpc_stream
-from mcpctl.watch import WatchHub
+from mcpctl.server.hub import WatchHub
+from mcpctl.server.node import Node
 
 if TYPE_CHECKING:
-    from mcpctl.auth import Guard
+    from mcpctl.server.auth import Guard
     from mcpctl.server.metrics import RpcMetrics
 
 

@@ -15,9 +15,9 @@ from prometheus_client import CollectorRegistry, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from mcpctl.node import Node
-from mcpctl.replication import Role
-from mcpctl.watch import WatchHub
+from mcpctl.raft.adapter import Role
+from mcpctl.server.hub import WatchHub
+from mcpctl.server.node import Node
 
 RPC_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 

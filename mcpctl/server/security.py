@@ -8,8 +8,8 @@ from pathlib import Path
 
 import grpc
 
-from mcpctl import auth
-from mcpctl.config import AuthSettings, ConfigError, NodeConfig, TlsSettings
+from mcpctl.server import auth
+from mcpctl.server.config import AuthSettings, ConfigError, NodeConfig, TlsSettings
 
 
 def _read(path: Path, what: str) -> bytes:

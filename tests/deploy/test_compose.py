@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from mcpctl import config
+from mcpctl.server import config
 from tests.deploy.tools import ROOT, find_tool
 
 COMPOSE_FILE = ROOT / "docker-compose.yml"

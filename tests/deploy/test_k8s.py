@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from mcpctl import config
+from mcpctl.server import config
 from tests.deploy.tools import ROOT, find_tool
 
 K8S = ROOT / "deploy" / "k8s"

@@ -1,6 +1,6 @@
 """Random and malformed node config files: refused with one clear line, never a crash.
 
-``mcpctl.config.load`` gets many hypothesis-generated documents in-process:
+``mcpctl.server.config.load`` gets many hypothesis-generated documents in-process:
 random nested mappings, lists and scalars; a valid config with one known key
 (any depth, found by walking the pydantic model) set to a value of the wrong
 type or out of range (huge numbers, NaN, bytes, nested junk); unknown keys at
@@ -20,7 +20,7 @@ Inputs that break these promises today (non-UTF-8 bytes, nesting deeper than
 PyYAML's recursion allows, integers past Python's 4300-digit limit, an
 impossible date, a NUL in a path, a 5,000-character address echoed whole) are
 pinned by xfail(strict=True) tests at the end, so the generated documents
-above stay within what is fixed; once mcpctl/config.py handles them, they
+above stay within what is fixed; once mcpctl/server/config.py handles them, they
 belong in the generated ones too.
 """
 
@@ -41,8 +41,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from mcpctl import config
-from mcpctl.config import ConfigError, NodeConfig
+from mcpctl.server import config
+from mcpctl.server.config import ConfigError, NodeConfig
 
 SERVE_TIMEOUT_S = 30.0
 EXIT_USAGE = 2
@@ -355,7 +355,7 @@ def test_serve_refuses_edge_cases(tmp_path: Path, content: bytes) -> None:
     assert_refused_in_one_line(serve(path))
 
 
-# -- known gaps (mcpctl/config.py); see the module docstring --------------------------------------
+# -- known gaps (mcpctl/server/config.py); see the module docstring --------------------------------------
 
 KNOWN_GAPS = {
     "non-utf8": b"name: n1\ndata_dir: /x\xff\xfe\n",

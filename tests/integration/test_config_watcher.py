@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from mcpctl.client import Client, KeyValue
-from mcpctl.watcher import Change, ConfigWatcher
+from mcpctl.client.watcher import Change, ConfigWatcher
 from tests.cluster import Cluster, NodeProc, running_cluster, wait_for
 from tests.watchcheck import (
     Ev,

@@ -20,9 +20,9 @@ import pytest
 import yaml
 
 from mcpctl.client import Client, WatchBatch, WatchStream
+from mcpctl.client.mcp import McpClient
 from mcpctl.errors import Compacted, CompareFailed, InvalidArgument, PermissionDenied
 from mcpctl.mcp import layout
-from mcpctl.mcp.client import McpClient
 from mcpctl.mcp.schema import parse_document
 from tests.cluster import Cluster, running_cluster, wait_for
 

@@ -16,9 +16,9 @@ import pytest
 import yaml
 
 from mcpctl.client import Client
-from mcpctl.mcp.client import McpClient
+from mcpctl.client.mcp import McpClient
+from mcpctl.client.view import ConfigUpdate, InvalidConfig, McpConfigView
 from mcpctl.mcp.schema import parse_document
-from mcpctl.mcp.view import ConfigUpdate, InvalidConfig, McpConfigView
 from tests.cluster import Cluster, running_cluster
 
 pytestmark = pytest.mark.cluster
@@ -136,7 +136,7 @@ def test_a_raw_invalid_put_is_reported_and_the_last_valid_config_kept(
 ) -> None:
     """A raw put that breaks the schema: on_invalid names the key and field (never the
     value, even a secret), config stays the last valid one; fixing it clears the problem."""
-    caplog.set_level(logging.WARNING, logger="mcpctl.mcp.view")
+    caplog.set_level(logging.WARNING, logger="mcpctl.client.view")
     secret = "sk-live-VIEW-SECRET-98765"
     mcp = McpClient(client)
     valid = mcp.apply(sample_text()).revision

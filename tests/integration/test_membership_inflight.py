@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from mcpctl import config
 from mcpctl._proto.mcp.v1 import cluster_pb2 as cluster
 from mcpctl.errors import FailedPrecondition, OutcomeUnknown
-from mcpctl.replication import Role
+from mcpctl.raft.adapter import Role
+from mcpctl.server import config
 from mcpctl.server.app import build_node, build_raft
 from tests.cluster import free_ports
 

@@ -23,7 +23,6 @@ from typing import Any, TypeVar
 import grpc
 import pytest
 
-from mcpctl import config
 from mcpctl._proto.mcp.v1 import kv_pb2 as kv
 from mcpctl._proto.mcp.v1 import raft_pb2 as raftpb
 from mcpctl._proto.mcp.v1 import watch_pb2 as watch
@@ -31,11 +30,12 @@ from mcpctl._proto.mcp.v1 import watch_pb2_grpc as watch_grpc
 from mcpctl.client import Client
 from mcpctl.errors import COMPACT_REVISION_KEY, McpError
 from mcpctl.limits import KIB, MIB
-from mcpctl.proposer import Proposer
-from mcpctl.replication import ProposeError, RaftNode, Role
+from mcpctl.raft.adapter import ProposeError, RaftNode, Role
+from mcpctl.server import config
 from mcpctl.server.app import build_node, build_raft, create_server
+from mcpctl.server.hub import HubLimits, WatchHub
+from mcpctl.server.proposer import Proposer
 from mcpctl.state import Applied
-from mcpctl.watch import HubLimits, WatchHub
 from tests.cluster import free_ports, wait_for
 
 T = TypeVar("T")

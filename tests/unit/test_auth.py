@@ -1,4 +1,4 @@
-"""Authentication, authorization and rate limits (mcpctl/auth.py), without a network."""
+"""Authentication, authorization and rate limits (mcpctl/server/auth.py), without a network."""
 
 from __future__ import annotations
 
@@ -7,12 +7,11 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from mcpctl import auth, config
 from mcpctl._proto.mcp.v1 import cluster_pb2 as cluster
 from mcpctl._proto.mcp.v1 import kv_pb2 as kv
 from mcpctl._proto.mcp.v1 import watch_pb2 as watch
 from mcpctl.errors import PermissionDenied, ResourceExhausted, Unauthenticated
-from mcpctl.server import security
+from mcpctl.server import auth, config, security
 from mcpctl.server.app import _warn_if_open
 
 MODELS = auth.Role("models", (auth.Permission(b"/mcp/models/", auth.Access.WRITE),))

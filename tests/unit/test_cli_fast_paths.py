@@ -11,7 +11,7 @@ import pytest
 import structlog
 
 from mcpctl.cli.main import COMMANDS, build_parser, command_of
-from mcpctl.logs import AuditLog
+from mcpctl.server.logs import AuditLog
 
 
 @pytest.mark.parametrize(

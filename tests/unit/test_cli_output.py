@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 import mcpctl.client
+import mcpctl.client.core
 from mcpctl import errors
 from mcpctl._proto.mcp.v1 import cluster_pb2 as cluster
 from mcpctl.cli import main as cli_main
@@ -543,8 +544,8 @@ def test_bad_mcpctl_timeout_env_is_a_usage_error(
 
 def test_empty_endpoints_fall_back_to_the_default_list() -> None:
     """An empty MCPCTL_ENDPOINTS means the documented local default endpoints."""
-    assert mcpctl.client.endpoints_from_env("") == list(mcpctl.client.DEFAULT_ENDPOINTS)
-    assert mcpctl.client.endpoints_from_env(" a:1 , ,b:2 ") == ["a:1", "b:2"]
+    assert mcpctl.client.core.endpoints_from_env("") == list(mcpctl.client.core.DEFAULT_ENDPOINTS)
+    assert mcpctl.client.core.endpoints_from_env(" a:1 , ,b:2 ") == ["a:1", "b:2"]
 
 
 def test_token_and_tls_flags_reach_the_client(

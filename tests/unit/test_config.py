@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
-from mcpctl import config
-from mcpctl.config import ConfigError, NodeConfig
+from mcpctl.server import config
+from mcpctl.server.config import ConfigError, NodeConfig
 
 SECRET = "s3cret-value-0123456789"
 

@@ -24,10 +24,10 @@ from mcpctl._proto.mcp.v1 import kv_pb2 as kv
 from mcpctl._proto.mcp.v1 import raft_pb2 as raft
 from mcpctl.cli.output import Printer
 from mcpctl.client import Event, Header, KeyValue
+from mcpctl.client.mcp import HistoryEntry, HistoryResult, WriteResult
 from mcpctl.mcp import layout, plan
-from mcpctl.mcp.client import HistoryEntry, HistoryResult, WriteResult
 from mcpctl.mcp.schema import parse_document
-from mcpctl.mcp.service import kv_equivalent
+from mcpctl.server.auth import kv_equivalent
 from mcpctl.state import Store
 
 SAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "examples" / "mcp_config.yaml"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mcpctl.replication import PeerCipher, PeerCipherError
+from mcpctl.raft.adapter import PeerCipher, PeerCipherError
 
 SECRET = "unit-test-cluster-secret"
 

@@ -32,10 +32,10 @@ import structlog
 from mcpctl import limits
 from mcpctl._proto.mcp.v1 import raft_pb2 as raft
 from mcpctl.errors import McpError, OutcomeUnknown, ResourceExhausted, Unavailable
-from mcpctl.replication import ProposeError, RaftNode
+from mcpctl.raft.adapter import ProposeError, RaftNode
 from mcpctl.state import Applied
 
-log = structlog.get_logger("mcpctl.proposer")
+log = structlog.get_logger("mcpctl.server.proposer")
 
 _LEADER_POLL_S = 0.02
 

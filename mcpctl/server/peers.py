@@ -20,6 +20,7 @@ import grpc
 from mcpctl._proto.mcp.v1 import cluster_pb2 as cluster
 from mcpctl._proto.mcp.v1 import cluster_pb2_grpc as cluster_grpc
 from mcpctl._proto.mcp.v1 import raft_pb2 as raft
+from mcpctl.errors import from_status
 
 PEER_STATUS_TIMEOUT_S = 1.0
 # Metadata on a request one member forwards to another (never forwarded twice).
@@ -93,10 +94,15 @@ class Peers:
             return f"{e.code().name.lower()}: {e.details()}"
 
     async def forward(self, member: MemberInfo, method: str, request: Any, timeout_s: float) -> Any:
-        """Call ``Cluster/<method>`` on ``member``; raises grpc.aio.AioRpcError."""
+        """Call ``Cluster/<method>`` on ``member``; its error comes back as our ``McpError``."""
         call = getattr(self._stub(member), method)
         metadata = (*self._metadata, (FORWARDED_KEY, "1"))
-        return await call(request, timeout=timeout_s, metadata=metadata)
+        try:
+            return await call(request, timeout=timeout_s, metadata=metadata)
+        except grpc.aio.AioRpcError as e:
+            trailers: Any = e.trailing_metadata() or ()
+            meta = {str(k): v for k, v in trailers if isinstance(v, str)}
+            raise from_status(e.code().name, e.details() or "", meta) from None
 
     async def close(self) -> None:
         await asyncio.gather(*(ch.close(None) for ch in self._channels.values()))

@@ -21,6 +21,7 @@ rebinding cannot reach a development node).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import functools
 import json
@@ -39,15 +40,17 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from mcpctl import auth, limits
+from mcpctl import limits, validate
 from mcpctl._proto.mcp.v1 import config_pb2 as config
 from mcpctl._proto.mcp.v1 import kv_pb2 as kv
-from mcpctl.console.feed import Snapshot, StatusFeed, Stream, now_ms
 from mcpctl.errors import InvalidArgument, McpError, NotFound, ResourceExhausted
-from mcpctl.node import Node
+from mcpctl.mcp import plan, schema
+from mcpctl.server import auth
+from mcpctl.server.console.feed import Snapshot, StatusFeed, Stream, now_ms
 from mcpctl.server.metrics import RpcMetrics
+from mcpctl.server.node import Node
 
-log = structlog.get_logger("mcpctl.console")
+log = structlog.get_logger("mcpctl.server.console")
 
 STATIC_DIR = Path(__file__).parent / "static"
 # A status stream sends a comment line this often when there is nothing new,
@@ -191,11 +194,9 @@ class ConsoleApi:
     """The handlers, bound to one node, its guard and its status feed."""
 
     def __init__(self, node: Node, guard: auth.Guard, feed: StatusFeed) -> None:
-        from mcpctl.mcp.service import KvEquivalentGuard
-
         self.node = node
         self.guard = guard
-        self.config_guard = KvEquivalentGuard(guard)
+        self.config_guard = auth.KvEquivalentGuard(guard)
         self.feed = feed
         self.timeout_s = limits.CLIENT_TIMEOUT_S_DEFAULT
 
@@ -312,16 +313,12 @@ class ConsoleApi:
 
     # -- the MCP document ---------------------------------------------------------------
     async def mcp_view(self, request: Request) -> Response:
-        from mcpctl.mcp import plan, schema
-
         self.admit(request, "Export", config.ExportRequest(), config_call=True)
         document, revision = await plan.export(self.node, 0, self.timeout_s)
         doc = schema.parse_document(document)
         return _json({"revision": revision, "document": document, "config": schema.to_data(doc)})
 
     async def mcp_apply(self, request: Request) -> Response:
-        from mcpctl.mcp import plan
-
         data = await read_json(request)
         document = _field(data, "document", str, None)
         dry_run = _field(data, "dry_run", bool, True)
@@ -342,9 +339,6 @@ class ConsoleApi:
         return _json(outcome_json(out, dry_run))
 
     async def rollback(self, request: Request) -> Response:
-        from mcpctl import validate
-        from mcpctl.mcp import plan
-
         data = await read_json(request)
         key = _field(data, "key", str, None).encode("utf-8")
         validate.check_key(key, field="key")
@@ -367,7 +361,6 @@ class ConsoleApi:
 
 def outcome_json(out: Any, dry_run: bool) -> dict[str, Any]:
     """An apply/rollback outcome: the changes with their field-level diff."""
-    from mcpctl.mcp import plan
 
     def value(v: bytes | None) -> str | None:
         return None if v is None else v.decode("utf-8", "replace")
@@ -460,8 +453,6 @@ class SseResponse(Response):
         self.stream = stream
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        import asyncio
-
         gone = asyncio.Event()
 
         async def watch_disconnect() -> None:

@@ -39,13 +39,13 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from mcpctl import limits
-from mcpctl.client import Client
+from mcpctl.client.core import Client
+from mcpctl.client.watcher import Change, ConfigWatcher
 from mcpctl.errors import NotFound
 from mcpctl.mcp import layout
 from mcpctl.mcp.schema import McpConfig, Model, SchemaError
-from mcpctl.watcher import Change, ConfigWatcher
 
-log = logging.getLogger("mcpctl.mcp.view")
+log = logging.getLogger("mcpctl.client.view")
 
 _T = TypeVar("_T")
 

@@ -29,7 +29,7 @@ import structlog
 from mcpctl import limits
 from mcpctl.errors import ResourceExhausted
 
-log = structlog.get_logger("mcpctl.console")
+log = structlog.get_logger("mcpctl.server.console")
 
 Snapshot = dict[str, Any]
 

@@ -38,15 +38,16 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from mcpctl import auth, limits
+from mcpctl import limits
 from mcpctl._proto.mcp.v1 import kv_pb2 as kv
 from mcpctl._proto.mcp.v1 import raft_pb2 as raft
 from mcpctl._proto.mcp.v1 import watch_pb2 as watch
 from mcpctl.errors import McpError, ResourceExhausted, Unavailable
-from mcpctl.replication import RaftNode
+from mcpctl.raft.adapter import RaftNode
+from mcpctl.server import auth
 from mcpctl.state import Applied, Store
 
-log = structlog.get_logger("mcpctl.watch")
+log = structlog.get_logger("mcpctl.server.hub")
 
 HeaderFn = Callable[[int], kv.ResponseHeader]
 

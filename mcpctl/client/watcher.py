@@ -30,10 +30,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from mcpctl import limits
-from mcpctl.client import Client, KeyValue, WatchBatch, WatchStream
+from mcpctl.client.core import Client, KeyValue, WatchBatch, WatchStream
 from mcpctl.errors import Compacted, McpError
 
-log = logging.getLogger("mcpctl.watcher")
+log = logging.getLogger("mcpctl.client.watcher")
 
 # Pause between attempts when the cluster cannot be reached at all.
 RETRY_PAUSE_S = 1.0

@@ -13,18 +13,17 @@ from typing import TYPE_CHECKING, Any
 
 from mcpctl import validate
 from mcpctl._proto.mcp.v1 import config_pb2 as config
-from mcpctl._proto.mcp.v1 import kv_pb2 as kv
 from mcpctl.mcp import plan
+from mcpctl.server.auth import KvEquivalentGuard
 from mcpctl.server.errors import rpc
+from mcpctl.server.registry import add_service
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
-
     import grpc
 
-    from mcpctl.auth import Guard, Identity
-    from mcpctl.node import Node
+    from mcpctl.server.auth import Guard
     from mcpctl.server.metrics import RpcMetrics
+    from mcpctl.server.node import Node
 
 SERVICE = config.DESCRIPTOR.services_by_name["Config"]
 
@@ -42,40 +41,6 @@ def change_pb(ch: plan.Change) -> config.ConfigChange:
         prev_value=ch.prev_value or b"",
         value=ch.value or b"",
     )
-
-
-_ROOT = b"/mcp/"
-
-
-class KvEquivalentGuard:
-    """Authorizes a Config call as the KV call it amounts to, through ``Guard.check``.
-
-    Apply writes (a dry run reads) every key under /mcp/, Export reads them,
-    Rollback writes (a dry run reads) its key or prefix: the caller needs
-    exactly the permissions of that KV call, and is rate-limited once.
-    """
-
-    def __init__(self, guard: Guard) -> None:
-        self._guard = guard
-
-    def check(self, metadata: Sequence[tuple[str, Any]], method: str, request: Any) -> Identity:
-        kv_method, kv_request = kv_equivalent(method, request)
-        return self._guard.check(metadata, kv_method, kv_request)
-
-
-def kv_equivalent(method: str, request: Any) -> tuple[str, Any]:
-    """The KV method and request whose permissions a Config call needs."""
-    if method == "Apply":
-        key, prefix, write = _ROOT, True, not request.dry_run
-    elif method == "Rollback":
-        key, prefix, write = request.key, request.prefix, not request.dry_run
-    elif method == "Export":
-        key, prefix, write = _ROOT, True, False
-    else:
-        raise AssertionError(f"unknown Config method {method}")
-    if write:
-        return "DeleteRange", kv.DeleteRangeRequest(key=key, prefix=prefix)
-    return "Range", kv.RangeRequest(key=key, prefix=prefix)
 
 
 class ConfigServicer:
@@ -144,11 +109,8 @@ def add_config_service(
     guard: Guard | None = None,
 ) -> None:
     """Register ``mcp.v1.Config`` on a node's gRPC server (called by ``create_server``)."""
-    # Imported here: mcpctl.server.app imports this module.
-    from mcpctl.server.app import add_service
-
     servicer: Any = ConfigServicer(node, metrics, guard)
     add_service(server, servicer, SERVICE)
 
 
-__all__ = ["SERVICE", "ConfigServicer", "KvEquivalentGuard", "add_config_service", "kv_equivalent"]
+__all__ = ["SERVICE", "ConfigServicer", "add_config_service"]

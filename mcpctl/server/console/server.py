@@ -28,11 +28,12 @@ from dataclasses import dataclass
 import uvicorn
 
 from mcpctl import limits
-from mcpctl.auth import Guard
-from mcpctl.console.api import build_app, snapshot
-from mcpctl.console.feed import FeedLimits, StatusFeed
-from mcpctl.node import Node
+from mcpctl.server.auth import Guard
+from mcpctl.server.console.api import build_app, snapshot
+from mcpctl.server.console.feed import FeedLimits, StatusFeed
 from mcpctl.server.metrics import RpcMetrics
+from mcpctl.server.node import Node
+from mcpctl.server.peers import PEER_STATUS_TIMEOUT_S
 
 # How long start-up waits for uvicorn to be listening.
 START_WAIT_S = 5.0
@@ -100,8 +101,6 @@ async def start_console(
     feed_limits: FeedLimits | None = None,
 ) -> Console:
     """Bind ``address`` (host:port, port 0 for any) and serve the console on this loop."""
-    from mcpctl.peers import PEER_STATUS_TIMEOUT_S
-
     fl = feed_limits or FeedLimits()
     # A silent member must not stall the stream: overlapping computations cover its wait.
     assert (fl.in_flight_max - 1) * fl.tick_s > PEER_STATUS_TIMEOUT_S, "console limits"

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from mcpctl import auth, limits, validate
+from mcpctl import limits, validate
 from mcpctl._proto.mcp.v1 import cluster_pb2 as cluster
 from mcpctl._proto.mcp.v1 import kv_pb2 as kv
 from mcpctl._proto.mcp.v1 import raft_pb2 as raft
@@ -25,10 +25,11 @@ from mcpctl.errors import (
     OutcomeUnknown,
     Unavailable,
 )
-from mcpctl.logs import audit
-from mcpctl.peers import MemberInfo, Peers
-from mcpctl.proposer import Proposer
-from mcpctl.replication import ProposeError, RaftNode, Role
+from mcpctl.raft.adapter import ProposeError, RaftNode, Role
+from mcpctl.server import auth
+from mcpctl.server.logs import audit
+from mcpctl.server.peers import MemberInfo, Peers
+from mcpctl.server.proposer import Proposer
 from mcpctl.state import Applied, Store
 
 T = TypeVar("T")
@@ -285,16 +286,7 @@ class Node:
         leader = self.peers.by_raft(st.leader)
         if not leader.client:
             raise Unavailable("the leader's client address is unknown; send this to the leader")
-        import grpc
-
-        from mcpctl.errors import from_status
-
-        try:
-            return await self.peers.forward(leader, method, request, timeout_s)
-        except grpc.aio.AioRpcError as e:
-            trailers: Any = e.trailing_metadata() or ()
-            meta = {str(k): v for k, v in trailers if isinstance(v, str)}
-            raise from_status(e.code().name, e.details() or "", meta) from None
+        return await self.peers.forward(leader, method, request, timeout_s)
 
     async def _change(self, add: bool, address: str, timeout_s: float) -> None:
         loop = asyncio.get_running_loop()

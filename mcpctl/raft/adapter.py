@@ -59,7 +59,7 @@ from mcpctl import limits
 from mcpctl._proto.mcp.v1 import raft_pb2 as raft
 from mcpctl.state import Applied, HistoryLimits, Store
 
-log = structlog.get_logger("mcpctl.replication")
+log = structlog.get_logger("mcpctl.raft.adapter")
 
 # An incoming Raft connection must finish PySyncObj's handshake (key exchange,
 # then its address) within the connection timeout and this many bytes; the

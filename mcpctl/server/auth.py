@@ -31,6 +31,7 @@ from enum import IntEnum
 from typing import Any
 
 from mcpctl import limits
+from mcpctl._proto.mcp.v1 import kv_pb2 as kv
 from mcpctl.errors import PermissionDenied, ResourceExhausted, Unauthenticated
 
 AUTHORIZATION = "authorization"
@@ -228,3 +229,39 @@ class Guard:
         self.authorize(identity, method, request)
         self.limit(identity)
         return identity
+
+
+# -- Config calls, authorized as the KV calls they amount to ---------------------------
+
+_ROOT = b"/mcp/"
+
+
+class KvEquivalentGuard:
+    """Authorizes a Config call as the KV call it amounts to, through ``Guard.check``.
+
+    Apply writes (a dry run reads) every key under /mcp/, Export reads them,
+    Rollback writes (a dry run reads) its key or prefix: the caller needs
+    exactly the permissions of that KV call, and is rate-limited once.
+    """
+
+    def __init__(self, guard: Guard) -> None:
+        self._guard = guard
+
+    def check(self, metadata: Sequence[tuple[str, Any]], method: str, request: Any) -> Identity:
+        kv_method, kv_request = kv_equivalent(method, request)
+        return self._guard.check(metadata, kv_method, kv_request)
+
+
+def kv_equivalent(method: str, request: Any) -> tuple[str, Any]:
+    """The KV method and request whose permissions a Config call needs."""
+    if method == "Apply":
+        key, prefix, write = _ROOT, True, not request.dry_run
+    elif method == "Rollback":
+        key, prefix, write = request.key, request.prefix, not request.dry_run
+    elif method == "Export":
+        key, prefix, write = _ROOT, True, False
+    else:
+        raise AssertionError(f"unknown Config method {method}")
+    if write:
+        return "DeleteRange", kv.DeleteRangeRequest(key=key, prefix=prefix)
+    return "Range", kv.RangeRequest(key=key, prefix=prefix)

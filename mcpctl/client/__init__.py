@@ -1,0 +1,69 @@
+"""The Python SDK: what a service imports to talk to mcp-config.
+
+- ``Client`` (``core``): KV, watch, status and membership over gRPC, with
+  endpoint failover, bounded retries and explicit outcomes;
+- ``ConfigWatcher`` (``watcher``): a live copy of a prefix that re-arms itself;
+- ``McpClient`` (``mcp``): apply, export, history and rollback of the MCP document;
+- ``McpConfigView`` (``view``): a typed, validated, hot-reloaded MCP config.
+
+Errors are in ``mcpctl.errors``. Only ``core`` is imported eagerly: the
+others pull in pydantic or threads, and the CLI should not pay for them when
+it does not use them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from mcpctl.client.core import (
+    Client,
+    DeleteResult,
+    Event,
+    GetResult,
+    Header,
+    KeyValue,
+    MemberStatus,
+    PutResult,
+    TxnResult,
+    WatchBatch,
+    WatchStream,
+    new_request_id,
+)
+
+if TYPE_CHECKING:
+    from mcpctl.client.mcp import McpClient
+    from mcpctl.client.view import McpConfigView
+    from mcpctl.client.watcher import ConfigWatcher
+
+__all__ = [
+    "Client",
+    "ConfigWatcher",
+    "DeleteResult",
+    "Event",
+    "GetResult",
+    "Header",
+    "KeyValue",
+    "McpClient",
+    "McpConfigView",
+    "MemberStatus",
+    "PutResult",
+    "TxnResult",
+    "WatchBatch",
+    "WatchStream",
+    "new_request_id",
+]
+
+_LAZY = {
+    "ConfigWatcher": "mcpctl.client.watcher",
+    "McpClient": "mcpctl.client.mcp",
+    "McpConfigView": "mcpctl.client.view",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mcpctl.client' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)

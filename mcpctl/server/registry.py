@@ -1,0 +1,110 @@
+"""Registering servicers on a node's gRPC server, with one decode rule.
+
+Every mcp.v1 RPC answers INVALID_ARGUMENT to bytes that do not decode (never
+UNKNOWN with a traceback). ``add_service`` registers a servicer of ours from
+its service descriptor; ``DecodeChecked`` wraps grpc's generated registration
+of health and reflection the same way. A leaf module: servicers register
+themselves through it without importing the app that builds the server.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import grpc
+from google.protobuf import message_factory
+from google.protobuf.descriptor import ServiceDescriptor
+
+from mcpctl.server.errors import BadRequest, safe_deserializer
+
+
+def add_service(server: grpc.aio.Server, servicer: Any, service: ServiceDescriptor) -> None:
+    """Register ``servicer`` for ``service`` with decode errors turned into INVALID_ARGUMENT."""
+    handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
+    for method in service.methods:
+        req = message_factory.GetMessageClass(method.input_type)
+        resp = message_factory.GetMessageClass(method.output_type)
+        behaviour = getattr(servicer, method.name)
+        make = (
+            grpc.unary_stream_rpc_method_handler
+            if method.server_streaming
+            else grpc.unary_unary_rpc_method_handler
+        )
+        handlers[method.name] = make(
+            behaviour,
+            request_deserializer=safe_deserializer(req),
+            response_serializer=resp.SerializeToString,
+        )
+    _register(server, service.full_name, handlers)
+
+
+def _register(
+    server: grpc.aio.Server, service: str, handlers: dict[str, grpc.RpcMethodHandler[Any, Any]]
+) -> None:
+    # Registered methods are matched by gRPC's core by path (no generic lookup per call).
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, handlers),))
+    server.add_registered_method_handlers(service, handlers)  # type: ignore[attr-defined]
+
+
+class DecodeChecked:
+    """Stands in for the server while grpc's generated ``add_*_to_server`` registers
+    health or reflection: their handlers come with grpc's own deserializers, which
+    answer UNKNOWN (and log a traceback) to bytes that do not decode. Each handler
+    is wrapped once, here, to answer INVALID_ARGUMENT as every mcp.v1 RPC does (a
+    server interceptor would do the same but cost every call, ~5% of a Get).
+    """
+
+    def __init__(self, server: grpc.aio.Server) -> None:
+        self._server = server
+        self.registered: list[str] = []
+
+    def add_generic_rpc_handlers(self, generic_handlers: Any) -> None:
+        """Ignored: the same handlers arrive, by name, in ``add_registered_method_handlers``."""
+
+    def add_registered_method_handlers(
+        self, service: str, handlers: dict[str, grpc.RpcMethodHandler[Any, Any]]
+    ) -> None:
+        _register(self._server, service, {n: _decode_checked(h) for n, h in handlers.items()})
+        self.registered.append(service)
+
+
+def _decode_checked(handler: Any) -> Any:
+    kind = next(k for k in _HANDLER_KINDS if getattr(handler, k) is not None)
+    inner = getattr(handler, kind)
+    decode = handler.request_deserializer
+    requests_stream = kind.startswith("stream")
+
+    def parse(data: bytes) -> Any:
+        try:
+            return decode(data) if decode is not None else data
+        except Exception as e:
+            return BadRequest(f"request does not decode: {e}")
+
+    async def check(request: Any, context: Any) -> Any:
+        if not requests_stream:
+            if isinstance(request, BadRequest):
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.error)
+            return request
+
+        async def checked() -> Any:
+            async for item in request:
+                if isinstance(item, BadRequest):
+                    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, item.error)
+                yield item
+
+        return checked()
+
+    async def streaming(request: Any, context: Any) -> Any:
+        async for item in inner(await check(request, context), context):
+            yield item
+
+    async def plain(request: Any, context: Any) -> Any:
+        return await inner(await check(request, context), context)
+
+    behaviour = streaming if inspect.isasyncgenfunction(inner) else plain
+    make = getattr(grpc, f"{kind}_rpc_method_handler")
+    return make(behaviour, parse, handler.response_serializer)
+
+
+_HANDLER_KINDS = ("unary_unary", "unary_stream", "stream_unary", "stream_stream")
