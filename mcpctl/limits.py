@@ -113,6 +113,8 @@ CONSOLE_HISTORY_PAGE_MAX: Final = 100
 CONSOLE_HISTORY_PAGE_DEFAULT: Final = 50
 # One key listing holds at most this many keys.
 CONSOLE_KEYS_PAGE_MAX: Final = 500
+# Lines per side the config page's diff compares; past it, a whole replacement.
+CONSOLE_DIFF_LINES_MAX: Final = 5000
 # The status stream computes the cluster status this often (shared by every
 # open stream), with at most this many computations in flight: a member that
 # does not answer holds one for mcpctl.server.peers.PEER_STATUS_TIMEOUT_S, and the

@@ -1,4 +1,6 @@
-"""``mcpctl member add NAME --raft H:P --client H:P`` / ``mcpctl member remove NAME``.
+"""``mcpctl member add NAME --raft H:P --client H:P`` / ``member remove NAME`` / ``member list``.
+
+``member list`` is etcdctl's spelling of ``mcpctl members`` (same output).
 
 One change at a time. ``add`` registers the member; then start it with every
 member (itself included) in ``cluster.members``: it catches up from the
@@ -26,6 +28,14 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     remove = actions.add_parser("remove", parents=[parent], help="remove a member")
     remove.add_argument("name")
     remove.set_defaults(run=run_remove)
+    listing = actions.add_parser("list", parents=[parent], help="list the voting members")
+    listing.set_defaults(run=run_list)
+
+
+def run_list(args: argparse.Namespace) -> int:
+    from mcpctl.cli import members
+
+    return members.run(args)
 
 
 def run_add(args: argparse.Namespace) -> int:

@@ -355,7 +355,7 @@ def test_serve_refuses_edge_cases(tmp_path: Path, content: bytes) -> None:
     assert_refused_in_one_line(serve(path))
 
 
-# -- known gaps (mcpctl/server/config.py); see the module docstring --------------------------------------
+# -- known gaps (mcpctl/server/config.py); see the module docstring ---------------------------
 
 KNOWN_GAPS = {
     "non-utf8": b"name: n1\ndata_dir: /x\xff\xfe\n",

@@ -169,6 +169,12 @@ def test_keys_values_and_history_pages(secured: Cluster) -> None:
         one = reader.get("/api/history", params={"key": "/hist/a", "limit": 1}).json()
         assert len(one["entries"]) == 1 and one["more"] is True
 
+        diff = reader.get("/api/diff", params={"key": "/hist/a", "a": first, "b": last}).json()
+        assert [line for op, line in diff["lines"] if op != " "] == ['  "v": 1', '  "v": 2']
+        assert (diff["added"], diff["removed"], diff["a"], diff["b"]) == (1, 1, first, last)
+        before = reader.get("/api/diff", params={"key": "/hist/b", "a": first, "b": last}).json()
+        assert before["lines"] == [["-", ""], ["+", "plain"]]  # absent at `first`: empty
+
 
 def test_dry_run_shows_changes_and_path_naming_errors_then_apply(secured: Cluster) -> None:
     """An invalid document: 400 naming the path (models[0].endpoint), never the value.
@@ -227,6 +233,8 @@ def test_bad_input_is_400_and_big_bodies_413(secured: Cluster) -> None:
             "/api/history?key=/a&prefix=maybe",
             "/api/kv",
             "/api/kv?key=/a&rev=-1",
+            "/api/diff?key=/a&a=1",
+            "/api/diff?key=/a&a=0&b=1",
         ):
             one_line_error(admin.get(path), 400, "invalid_argument")
         one_line_error(admin.get("/api/kv?key=/no/such/key"), 404, "not_found")

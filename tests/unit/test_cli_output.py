@@ -116,6 +116,10 @@ class FakeClient:
         self._record("cluster_status", **kw)
         return FakeClient.status_result
 
+    def member_list(self, **kw: Any) -> list[cluster.Member]:
+        self._record("member_list", **kw)
+        return [cluster.Member(name="n1", raft_address="127.0.0.1:2", client_address="127.0.0.1:1")]
+
 
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[type[FakeClient]]:
@@ -574,3 +578,13 @@ def test_token_and_tls_flags_reach_the_client(
         "k.pem",
     )
     assert fake.calls[0][1] == ("/a",)
+
+
+def test_member_list_is_members_in_etcdctls_spelling(
+    fake: type[FakeClient], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`mcpctl member list` prints exactly what `mcpctl members` does, in every format."""
+    for fmt in ("table", "json", "simple"):
+        assert run_cli(capsys, "members", "-w", fmt) == run_cli(capsys, "member", "list", "-w", fmt)
+    code, out, _ = run_cli(capsys, "member", "list", "-w", "json")
+    assert code == 0 and json.loads(out)["members"][0]["name"] == "n1"

@@ -13,6 +13,7 @@ import pytest
 from mcpctl import errors
 from mcpctl.mcp.schema import SchemaError, parse_document
 from mcpctl.server.console.api import HTTP_STATUS, RequestTooLarge, error_body, http_status
+from mcpctl.server.console.diff import display_text, line_diff
 from mcpctl.server.console.feed import FeedLimits, Snapshot, StatusFeed
 
 FAST = FeedLimits(tick_s=0.01, in_flight_max=3, streams_max=2, samples_max=5, queue_max=2)
@@ -183,3 +184,46 @@ def test_nothing_is_computed_while_no_stream_is_open() -> None:
         await feed.close()
 
     asyncio.run(run())
+
+
+# -- the config page's diff (computed on the node) ---------------------------------------
+
+
+def test_line_diff_keeps_common_lines_and_marks_changes_in_order() -> None:
+    """A changed line shows as removed then added, between the unchanged ones."""
+    assert line_diff("a\nb\nc", "a\nB\nc\nd") == [
+        (" ", "a"),
+        ("-", "b"),
+        ("+", "B"),
+        (" ", "c"),
+        ("+", "d"),
+    ]
+
+
+def test_line_diff_of_equal_and_empty_values() -> None:
+    """Equal values diff to no change; an absent value (empty) adds every line."""
+    assert [op for op, _ in line_diff("x\ny", "x\ny")] == [" ", " "]
+    assert line_diff("", "x") == [("-", ""), ("+", "x")]
+
+
+def test_line_diff_past_its_bound_is_a_whole_replacement() -> None:
+    """More lines than the limit on a side: every old line removed, every new one added."""
+    old, new = "a\nb\nc", "a\nb\nd"
+    assert line_diff(old, new, lines_max=2) == [
+        ("-", "a"),
+        ("-", "b"),
+        ("-", "c"),
+        ("+", "a"),
+        ("+", "b"),
+        ("+", "d"),
+    ]
+
+
+def test_json_values_are_compared_indented_so_a_field_is_a_line() -> None:
+    """Two JSON values on one line each differ in exactly the field that changed."""
+    a = display_text(b'{"endpoint": "https://a", "weight": 3}')
+    b = display_text(b'{"endpoint": "https://b", "weight": 3}')
+    ops = line_diff(a, b)
+    assert [line for op, line in ops if op == "-"] == ['  "endpoint": "https://a",']
+    assert [line for op, line in ops if op == "+"] == ['  "endpoint": "https://b",']
+    assert display_text(b"not: json") == "not: json"

@@ -46,6 +46,7 @@ from mcpctl._proto.mcp.v1 import kv_pb2 as kv
 from mcpctl.errors import InvalidArgument, McpError, NotFound, ResourceExhausted
 from mcpctl.mcp import plan, schema
 from mcpctl.server import auth
+from mcpctl.server.console.diff import display_text, line_diff
 from mcpctl.server.console.feed import Snapshot, StatusFeed, Stream, now_ms
 from mcpctl.server.metrics import RpcMetrics
 from mcpctl.server.node import Node
@@ -276,6 +277,31 @@ class ConsoleApi:
                 "mod_revision": item.mod_revision,
                 "version": item.version,
                 "revision": resp.header.revision,
+            }
+        )
+
+    async def diff(self, request: Request) -> Response:
+        """The line diff of a key's values at revisions ``a`` and ``b`` (absent = empty)."""
+        key = _query_key(request)
+        revisions = [_query_int(request, name, 0, 1, 2**62) for name in ("a", "b")]
+        if 0 in revisions:
+            raise InvalidArgument("a, b: both revisions are required")
+        self.admit(request, "Range", kv.RangeRequest(key=key))
+        texts = []
+        for revision in revisions:
+            resp = await self.node.range(
+                kv.RangeRequest(key=key, revision=revision), self.timeout_s
+            )
+            texts.append(display_text(resp.kvs[0].value) if resp.kvs else "")
+        ops = line_diff(texts[0], texts[1])
+        return _json(
+            {
+                "key": key.decode("utf-8", "replace"),
+                "a": revisions[0],
+                "b": revisions[1],
+                "lines": [[op, line] for op, line in ops],
+                "added": sum(op == "+" for op, _ in ops),
+                "removed": sum(op == "-" for op, _ in ops),
             }
         )
 
@@ -554,6 +580,7 @@ def build_app(
         Route("/api/keys", endpoint("keys", api.keys), methods=get),
         Route("/api/kv", endpoint("kv", api.value), methods=get),
         Route("/api/history", endpoint("history", api.history), methods=get),
+        Route("/api/diff", endpoint("diff", api.diff), methods=get),
         Route("/api/mcp", endpoint("mcp", api.mcp_view), methods=get),
         Route("/api/mcp/apply", endpoint("apply", api.mcp_apply), methods=post),
         Route("/api/rollback", endpoint("rollback", api.rollback), methods=post),

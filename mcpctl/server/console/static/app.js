@@ -10,7 +10,6 @@ const MIN_SPAN_MS = 60 * 1000;        // the chart never spans less
 const STALE_MS = 3000;                // no status for this long: say so
 const RECONNECT_MS_MAX = 5000;
 const HIGHLIGHT_CHARS_MAX = 200000;   // bigger values are shown plain
-const DIFF_CELLS_MAX = 4000000;       // lines(A) x lines(B) the LCS diff may use
 const COLORS = ["#2f6fdf", "#e3342f", "#1f9d55", "#d69e2e", "#9561e2", "#00a3a3", "#f66d9b", "#6b7385", "#b45309"];
 
 const $ = (id) => document.getElementById(id);
@@ -436,55 +435,23 @@ async function loadHistory(key) {
   }
 }
 
-async function valueAt(key, revision, type) {
-  if (type === "DELETE") return "";
-  try {
-    const v = await api(`/api/kv?key=${encodeURIComponent(key)}&rev=${revision}`);
-    return detect(v.value).text;
-  } catch (e) {
-    if (e.status === 404) return "";
-    throw e;
-  }
-}
-
 async function showDiff() {
   const a = document.querySelector('input[name="rev-a"]:checked');
   const b = document.querySelector('input[name="rev-b"]:checked');
   if (!a || !b) return;
   const ra = Number(a.value), rb = Number(b.value);
-  const typeOf = (r) => (state.history.find((e) => e.revision === r) || {}).type;
   try {
-    const [ta, tb] = await Promise.all([valueAt(state.key, ra, typeOf(ra)), valueAt(state.key, rb, typeOf(rb))]);
-    const ops = lineDiff(ta.split("\n"), tb.split("\n"));
+    // The server computes the diff (difflib; JSON values compared indented).
+    const d = await api(`/api/diff?key=${encodeURIComponent(state.key)}&a=${ra}&b=${rb}`);
     const pre = $("diff");
-    pre.replaceChildren(...ops.map(([op, line]) => el("span", { class: op === "+" ? "add" : op === "-" ? "del" : "" }, `${op} ${line}\n`)));
+    pre.replaceChildren(...d.lines.map(([op, line]) => el("span", { class: op === "+" ? "add" : op === "-" ? "del" : "" }, `${op} ${line}\n`)));
     pre.dataset.a = ra;
     pre.dataset.b = rb;
-    pre.dataset.added = ops.filter((o) => o[0] === "+").length;
-    pre.dataset.removed = ops.filter((o) => o[0] === "-").length;
+    pre.dataset.added = d.added;
+    pre.dataset.removed = d.removed;
     $("diff-title").textContent = `Revision ${ra} → ${rb}`;
     show("diff-box", true);
   } catch (e) { $("key-error").textContent = e.message; }
-}
-
-// Line diff by longest common subsequence (bounded: big inputs are shown as replace).
-function lineDiff(a, b) {
-  if (a.length * b.length > DIFF_CELLS_MAX) return [...a.map((l) => ["-", l]), ...b.map((l) => ["+", l])];
-  const n = a.length, m = b.length;
-  const lcs = Array.from({ length: n + 1 }, () => new Uint32Array(m + 1));
-  for (let i = n - 1; i >= 0; i--) for (let j = m - 1; j >= 0; j--) {
-    lcs[i][j] = a[i] === b[j] ? lcs[i + 1][j + 1] + 1 : Math.max(lcs[i + 1][j], lcs[i][j + 1]);
-  }
-  const out = [];
-  let i = 0, j = 0;
-  while (i < n && j < m) {
-    if (a[i] === b[j]) { out.push([" ", a[i]]); i++; j++; }
-    else if (lcs[i + 1][j] >= lcs[i][j + 1]) out.push(["-", a[i++]]);
-    else out.push(["+", b[j++]]);
-  }
-  while (i < n) out.push(["-", a[i++]]);
-  while (j < m) out.push(["+", b[j++]]);
-  return out;
 }
 
 // -- config: rollback (write token, explicit confirm) ---------------------------------------------
