@@ -13,9 +13,11 @@
 
 ``Guard.check(metadata, method, request)`` is the one entry point: it returns
 the caller's ``Identity`` or raises ``Unauthenticated`` / ``PermissionDenied``
-/ ``ResourceExhausted``. With auth disabled every caller is ``anonymous`` with
-the ``admin`` role (local development only; the node warns loudly when it
-listens beyond loopback that way).
+/ ``ResourceExhausted``. It is ``authenticate`` then ``admit``; a caller that
+logs calls the two itself, to bind the identity before a refusal is logged.
+With auth disabled every caller is ``anonymous`` with the ``admin`` role
+(local development only; the node warns loudly when it listens beyond
+loopback that way).
 """
 
 from __future__ import annotations
@@ -223,8 +225,12 @@ class Guard:
                 retry_after_ms=max(1, round(wait_s * 1000)),
             )
 
-    def check(self, metadata: Sequence[tuple[str, Any]], method: str, request: Any) -> Identity:
-        identity = self.authenticate(metadata)
+    def admit(self, identity: Identity, method: str, request: Any) -> None:
+        """Authorize and rate-limit an authenticated caller."""
         self.authorize(identity, method, request)
         self.limit(identity)
+
+    def check(self, metadata: Sequence[tuple[str, Any]], method: str, request: Any) -> Identity:
+        identity = self.authenticate(metadata)
+        self.admit(identity, method, request)
         return identity

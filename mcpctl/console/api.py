@@ -202,11 +202,13 @@ class ConsoleApi:
     def admit(self, request: Request, method: str, req: Any, *, config_call: bool = False) -> None:
         """Authenticate, authorize and rate-limit, exactly as the gRPC servicers do."""
         guard: Any = self.config_guard if config_call else self.guard
-        identity = guard.check(_metadata(request), method, req)
+        identity = guard.authenticate(_metadata(request))
+        # Bound before admit: a refusal's log line names who was refused.
         auth.current_identity.set(identity)
         client = request.client
         auth.current_peer.set(f"http:{client.host}:{client.port}" if client else "http")
         structlog.contextvars.bind_contextvars(identity=identity.name)
+        guard.admit(identity, method, req)
 
     # -- cluster --------------------------------------------------------------------
     async def whoami(self, request: Request) -> Response:

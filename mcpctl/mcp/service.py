@@ -58,9 +58,17 @@ class KvEquivalentGuard:
     def __init__(self, guard: Guard) -> None:
         self._guard = guard
 
-    def check(self, metadata: Sequence[tuple[str, Any]], method: str, request: Any) -> Identity:
+    def authenticate(self, metadata: Sequence[tuple[str, Any]]) -> Identity:
+        return self._guard.authenticate(metadata)
+
+    def admit(self, identity: Identity, method: str, request: Any) -> None:
         kv_method, kv_request = kv_equivalent(method, request)
-        return self._guard.check(metadata, kv_method, kv_request)
+        self._guard.admit(identity, kv_method, kv_request)
+
+    def check(self, metadata: Sequence[tuple[str, Any]], method: str, request: Any) -> Identity:
+        identity = self.authenticate(metadata)
+        self.admit(identity, method, request)
+        return identity
 
 
 def kv_equivalent(method: str, request: Any) -> tuple[str, Any]:
