@@ -46,6 +46,7 @@ from mcpctl.console.feed import Snapshot, StatusFeed, Stream, now_ms
 from mcpctl.errors import InvalidArgument, McpError, NotFound, ResourceExhausted
 from mcpctl.node import Node
 from mcpctl.server.metrics import RpcMetrics
+from mcpctl.server.security import is_loopback_host
 
 log = structlog.get_logger("mcpctl.console")
 
@@ -542,10 +543,14 @@ class Hardening:
 
 
 def _loopback_host(scope: Scope) -> bool:
-    host = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"host"), "")
-    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
-    name = name.strip("[]").lower()
-    return name in ("localhost", "::1") or name.startswith("127.")
+    """Is the request's Host header ``localhost`` or a literal loopback address
+    (``127.0.0.1``, ``[::1]``), with an optional port? A *name* that merely looks
+    like one (``127.0.0.1.nip.io``, ``127.attacker.com``) is not: its owner can
+    rebind it to 127.0.0.1, and that is the attack this guard stops."""
+    hosts = [v.decode("latin-1") for k, v in scope["headers"] if k == b"host"]
+    if len(hosts) != 1:
+        return False
+    return is_loopback_host(hosts[0])
 
 
 def build_app(
