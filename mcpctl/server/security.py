@@ -5,6 +5,7 @@ credentials, and the credentials members use to call each other."""
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -20,7 +21,10 @@ def _read(path: Path, what: str) -> bytes:
         raise ConfigError(f"{what} ({path}): cannot read: {e.strerror}") from None
 
 
-def build_guard(settings: AuthSettings, cluster_secret: str) -> auth.Guard:
+def build_guard(
+    settings: AuthSettings, cluster_secret: str, voters: Callable[[], int] = lambda: 1
+) -> auth.Guard:
+    """``voters``: how many voting members split each identity's rate budget."""
     roles = dict(auth.BUILTIN_ROLES)
     for r in settings.roles:
         roles[r.name] = auth.Role(
@@ -52,6 +56,7 @@ def build_guard(settings: AuthSettings, cluster_secret: str) -> auth.Guard:
         tokens=tokens,
         rate_per_s=settings.rate_per_s,
         burst=settings.burst,
+        voters=voters,
     )
 
 
