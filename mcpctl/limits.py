@@ -64,8 +64,9 @@ CLIENT_BACKOFF_S_MIN: Final = 0.05
 CLIENT_BACKOFF_S_MAX: Final = 1.0
 
 # --- security ------------------------------------------------------------------
-# Per-identity token bucket (requests/s, burst) when auth is on; beyond:
-# RESOURCE_EXHAUSTED with a retry-after-ms trailer.
+# Per-identity budget (requests/s, burst) for the whole cluster when auth is
+# on; each member enforces 1/voters of it. Beyond: RESOURCE_EXHAUSTED with a
+# retry-after-ms trailer.
 TOKEN_RATE_PER_S_DEFAULT: Final = 200.0
 TOKEN_BURST_DEFAULT: Final = 400
 # Open watch streams per identity and per client connection; beyond:

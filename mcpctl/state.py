@@ -13,7 +13,10 @@ Guarantees kept here (and unit-tested without a network):
 - a bounded history of recent revisions (by count and bytes) that serves
   reads at past revisions and watch resume; anything older answers
   ``Compacted`` with the oldest revision still available (``compact_revision``);
-- at-most-once writes: a request id seen before returns the first outcome;
+- at-most-once writes: a request id seen before *from the same identity*
+  returns the first outcome, if the retry is the same request (same
+  operation, keys, values and options); another request under a used id is
+  INVALID_ARGUMENT, never a silent OK;
 - failures (compare failed, compacted) are *results*, never exceptions
   escaping ``apply``: the caller runs on the Raft tick thread.
 
@@ -24,6 +27,7 @@ checks that depend on the state happen here.
 from __future__ import annotations
 
 import bisect
+import hashlib
 from collections import OrderedDict, deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -91,7 +95,8 @@ class Store:
     _keys: list[bytes] = field(default_factory=list)  # sorted view of _kvs
     _history: deque[raft.HistoryRevision] = field(default_factory=deque)
     _history_bytes: int = 0
-    _dedupe: OrderedDict[str, raft.DedupeEntry] = field(default_factory=OrderedDict)
+    # (identity, request id) -> first outcome, oldest first.
+    _dedupe: OrderedDict[tuple[str, str], raft.DedupeEntry] = field(default_factory=OrderedDict)
     # The member directory: name -> record (tombstones kept, so a removed
     # member can tell). Bounded by the Raft membership, not by clients.
     _members: dict[str, raft.MemberRecord] = field(default_factory=dict)
@@ -112,8 +117,12 @@ class Store:
         if which is None:
             return Applied(self.revision, InvalidArgument("empty request"))
         op: kv.PutRequest | kv.DeleteRangeRequest | kv.TxnRequest = getattr(request, which)
-        if op.request_id and op.request_id in self._dedupe:
-            return self._replay(which, self._dedupe[op.request_id])
+        fingerprint = b""
+        if op.request_id:
+            fingerprint = _fingerprint(which, op)
+            seen = self._dedupe.get((request.identity, op.request_id))
+            if seen is not None:
+                return self._replay(which, seen, fingerprint)
         pending = raft.HistoryRevision(
             revision=self.revision + 1, ts_ms=request.ts_ms, identity=request.identity
         )
@@ -130,7 +139,7 @@ class Store:
             self.revision = pending.revision
             self._remember(pending)
         if op.request_id and not isinstance(result, McpError):
-            self._record(op.request_id, result)
+            self._record(request.identity, op.request_id, fingerprint, result)
         return Applied(self.revision, result, written)
 
     def _put(self, req: kv.PutRequest, pending: raft.HistoryRevision) -> Response | McpError:
@@ -273,22 +282,38 @@ class Store:
         self._history_bytes -= old.ByteSize()
         self.compact_revision = max(self.compact_revision, old.revision + 1)
 
-    def _record(self, request_id: str, result: Response) -> None:
-        entry = raft.DedupeEntry(request_id=request_id, revision=self.revision)
+    def _record(self, identity: str, request_id: str, fingerprint: bytes, result: Response) -> None:
+        entry = raft.DedupeEntry(
+            request_id=request_id,
+            revision=self.revision,
+            identity=identity,
+            fingerprint=fingerprint,
+        )
         if isinstance(result, kv.TxnResponse):
             entry.succeeded = result.succeeded
         elif isinstance(result, kv.DeleteRangeResponse):
             entry.deleted = result.deleted
-        self._dedupe[request_id] = entry
+        self._dedupe[(identity, request_id)] = entry
         while len(self._dedupe) > self.bounds.dedupe_max:
             self._dedupe.popitem(last=False)
 
-    def _replay(self, which: str, entry: raft.DedupeEntry) -> Applied:
+    def _replay(self, which: str, entry: raft.DedupeEntry, fingerprint: bytes) -> Applied:
         """A retried request: answer with the first attempt's outcome, write nothing.
 
         The replayed response carries what was recorded (revision, txn
-        succeeded, deleted count), not prev_kv or txn read results.
+        succeeded, deleted count), not prev_kv or txn read results. A
+        different request under the same id is refused: answering it with
+        the first outcome would report a write that never happened.
         """
+        if entry.fingerprint != fingerprint:
+            return Applied(
+                self.revision,
+                InvalidArgument(
+                    f"request_id {entry.request_id!r} was already used for a different "
+                    "request; a retry must repeat the same request, a new request "
+                    "needs a new id"
+                ),
+            )
         result: Response
         if which == "put":
             result = kv.PutResponse()
@@ -416,10 +441,25 @@ class Store:
         for entry in snap.history:
             store._remember(entry)
         for d in snap.dedupe:
-            store._dedupe[d.request_id] = d
+            store._dedupe[(d.identity, d.request_id)] = d
         for m in snap.members:
             store._members[m.name] = m
         return store
+
+
+# 128 bits: a collision between two requests of one identity under one id is
+# out of reach.
+_FINGERPRINT_BYTES = 16
+
+
+def _fingerprint(which: str, op: kv.PutRequest | kv.DeleteRangeRequest | kv.TxnRequest) -> bytes:
+    """What a retry must repeat: the operation with every field (the request id
+    too, which is the same in both by construction). Deterministic
+    serialization, so every replica computes the same bytes."""
+    digest = hashlib.sha256(which.encode())
+    digest.update(b"\x00")
+    digest.update(op.SerializeToString(deterministic=True))
+    return digest.digest()[:_FINGERPRINT_BYTES]
 
 
 def _holds(result: int, actual: int | bytes, wanted: int | bytes) -> bool:

@@ -313,7 +313,9 @@ async def _serve(cfg: NodeConfig, raft_node: RaftNode, secret: str) -> int:
     if cfg.metrics.listen is not None:
         serve_metrics(registry, cfg.metrics.listen)
     health = HealthServicer()
-    guard = security.build_guard(cfg.auth, secret)  # one guard: gRPC and console share limits
+    # One guard: gRPC and the console share limits. Each identity's rate is for
+    # the whole cluster: every voter enforces its share (docs/security.md).
+    guard = security.build_guard(cfg.auth, secret, voters=lambda: len(node.raft.status.members))
     server, port = await create_server(
         node,
         hub,

@@ -8,14 +8,20 @@
   permissions with ``read`` or ``write`` (write implies read).
 - **Members**: nodes call each other (status, forwarded membership changes)
   with a token derived from the cluster secret; it has the ``admin`` role.
-- **Rate limits**: one token bucket per identity (``rate``/s, ``burst``); an
-  empty bucket answers RESOURCE_EXHAUSTED with the time until the next token.
+- **Rate limits**: ``rate``/s and ``burst`` per identity *for the whole
+  cluster*: each member keeps one token bucket per identity holding its share
+  (``rate / voters``, ``burst / voters``), so a client that spreads its calls
+  over every member gets no more than one that talks to one member gets from
+  all of them together. No Raft traffic per request. An empty bucket answers
+  RESOURCE_EXHAUSTED with the time until the next token.
 
 ``Guard.check(metadata, method, request)`` is the one entry point: it returns
 the caller's ``Identity`` or raises ``Unauthenticated`` / ``PermissionDenied``
-/ ``ResourceExhausted``. With auth disabled every caller is ``anonymous`` with
-the ``admin`` role (local development only; the node warns loudly when it
-listens beyond loopback that way).
+/ ``ResourceExhausted``. It is ``authenticate`` then ``admit``; a caller that
+logs calls the two itself, to bind the identity before a refusal is logged.
+With auth disabled every caller is ``anonymous`` with the ``admin`` role
+(local development only; the node warns loudly when it listens beyond
+loopback that way).
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ import hashlib
 import hmac
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
@@ -125,6 +131,17 @@ class TokenBucket:
                 return 0.0
             return (1 - self._tokens) / self.rate
 
+    def resize(self, rate: float, burst: float, now: float | None = None) -> None:
+        """A new rate and burst from now on; saved tokens beyond ``burst`` are dropped."""
+        assert rate > 0 and burst >= 1
+        with self._lock:
+            now = time.monotonic() if now is None else now
+            elapsed = max(0.0, now - self._at)
+            self._tokens = min(self.burst, self._tokens + elapsed * self.rate)
+            self._at = now
+            self.rate, self.burst = rate, burst
+            self._tokens = min(self._tokens, burst)
+
 
 # What each RPC needs: (access, how to find the keys it touches).
 # "admin" RPCs touch no key; Status-like RPCs need any valid identity.
@@ -173,9 +190,17 @@ class Guard:
     enabled: bool = False
     # token SHA-256 (hex) -> identity
     tokens: dict[str, Identity] = field(default_factory=dict)
+    # Cluster-wide, per identity; each member enforces its share (see share()).
     rate_per_s: float = limits.TOKEN_RATE_PER_S_DEFAULT
     burst: float = limits.TOKEN_BURST_DEFAULT
+    # How many voting members split the budget (the node passes Raft's count).
+    voters: Callable[[], int] = lambda: 1
     _buckets: dict[str, TokenBucket] = field(default_factory=dict)
+
+    def share(self) -> tuple[float, float]:
+        """This member's (rate/s, burst) of each identity's budget."""
+        voters = max(1, self.voters())
+        return self.rate_per_s / voters, max(1.0, self.burst / voters)
 
     def authenticate(self, metadata: Sequence[tuple[str, Any]]) -> Identity:
         if not self.enabled:
@@ -213,21 +238,28 @@ class Guard:
     def limit(self, identity: Identity) -> None:
         if not self.enabled:
             return
+        rate, burst = self.share()
         bucket = self._buckets.get(identity.name)
         if bucket is None:
-            bucket = self._buckets[identity.name] = TokenBucket(self.rate_per_s, self.burst)
+            bucket = self._buckets[identity.name] = TokenBucket(rate, burst)
+        elif (bucket.rate, bucket.burst) != (rate, burst):  # the membership changed
+            bucket.resize(rate, burst)
         wait_s = bucket.take()
         if wait_s > 0:
             raise ResourceExhausted(
-                f"rate limit for {identity.name} ({self.rate_per_s:g}/s); "
-                f"retry in {wait_s * 1000:.0f} ms",
+                f"rate limit for {identity.name} ({self.rate_per_s:g}/s across the "
+                f"cluster, {rate:g}/s on this member); retry in {wait_s * 1000:.0f} ms",
                 retry_after_ms=max(1, round(wait_s * 1000)),
             )
 
-    def check(self, metadata: Sequence[tuple[str, Any]], method: str, request: Any) -> Identity:
-        identity = self.authenticate(metadata)
+    def admit(self, identity: Identity, method: str, request: Any) -> None:
+        """Authorize and rate-limit an authenticated caller."""
         self.authorize(identity, method, request)
         self.limit(identity)
+
+    def check(self, metadata: Sequence[tuple[str, Any]], method: str, request: Any) -> Identity:
+        identity = self.authenticate(metadata)
+        self.admit(identity, method, request)
         return identity
 
 
@@ -247,9 +279,17 @@ class KvEquivalentGuard:
     def __init__(self, guard: Guard) -> None:
         self._guard = guard
 
-    def check(self, metadata: Sequence[tuple[str, Any]], method: str, request: Any) -> Identity:
+    def authenticate(self, metadata: Sequence[tuple[str, Any]]) -> Identity:
+        return self._guard.authenticate(metadata)
+
+    def admit(self, identity: Identity, method: str, request: Any) -> None:
         kv_method, kv_request = kv_equivalent(method, request)
-        return self._guard.check(metadata, kv_method, kv_request)
+        self._guard.admit(identity, kv_method, kv_request)
+
+    def check(self, metadata: Sequence[tuple[str, Any]], method: str, request: Any) -> Identity:
+        identity = self.authenticate(metadata)
+        self.admit(identity, method, request)
+        return identity
 
 
 def kv_equivalent(method: str, request: Any) -> tuple[str, Any]:

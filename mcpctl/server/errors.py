@@ -69,9 +69,12 @@ def _admit(servicer: Any, name: str, request: Any, context: Any) -> None:
     auth.current_peer.set(context.peer())
     guard: auth.Guard | None = getattr(servicer, "guard", None)
     if guard is not None:
-        identity = guard.check(metadata, name, request)
+        identity = guard.authenticate(metadata)
+        # Bound before admit: a PERMISSION_DENIED or RESOURCE_EXHAUSTED line
+        # names who was refused.
         auth.current_identity.set(identity)
         structlog.contextvars.bind_contextvars(identity=identity.name)
+        guard.admit(identity, name, request)
 
 
 def status_code(err: McpError) -> grpc.StatusCode:
@@ -146,9 +149,10 @@ def rpc_stream(
             log.exception("stream failed")
             error = Internal("internal error (logged on the node)")
         finally:
+            if error is not None:  # while method, peer and identity are still bound
+                log.info("stream ended", code=error.code, reason=error.message)
             structlog.contextvars.clear_contextvars()
         if error is not None:
-            log.info("stream ended", code=error.code, reason=error.message)
             await context.abort(
                 status_code(error), error.message, trailing_metadata=tuple(error.metadata().items())
             )

@@ -488,22 +488,31 @@ def _ms(seconds: float) -> int:
 
 def _audit(request: raft.InternalRequest, applied: Applied) -> None:
     """One structured line per applied write: who, what, which revision. Values
-    are never logged (they may hold secrets)."""
+    are never logged (they may hold secrets). A txn line names the keys written
+    by the branch it took, the keys it compared and whether it succeeded; a
+    txn without writes in either branch (compares and reads only) is a ``read``
+    line with the keys it compared and read, not a ``write``."""
     which = request.WhichOneof("request") or "none"
     op = getattr(request, which) if which != "none" else None
+    event = "write"
     keys: list[str] = []
+    extra: dict[str, object] = {}
     if which in ("put", "delete_range"):
-        keys = [op.key.decode("utf-8", "replace")]  # type: ignore[union-attr]
+        keys = [_text(op.key)]  # type: ignore[union-attr]
     elif which == "txn":
-        assert isinstance(op, kv.TxnRequest)
-        for o in [*op.success, *op.failure]:
-            inner = o.WhichOneof("request")
-            if inner in ("request_put", "request_delete_range"):
-                keys.append(getattr(o, inner).key.decode("utf-8", "replace"))
+        assert isinstance(op, kv.TxnRequest) and isinstance(applied.result, kv.TxnResponse)
+        succeeded = applied.result.succeeded
+        if _txn_writes(op):
+            keys = _txn_keys(op, succeeded, ("request_put", "request_delete_range"))
+            extra = {"compared": [_text(c.key) for c in op.compare], "succeeded": succeeded}
+        else:
+            event = "read"
+            keys = [_text(c.key) for c in op.compare]
+            keys += _txn_keys(op, succeeded, ("request_range",))
     elif which == "member":
         keys = [f"member:{request.member.name}"]
     audit.info(
-        "write",
+        event,
         identity=auth.current_identity.get().name,
         op=which,
         keys=keys,
@@ -511,7 +520,30 @@ def _audit(request: raft.InternalRequest, applied: Applied) -> None:
         revision=applied.revision,
         request_id=getattr(op, "request_id", ""),
         duplicate=applied.duplicate,
+        **extra,
     )
+
+
+def _txn_writes(txn: kv.TxnRequest) -> bool:
+    """Does either branch of the txn put or delete?"""
+    return any(
+        o.WhichOneof("request") in ("request_put", "request_delete_range")
+        for o in [*txn.success, *txn.failure]
+    )
+
+
+def _txn_keys(txn: kv.TxnRequest, succeeded: bool, kinds: tuple[str, ...]) -> list[str]:
+    """The keys of the ops of these kinds in the branch the txn took."""
+    keys = []
+    for o in txn.success if succeeded else txn.failure:
+        inner = o.WhichOneof("request")
+        if inner in kinds:
+            keys.append(_text(getattr(o, inner).key))
+    return keys
+
+
+def _text(key: bytes) -> str:
+    return key.decode("utf-8", "replace")
 
 
 def _expect(applied: Applied, cls: type[T]) -> T:

@@ -4,6 +4,8 @@ credentials, and the credentials members use to call each other."""
 
 from __future__ import annotations
 
+import ipaddress
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -19,7 +21,10 @@ def _read(path: Path, what: str) -> bytes:
         raise ConfigError(f"{what} ({path}): cannot read: {e.strerror}") from None
 
 
-def build_guard(settings: AuthSettings, cluster_secret: str) -> auth.Guard:
+def build_guard(
+    settings: AuthSettings, cluster_secret: str, voters: Callable[[], int] = lambda: 1
+) -> auth.Guard:
+    """``voters``: how many voting members split each identity's rate budget."""
     roles = dict(auth.BUILTIN_ROLES)
     for r in settings.roles:
         roles[r.name] = auth.Role(
@@ -51,6 +56,7 @@ def build_guard(settings: AuthSettings, cluster_secret: str) -> auth.Guard:
         tokens=tokens,
         rate_per_s=settings.rate_per_s,
         burst=settings.burst,
+        voters=voters,
     )
 
 
@@ -82,5 +88,33 @@ def member_channel_credentials(cfg: NodeConfig) -> grpc.ChannelCredentials | Non
 
 
 def is_loopback(address: str) -> bool:
-    host = address.rpartition(":")[0].strip("[]")
-    return host in ("localhost", "::1") or host.startswith("127.")
+    """Does a listen address (``host:port``) stay on this machine?"""
+    return is_loopback_host(address)
+
+
+def is_loopback_host(host: str) -> bool:
+    """Is ``host`` (``name``, ``name:port``, ``[v6]`` or ``[v6]:port``, as in a
+    Host header or a listen address) ``localhost`` or a literal loopback
+    address? Names that only start like one (``127.0.0.1.nip.io``) are not:
+    whoever owns them can point them anywhere, or rebind them to 127.0.0.1."""
+    if host.startswith("["):
+        name, sep, rest = host[1:].partition("]")
+        if not sep or (rest and not _port(rest)):
+            return False
+    else:
+        name, colon, port = host.partition(":")
+        if colon and not _port(colon + port):
+            return False
+    if name.lower() == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return address.is_loopback
+
+
+def _port(text: str) -> bool:
+    """``:N`` with N a port number."""
+    digits = text[1:]
+    return text.startswith(":") and digits.isascii() and digits.isdigit() and len(digits) <= 5

@@ -49,7 +49,7 @@ def test_retried_request_id_is_applied_once(cluster: Cluster) -> None:
     """A write retried with the same request id (e.g. after an unknown outcome) applies once."""
     with cluster.client() as c:
         first = c.put("/dedupe", "a", request_id="req-1")
-        again = c.put("/dedupe", "b", request_id="req-1")
+        again = c.put("/dedupe", "a", request_id="req-1")
         assert again.revision == first.revision
         got = c.get("/dedupe").first
         assert got is not None and got.text == "a" and got.version == 1

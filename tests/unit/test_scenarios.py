@@ -35,6 +35,9 @@ Directives
     Explicit compaction at revision N.
 ``history-from N``
     The history entries from revision N on (``Store.history_since``).
+``as=NAME`` (on put, del and txn)
+    The identity that sends the write (``InternalRequest.identity``);
+    empty when not given.
 ``snapshot-roundtrip``
     Replace the store by ``Store.from_bytes(store.to_bytes())`` and check
     that the new store serializes to identical bytes.
@@ -323,10 +326,18 @@ class Interpreter:
     def __init__(self) -> None:
         self.bounds = HistoryLimits()
         self.store = Store(bounds=self.bounds)
+        self.identity = ""
 
     def run(self, line: str) -> list[str]:
         tokens = line.replace(";", " ; ").split()
         verb, rest = tokens[0], tokens[1:]
+        self.identity = ""
+        if verb in ("put", "del", "txn"):
+            names = [t for t in rest if t.startswith("as=")]
+            rest = [t for t in rest if not t.startswith("as=")]
+            if len(names) > 1:
+                raise ScenarioError("one as=NAME per write")
+            self.identity = names[0][3:] if names else ""
         try:
             return self._dispatch(verb, rest)
         except errors.McpError as err:
@@ -389,6 +400,7 @@ class Interpreter:
         return [show_status(self.store)]
 
     def _apply(self, request: raft.InternalRequest) -> list[str]:
+        request.identity = self.identity
         return show_applied(self.store.apply(request))
 
 

@@ -838,7 +838,7 @@ def test_duplicate_put_is_not_reapplied() -> None:
     store = Store()
     first = store.apply(put("/a", "1", request_id="r1"))
     store.apply(put("/b", "1"))
-    retry = store.apply(put("/a", "2", request_id="r1"))
+    retry = store.apply(put("/a", "1", request_id="r1"))
     assert (first.duplicate, retry.duplicate) == (False, True)
     assert retry.revision == first.revision == 1
     assert retry.written is None
@@ -865,13 +865,13 @@ def test_duplicate_txn_replays_succeeded_and_revision() -> None:
     store = Store()
     create_only = [cmp("/a", kv.Compare.VERSION, kv.Compare.EQUAL, 0)]
     first = store.apply(txn(create_only, [op_put("/a", "1")], request_id="t1"))
-    retry = store.apply(txn(create_only, [op_put("/a", "2")], request_id="t1"))
+    retry = store.apply(txn(create_only, [op_put("/a", "1")], request_id="t1"))
     assert isinstance(retry.result, kv.TxnResponse)
     assert retry.duplicate and retry.result.succeeded
     assert retry.revision == first.revision == 1
     assert store.revision == 1
     failed = store.apply(txn(create_only, [op_put("/a", "3")], request_id="t2"))
-    failed_retry = store.apply(txn(request_id="t2"))
+    failed_retry = store.apply(txn(create_only, [op_put("/a", "3")], request_id="t2"))
     assert isinstance(failed.result, kv.TxnResponse) and not failed.result.succeeded
     assert isinstance(failed_retry.result, kv.TxnResponse)
     assert failed_retry.duplicate and not failed_retry.result.succeeded
@@ -892,9 +892,9 @@ def test_dedupe_forgets_the_oldest_ids_past_its_bound() -> None:
     """Past dedupe_max ids, the oldest id is forgotten and would apply again."""
     store = Store(bounds=HistoryLimits(revisions_max=100, bytes_max=1 << 20, dedupe_max=2))
     apply_all(store, [put("/a", "1", request_id="r1"), put("/a", "2", request_id="r2")])
-    assert store.apply(put("/a", "x", request_id="r1")).duplicate
+    assert store.apply(put("/a", "1", request_id="r1")).duplicate
     store.apply(put("/a", "3", request_id="r3"))  # evicts r1
-    assert store.apply(put("/a", "x", request_id="r2")).duplicate
+    assert store.apply(put("/a", "2", request_id="r2")).duplicate
     again = store.apply(put("/a", "4", request_id="r1"))
     assert not again.duplicate
     assert again.revision == 4

@@ -2,10 +2,11 @@
 
 Hypothesis drives random sequences of puts (plain and compare-and-swap),
 deletes (key and prefix), txns, reads at the latest and at past revisions,
-explicit compactions, snapshot round trips and retried request ids. After
-every step the store must agree with the model: revision, compact revision,
-keys, the exact history entries (events with prev_kv), and the exact
-response of every request.
+explicit compactions, snapshot round trips and retried request ids (two
+identities share a few ids, so ids collide across clients and across
+different requests). After every step the store must agree with the model:
+revision, compact revision, keys, the exact history entries (events with
+prev_kv), and the exact response of every request.
 
 The model is deliberately naive: it keeps a full copy of the key/value dict
 for every revision, rebuilds each history entry from its own view of the
@@ -38,11 +39,14 @@ PREFIXES = [b"", b"/a", b"/a/", b"/b"]
 SPANS = [(k, False) for k in KEYS] + [(p, True) for p in PREFIXES]
 VALUES = [b"", b"1", b"2", b"x" * 200]
 REQUEST_IDS = ["", "", "r1", "r2", "r3", "r4", "r5"]
+# Two clients share the few ids: an id is per identity.
+IDENTITIES = ["alice", "bob"]
 
 keys = st.sampled_from(KEYS)
 spans = st.sampled_from(SPANS)
 values = st.sampled_from(VALUES)
 request_ids = st.sampled_from(REQUEST_IDS)
+identities = st.sampled_from(IDENTITIES)
 timestamps = st.integers(min_value=0, max_value=1_000)
 range_limits = st.sampled_from([0, 0, 1, 2])
 
@@ -149,8 +153,10 @@ class Model:
     snapshots: dict[int, dict[bytes, kv.KeyValue]] = field(default_factory=lambda: {0: {}})
     history: deque[raft.HistoryRevision] = field(default_factory=deque)
     history_bytes: int = 0
-    # request id -> (revision, txn succeeded, deleted count)
-    dedupe: OrderedDict[str, tuple[int, bool, int]] = field(default_factory=OrderedDict)
+    # (identity, request id) -> (the request, revision, txn succeeded, deleted count)
+    dedupe: OrderedDict[tuple[str, str], tuple[object, int, bool, int]] = field(
+        default_factory=OrderedDict
+    )
 
     # -- requests
     def apply(self, request: raft.InternalRequest) -> Expected | ExpectedError:
@@ -160,9 +166,15 @@ class Model:
             return self._compact(request.compaction.revision)
         assert which is not None
         op = request.put if which == "put" else getattr(request, which)
-        if op.request_id in self.dedupe:
-            return self._replay(which, *self.dedupe[op.request_id])
-        pending = raft.HistoryRevision(revision=self.revision + 1, ts_ms=request.ts_ms)
+        seen = self.dedupe.get((request.identity, op.request_id))
+        if op.request_id and seen is not None:
+            first, revision, succeeded, deleted = seen
+            if first != op:  # another request under a used id
+                return ExpectedError(self.revision, errors.InvalidArgument)
+            return self._replay(which, revision, succeeded, deleted)
+        pending = raft.HistoryRevision(
+            revision=self.revision + 1, ts_ms=request.ts_ms, identity=request.identity
+        )
         result: kv.PutResponse | kv.DeleteRangeResponse | kv.TxnResponse
         if which == "put":
             req = request.put
@@ -184,7 +196,14 @@ class Model:
         if op.request_id:
             succeeded = isinstance(result, kv.TxnResponse) and result.succeeded
             deleted = result.deleted if isinstance(result, kv.DeleteRangeResponse) else 0
-            self.dedupe[op.request_id] = (self.revision, succeeded, deleted)
+            first = type(op)()
+            first.CopyFrom(op)
+            self.dedupe[(request.identity, op.request_id)] = (
+                first,
+                self.revision,
+                succeeded,
+                deleted,
+            )
             while len(self.dedupe) > self.bounds.dedupe_max:
                 self.dedupe.popitem(last=False)
         return Expected(self.revision, result, written)
@@ -378,15 +397,31 @@ class StoreMachine(RuleBasedStateMachine):
         assert actual == expected
 
     # -- writes
-    @rule(key=keys, value=values, request_id=request_ids, prev_kv=st.booleans(), ts=timestamps)
-    def put(self, key: bytes, value: bytes, request_id: str, prev_kv: bool, ts: int) -> None:
+    @rule(
+        key=keys,
+        value=values,
+        request_id=request_ids,
+        prev_kv=st.booleans(),
+        ts=timestamps,
+        who=identities,
+    )
+    def put(
+        self, key: bytes, value: bytes, request_id: str, prev_kv: bool, ts: int, who: str
+    ) -> None:
         req = kv.PutRequest(key=key, value=value, request_id=request_id, prev_kv=prev_kv)
         validate.check_put(req, limits.VALUE_BYTES_MAX_DEFAULT)
-        self._apply(raft.InternalRequest(ts_ms=ts, put=req))
+        self._apply(raft.InternalRequest(ts_ms=ts, put=req, identity=who))
 
-    @rule(data=st.data(), key=keys, value=values, request_id=request_ids, ts=timestamps)
+    @rule(
+        data=st.data(),
+        key=keys,
+        value=values,
+        request_id=request_ids,
+        ts=timestamps,
+        who=identities,
+    )
     def put_if_mod(
-        self, data: st.DataObject, key: bytes, value: bytes, request_id: str, ts: int
+        self, data: st.DataObject, key: bytes, value: bytes, request_id: str, ts: int, who: str
     ) -> None:
         cur = self.model.kvs.get(key)
         mod = cur.mod_revision if cur else 0
@@ -396,14 +431,16 @@ class StoreMachine(RuleBasedStateMachine):
             key=key, value=value, request_id=request_id, expected_mod_revision=expected_mod
         )
         validate.check_put(req, limits.VALUE_BYTES_MAX_DEFAULT)
-        self._apply(raft.InternalRequest(ts_ms=ts, put=req))
+        self._apply(raft.InternalRequest(ts_ms=ts, put=req, identity=who))
 
-    @rule(span=spans, request_id=request_ids, prev_kv=st.booleans(), ts=timestamps)
-    def delete(self, span: tuple[bytes, bool], request_id: str, prev_kv: bool, ts: int) -> None:
+    @rule(span=spans, request_id=request_ids, prev_kv=st.booleans(), ts=timestamps, who=identities)
+    def delete(
+        self, span: tuple[bytes, bool], request_id: str, prev_kv: bool, ts: int, who: str
+    ) -> None:
         key, prefix = span
         req = kv.DeleteRangeRequest(key=key, prefix=prefix, prev_kv=prev_kv, request_id=request_id)
         validate.check_delete(req)
-        self._apply(raft.InternalRequest(ts_ms=ts, delete_range=req))
+        self._apply(raft.InternalRequest(ts_ms=ts, delete_range=req, identity=who))
 
     @rule(
         compare=st.lists(compares(), max_size=2),
@@ -411,6 +448,7 @@ class StoreMachine(RuleBasedStateMachine):
         failure=st.lists(request_ops(), max_size=3),
         request_id=request_ids,
         ts=timestamps,
+        who=identities,
     )
     def txn(
         self,
@@ -419,6 +457,7 @@ class StoreMachine(RuleBasedStateMachine):
         failure: list[kv.RequestOp],
         request_id: str,
         ts: int,
+        who: str,
     ) -> None:
         req = kv.TxnRequest(
             compare=compare,
@@ -427,7 +466,7 @@ class StoreMachine(RuleBasedStateMachine):
             request_id=request_id,
         )
         validate.check_txn(req, limits.VALUE_BYTES_MAX_DEFAULT)
-        self._apply(raft.InternalRequest(ts_ms=ts, txn=req))
+        self._apply(raft.InternalRequest(ts_ms=ts, txn=req, identity=who))
 
     @rule(ts=timestamps)
     def retry_last_write(self, ts: int) -> None:

@@ -50,6 +50,7 @@ from mcpctl.server.console.diff import display_text, line_diff
 from mcpctl.server.console.feed import Snapshot, StatusFeed, Stream, now_ms
 from mcpctl.server.metrics import RpcMetrics
 from mcpctl.server.node import Node
+from mcpctl.server.security import is_loopback_host
 
 log = structlog.get_logger("mcpctl.server.console")
 
@@ -204,11 +205,13 @@ class ConsoleApi:
     def admit(self, request: Request, method: str, req: Any, *, config_call: bool = False) -> None:
         """Authenticate, authorize and rate-limit, exactly as the gRPC servicers do."""
         guard: Any = self.config_guard if config_call else self.guard
-        identity = guard.check(_metadata(request), method, req)
+        identity = guard.authenticate(_metadata(request))
+        # Bound before admit: a refusal's log line names who was refused.
         auth.current_identity.set(identity)
         client = request.client
         auth.current_peer.set(f"http:{client.host}:{client.port}" if client else "http")
         structlog.contextvars.bind_contextvars(identity=identity.name)
+        guard.admit(identity, method, req)
 
     # -- cluster --------------------------------------------------------------------
     async def whoami(self, request: Request) -> Response:
@@ -557,10 +560,14 @@ class Hardening:
 
 
 def _loopback_host(scope: Scope) -> bool:
-    host = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"host"), "")
-    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
-    name = name.strip("[]").lower()
-    return name in ("localhost", "::1") or name.startswith("127.")
+    """Is the request's Host header ``localhost`` or a literal loopback address
+    (``127.0.0.1``, ``[::1]``), with an optional port? A *name* that merely looks
+    like one (``127.0.0.1.nip.io``, ``127.attacker.com``) is not: its owner can
+    rebind it to 127.0.0.1, and that is the attack this guard stops."""
+    hosts = [v.decode("latin-1") for k, v in scope["headers"] if k == b"host"]
+    if len(hosts) != 1:
+        return False
+    return is_loopback_host(hosts[0])
 
 
 def build_app(

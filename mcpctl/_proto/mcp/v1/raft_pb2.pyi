@@ -165,16 +165,28 @@ Global___HistoryRevision: _TypeAlias = HistoryRevision  # noqa: Y015
 
 @_typing.final
 class DedupeEntry(_message.Message):
+    """The first outcome of a write that carried a request id. Ids are per
+    identity: one client's id never answers another client's write.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     REVISION_FIELD_NUMBER: _builtins.int
     SUCCEEDED_FIELD_NUMBER: _builtins.int
     DELETED_FIELD_NUMBER: _builtins.int
+    IDENTITY_FIELD_NUMBER: _builtins.int
+    FINGERPRINT_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     revision: _builtins.int
     succeeded: _builtins.bool
     deleted: _builtins.int
+    identity: _builtins.str
+    """Who sent it (InternalRequest.identity)."""
+    fingerprint: _builtins.bytes
+    """A hash of the request (operation, keys, values, options): a retry must be
+    the same request; another request under a used id is refused.
+    """
     def __init__(
         self,
         *,
@@ -182,10 +194,12 @@ class DedupeEntry(_message.Message):
         revision: _builtins.int = ...,
         succeeded: _builtins.bool = ...,
         deleted: _builtins.int = ...,
+        identity: _builtins.str = ...,
+        fingerprint: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["deleted", b"deleted", "request_id", b"request_id", "revision", b"revision", "succeeded", b"succeeded"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deleted", b"deleted", "fingerprint", b"fingerprint", "identity", b"identity", "request_id", b"request_id", "revision", b"revision", "succeeded", b"succeeded"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
