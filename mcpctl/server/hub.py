@@ -25,6 +25,12 @@ messages per second stays bounded however many streams are open.
 A node that has not heard from a leader for longer than the election
 timeout ends every stream with UNAVAILABLE, so clients move to another node
 instead of waiting in silence.
+
+Seams (STYLE 16): the hub needs only ``HubRaft`` of the Raft node, and the
+loop's steps are plain methods (``open``, ``next_message``, ``progress``,
+``close``, ``check_leader(now)``) that ``stream`` and the leader monitor call;
+tests drive them by hand with a fake node (tests/hubfake.py), no threads and
+no sleeps.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol, TypeVar
 
 import structlog
 
@@ -43,13 +50,42 @@ from mcpctl._proto.mcp.v1 import kv_pb2 as kv
 from mcpctl._proto.mcp.v1 import raft_pb2 as raft
 from mcpctl._proto.mcp.v1 import watch_pb2 as watch
 from mcpctl.errors import McpError, ResourceExhausted, Unavailable
-from mcpctl.raft.adapter import RaftNode
 from mcpctl.server import auth
 from mcpctl.state import Applied, Store
 
 log = structlog.get_logger("mcpctl.server.hub")
 
+T = TypeVar("T")
 HeaderFn = Callable[[int], kv.ResponseHeader]
+ApplyListener = Callable[[Sequence[Applied]], None]
+ResetListener = Callable[[Store], None]
+# Hands a callback to the hub's loop from another thread (the loop's
+# ``call_soon_threadsafe``; tests collect the callbacks and run them by hand).
+Schedule = Callable[[Callable[[], None]], object]
+
+
+class HubStore(Protocol):
+    """What the hub needs of the replicated store (``StoreConsumer``)."""
+
+    # Called on the Raft tick thread after the store changed: the results of
+    # one Raft entry, or the store that a snapshot replaced it with.
+    on_applied: ApplyListener | None
+    on_reset: ResetListener | None
+
+    def read(self, fn: Callable[[Store], T]) -> T:
+        """``fn(store)`` under the store's lock, from any thread."""
+        ...
+
+
+class HubRaft(Protocol):
+    """What the hub needs of the Raft node (``RaftNode``)."""
+
+    @property
+    def consumer(self) -> HubStore: ...
+
+    def hears_leader(self) -> bool:
+        """A leader is known and was heard from within the election timeout."""
+        ...
 
 
 @dataclass(eq=False)
@@ -106,6 +142,7 @@ class HubLimits:
     messages_per_s: float = limits.WATCH_MESSAGES_PER_S
     per_identity_max: int = limits.WATCHES_PER_IDENTITY_MAX
     per_connection_max: int = limits.WATCHES_PER_CONNECTION_MAX
+    catchup_scan_max: int = limits.WATCH_CATCHUP_SCAN_MAX
 
 
 @dataclass
@@ -120,26 +157,19 @@ class HubStats:
 class WatchHub:
     def __init__(
         self,
-        raft_node: RaftNode,
+        raft_node: HubRaft,
         header: HeaderFn,
         *,
         leader_timeout_s: float,
         hub_limits: HubLimits | None = None,
     ) -> None:
-        lim = hub_limits or HubLimits()
         self._raft = raft_node
         self._header = header
         self._leader_timeout_s = leader_timeout_s
-        self._watchers_max = lim.watchers_max
-        self._queue_revisions_max = lim.queue_revisions_max
-        self._queue_bytes_max = lim.queue_bytes_max
-        self._message_bytes_max = lim.message_bytes_max
-        self._messages_per_s = lim.messages_per_s
-        self._per_identity_max = lim.per_identity_max
-        self._per_connection_max = lim.per_connection_max
+        self.limits = hub_limits or HubLimits()
         self._watchers: dict[int, Watcher] = {}
         self._ids = itertools.count(1)
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._schedule: Schedule | None = None
         self._monitor: asyncio.Task[None] | None = None
         self._no_leader_since: float | None = None
         self.stats = HubStats()
@@ -147,11 +177,15 @@ class WatchHub:
     # -- wiring ------------------------------------------------------------------
     def start(self) -> None:
         """Attach to the running loop and to the store's apply hooks."""
-        self._loop = asyncio.get_running_loop()
+        self.attach(asyncio.get_running_loop().call_soon_threadsafe)
+        self._monitor = asyncio.create_task(self._watch_leader())
+
+    def attach(self, schedule: Schedule) -> None:
+        """Take the store's apply hooks; ``schedule`` hands work to the hub's loop."""
+        self._schedule = schedule
         consumer = self._raft.consumer
         consumer.on_applied = self._on_applied
         consumer.on_reset = self._on_reset
-        self._monitor = asyncio.create_task(self._watch_leader())
 
     def stop(self) -> None:
         consumer = self._raft.consumer
@@ -169,12 +203,12 @@ class WatchHub:
     # -- tick thread ---------------------------------------------------------------
     def _on_applied(self, results: Sequence[Applied]) -> None:
         written = [a.written for a in results if a.written is not None]
-        if written and self._loop is not None:
-            self._loop.call_soon_threadsafe(self._publish, written)
+        if written and self._schedule is not None:
+            self._schedule(lambda: self._publish(written))
 
     def _on_reset(self, store: Store) -> None:
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._desync_all)
+        if self._schedule is not None:
+            self._schedule(self._desync_all)
 
     # -- loop ------------------------------------------------------------------------
     def _publish(self, entries: list[raft.HistoryRevision]) -> None:
@@ -197,8 +231,8 @@ class WatchHub:
                     continue
                 size = sum(ev.ByteSize() for ev in events)
                 if (
-                    len(w.queue) >= self._queue_revisions_max
-                    or w.queued_bytes + size > self._queue_bytes_max
+                    len(w.queue) >= self.limits.queue_revisions_max
+                    or w.queued_bytes + size > self.limits.queue_bytes_max
                 ):
                     # Slow: stop live delivery; catch up from history from here.
                     w.synced = False
@@ -224,40 +258,44 @@ class WatchHub:
     async def _watch_leader(self) -> None:
         while True:
             await asyncio.sleep(limits.WATCH_LEADER_CHECK_S)
-            ok = self._hears_leader()
-            now = time.monotonic()
-            if ok:
-                self._no_leader_since = None
-                continue
-            if self._no_leader_since is None:
-                self._no_leader_since = now
-            if now - self._no_leader_since < self._leader_timeout_s:
-                continue
-            if self._watchers:
-                log.warning("no leader; ending watch streams", streams=len(self._watchers))
-            for w in list(self._watchers.values()):
-                w.fail(
-                    Unavailable(
-                        f"this member has had no leader for over "
-                        f"{self._leader_timeout_s * 1000:.0f} ms; watch another member"
-                    )
+            self.check_leader(time.monotonic())
+
+    def check_leader(self, now: float) -> None:
+        """One check of the leader monitor: past the timeout without a leader, end every stream."""
+        if self._hears_leader():
+            self._no_leader_since = None
+            return
+        if self._no_leader_since is None:
+            self._no_leader_since = now
+        if now - self._no_leader_since < self._leader_timeout_s:
+            return
+        if self._watchers:
+            log.warning("no leader; ending watch streams", streams=len(self._watchers))
+        for w in list(self._watchers.values()):
+            w.fail(
+                Unavailable(
+                    f"this member has had no leader for over "
+                    f"{self._leader_timeout_s * 1000:.0f} ms; watch another member"
                 )
+            )
 
     # -- a stream ----------------------------------------------------------------------
-    def _register(self, req: watch.WatchRequest) -> tuple[Watcher, int]:
-        if len(self._watchers) >= self._watchers_max:
-            raise ResourceExhausted(f"too many watch streams on this member ({self._watchers_max})")
+    def open(self, req: watch.WatchRequest) -> tuple[Watcher, int]:
+        """Register a stream; its watcher and the member's revision now."""
+        lim = self.limits
+        if len(self._watchers) >= lim.watchers_max:
+            raise ResourceExhausted(f"too many watch streams on this member ({lim.watchers_max})")
         identity = auth.current_identity.get().name
         connection = auth.current_peer.get()
         per_identity = sum(1 for w in self._watchers.values() if w.identity == identity)
-        if per_identity >= self._per_identity_max:
+        if per_identity >= lim.per_identity_max:
             raise ResourceExhausted(
-                f"too many watch streams for {identity} ({self._per_identity_max})"
+                f"too many watch streams for {identity} ({lim.per_identity_max})"
             )
         per_connection = sum(1 for w in self._watchers.values() if w.connection == connection)
-        if connection and per_connection >= self._per_connection_max:
+        if connection and per_connection >= lim.per_connection_max:
             raise ResourceExhausted(
-                f"too many watch streams on one connection ({self._per_connection_max}); "
+                f"too many watch streams on one connection ({lim.per_connection_max}); "
                 "open another channel"
             )
         # Asked now, not through the monitor's flag: that one is up to
@@ -288,37 +326,49 @@ class WatchHub:
 
     async def stream(self, req: watch.WatchRequest) -> AsyncIterator[watch.WatchResponse]:
         """The messages of one watch stream; raises the error that ends it."""
-        w, current = self._register(req)
+        w, current = self.open(req)
         try:
             yield watch.WatchResponse(header=self._header(current), created=True)
             while True:
-                if w.error is not None:
-                    raise w.error
-                if w.queue:
-                    yield self._drain(w)
+                msg = self.next_message(w)
+                if msg is not None:
+                    yield msg
                     await self._pace()
                 elif not w.synced:
-                    msg = self._catch_up(w)
-                    if msg is not None:
-                        yield msg
-                        await self._pace()
-                    else:
-                        await asyncio.sleep(0)
+                    await asyncio.sleep(0)
                 else:
                     w.wake.clear()
                     try:
                         await asyncio.wait_for(w.wake.wait(), w.progress_interval_s)
                     except TimeoutError:
-                        yield self._progress(w)
+                        yield self.progress(w)
         finally:
-            self._watchers.pop(w.id, None)
+            self.close(w)
+
+    def next_message(self, w: Watcher) -> watch.WatchResponse | None:
+        """The stream's next message, if one is ready; raises the error that ends it.
+
+        None: nothing to send now. Call again after yielding to the loop while
+        ``w.synced`` is false (catch-up goes on); otherwise wait for ``w.wake``.
+        """
+        if w.error is not None:
+            raise w.error
+        if w.queue:
+            return self._drain(w)
+        if not w.synced:
+            return self._catch_up(w)
+        return None
+
+    def close(self, w: Watcher) -> None:
+        """The stream has ended: forget its watcher."""
+        self._watchers.pop(w.id, None)
 
     def _drain(self, w: Watcher) -> watch.WatchResponse:
         msg = watch.WatchResponse()
         size = 0
         while w.queue:
             revision, events, n = w.queue[0]
-            if msg.events and size + n > self._message_bytes_max:
+            if msg.events and size + n > self.limits.message_bytes_max:
                 break
             w.queue.popleft()
             w.queued_bytes -= n
@@ -339,11 +389,11 @@ class WatchHub:
             last = 0
             entries = store.history_since(w.next_revision)
             for scanned, entry in enumerate(entries):
-                if scanned >= limits.WATCH_CATCHUP_SCAN_MAX:
+                if scanned >= self.limits.catchup_scan_max:
                     break
                 events = w.select(entry)
                 n = sum(ev.ByteSize() for ev in events)
-                if msg.events and size + n > self._message_bytes_max:
+                if msg.events and size + n > self.limits.message_bytes_max:
                     break
                 msg.events.extend(events)
                 size += n
@@ -359,7 +409,7 @@ class WatchHub:
             return self._finish_catch_up(w, msg)
 
         try:
-            result: watch.WatchResponse | None = self._raft.consumer.read(step)
+            result = self._raft.consumer.read(step)
         except McpError as e:
             self.stats.compacted_ended += 1
             raise e
@@ -373,7 +423,8 @@ class WatchHub:
         self.stats.events_sent += len(msg.events)
         return msg
 
-    def _progress(self, w: Watcher) -> watch.WatchResponse:
+    def progress(self, w: Watcher) -> watch.WatchResponse:
+        """The bookmark an idle stream sends when its progress interval passes."""
         # In sync with an empty queue: every revision below next_revision has
         # been sent. Capped by the store's revision for a watch that starts in
         # the future (nothing between it and the start is owed).
@@ -381,7 +432,11 @@ class WatchHub:
         revision = max(w.sent_revision, min(w.next_revision - 1, current))
         return watch.WatchResponse(header=self._header(revision), progress=True)
 
+    def pace_s(self) -> float:
+        """How long a stream waits after each message (the message budget)."""
+        return len(self._watchers) / self.limits.messages_per_s
+
     async def _pace(self) -> None:
-        gap = len(self._watchers) / self._messages_per_s
+        gap = self.pace_s()
         if gap >= 0.001:
             await asyncio.sleep(gap)

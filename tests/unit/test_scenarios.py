@@ -1,6 +1,9 @@
-"""Scenario tests for the store: directives and golden output in tests/scenarios/*.txt.
+"""Scenario tests for the store and the watch hub: directives and golden output
+in tests/scenarios/*.txt.
 
-Each file is a script run against one fresh ``Store``. The interpreter
+Each file is a script run against one fresh ``Store`` (and, once a file
+uses the watch directives, a ``WatchHub`` on it, through the fake Raft node
+of tests/hubfake.py). The interpreter
 renders what every directive returns; the test fails when the rendering
 differs from the ``> `` lines recorded in the file. To accept new output,
 run with ``MCP_REWRITE_SCENARIOS=1`` (then read the diff: a golden file that
@@ -44,6 +47,28 @@ Directives
 ``status``
     Revision, compact revision, number of keys, revisions kept in history.
 
+Watch directives (``store`` starts over without a hub)
+``hub [queue=N] [queue-bytes=N] [message-bytes=N] [scan=N]``
+    Start a watch hub on the store with these limits (``HubLimits``
+    queue_revisions_max, queue_bytes_max, message_bytes_max,
+    catchup_scan_max; defaults: mcpctl.limits); its streams are forgotten
+    by the next ``hub``. The first ``watch`` starts one with the defaults.
+``watch NAME PREFIX [from=REV] [--key] [--prev-kv]``
+    Open a stream on every key under PREFIX (``--key``: on that key only),
+    from revision REV (default: the next one).
+``stall NAME``
+    The stream's client stops reading. A client that is not stalled reads
+    everything its stream sends after every directive: each write is
+    applied as one Raft entry and published to the hub before the next.
+``drain NAME``
+    The client reads everything the stream sends until it would wait (and
+    reads on from then); prints every message received since the last drain.
+``progress NAME``
+    The bookmark the (drained, idle) stream would send when its progress
+    interval passes.
+``stats``
+    The hub's counters.
+
 Output
 ------
 Every request is validated first, as the server does; a rejected request
@@ -61,6 +86,13 @@ is not applied. ``KV`` below is ``key=value@create/mod/version``.
   ``(none)`` when empty
 - snapshot-roundtrip and status: ``rev=R compact=C keys=N history=FIRST..LAST``
   (``history=none`` when empty); snapshot-roundtrip prefixes ``ok``.
+- hub: its limits; watch: ``created rev=R`` (the header revision);
+  stall: nothing
+- drain: per message ``message rev=R`` (the header revision), then its
+  events indented as in history-from; ``error: <kind>: <message>`` when the
+  stream ended; ``(none)`` when nothing came
+- progress: ``progress rev=R``
+- stats: ``streams=N slow=N compacted=N messages=N events=N``
 """
 
 from __future__ import annotations
@@ -75,7 +107,10 @@ import pytest
 from mcpctl import errors, limits, validate
 from mcpctl._proto.mcp.v1 import kv_pb2 as kv
 from mcpctl._proto.mcp.v1 import raft_pb2 as raft
+from mcpctl._proto.mcp.v1 import watch_pb2 as watch
+from mcpctl.server.hub import WatchHub
 from mcpctl.state import Applied, HistoryLimits, Store
+from tests.hubfake import FakeRaft, Reader, make_hub
 
 SCENARIOS_DIR = Path(__file__).resolve().parent.parent / "scenarios"
 REWRITE_ENV = "MCP_REWRITE_SCENARIOS"
@@ -311,6 +346,11 @@ def show_event(revision: int, ev: kv.Event) -> str:
     return f"{revision} del {ev.kv.key.decode('utf-8', 'replace')}{prev}"
 
 
+def show_message(msg: watch.WatchResponse) -> list[str]:
+    lines = [f"message rev={msg.header.revision}"]
+    return lines + [f"  {show_event(ev.kv.mod_revision, ev)}" for ev in msg.events]
+
+
 def show_status(store: Store) -> str:
     kept = [entry.revision for entry in store.history_since(store.compact_revision)]
     history = f"{kept[0]}..{kept[-1]}" if kept else "none"
@@ -325,8 +365,16 @@ class Interpreter:
 
     def __init__(self) -> None:
         self.bounds = HistoryLimits()
-        self.store = Store(bounds=self.bounds)
         self.identity = ""
+        self.node = FakeRaft(self.bounds)
+        self.hub: WatchHub | None = None
+        self.readers: dict[str, Reader] = {}
+        self.stalled: set[str] = set()
+        self.drained: dict[str, int] = {}  # messages already printed, per stream
+
+    @property
+    def store(self) -> Store:
+        return self.node.store
 
     def run(self, line: str) -> list[str]:
         tokens = line.replace(";", " ; ").split()
@@ -342,6 +390,15 @@ class Interpreter:
             return self._dispatch(verb, rest)
         except errors.McpError as err:
             return show_error(err)
+        finally:
+            self._deliver()
+
+    def _deliver(self) -> None:
+        """The hub's loop catches up, then every client that reads takes what it is sent."""
+        self.node.run_loop()
+        for name, reader in self.readers.items():
+            if name not in self.stalled:
+                reader.read()
 
     def _dispatch(self, verb: str, rest: list[str]) -> list[str]:
         value_max = limits.VALUE_BYTES_MAX_DEFAULT
@@ -367,7 +424,7 @@ class Interpreter:
         if verb == "compact":
             req = kv.CompactionRequest(revision=int(_one(rest)))
             validate.check_compaction(req)
-            applied = self.store.apply(raft.InternalRequest(compaction=req))
+            applied = self.node.apply(raft.InternalRequest(compaction=req))[0]
             if isinstance(applied.result, errors.McpError):
                 return show_error(applied.result)
             return [f"rev={applied.revision} compact={self.store.compact_revision}"]
@@ -380,12 +437,88 @@ class Interpreter:
             return events or ["(none)"]
         if verb == "snapshot-roundtrip":
             data = self.store.to_bytes()
-            self.store = Store.from_bytes(data, self.bounds)
+            self.node.install(Store.from_bytes(data, self.bounds))
             assert self.store.to_bytes() == data, "snapshot round trip changed the bytes"
             return [f"ok {show_status(self.store)}"]
         if verb == "status":
             return [show_status(self.store)]
+        if verb in {"hub", "watch", "stall", "drain", "progress", "stats"}:
+            return self._hub_directive(verb, rest)
         raise ScenarioError(f"unknown directive {verb!r}")
+
+    # ------------------------------------------------------------------ watch
+    def _hub_directive(self, verb: str, rest: list[str]) -> list[str]:
+        if verb == "hub":
+            return self._new_hub(rest)
+        hub = self.hub
+        if hub is None:
+            self._new_hub([])
+            hub = self.hub
+        assert hub is not None
+        if verb == "watch":
+            args = parse_args(rest, 2, {"from", "--key", "--prev-kv"})
+            name, key = args.positional
+            if name in self.readers:
+                raise ScenarioError(f"stream {name!r} is already open")
+            self.readers[name] = reader = Reader.open(
+                hub,
+                key,
+                prefix="--key" not in args.flags,
+                start_revision=args.int_option("from") or 0,
+                prev_kv="--prev-kv" in args.flags,
+            )
+            self.drained[name] = 0
+            return [f"created rev={reader.created_revision}"]
+        if verb == "stats":
+            st = hub.stats
+            return [
+                f"streams={hub.watchers} slow={st.slow_marked} compacted={st.compacted_ended} "
+                f"messages={st.messages_sent} events={st.events_sent}"
+            ]
+        name = _one(rest)
+        if name not in self.readers:
+            raise ScenarioError(f"no stream {name!r}")
+        reader = self.readers[name]
+        if verb == "stall":
+            self.stalled.add(name)
+            return []
+        if verb == "progress":
+            if name in self.stalled or reader.watcher.queue or not reader.watcher.synced:
+                raise ScenarioError(f"progress: drain {name!r} first")
+            return [f"progress rev={hub.progress(reader.watcher).header.revision}"]
+        assert verb == "drain"
+        self.stalled.discard(name)
+        reader.read()
+        fresh = reader.received[self.drained[name] :]
+        self.drained[name] = len(reader.received)
+        lines = [line for msg in fresh for line in show_message(msg)]
+        if reader.error is not None:
+            lines += show_error(reader.error)
+            del self.readers[name]
+        return lines or ["(none)"]
+
+    def _new_hub(self, rest: list[str]) -> list[str]:
+        names = {
+            "queue": "queue_revisions_max",
+            "queue-bytes": "queue_bytes_max",
+            "message-bytes": "message_bytes_max",
+            "scan": "catchup_scan_max",
+        }
+        fields: dict[str, int] = {}
+        for token in rest:
+            name, _, value = token.partition("=")
+            if name not in names:
+                raise ScenarioError(f"unknown hub option {token!r}")
+            fields[names[name]] = int(value)
+        if self.hub is not None:
+            self.hub.stop()
+        self.hub = make_hub(self.node, **fields)
+        self.readers, self.stalled, self.drained = {}, set(), {}
+        lim = self.hub.limits
+        return [
+            f"queue={lim.queue_revisions_max} queue-bytes={lim.queue_bytes_max} "
+            f"message-bytes={lim.message_bytes_max} scan={lim.catchup_scan_max}"
+        ]
 
     def _new_store(self, rest: list[str]) -> list[str]:
         names = {"revisions": "revisions_max", "bytes": "bytes_max", "dedupe": "dedupe_max"}
@@ -396,12 +529,15 @@ class Interpreter:
                 raise ScenarioError(f"unknown store option {token!r}")
             fields[names[name]] = int(value)
         self.bounds = HistoryLimits(**fields)
-        self.store = Store(bounds=self.bounds)
+        if self.hub is not None:
+            self.hub.stop()
+        self.node = FakeRaft(self.bounds)
+        self.hub, self.readers, self.stalled, self.drained = None, {}, set(), {}
         return [show_status(self.store)]
 
     def _apply(self, request: raft.InternalRequest) -> list[str]:
         request.identity = self.identity
-        return show_applied(self.store.apply(request))
+        return show_applied(self.node.apply(request)[0])
 
 
 def _one(rest: list[str]) -> str:
@@ -435,6 +571,7 @@ def test_scenario_files_exist() -> None:
     """The scenario suite is not silently empty."""
     names = {path.stem for path in SCENARIOS}
     expected = {"basics", "txn", "history_and_compaction", "dedupe", "prefix_ranges", "snapshot"}
+    expected |= {"watch_atomic_order", "watch_slow_catch_up", "watch_compaction_while_stalled"}
     assert expected <= names
 
 
