@@ -3,7 +3,9 @@
 One ``mcpctl serve`` process per node (gRPC on PORT.., Raft on RAFT_PORT..),
 configs and a random cluster secret written under ``--data-dir`` (kept, so the
 same directory keeps the data across restarts), node logs in
-``DATA_DIR/NAME/node.log``. Prints the endpoints, then one ready line once
+``DATA_DIR/NAME/node.log`` and each running node's pid in ``DATA_DIR/NAME/node.pid``
+(so ``kill -9 $(cat .mcp-dev/n1/node.pid)`` hits this cluster's n1 and nothing
+else on the host). Prints the endpoints, then one ready line once
 every node answers a linearizable read. A node that dies is restarted (at
 most ``RESTARTS_MAX`` times); Ctrl-C or SIGTERM stops every node.
 """
@@ -115,6 +117,7 @@ class _Supervisor:
             stdin=subprocess.DEVNULL,
         )
         log.close()
+        _pid_file(cfg).write_text(f"{self.procs[cfg].pid}\n")
 
     def check(self) -> int | None:
         """Restart dead nodes; returns an exit code when the cluster cannot go on."""
@@ -126,6 +129,7 @@ class _Supervisor:
             if code == 0:
                 print(f"node {name} stopped (exit 0); not restarting", flush=True)
                 del self.procs[cfg]
+                _pid_file(cfg).unlink(missing_ok=True)
                 continue
             if code == Exit.USAGE:
                 tail = _last_line(cfg.parent / "node.log")
@@ -151,6 +155,13 @@ class _Supervisor:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        for cfg in self.procs:
+            _pid_file(cfg).unlink(missing_ok=True)
+
+
+def _pid_file(cfg: Path) -> Path:
+    """Where a node's pid is kept while it runs (next to its node.yaml)."""
+    return cfg.parent / "node.pid"
 
 
 def _describe(code: int) -> str:
