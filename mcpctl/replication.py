@@ -423,6 +423,9 @@ class RaftStatus:
     connected: dict[str, bool] = field(default_factory=dict)
     # All voters (addresses), this member included.
     members: tuple[str, ...] = ()
+    # This member has applied at least everything it had applied before it
+    # (re)started (RaftNode._check_restored): until then it serves no reads.
+    restored: bool = False
 
 
 ApplyListener = Callable[[Sequence[Applied]], None]
@@ -603,6 +606,9 @@ class RaftNode:
         self._handshakes: dict[Any, float] = {}
         self._rebind_at = 0.0
         self._keepalive_at = 0.0
+        # Tick thread only: the last log index seen on the first tick, and the latch.
+        self._restore_floor: int | None = None
+        self._restored = False
         logging.getLogger("pysyncobj.syncobj").addHandler(self._watchdog)
         conf = SyncObjConf(
             bindAddress=settings.bind_address,
@@ -772,9 +778,10 @@ class RaftNode:
             )
         commit_index = int(st["commit_idx"])
         applied_index = int(st["last_applied"])
+        term = int(st["raft_term"])
         status = RaftStatus(
             role=role,
-            term=int(st["raft_term"]),
+            term=term,
             leader=leader.address if leader is not None else None,
             commit_index=commit_index,
             applied_index=applied_index,
@@ -790,9 +797,47 @@ class RaftNode:
             peers=peers,
             connected=connected,
             members=tuple(sorted([self.settings.self_address, *connected])),
+            restored=self._check_restored(last_log_index, applied_index, term),
         )
         self._log_changes(self._status, status)
         return status
+
+    def _check_restored(self, last_log_index: int, applied_index: int, term: int) -> bool:
+        """Whether this member has applied all it had applied before it (re)started.
+
+        PySyncObj saves the commit index once per second, so a member killed
+        and started again replays its journal only up to a commit index up
+        to a second old, and applies the rest once a leader tells it the
+        commit index: a read served meanwhile would be older than one it
+        served before the kill. Everything it had applied is in its snapshot
+        and journal, so it is restored once it has applied (a) up to the last
+        log index it found at start, or (b) when that tail is never committed
+        (a new leader dropped it), up to a commit index heard from the leader
+        since start whose entry is of the current term: that leader's log
+        holds every entry committed before its term (Raft's leader
+        completeness), and its commit index only grows. A latch: once
+        restored, lag is what ``apply_lag_s`` and the leader's view report.
+        """
+        if self._restored:
+            return True
+        if self._restore_floor is None:
+            self._restore_floor = last_log_index
+        if applied_index >= self._restore_floor:
+            self._restored = True
+        else:
+            # The commit index a leader sent (or this member set as leader) since
+            # start; None before: the one restored from disk proves nothing.
+            heard = self._sync._SyncObj__leaderCommitIndex
+            if heard is not None and 0 < heard <= applied_index:
+                entries = self._sync._SyncObj__getEntries(heard, 1)
+                self._restored = bool(entries) and int(entries[0][2]) == term
+        if self._restored:
+            log.info(
+                "restored: this member's data is at least what it had before it started",
+                applied_index=applied_index,
+                last_log_index_at_start=self._restore_floor,
+            )
+        return self._restored
 
     @staticmethod
     def _log_changes(previous: RaftStatus, status: RaftStatus) -> None:
