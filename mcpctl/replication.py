@@ -355,15 +355,21 @@ class RaftSettings:
 
 @dataclass(frozen=True, slots=True)
 class PeerProgress:
-    """A follower as its leader sees it (valid only in the leader's status)."""
+    """A follower as its leader sees it (valid only in the leader's status).
+
+    ``match_index``, ``entries_behind`` and ``lag_s`` are None (unknown) until
+    the follower has acknowledged something to this leader: PySyncObj sets
+    every match index to 0 when a leader is elected, which would read as
+    "the whole log behind" for a follower that is in fact up to date.
+    """
 
     address: str
-    match_index: int
+    match_index: int | None
     # Leader's last log index - match index.
-    entries_behind: int
+    entries_behind: int | None
     # How long ago the oldest entry this follower lacks was appended by the
     # leader (leader's clock); 0 when it has everything.
-    lag_s: float
+    lag_s: float | None
     # Seconds since the follower last answered the leader.
     contact_age_s: float
     connected: bool
@@ -400,6 +406,32 @@ class IndexClock:
         if i >= len(self._indexes):
             return 0.0
         return max(0.0, now - self._times[i])
+
+
+def peer_progress(
+    clock: IndexClock,
+    address: str,
+    match_index: int,
+    last_log_index: int,
+    now: float,
+    *,
+    contact_age_s: float,
+    connected: bool,
+) -> PeerProgress:
+    """A follower's progress from the leader's match index; unknown while it is 0.
+
+    0 is what PySyncObj starts a follower at (on election, on a member added);
+    a real acknowledgement is at least 1, as every log starts with entry 1.
+    """
+    known = match_index > 0
+    return PeerProgress(
+        address=address,
+        match_index=match_index if known else None,
+        entries_behind=max(0, last_log_index - match_index) if known else None,
+        lag_s=clock.age_after(match_index, now) if known else None,
+        contact_age_s=contact_age_s,
+        connected=connected,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -766,11 +798,12 @@ class RaftNode:
             raw_now = raft_clock()
             responses = {n.address: t for n, t in sync._SyncObj__lastResponseTime.items()}
             peers = tuple(
-                PeerProgress(
-                    address=address,
-                    match_index=m,
-                    entries_behind=max(0, last_log_index - m),
-                    lag_s=self._index_clock.age_after(m, now),
+                peer_progress(
+                    self._index_clock,
+                    address,
+                    m,
+                    last_log_index,
+                    now,
                     contact_age_s=raw_now - responses.get(address, raw_now),
                     connected=connected.get(address, False),
                 )
