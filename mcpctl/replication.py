@@ -957,17 +957,25 @@ class RaftNode:
         """If leader, hand leadership to the most caught-up follower (Raft TimeoutNow).
 
         Best effort, for a graceful stop: returns True once another member
-        leads (or this one was not leading), False when the wait ran out.
+        leads (or this one was not leading, or no other member is connected
+        any more), False when the wait ran out. Connections are checked on
+        every round, not only at the start: when the whole cluster stops at
+        once the followers are gone within ~0.1 s, and waiting the full
+        ``timeout_s`` for a hand-over nobody can take made every stop of a
+        whole cluster last that long.
         """
         if self._status.role != Role.LEADER:
             return True
-        if not any(self._status.connected.values()):
-            return True  # nobody to hand over to (e.g. a one-member cluster)
         deadline = time.monotonic() + timeout_s
         next_try = 0.0
         while time.monotonic() < deadline:
             st = self._status
             if st.role != Role.LEADER and st.leader not in (None, self.settings.self_address):
+                return True
+            if not any(st.connected.values()):
+                # Nobody to hand over to: a one-member cluster, or every other
+                # member stopped (or is stopping) too.
+                log.info("no other member connected; stopping without a leadership hand-over")
                 return True
             # PySyncObj refuses (silently) while no follower has the whole log:
             # ask again until one has caught up or time runs out.
