@@ -124,14 +124,21 @@ def hammer(node: NodeProc, obs: Observed, until: float, stop_when_caught_up: boo
 def test_member_restarted_after_kill_never_serves_an_older_revision(cluster: Cluster) -> None:
     """kill -9 a follower right after a burst, start it again: from the moment its
     port opens, every serializable read it answers and every SERVING health
-    answer is at or above the revision it served before the kill."""
+    answer is at or above the revision it served before the kill. The leader
+    is paused meanwhile, so the restarted member hears no commit index until
+    the other follower wins an election (otherwise the leader often reaches
+    it before its port opens, and the stale window is not seen)."""
     leader = cluster.leader()
     victim = next(n for n in cluster.nodes if n is not leader)
     with writing(cluster):
         served = read_then_kill(cluster, victim)
-    cluster.start(victim)
-    obs = Observed(served)
-    hammer(victim, obs, time.monotonic() + CATCH_UP_TIMEOUT_S, stop_when_caught_up=True)
+    cluster.pause(leader)
+    try:
+        cluster.start(victim)
+        obs = Observed(served)
+        hammer(victim, obs, time.monotonic() + CATCH_UP_TIMEOUT_S, stop_when_caught_up=True)
+    finally:
+        cluster.resume(leader)
     assert not obs.stale, (obs.stale[:5], obs)
     assert obs.caught_up() and obs.serving_health, obs
 
