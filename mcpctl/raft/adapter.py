@@ -355,15 +355,21 @@ class RaftSettings:
 
 @dataclass(frozen=True, slots=True)
 class PeerProgress:
-    """A follower as its leader sees it (valid only in the leader's status)."""
+    """A follower as its leader sees it (valid only in the leader's status).
+
+    ``match_index``, ``entries_behind`` and ``lag_s`` are None (unknown) until
+    the follower has acknowledged something to this leader: PySyncObj sets
+    every match index to 0 when a leader is elected, which would read as
+    "the whole log behind" for a follower that is in fact up to date.
+    """
 
     address: str
-    match_index: int
+    match_index: int | None
     # Leader's last log index - match index.
-    entries_behind: int
+    entries_behind: int | None
     # How long ago the oldest entry this follower lacks was appended by the
     # leader (leader's clock); 0 when it has everything.
-    lag_s: float
+    lag_s: float | None
     # Seconds since the follower last answered the leader.
     contact_age_s: float
     connected: bool
@@ -402,6 +408,32 @@ class IndexClock:
         return max(0.0, now - self._times[i])
 
 
+def peer_progress(
+    clock: IndexClock,
+    address: str,
+    match_index: int,
+    last_log_index: int,
+    now: float,
+    *,
+    contact_age_s: float,
+    connected: bool,
+) -> PeerProgress:
+    """A follower's progress from the leader's match index; unknown while it is 0.
+
+    0 is what PySyncObj starts a follower at (on election, on a member added);
+    a real acknowledgement is at least 1, as every log starts with entry 1.
+    """
+    known = match_index > 0
+    return PeerProgress(
+        address=address,
+        match_index=match_index if known else None,
+        entries_behind=max(0, last_log_index - match_index) if known else None,
+        lag_s=clock.age_after(match_index, now) if known else None,
+        contact_age_s=contact_age_s,
+        connected=connected,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class RaftStatus:
     """One consistent copy of the Raft state, taken on the tick thread."""
@@ -423,6 +455,9 @@ class RaftStatus:
     connected: dict[str, bool] = field(default_factory=dict)
     # All voters (addresses), this member included.
     members: tuple[str, ...] = ()
+    # This member has applied at least everything it had applied before it
+    # (re)started (RaftNode._check_restored): until then it serves no reads.
+    restored: bool = False
 
 
 ApplyListener = Callable[[Sequence[Applied]], None]
@@ -603,6 +638,9 @@ class RaftNode:
         self._handshakes: dict[Any, float] = {}
         self._rebind_at = 0.0
         self._keepalive_at = 0.0
+        # Tick thread only: the last log index seen on the first tick, and the latch.
+        self._restore_floor: int | None = None
+        self._restored = False
         logging.getLogger("pysyncobj.syncobj").addHandler(self._watchdog)
         conf = SyncObjConf(
             bindAddress=settings.bind_address,
@@ -760,11 +798,12 @@ class RaftNode:
             raw_now = raft_clock()
             responses = {n.address: t for n, t in sync._SyncObj__lastResponseTime.items()}
             peers = tuple(
-                PeerProgress(
-                    address=address,
-                    match_index=m,
-                    entries_behind=max(0, last_log_index - m),
-                    lag_s=self._index_clock.age_after(m, now),
+                peer_progress(
+                    self._index_clock,
+                    address,
+                    m,
+                    last_log_index,
+                    now,
                     contact_age_s=raw_now - responses.get(address, raw_now),
                     connected=connected.get(address, False),
                 )
@@ -772,9 +811,10 @@ class RaftNode:
             )
         commit_index = int(st["commit_idx"])
         applied_index = int(st["last_applied"])
+        term = int(st["raft_term"])
         status = RaftStatus(
             role=role,
-            term=int(st["raft_term"]),
+            term=term,
             leader=leader.address if leader is not None else None,
             commit_index=commit_index,
             applied_index=applied_index,
@@ -790,9 +830,47 @@ class RaftNode:
             peers=peers,
             connected=connected,
             members=tuple(sorted([self.settings.self_address, *connected])),
+            restored=self._check_restored(last_log_index, applied_index, term),
         )
         self._log_changes(self._status, status)
         return status
+
+    def _check_restored(self, last_log_index: int, applied_index: int, term: int) -> bool:
+        """Whether this member has applied all it had applied before it (re)started.
+
+        PySyncObj saves the commit index once per second, so a member killed
+        and started again replays its journal only up to a commit index up
+        to a second old, and applies the rest once a leader tells it the
+        commit index: a read served meanwhile would be older than one it
+        served before the kill. Everything it had applied is in its snapshot
+        and journal, so it is restored once it has applied (a) up to the last
+        log index it found at start, or (b) when that tail is never committed
+        (a new leader dropped it), up to a commit index heard from the leader
+        since start whose entry is of the current term: that leader's log
+        holds every entry committed before its term (Raft's leader
+        completeness), and its commit index only grows. A latch: once
+        restored, lag is what ``apply_lag_s`` and the leader's view report.
+        """
+        if self._restored:
+            return True
+        if self._restore_floor is None:
+            self._restore_floor = last_log_index
+        if applied_index >= self._restore_floor:
+            self._restored = True
+        else:
+            # The commit index a leader sent (or this member set as leader) since
+            # start; None before: the one restored from disk proves nothing.
+            heard = self._sync._SyncObj__leaderCommitIndex
+            if heard is not None and 0 < heard <= applied_index:
+                entries = self._sync._SyncObj__getEntries(heard, 1)
+                self._restored = bool(entries) and int(entries[0][2]) == term
+        if self._restored:
+            log.info(
+                "restored: this member's data is at least what it had before it started",
+                applied_index=applied_index,
+                last_log_index_at_start=self._restore_floor,
+            )
+        return self._restored
 
     @staticmethod
     def _log_changes(previous: RaftStatus, status: RaftStatus) -> None:
@@ -879,17 +957,25 @@ class RaftNode:
         """If leader, hand leadership to the most caught-up follower (Raft TimeoutNow).
 
         Best effort, for a graceful stop: returns True once another member
-        leads (or this one was not leading), False when the wait ran out.
+        leads (or this one was not leading, or no other member is connected
+        any more), False when the wait ran out. Connections are checked on
+        every round, not only at the start: when the whole cluster stops at
+        once the followers are gone within ~0.1 s, and waiting the full
+        ``timeout_s`` for a hand-over nobody can take made every stop of a
+        whole cluster last that long.
         """
         if self._status.role != Role.LEADER:
             return True
-        if not any(self._status.connected.values()):
-            return True  # nobody to hand over to (e.g. a one-member cluster)
         deadline = time.monotonic() + timeout_s
         next_try = 0.0
         while time.monotonic() < deadline:
             st = self._status
             if st.role != Role.LEADER and st.leader not in (None, self.settings.self_address):
+                return True
+            if not any(st.connected.values()):
+                # Nobody to hand over to: a one-member cluster, or every other
+                # member stopped (or is stopping) too.
+                log.info("no other member connected; stopping without a leadership hand-over")
                 return True
             # PySyncObj refuses (silently) while no follower has the whole log:
             # ask again until one has caught up or time runs out.

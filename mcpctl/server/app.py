@@ -127,12 +127,18 @@ async def create_server(
 
 
 async def _report_health(node: Node, health: Any) -> None:
-    """grpc.health.v1: SERVING only with a known leader and everything committed applied."""
+    """grpc.health.v1: SERVING only with a known leader, everything committed applied,
+    and at least what this member had applied before it started (``restored``)."""
     serving_before: bool | None = None
     names = ["", *(s.full_name for s in (*SERVICES, *EXTRA_SERVICES))]
     while True:
         st = node.raft.status
-        serving = node.raft.hears_leader() and st.applied_index >= st.commit_index and st.ready
+        serving = (
+            node.raft.hears_leader()
+            and st.applied_index >= st.commit_index
+            and st.ready
+            and st.restored
+        )
         if serving != serving_before:
             status = (
                 health_pb2.HealthCheckResponse.SERVING

@@ -83,8 +83,9 @@ class NodeCollector(Collector):
         )
         for p in st.peers:
             name = self._node.peers.name_of(p.address)
-            behind.add_metric([name], p.entries_behind)
-            lag.add_metric([name], p.lag_s)
+            if p.entries_behind is not None and p.lag_s is not None:  # else unknown yet
+                behind.add_metric([name], p.entries_behind)
+                lag.add_metric([name], p.lag_s)
             contact.add_metric([name], p.contact_age_s)
         yield behind
         yield lag

@@ -38,6 +38,8 @@ T = TypeVar("T")
 # A voter counts as reachable for membership checks when it answered the
 # leader within this long (or the election timeout, if longer).
 MEMBER_FRESH_S = 3.0
+# What the status messages say for a number nobody knows (documented: -1).
+UNKNOWN = -1
 # Backups stream in chunks of this size.
 SNAPSHOT_CHUNK_BYTES = 1024 * 1024
 # On removal, how long the leader waits for the member to receive its tombstone
@@ -95,6 +97,14 @@ class Node:
         result: T = self.raft.consumer.read(fn)
         return result
 
+    def _check_restored(self) -> None:
+        """Reads wait until this member has applied what it had before it started
+        (``RaftStatus.restored``): never a revision older than one it served."""
+        if not self.raft.status.restored:
+            raise Unavailable(
+                "this member is still restoring its data after a start; retry another member"
+            )
+
     def header(self, revision: int | None = None) -> kv.ResponseHeader:
         if revision is None:
             revision = self.read(lambda s: s.revision)
@@ -118,6 +128,7 @@ class Node:
     # -- KV ----------------------------------------------------------------
     async def range(self, req: kv.RangeRequest, timeout_s: float) -> kv.RangeResponse:
         validate.check_range(req)
+        self._check_restored()
         if not req.serializable:
             await self.proposer.fence(timeout_s)
 
@@ -153,6 +164,7 @@ class Node:
 
     async def history(self, req: kv.HistoryRequest, timeout_s: float) -> kv.HistoryResponse:
         validate.check_history(req)
+        self._check_restored()
         await self.proposer.fence(timeout_s)
         limit = req.limit or validate.HISTORY_LIMIT_DEFAULT
 
@@ -203,9 +215,9 @@ class Node:
                 cluster.PeerProgress(
                     member_name=self.peers.name_of(p.address),
                     raft_address=p.address,
-                    match_index=p.match_index,
-                    entries_behind=p.entries_behind,
-                    lag_ms=_ms(p.lag_s),
+                    match_index=_known(p.match_index),
+                    entries_behind=_known(p.entries_behind),
+                    lag_ms=_ms(p.lag_s) if p.lag_s is not None else UNKNOWN,
                     last_contact_ms=_ms(p.contact_age_s),
                     connected=p.connected,
                 )
@@ -242,6 +254,7 @@ class Node:
     # -- backup ------------------------------------------------------------------
     async def snapshot(self, timeout_s: float) -> AsyncIterator[cluster.SnapshotChunk]:
         """The whole store at one revision, after a linearizable fence, in chunks."""
+        self._check_restored()
         await self.proposer.fence(timeout_s)
 
         def take(store: Store) -> tuple[bytes, int]:
@@ -369,7 +382,7 @@ class Node:
         deadline = time.monotonic() + timeout_s
         while True:
             peer = next((p for p in self.raft.status.peers if p.address == address), None)
-            if peer is None or not peer.connected or peer.match_index >= wanted:
+            if peer is None or not peer.connected or (peer.match_index or 0) >= wanted:
                 return
             if time.monotonic() >= deadline:
                 raise Unavailable(
@@ -444,7 +457,8 @@ def combine_status(
 
     The leader is the reachable member that says it leads, at the highest
     term. Without one, what only a leader knows (entries behind, lag, last
-    contact) is -1 (unknown).
+    contact) is -1 (unknown); so are entries behind and lag of a member whose
+    match index the leader has not heard yet (right after an election).
     """
     leaders = [a for a in answers.values() if not isinstance(a, str) and a.role == "leader"]
     leader = max(leaders, key=lambda a: a.term) if leaders else None
@@ -473,9 +487,10 @@ def combine_status(
             row.last_contact_ms = 0
         elif m.name in progress:
             p = progress[m.name]
-            row.entries_behind = p.entries_behind + backlog
+            # -1: the leader has not heard this member's match index yet.
+            row.entries_behind = p.entries_behind + backlog if p.entries_behind >= 0 else UNKNOWN
             own_lag = answer.apply_lag_ms if not isinstance(answer, str) else 0
-            row.lag_ms = max(p.lag_ms, own_lag)
+            row.lag_ms = max(p.lag_ms, own_lag) if p.lag_ms >= 0 else UNKNOWN
             row.last_contact_ms = p.last_contact_ms
         else:
             row.entries_behind = row.lag_ms = row.last_contact_ms = -1
@@ -484,6 +499,10 @@ def combine_status(
 
 def _ms(seconds: float) -> int:
     return max(0, round(seconds * 1000))
+
+
+def _known(value: int | None) -> int:
+    return UNKNOWN if value is None else value
 
 
 def _audit(request: raft.InternalRequest, applied: Applied) -> None:

@@ -56,6 +56,9 @@ class PeerProgress(_message.Message):
     member_name: _builtins.str
     raft_address: _builtins.str
     match_index: _builtins.int
+    """-1 (here and in entries_behind, lag_ms): unknown, the leader has not
+    heard this follower's match index since it was elected.
+    """
     entries_behind: _builtins.int
     """Leader's last log index - match index."""
     lag_ms: _builtins.int
@@ -210,7 +213,8 @@ class MemberHealth(_message.Message):
     applied_index: _builtins.int
     entries_behind: _builtins.int
     """Entries it lacks (leader's view: leader's last log index - its match
-    index) plus its own committed-but-unapplied backlog. -1: unknown (no leader).
+    index) plus its own committed-but-unapplied backlog. -1: unknown (no
+    leader, or one that has not heard this member's match index yet).
     """
     lag_ms: _builtins.int
     """0 when it has applied everything the leader has; else how long ago the
