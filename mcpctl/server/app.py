@@ -27,7 +27,6 @@ from google.protobuf import message_factory
 from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health as grpc_health
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
 from mcpctl import auth, limits
 from mcpctl._proto.mcp.v1 import cluster_pb2, config_pb2, kv_pb2, watch_pb2
@@ -38,7 +37,7 @@ from mcpctl.node import Identity, Node
 from mcpctl.peers import MemberInfo, Peers
 from mcpctl.proposer import Proposer
 from mcpctl.replication import RaftNode, RaftSettings
-from mcpctl.server import security
+from mcpctl.server import reflection, security
 from mcpctl.server.errors import BadRequest, safe_deserializer
 from mcpctl.server.kv import ClusterServicer, KVServicer, WatchServicer
 from mcpctl.server.metrics import RpcMetrics, build_registry, serve_metrics
@@ -200,12 +199,9 @@ async def create_server(
     checked = DecodeChecked(server)
     health_pb2_grpc.add_HealthServicer_to_server(health or HealthServicer(), checked)
     names = [s.full_name for s in (*SERVICES, *EXTRA_SERVICES)]
-    names += [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME]
-    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
-        reflection.aio.ReflectionServicer(names),  # type: ignore[attr-defined]
-        checked,
-    )
-    if len(checked.registered) != 2:  # an older grpc that registers differently
+    names += [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name]
+    reflection.add_reflection(checked, names)  # v1 and v1alpha
+    if len(checked.registered) != 3:  # an older grpc that registers differently
         raise RuntimeError(f"health/reflection registration not seen: {checked.registered}")
     try:
         port = (
