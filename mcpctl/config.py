@@ -132,6 +132,10 @@ class RaftSettings(_Model):
 class ClusterSettings(_Model):
     name: Annotated[str, Field(min_length=1, max_length=64)] = "mcp"
     members: Annotated[list[Member], Field(min_length=1, max_length=15)]
+    # Makes the cluster id (and member ids) this cluster's own, like etcd's
+    # --initial-cluster-token: the same on every member, different per cluster.
+    # Unset: derived one-way from the secret (docs/configuration.md).
+    token: Annotated[str, Field(min_length=1, max_length=128)] | None = None
     # Encrypts and authenticates peer (Raft) traffic. Required.
     secret: SecretStr | None = None
     secret_file: Path | None = None

@@ -33,7 +33,7 @@ from mcpctl._proto.mcp.v1 import cluster_pb2, config_pb2, kv_pb2, watch_pb2
 from mcpctl.auth import Guard
 from mcpctl.config import NodeConfig
 from mcpctl.mcp.service import add_config_service
-from mcpctl.node import Identity, Node
+from mcpctl.node import Identity, Node, cluster_key
 from mcpctl.peers import MemberInfo, Peers
 from mcpctl.proposer import Proposer
 from mcpctl.replication import RaftNode, RaftSettings
@@ -358,7 +358,7 @@ def build_node(
         proposal_timeout_s=cfg.limits.proposal_timeout_ms / 1000,
         leader_wait_s=cfg.limits.leader_wait_ms / 1000,
     )
-    identity = Identity.of(cfg.cluster.name, cfg.name, [m.name for m in cfg.cluster.members])
+    identity = Identity.of(cfg.cluster.name, cfg.name, cluster_key(cfg.cluster.token, secret))
     node = Node(
         identity,
         raft_node,
