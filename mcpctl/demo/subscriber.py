@@ -95,7 +95,11 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    with Client(args.endpoints) as client:
+    try:
+        client = Client(args.endpoints)
+    except ValueError as e:  # an endpoint without a port, say
+        parser.error(str(e))
+    with client:
         while not done.is_set():
             try:
                 watcher = ConfigWatcher(
