@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any] | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import structlog
+
     from mcpctl.server import app, config, logs
 
     overrides = _overrides(args)
@@ -64,6 +67,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         cfg = config.load(args.config, overrides=overrides)
         logs.configure(cfg.log.level, cfg.log.format, node=cfg.name)
+        ignored = config.foreign_env(os.environ)
+        if ignored:  # names only: values such as MCP_API_KEY may be secrets
+            structlog.get_logger("mcpctl.server.config").debug(
+                "MCP_ variables that are no config keys left alone", variables=ignored
+            )
         return app.run(cfg)
     except (config.ConfigError, app.StartupError) as e:
         sys.stderr.write(f"mcpctl serve: {e}\n")

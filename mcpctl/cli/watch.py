@@ -1,9 +1,11 @@
 """``mcpctl watch KEY [--prefix] [--rev N] [--prev-kv]``: print changes as they happen.
 
 One event per line group (simple: type, key, value on three lines, like
-etcdctl) or one JSON object per line (``-w json``). The stream resumes on
-another endpoint from the last revision it printed when a member fails.
-Ctrl-C exits 0.
+etcdctl) or one JSON object per line (``-w json``). ``--timeout`` bounds the
+first connection (no endpoint reachable: exit at once; none answering: exit
+when it passes). Once watching, the stream resumes on another endpoint from
+the last revision it printed when a member fails, and gives up after
+``WATCH_RESUME_ATTEMPTS_MAX`` failed reopen attempts in a row. Ctrl-C exits 0.
 """
 
 from __future__ import annotations
@@ -14,11 +16,22 @@ import sys
 from types import FrameType
 from typing import Any
 
+from mcpctl import limits
 from mcpctl.cli.exitcodes import Exit
 
 
 def register(sub: Any, parent: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("watch", parents=[parent], help="print changes to a key or prefix")
+    p = sub.add_parser(
+        "watch",
+        parents=[parent],
+        help="print changes to a key or prefix",
+        description="Print changes to a key or prefix as they happen. --timeout bounds "
+        "the first connection only: with no endpoint reachable, watch exits at once; "
+        "with none answering, when the timeout passes. Once watching, a failed member "
+        "is left for another endpoint and the watch resumes from the last revision "
+        f"printed; after {limits.WATCH_RESUME_ATTEMPTS_MAX} failed reopen attempts in a "
+        "row (about 20 s of backoff) it exits with the last error.",
+    )
     p.add_argument("key")
     p.add_argument("--prefix", action="store_true", help="every key starting with KEY")
     p.add_argument("--rev", type=int, default=0, help="start at this revision (replay history)")
@@ -44,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
             start_revision=args.rev,
             prev_kv=args.prev_kv,
             progress_notify=args.progress,
+            connect_timeout_s=args.timeout,
         )
 
         def stop(signum: int, frame: FrameType | None) -> None:

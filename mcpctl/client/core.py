@@ -53,6 +53,27 @@ TOKEN_ENV = "MCPCTL_TOKEN"
 Resp = TypeVar("Resp")
 
 
+def check_endpoint(endpoint: str) -> str:
+    """``endpoint`` if it is ``host:port``; ``ValueError`` saying what is missing.
+
+    grpc would take ``garbage`` as a host name on its default port and fail
+    with a DNS error; the port is what is missing, so say that. A target with a
+    scheme (``unix:/path``, ``dns:///host:port``) is left to grpc.
+    """
+    host, sep, port = endpoint.rpartition(":")
+    if not sep or not port or endpoint.endswith("]"):
+        raise ValueError(
+            f"endpoint {endpoint!r} has no port: write host:port (e.g. 127.0.0.1:7101)"
+        )
+    if not host:
+        raise ValueError(
+            f"endpoint {endpoint!r} has no host: write host:port (e.g. 127.0.0.1:7101)"
+        )
+    if port.isdigit() and not 0 < int(port) <= 65535:
+        raise ValueError(f"endpoint {endpoint!r}: port {port} is not in 1..65535")
+    return endpoint
+
+
 def endpoints_from_env(value: str | None = None) -> list[str]:
     raw = value if value is not None else os.environ.get(ENDPOINTS_ENV, "")
     found = [e.strip() for e in raw.split(",") if e.strip()]
@@ -205,14 +226,27 @@ class WatchStream:
     (backoff with jitter, capped at ``CLIENT_BACKOFF_S_MAX``) and raises
     ``Compacted`` when the history it needs is gone. ``close()`` ends it
     from any thread.
+
+    ``connect_timeout_s`` (None: no bound) bounds only the first connection,
+    like one call of ``Client``: if no member has answered the watch by then,
+    ``DeadlineExceeded`` is raised, and when no endpoint takes a connection
+    at all the stream fails at once with ``Unavailable``. Once the first
+    answer arrived, reconnects follow the rule above.
     """
 
-    def __init__(self, client: Client, request: watchpb.WatchRequest) -> None:
+    def __init__(
+        self,
+        client: Client,
+        request: watchpb.WatchRequest,
+        *,
+        connect_timeout_s: float | None = None,
+    ) -> None:
         self._client = client
         self._request = request
         self.next_revision = request.start_revision  # 0 = from "now"
         self._call: Any = None
         self._closed = threading.Event()
+        self._connect_timeout_s = connect_timeout_s
 
     def close(self) -> None:
         self._closed.set()
@@ -228,19 +262,34 @@ class WatchStream:
 
     def __iter__(self) -> Iterator[WatchBatch]:
         failures = 0
+        refused = 0  # attempts in a row whose connection was never made
         backoff = limits.CLIENT_BACKOFF_S_MIN
         from mcpctl._proto.mcp.v1 import watch_pb2 as watchpb
 
+        connected = False  # a member has answered this stream once
+        last: McpError | None = None
+        timeout_s = self._connect_timeout_s
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
         while not self._closed.is_set():
             req = watchpb.WatchRequest()
             req.CopyFrom(self._request)
             req.start_revision = self.next_revision
             endpoint = self._client._endpoint()
+            # Until the first answer, the deadline cancels a call that hangs
+            # (an endpoint that takes the connection and never answers).
+            timer: threading.Timer | None = None
             try:
-                self._call = self._client._watch_stub(endpoint).Watch(
+                call = self._call = self._client._watch_stub(endpoint).Watch(
                     req, metadata=self._client._metadata
                 )
-                for msg in self._call:
+                if not connected and deadline is not None:
+                    timer = threading.Timer(max(0.0, deadline - time.monotonic()), call.cancel)
+                    timer.daemon = True
+                    timer.start()
+                for msg in call:
+                    if timer is not None:
+                        timer.cancel()
+                    connected = True
                     failures = 0
                     backoff = limits.CLIENT_BACKOFF_S_MIN
                     if msg.progress and msg.header.revision < self.next_revision - 1:
@@ -254,15 +303,42 @@ class WatchStream:
             except grpc.RpcError as e:
                 if self._closed.is_set():
                     return
-                err = _error(e)[0]
+                if not connected and deadline is not None and time.monotonic() >= deadline:
+                    # The timer cancelled this call: the error worth showing is the last one.
+                    raise self._no_answer(timeout_s, last) from None
+                err, from_server = _error(e)
+                last = err
                 if not isinstance(err, Unavailable | DeadlineExceeded | Internal):
                     raise err from None
+                refused = refused + 1 if _not_sent(err, from_server) else 0
+                if (
+                    deadline is not None
+                    and not connected
+                    and refused >= len(self._client.endpoints)
+                ):
+                    raise err from None  # nothing listens at any endpoint
+            finally:
+                if timer is not None:
+                    timer.cancel()
             failures += 1
             if failures >= limits.WATCH_RESUME_ATTEMPTS_MAX:
                 raise err
             self._client._current += 1
-            self._closed.wait(backoff * random.uniform(0.5, 1.0))
+            pause = backoff * random.uniform(0.5, 1.0)
+            if not connected and deadline is not None:
+                pause = min(pause, max(0.0, deadline - time.monotonic()))
+            self._closed.wait(pause)
             backoff = min(backoff * 2, limits.CLIENT_BACKOFF_S_MAX)
+            if not connected and deadline is not None and time.monotonic() >= deadline:
+                raise self._no_answer(timeout_s, last)
+
+    def _no_answer(self, timeout_s: float | None, last: McpError | None) -> DeadlineExceeded:
+        """The first connection did not come within ``connect_timeout_s``."""
+        return DeadlineExceeded(
+            f"no watch established within {timeout_s or 0:.1f}s "
+            f"from {', '.join(self._client.endpoints)}"
+            + (f" (last error: {last.message})" if last else "")
+        )
 
     def _advance(self, msg: watchpb.WatchResponse) -> WatchBatch:
         header = Header.of(msg.header)
@@ -337,7 +413,7 @@ class Client:
             endpoints = endpoints_from_env(endpoints)
         if not endpoints:
             raise ValueError("at least one endpoint is required")
-        self.endpoints = list(endpoints)
+        self.endpoints = [check_endpoint(e) for e in endpoints]
         self.timeout = timeout
         self.attempts_max = attempts_max
         self._channels: dict[str, grpc.Channel] = {}
@@ -403,6 +479,7 @@ class Client:
         backoff = limits.CLIENT_BACKOFF_S_MIN
         last: McpError | None = None
         unknown = False
+        refused = 0  # attempts in a row whose connection was never made
         for attempt in range(self.attempts_max):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -416,13 +493,20 @@ class Client:
                 raise err
             last = err
             # A transport failure after the request left may still have
-            # delivered it; only a refused connection or the node's own
+            # delivered it; only a connection never made or the node's own
             # "unavailable" answer proves a write was not applied.
+            not_sent = _not_sent(err, from_server)
             unknown = unknown or (
                 isinstance(err, OutcomeUnknown | DeadlineExceeded)
-                or (not from_server and "failed to connect" not in err.message)
+                or (not from_server and not not_sent)
             )
             self._current += 1
+            refused = refused + 1 if not_sent else 0
+            if refused >= len(self.endpoints):
+                # No endpoint took a connection, one after the other: nothing
+                # listens, and grpc's own reconnect backoff would only replay
+                # the same failure. One endpoint or three, fail now.
+                break
             if (attempt + 1) % len(self.endpoints) == 0:
                 pause = backoff * random.uniform(0.5, 1.0)  # jitter: spread retries out
                 time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
@@ -557,8 +641,11 @@ class Client:
         prev_kv: bool = False,
         progress_notify: bool = False,
         progress_interval_ms: int = 0,
+        connect_timeout_s: float | None = None,
     ) -> WatchStream:
-        """Changes to a key or prefix from ``start_revision`` (0 = from now on)."""
+        """Changes to a key or prefix from ``start_revision`` (0 = from now on).
+
+        ``connect_timeout_s`` bounds the first connection (see ``WatchStream``)."""
         from mcpctl._proto.mcp.v1 import watch_pb2 as watchpb
 
         req = watchpb.WatchRequest(
@@ -569,7 +656,7 @@ class Client:
             progress_notify=progress_notify,
             progress_interval_ms=progress_interval_ms,
         )
-        return WatchStream(self, req)
+        return WatchStream(self, req, connect_timeout_s=connect_timeout_s)
 
     # -- Cluster ---------------------------------------------------------------
     def _cluster_stub(self, endpoint: str) -> cluster_grpc.ClusterStub:
@@ -681,6 +768,20 @@ class Client:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+# How grpc says a call never reached a server: nothing listens (or the
+# connection attempt timed out), or the host name does not resolve.
+_NOT_SENT_MARKERS = ("failed to connect", "DNS resolution failed", "errors resolving")
+
+
+def _not_sent(err: McpError, from_server: bool) -> bool:
+    """The transport could not reach the endpoint: the request never left."""
+    return (
+        not from_server
+        and type(err) is Unavailable
+        and any(marker in err.message for marker in _NOT_SENT_MARKERS)
+    )
 
 
 def _error(e: grpc.RpcError) -> tuple[McpError, bool]:

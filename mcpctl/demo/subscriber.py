@@ -3,11 +3,12 @@
 ``python -m mcpctl.demo.subscriber [--endpoints A,B,C] [--prefix /mcp/models/]``
 
 Each key under the prefix is one model (``/mcp/models/<name>``) whose value
-is YAML or JSON with at least an ``endpoint`` (and optionally ``weight``).
-The table is kept live with a ``ConfigWatcher``: every change is logged the
-moment it arrives, and the table is printed again, without a restart.
-A value that does not parse is reported and the model keeps its last
-good entry.
+is YAML or JSON, validated with the same schema as ``mcpctl apply``
+(``mcpctl.mcp.schema.Model``: an http(s) ``endpoint``, optionally ``weight``
+and the other model fields). The table is kept live with a ``ConfigWatcher``:
+every change is logged the moment it arrives, and the table is printed again,
+without a restart. A value that does not parse or that the schema rejects is
+reported and the model keeps its last good entry.
 """
 
 from __future__ import annotations
@@ -17,33 +18,25 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass
 from types import FrameType
-
-import yaml
 
 from mcpctl.client import Client
 from mcpctl.client.watcher import Change, ConfigWatcher
-
-
-@dataclass(frozen=True)
-class Model:
-    name: str
-    endpoint: str
-    weight: int
+from mcpctl.errors import InvalidArgument
+from mcpctl.mcp import layout
+from mcpctl.mcp.schema import Model
 
 
 def parse_model(name: str, value: bytes) -> Model:
-    doc = yaml.safe_load(value.decode("utf-8"))
-    if isinstance(doc, str):
-        doc = {"endpoint": doc}
-    if not isinstance(doc, dict) or not isinstance(doc.get("endpoint"), str):
-        raise ValueError("expected a mapping with an 'endpoint' string")
-    weight = doc.get("weight", 1)
-    # bool is an int in Python, but YAML `weight: true` is not a weight.
-    if isinstance(weight, bool) or not isinstance(weight, int) or weight < 0:
-        raise ValueError("'weight' must be a non-negative integer")
-    return Model(name, doc["endpoint"], weight)
+    """The model ``name`` holds, checked exactly as ``apply`` checks it.
+
+    The value is decoded as the one model of a document stored under
+    ``/mcp/models/<name>`` (whatever ``--prefix`` is), so the key layout and
+    the schema are the ones ``mcpctl apply`` and ``export`` use.
+    ``InvalidArgument`` (or its ``SchemaError``) names the problem, never the value.
+    """
+    (model,) = layout.decode({layout.MODELS + name: value}).models
+    return model
 
 
 class RoutingTable:
@@ -59,8 +52,8 @@ class RoutingTable:
     def _put(self, name: str, value: bytes) -> None:
         try:
             model = parse_model(name, value)
-        except (ValueError, UnicodeDecodeError, yaml.YAMLError) as e:
-            reason = getattr(e, "problem", None) or str(e)
+        except InvalidArgument as e:
+            reason = "; ".join(line.strip() for line in e.message.splitlines())
             self._say(f"model {name}: invalid config ignored ({reason}); keeping the last good one")
             return
         with self.lock:
@@ -102,7 +95,11 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    with Client(args.endpoints) as client:
+    try:
+        client = Client(args.endpoints)
+    except ValueError as e:  # an endpoint without a port, say
+        parser.error(str(e))
+    with client:
         while not done.is_set():
             try:
                 watcher = ConfigWatcher(

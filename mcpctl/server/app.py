@@ -24,19 +24,18 @@ import grpc
 import structlog
 from grpc_health.v1 import health as grpc_health
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
 from mcpctl import limits
 from mcpctl._proto.mcp.v1 import cluster_pb2, config_pb2, kv_pb2, watch_pb2
 from mcpctl.raft.adapter import RaftNode, RaftSettings
-from mcpctl.server import auth, security
+from mcpctl.server import auth, reflection, security
 from mcpctl.server.auth import Guard
 from mcpctl.server.config import NodeConfig
 from mcpctl.server.hub import HubLimits, WatchHub
 from mcpctl.server.kv import ClusterServicer, KVServicer, WatchServicer
 from mcpctl.server.mcp_service import add_config_service
 from mcpctl.server.metrics import RpcMetrics, build_registry, serve_metrics
-from mcpctl.server.node import Identity, Node
+from mcpctl.server.node import Identity, Node, cluster_key
 from mcpctl.server.peers import MemberInfo, Peers
 from mcpctl.server.proposer import Proposer
 from mcpctl.server.registry import DecodeChecked, add_service
@@ -106,12 +105,9 @@ async def create_server(
     checked = DecodeChecked(server)
     health_pb2_grpc.add_HealthServicer_to_server(health or HealthServicer(), checked)
     names = [s.full_name for s in (*SERVICES, *EXTRA_SERVICES)]
-    names += [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME]
-    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
-        reflection.aio.ReflectionServicer(names),  # type: ignore[attr-defined]
-        checked,
-    )
-    if len(checked.registered) != 2:  # an older grpc that registers differently
+    names += [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name]
+    reflection.add_reflection(checked, names)  # v1 and v1alpha
+    if len(checked.registered) != 3:  # an older grpc that registers differently
         raise RuntimeError(f"health/reflection registration not seen: {checked.registered}")
     try:
         port = (
@@ -274,7 +270,7 @@ def build_node(
         proposal_timeout_s=cfg.limits.proposal_timeout_ms / 1000,
         leader_wait_s=cfg.limits.leader_wait_ms / 1000,
     )
-    identity = Identity.of(cfg.cluster.name, cfg.name, [m.name for m in cfg.cluster.members])
+    identity = Identity.of(cfg.cluster.name, cfg.name, cluster_key(cfg.cluster.token, secret))
     node = Node(
         identity,
         raft_node,

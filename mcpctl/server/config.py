@@ -8,6 +8,14 @@ the upper-cased key path with ``__`` between levels
 (``MCP_SERVER__LISTEN=0.0.0.0:7101``); their values are parsed as YAML, so
 numbers, booleans and lists work. Secrets may come from files (``*_file``).
 
+``MCP_`` is also the prefix of every Model Context Protocol tool's variables
+(``MCP_API_KEY``, ``MCP_SERVER_URL``), so a variable is read as config only
+when it is shaped like one of ours: its first segment is a top-level key
+(``MCP_NAME``, ``MCP_RAFT__...``), or it is a path (has ``__``). Those are
+checked like the file (``MCP_RAFT__HEARTBEAT`` and ``MCP_RAFTT__TICK_MS`` are
+refused); any other ``MCP_*`` variable is not ours and is ignored
+(``foreign_env`` names them, for a debug line).
+
 The effective configuration is logged once at start, with secrets redacted.
 """
 
@@ -124,6 +132,10 @@ class RaftSettings(_Model):
 class ClusterSettings(_Model):
     name: Annotated[str, Field(min_length=1, max_length=64)] = "mcp"
     members: Annotated[list[Member], Field(min_length=1, max_length=15)]
+    # Makes the cluster id (and member ids) this cluster's own, like etcd's
+    # --initial-cluster-token: the same on every member, different per cluster.
+    # Unset: derived one-way from the secret (docs/configuration.md).
+    token: Annotated[str, Field(min_length=1, max_length=128)] | None = None
     # Encrypts and authenticates peer (Raft) traffic. Required.
     secret: SecretStr | None = None
     secret_file: Path | None = None
@@ -380,11 +392,24 @@ def _yaml_limit(e: BaseException) -> str:
     return _first_line(e)
 
 
+def _is_config_env(name: str) -> bool:
+    """``name`` is meant as a config key: ``MCP_`` + a top-level key, or ``MCP_`` + a path."""
+    if not name.startswith(ENV_PREFIX) or name == ENV_PREFIX:
+        return False
+    path = name[len(ENV_PREFIX) :]
+    return "__" in path or path.lower() in NodeConfig.model_fields
+
+
+def foreign_env(env: Mapping[str, str]) -> list[str]:
+    """The ``MCP_*`` variable names that are not config keys (left alone), sorted."""
+    return sorted(n for n in env if n.startswith(ENV_PREFIX) and not _is_config_env(n))
+
+
 def _env_overrides(env: Mapping[str, str]) -> dict[str, tuple[str, Any]]:
     """``{VARIABLE: (dotted.key, value)}``; lists and mappings are YAML, scalars stay text."""
     out: dict[str, tuple[str, Any]] = {}
     for name, raw in env.items():
-        if not name.startswith(ENV_PREFIX) or name == ENV_PREFIX:
+        if not _is_config_env(name):
             continue
         dotted = ".".join(part.lower() for part in name[len(ENV_PREFIX) :].split("__"))
         try:
@@ -412,8 +437,13 @@ def _set_path(data: dict[str, Any], path: list[str], value: Any) -> None:
 def _describe(error: ValidationError, path: Path | None, sources: Mapping[str, str]) -> str:
     first = error.errors()[0]
     dotted = ".".join(str(part) for part in first["loc"])
+    # The source set that key, one of its parents, or (an unknown section) a key inside it.
     origin = next(
-        (src for key, src in sources.items() if dotted == key or dotted.startswith(key + ".")),
+        (
+            src
+            for key, src in sources.items()
+            if dotted == key or dotted.startswith(key + ".") or key.startswith(dotted + ".")
+        ),
         None,
     )
     loc = ""

@@ -499,6 +499,7 @@ def test_cluster_survived_the_fuzzing(target: Target) -> None:
 HEALTH_CHECK = "/grpc.health.v1.Health/Check"
 HEALTH_WATCH = "/grpc.health.v1.Health/Watch"
 REFLECTION = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
+REFLECTION_V1 = "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"
 # Valid requests get OK (NOT_FOUND: a health service name nobody registered).
 OTHER_CODES = frozenset({OK, grpc.StatusCode.INVALID_ARGUMENT, NF})
 
@@ -538,7 +539,7 @@ def test_health_and_reflection_refuse_undecodable_bytes(target: Target) -> None:
     ]
     seen: dict[str, Counter[str]] = {}
     for i, payload in enumerate(payloads):
-        for path in (HEALTH_CHECK, HEALTH_WATCH, REFLECTION):
+        for path in (HEALTH_CHECK, HEALTH_WATCH, REFLECTION, REFLECTION_V1):
             code = other_call(target.channels[i % 3], path, payload)
             seen.setdefault(path, Counter())[code.name] += 1
             for node in target.cluster.nodes:

@@ -1,7 +1,8 @@
 """The demo subscriber (`python -m mcpctl.demo.subscriber`) against a real 3-node cluster:
 it prints the initial routing table, logs every model added, changed or removed as it
-happens (JSON and YAML values), reports an invalid value and keeps the model's last good
-entry, and stops with exit code 0 on SIGTERM.
+happens (JSON and YAML values), reports an invalid value (one that does not parse, or one
+the schema of ``mcpctl apply`` rejects) and keeps the model's last good entry, and stops
+with exit code 0 on SIGTERM.
 
 The test writes only after the subscriber printed its ``watching ... from revision R``
 line, so every write is a live change; output is read line by line from a reader thread
@@ -197,11 +198,21 @@ def test_subscriber_follows_models_added_changed_invalid_and_removed(
         assert one(changes) == "model changed: alpha -> http://alpha-2:8080 (weight 5)"
         assert table["alpha"] == ("http://alpha-2:8080", "5")
 
-        for bad in ('{"endpoint": "http://half', "weight: 2\n", "endpoint: http://x\nweight: -1"):
+        # Unparseable, no endpoint, a negative weight, and values that parse but the
+        # schema of `apply` rejects: the README's `ftp://oops`, an unknown field.
+        for bad in (
+            '{"endpoint": "http://half',
+            "weight: 2\n",
+            "endpoint: http://x\nweight: -1",
+            '{"endpoint": "ftp://oops"}',
+            "endpoint: http://alpha-3:8080\nwieght: 5\n",
+        ):
             c.put(PREFIX + "alpha", bad)
             changes, table = sub.update()
             assert one(changes).startswith("model alpha: invalid config ignored ("), changes
             assert one(changes).endswith("; keeping the last good one")
+            if "ftp" in bad:  # the reason is the schema's, naming the field
+                assert "endpoint: not an http(s) URL" in one(changes), changes
             assert table["alpha"] == ("http://alpha-2:8080", "5")  # the last good entry
 
         c.delete(PREFIX + "beta")
@@ -217,17 +228,22 @@ def test_subscriber_follows_models_added_changed_invalid_and_removed(
 def test_subscriber_starts_with_an_empty_table_and_a_weight_must_be_an_integer(
     cluster: Cluster, subscriber: Callable[[], Subscriber]
 ) -> None:
-    """An empty prefix gives an empty table; a boolean or float weight is reported invalid."""
+    """An empty prefix gives an empty table; a boolean or float weight, or a bare string
+    (not a model mapping, so `apply`'s schema rejects it), is reported invalid."""
     sub = subscriber()
     changes, table, _ = started_at(sub)
     assert changes == [] and table == {}
     with Client(cluster.endpoints, timeout=CLIENT_TIMEOUT_S) as c:
-        for bad in ("endpoint: http://g:1\nweight: true", "endpoint: http://g:1\nweight: 1.5"):
+        for bad in (
+            "endpoint: http://g:1\nweight: true",
+            "endpoint: http://g:1\nweight: 1.5",
+            "http://g:1",
+        ):
             c.put(PREFIX + "gamma", bad)
             changes, table = sub.update()
             assert one(changes).startswith("model gamma: invalid config ignored ("), changes
             assert table == {}
-        c.put(PREFIX + "gamma", "http://g:1")  # a bare string is the endpoint
+        c.put(PREFIX + "gamma", "endpoint: http://g:1")
         changes, table = sub.update()
         assert one(changes) == "model added: gamma -> http://g:1 (weight 1)"
         assert table == {"gamma": ("http://g:1", "1")}

@@ -115,7 +115,10 @@ def procs() -> Iterator[list[subprocess.Popen[bytes]]]:
 
 
 def start_node(
-    files: NodeFiles, procs: list[subprocess.Popen[bytes]], log: Path
+    files: NodeFiles,
+    procs: list[subprocess.Popen[bytes]],
+    log: Path,
+    env: dict[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start a real node and wait until it serves a linearizable read."""
     with open(log, "ab") as out:
@@ -124,7 +127,7 @@ def start_node(
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env=clean_env(),
+            env=env or clean_env(),
         )
     procs.append(proc)
 
@@ -178,6 +181,27 @@ def test_unknown_env_var(node_files: NodeFiles) -> None:
     """An MCP_ variable that matches no key: exit 2, one line naming the key."""
     line = refused(node_files.config, env=clean_env(MCP_RAFT__HEARTBEAT="20"))
     assert "raft.heartbeat: unknown key" in line
+
+
+def test_unrelated_mcp_variables_do_not_stop_a_node(
+    node_files: NodeFiles, procs: list[subprocess.Popen[bytes]], tmp_path: Path
+) -> None:
+    """Model Context Protocol tools' MCP_ variables (no config key's shape) are left alone:
+    the node starts and serves, and says at debug level which names it ignored (never
+    their values); a path-shaped typo (MCP_RAFTT__TICK_MS) is still refused."""
+    node_files.write(log={"format": "json", "level": "debug"})
+    log = tmp_path / "node.log"
+    env = clean_env(MCP_PYTHON="python", MCP_API_KEY="sk-not-logged", MCP_SERVER_URL="x")
+    proc = start_node(node_files, procs, log, env=env)
+    with Client([node_files.endpoint], timeout=5.0) as c:
+        c.put("/started", "yes")
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(STOP_TIMEOUT_S) == 0, log.read_text()[-3000:]
+    text = log.read_text()
+    assert '"variables": ["MCP_API_KEY", "MCP_PYTHON", "MCP_SERVER_URL"]' in text, text[-3000:]
+    assert "sk-not-logged" not in text
+    line = refused(node_files.config, env=clean_env(MCP_PYTHON="python", MCP_RAFTT__TICK_MS="5"))
+    assert line == "mcpctl serve: MCP_RAFTT__TICK_MS: raftt: unknown key", line
 
 
 def test_bad_flag_override(node_files: NodeFiles) -> None:

@@ -337,14 +337,15 @@ def test_unknown_env_var_is_refused(tmp_path: Path) -> None:
     assert "raft.heartbeat: unknown key" in message
 
 
-def test_unknown_top_level_env_var_is_refused(tmp_path: Path) -> None:
-    """MCP_BOGUS is refused just like a top-level typo in the file."""
-    message = load_error(write_yaml(tmp_path, base_doc()), env={"MCP_BOGUS": "1"})
+def test_unknown_top_level_env_path_is_refused(tmp_path: Path) -> None:
+    """MCP_BOGUS__KEY (a path: ours) is refused just like a top-level typo in the file;
+    MCP_BOGUS alone is not ours (tests/unit/test_config_env.py)."""
+    message = load_error(write_yaml(tmp_path, base_doc()), env={"MCP_BOGUS__KEY": "1"})
     assert "bogus: unknown key" in message
 
 
 @pytest.mark.parametrize(
-    "env", [{"MCP_BOGUS": "1"}, {"MCP_RAFT__HEARTBEAT_MS": "fast"}], ids=["unknown", "type"]
+    "env", [{"MCP_BOGUS__KEY": "1"}, {"MCP_RAFT__HEARTBEAT_MS": "fast"}], ids=["unknown", "type"]
 )
 def test_env_problem_names_the_variable(tmp_path: Path, env: dict[str, str]) -> None:
     """A problem that comes from an MCP_ variable names that variable, not the file."""
