@@ -843,11 +843,14 @@ class RaftNode:
         applied_index = int(st["last_applied"])
         leader_address = leader.address if leader is not None else None
         contact_age_s = now - self._leader_contact
+        # Heard from the AppendEntries themselves: pre-vote re-arms the election
+        # deadline while cut off, which ``contact_age_s`` counts as contact.
+        heard_age_s = raft_clock() - sync._leader_heard_at
         leader_reachable = leader_address is not None and (
             role == Role.LEADER
             or (
                 connected.get(leader_address, False)
-                and contact_age_s <= self.settings.election_timeout_max_s
+                and heard_age_s <= self.settings.election_timeout_max_s
             )
         )
         status = RaftStatus(
