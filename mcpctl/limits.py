@@ -40,8 +40,9 @@ PROPOSAL_QUEUE_MAX: Final = 4096
 # One Raft entry carries at most this many requests / bytes (group commit).
 PROPOSAL_BATCH_REQUESTS_MAX: Final = 256
 PROPOSAL_BATCH_BYTES_MAX: Final = 4 * MIB
-# How long one proposal may take before its writes are reported as
-# "outcome unknown" (and its reads as UNAVAILABLE).
+# How long a request may wait for its proposal to commit, in total from its
+# arrival (queued time included), before a proposed write is reported as
+# "outcome unknown" (an unproposed one and reads as UNAVAILABLE).
 PROPOSAL_TIMEOUT_S_DEFAULT: Final = 5.0
 # How long a request waits for a leader to be known before UNAVAILABLE.
 LEADER_WAIT_S_DEFAULT: Final = 3.0

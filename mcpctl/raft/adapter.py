@@ -190,6 +190,8 @@ class _SyncObj(SyncObj):  # type: ignore[misc]
     """
 
     _SyncObj__raftElectionDeadline: float  # PySyncObj's, read and moved here
+    # PySyncObj's: forwarded commands waiting for the leader's reply (request id -> callback).
+    _SyncObj__commandsWaitingReply: dict[int, Callable[[Any, int], None]]
 
     def __init__(self, *args: Any, cipher: PeerCipher, **kwargs: Any) -> None:
         self._peer_cipher = cipher
@@ -270,6 +272,59 @@ class _SyncObj(SyncObj):  # type: ignore[misc]
     @property
     def encryptor(self) -> PeerCipher:
         return self._peer_cipher
+
+    # -- callbacks PySyncObj would never call -------------------------------------
+    def _SyncObj__onNodeDisconnected(self, node: Any) -> None:
+        """A forwarded command waits for the leader's reply on this connection;
+        when it closes the reply is lost (the leader answers on whatever
+        connection it has then, and PySyncObj drops it when there is none).
+        PySyncObj clears those waits only when the *leader changes*: with the
+        same leader back (a healed partition, a resumed pause; pre-vote keeps
+        the leader) they waited forever. Fail them as PySyncObj does on a
+        leader change: LEADER_CHANGED, the command may have arrived."""
+        SyncObj._SyncObj__onNodeDisconnected(self, node)
+        if node == self._SyncObj__raftLeader and self._SyncObj__commandsWaitingReply:
+            log.info(
+                "leader connection closed with forwarded commands waiting; failing them",
+                commands=len(self._SyncObj__commandsWaitingReply),
+            )
+            self._SyncObj__onLeaderChanged()
+
+    def _checkCommandsToApply(self) -> None:
+        """PySyncObj forwards a command to a known leader even when the link to it
+        is down: ``transport.send`` returns False, the command is dropped and its
+        callback waits for a reply that cannot come. Commands forwarded while
+        the link was up and then lost are failed on disconnect (above), so any
+        still waiting here, with the leader's link down, were never sent:
+        MISSING_LEADER (not applied)."""
+        super()._checkCommandsToApply()
+        waiting = self._SyncObj__commandsWaitingReply
+        leader = self._SyncObj__raftLeader
+        if not waiting or leader is None or leader == self._SyncObj__selfNode:
+            return
+        if self.isNodeConnected(leader):
+            return
+        self._SyncObj__commandsWaitingReply = {}
+        for request_id in sorted(waiting):
+            waiting[request_id](None, FAIL_REASON.MISSING_LEADER)
+
+    def _SyncObj__loadDumpFile(self, clearJournal: bool) -> None:
+        """A snapshot install moves ``lastApplied`` past log indexes that are never
+        applied one by one here, so callbacks waiting for those indexes (a
+        forwarded command the leader had placed, a leader's own entry) were
+        never called. Call them with UNKNOWN_OUTCOME: the snapshot may or may
+        not hold the command, and it does not say which."""
+        SyncObj._SyncObj__loadDumpFile(self, clearJournal)
+        waiting = self._SyncObj__commandsWaitingCommit
+        applied = self._SyncObj__raftLastApplied
+        orphaned = sorted(idx for idx in waiting if idx <= applied)
+        if orphaned:
+            log.info(
+                "snapshot installed past waiting commands; outcome unknown", entries=len(orphaned)
+            )
+        for idx in orphaned:
+            for _term, callback in waiting.pop(idx):
+                callback(None, ProposeError.UNKNOWN_OUTCOME.value)
 
     def _SyncObj__onMessageReceived(self, node: Any, message: Any) -> None:
         """PySyncObj's handler, except that a leader never moves a follower's
@@ -450,6 +505,10 @@ class RaftStatus:
     apply_lag_s: float = 0.0
     # Seconds since this member last heard from a leader (0 on the leader).
     leader_contact_age_s: float = 0.0
+    # A leader is known and can take a proposal from here: this member leads,
+    # or its link to the leader is up and it heard the leader within the
+    # election timeout (a forward on a dead link is dropped).
+    leader_reachable: bool = False
     # Leader only: every other voter, as the leader sees it.
     peers: tuple[PeerProgress, ...] = ()
     connected: dict[str, bool] = field(default_factory=dict)
@@ -462,6 +521,12 @@ class RaftStatus:
 
 ApplyListener = Callable[[Sequence[Applied]], None]
 ResetListener = Callable[[Store], None]
+StatusListener = Callable[[RaftStatus], None]
+
+
+def proposal_view(status: RaftStatus) -> tuple[Role, int, str | None, bool]:
+    """What decides whether a proposal in flight can still commit as proposed."""
+    return (status.role, status.term, status.leader, status.leader_reachable)
 
 
 class StoreConsumer(SyncObjConsumer):  # type: ignore[misc]
@@ -630,6 +695,7 @@ class RaftNode:
         snapshots = SnapshotFile(self.consumer)
         self._status = RaftStatus()
         self._on_tick_calls: deque[Callable[[], None]] = deque(maxlen=64)
+        self._status_listeners: list[StatusListener] = []
         self._election_deadline = 0.0
         self._leader_contact = time.monotonic()
         self._index_clock = IndexClock()
@@ -695,6 +761,9 @@ class RaftNode:
         self._keep_peer_links_alive()
         previous, self._status = self._status, self._read_status()
         self._elect_soon_if_leader_gone(previous, self._status)
+        if proposal_view(previous) != proposal_view(self._status):
+            for listener in self._status_listeners:
+                listener(self._status)
 
     def _keep_peer_links_alive(self) -> None:
         now = time.monotonic()
@@ -812,10 +881,22 @@ class RaftNode:
         commit_index = int(st["commit_idx"])
         applied_index = int(st["last_applied"])
         term = int(st["raft_term"])
+        leader_address = leader.address if leader is not None else None
+        contact_age_s = now - self._leader_contact
+        # Heard from the AppendEntries themselves: pre-vote re-arms the election
+        # deadline while cut off, which ``contact_age_s`` counts as contact.
+        heard_age_s = raft_clock() - sync._leader_heard_at
+        leader_reachable = leader_address is not None and (
+            role == Role.LEADER
+            or (
+                connected.get(leader_address, False)
+                and heard_age_s <= self.settings.election_timeout_max_s
+            )
+        )
         status = RaftStatus(
             role=role,
             term=term,
-            leader=leader.address if leader is not None else None,
+            leader=leader_address,
             commit_index=commit_index,
             applied_index=applied_index,
             has_quorum=bool(st["has_quorum"]),
@@ -826,7 +907,8 @@ class RaftNode:
                 if applied_index < commit_index
                 else 0.0
             ),
-            leader_contact_age_s=now - self._leader_contact,
+            leader_contact_age_s=contact_age_s,
+            leader_reachable=leader_reachable,
             peers=peers,
             connected=connected,
             members=tuple(sorted([self.settings.self_address, *connected])),
@@ -890,6 +972,12 @@ class RaftNode:
     @property
     def status(self) -> RaftStatus:
         return self._status
+
+    def add_status_listener(self, listener: StatusListener) -> None:
+        """Call ``listener(status)`` on the tick thread whenever ``proposal_view``
+        of the status changes (role, term, leader, leader reachable). Keep it
+        short: it runs between Raft ticks."""
+        self._status_listeners.append(listener)
 
     async def last_log_index(self, timeout_s: float = LOG_INDEX_READ_TIMEOUT_S) -> int:
         """The last index of this member's Raft log, read on the tick thread after

@@ -11,28 +11,38 @@ entry is empty (a pure barrier), so concurrent reads share one barrier.
 
 Every wait is bounded:
 
-- no leader known: a request waits up to ``leader_wait_s`` and then gets
+- no leader reachable: a request waits up to ``leader_wait_s`` and then gets
   ``Unavailable`` (not applied);
-- a proposal gets ``proposal_timeout_s``; past it, its writes get
-  ``OutcomeUnknown`` (they may still commit) and its reads ``Unavailable``;
-- the caller's own deadline ends its wait the same way;
+- a request gets ``proposal_timeout_s`` *in total*, from its arrival (time
+  spent queued behind another entry counts); past it, a write that was
+  proposed gets ``OutcomeUnknown`` (it may still commit), one that was not
+  ``Unavailable``, and a read ``Unavailable``;
+- the caller's own deadline, when shorter, ends its wait the same way;
 - the queue holds ``queue_max`` requests; beyond it: ``ResourceExhausted``.
+
+The entry in flight is answered at once, without waiting for its callback,
+when the Raft status shows it can no longer commit as proposed: the term or
+the leader changed, this member stopped leading, or (forwarded) it lost its
+link to the leader. Its writes get ``OutcomeUnknown``, its reads
+``Unavailable``, and what queued behind it is proposed next. The callback
+that may still come later is ignored.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
+import contextlib
 from collections import deque
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import structlog
 
 from mcpctl import limits
 from mcpctl._proto.mcp.v1 import raft_pb2 as raft
 from mcpctl.errors import McpError, OutcomeUnknown, ResourceExhausted, Unavailable
-from mcpctl.raft.adapter import ProposeError, RaftNode
+from mcpctl.raft.adapter import ProposeError, RaftStatus, Role, proposal_view
 from mcpctl.state import Applied
 
 log = structlog.get_logger("mcpctl.server.proposer")
@@ -40,26 +50,52 @@ log = structlog.get_logger("mcpctl.server.proposer")
 _LEADER_POLL_S = 0.02
 
 
-@dataclass(eq=False, slots=True)
-class _Item:
-    request: raft.InternalRequest | None  # None: a read fence
-    size: int
-    future: asyncio.Future[Applied | None]
-    proposed: bool = False
+ProposeCallback = Callable[[Any, ProposeError], None]
+
+
+class Consensus(Protocol):
+    """What the proposer needs from a Raft member (``RaftNode`` is one)."""
+
+    @property
+    def status(self) -> RaftStatus:
+        """The latest status (any thread)."""
+        ...
+
+    def propose(self, batch: raft.InternalBatch, callback: ProposeCallback) -> None:
+        """Queue one entry; ``callback(results, error)`` comes once, from any thread,
+        or never (the proposer keeps its own deadlines)."""
+        ...
+
+    def add_status_listener(self, listener: Callable[[RaftStatus], None]) -> None:
+        """Call ``listener(status)`` (from any thread) when ``proposal_view`` changes."""
+        ...
 
 
 @dataclass(eq=False, slots=True)
 class _Flight:
     items: list[_Item]
-    timer: asyncio.TimerHandle | None = None
+    # The status the entry was proposed under (see _stale_reason).
+    view: tuple[Role, int, str | None, bool]
+    started: float  # loop time
     done: bool = False
-    started: float = field(default_factory=time.monotonic)
+
+
+@dataclass(eq=False, slots=True)
+class _Item:
+    request: raft.InternalRequest | None  # None: a read fence
+    size: int
+    future: asyncio.Future[Applied | None]
+    flight: _Flight | None = None  # set when proposed
+
+    @property
+    def proposed(self) -> bool:
+        return self.flight is not None
 
 
 class Proposer:
     def __init__(
         self,
-        raft_node: RaftNode,
+        raft_node: Consensus,
         *,
         proposal_timeout_s: float = limits.PROPOSAL_TIMEOUT_S_DEFAULT,
         leader_wait_s: float = limits.LEADER_WAIT_S_DEFAULT,
@@ -80,6 +116,7 @@ class Proposer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.proposals_committed = 0
         self.proposals_failed = 0
+        raft_node.add_status_listener(self._status_changed)
 
     @property
     def queued(self) -> int:
@@ -108,28 +145,32 @@ class Proposer:
         self._pending.append(item)
         self._kick()
         try:
-            # On timeout (or the caller's cancellation) the item's future is
-            # cancelled: the pump skips it, and a late result is dropped.
-            async with asyncio.timeout(timeout_s):
+            # One bound for the whole wait, queued or in flight. On timeout
+            # (or the caller's cancellation) the item's future is cancelled:
+            # the pump skips it, and a late result is dropped.
+            async with asyncio.timeout(min(timeout_s, self._timeout_s)):
                 return await item.future
         except TimeoutError:
             if not item.proposed:
-                self._pending.remove(item)
                 raise Unavailable(
-                    "timed out waiting for a leader; the request was not applied"
+                    "timed out before the request could be proposed (no reachable leader, "
+                    "or queued behind a stalled entry); it was not applied"
                 ) from None
             if request is None:
                 raise Unavailable("timed out confirming leadership for a read") from None
             raise OutcomeUnknown(
-                "timed out waiting for the write to commit; it may have been applied "
+                "the write did not commit in time; it may have been applied "
                 "(retrying with the same request id is safe)"
             ) from None
+        finally:
+            self._done_waiting(item)
 
     # -- the pump --------------------------------------------------------------
     def _kick(self) -> None:
         if self._flight is not None or not self._pending:
             return
-        if self._raft.status.leader is None:
+        status = self._raft.status
+        if not status.leader_reachable:
             self._wait_for_leader()
             return
         self._no_leader_since = None
@@ -143,16 +184,16 @@ class Proposer:
             self._pending.popleft()
             if nxt.future.done():  # the caller gave up while queued
                 continue
-            nxt.proposed = True
             items.append(nxt)
             size += nxt.size
             if nxt.request is not None:
                 batch.requests.append(nxt.request)
         if not items:
             return
-        flight = _Flight(items)
         assert self._loop is not None
-        flight.timer = self._loop.call_later(self._timeout_s, self._expire, flight)
+        flight = _Flight(items, proposal_view(status), self._loop.time())
+        for item in items:
+            item.flight = flight
         self._flight = flight
         loop = self._loop
 
@@ -163,7 +204,7 @@ class Proposer:
 
     def _wait_for_leader(self) -> None:
         assert self._loop is not None
-        now = time.monotonic()
+        now = self._loop.time()
         if self._no_leader_since is None:
             self._no_leader_since = now
         if now - self._no_leader_since >= self._leader_wait_s:
@@ -175,6 +216,55 @@ class Proposer:
 
     def _leader_poll_fired(self) -> None:
         self._leader_poll = None
+        self._kick()
+
+    def _status_changed(self, status: RaftStatus) -> None:  # any thread
+        loop = self._loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop is closed
+                loop.call_soon_threadsafe(self._check_flight)
+
+    def _check_flight(self) -> None:
+        """Answer the entry in flight at once when it can no longer commit as proposed."""
+        flight = self._flight
+        if flight is None:
+            self._kick()  # a leader may be reachable now
+            return
+        reason = _stale_reason(flight.view, self._raft.status)
+        if reason is None:
+            return
+        self._finish(flight)
+        self.proposals_failed += 1
+        log.info("proposal abandoned", reason=reason, requests=len(flight.items))
+        for item in flight.items:
+            if not item.future.done():
+                item.future.set_exception(
+                    Unavailable(f"could not confirm leadership for a read ({reason}); retry")
+                    if item.request is None
+                    else OutcomeUnknown(
+                        f"{reason} while the write was in flight; it may have been applied "
+                        "(retrying with the same request id is safe)"
+                    )
+                )
+        self._kick()
+
+    def _done_waiting(self, item: _Item) -> None:
+        """The caller stopped waiting (answer, deadline or cancellation). An entry
+        whose every request gave up no longer holds back the queue."""
+        flight = item.flight
+        if flight is None:
+            with contextlib.suppress(ValueError):
+                self._pending.remove(item)
+            return
+        if flight.done or not all(i.future.done() for i in flight.items):
+            return
+        self._finish(flight)
+        self.proposals_failed += 1
+        log.warning(
+            "proposal timed out",
+            requests=len(flight.items),
+            waited_s=round(asyncio.get_running_loop().time() - flight.started, 3),
+        )
         self._kick()
 
     def _fail_pending(self, error: McpError) -> None:
@@ -202,29 +292,10 @@ class Proposer:
                     item.future.set_exception(_failure(err, item.request is None))
         self._kick()
 
-    def _expire(self, flight: _Flight) -> None:
-        if flight.done:
-            return
-        self._finish(flight)
-        self.proposals_failed += 1
-        log.warning("proposal timed out", requests=len(flight.items), timeout_s=self._timeout_s)
-        for item in flight.items:
-            if not item.future.done():
-                item.future.set_exception(
-                    Unavailable("timed out confirming leadership for a read")
-                    if item.request is None
-                    else OutcomeUnknown(
-                        "the write did not commit in time; it may have been applied "
-                        "(retrying with the same request id is safe)"
-                    )
-                )
-        self._kick()
-
     def _finish(self, flight: _Flight) -> None:
         flight.done = True
-        if flight.timer is not None:
-            flight.timer.cancel()
-        self._flight = None
+        if self._flight is flight:
+            self._flight = None
 
     def close(self) -> None:
         if self._leader_poll is not None:
@@ -240,6 +311,27 @@ class Proposer:
                         if item.request is None
                         else OutcomeUnknown("node shut down while the write was in flight")
                     )
+
+
+def _stale_reason(view: tuple[Role, int, str | None, bool], status: RaftStatus) -> str | None:
+    """Why an entry proposed under ``view`` can no longer commit as proposed (None: it can).
+
+    PySyncObj calls back only when the entry's index is applied here, or when
+    a forward is answered; after a term or leader change, a lost leadership
+    or a lost link to the leader that may take arbitrarily long, or never
+    happen (the index may stay empty, a snapshot may skip it, the reply may
+    be lost).
+    """
+    role, term, leader, _reachable = view
+    if status.term != term:
+        return "the raft term changed"
+    if status.leader != leader:
+        return "the leader changed"
+    if role == Role.LEADER and status.role != Role.LEADER:
+        return "this member stopped leading"
+    if role != Role.LEADER and not status.leader_reachable:
+        return "this member lost contact with the leader"
+    return None
 
 
 def _failure(err: ProposeError, is_read: bool) -> McpError:

@@ -223,6 +223,10 @@ class Worker:
             t.join(op_timeout_s + 5)
         return seen
 
+    def cmd_ops(self, since: float) -> list[str]:
+        """Every op invoked at ``since`` or later, as ``Op.to_json`` lines."""
+        return [op.to_json() for op in self.history.ops if op.invoke >= since]
+
     def cmd_member_add(self, name: str, raft: str, client: str, timeout_s: float) -> list[str]:
         _check_safe([client])
         with Client(list(self.members.values()), timeout=timeout_s) as c:
