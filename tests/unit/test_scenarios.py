@@ -675,7 +675,7 @@ def test_scenario_files_exist() -> None:
     names = {path.stem for path in SCENARIOS}
     expected = {"basics", "txn", "history_and_compaction", "dedupe", "prefix_ranges", "snapshot"}
     expected |= {"watch_atomic_order", "watch_slow_catch_up", "watch_compaction_while_stalled"}
-    expected |= {"leases", "leases_fence"}
+    expected |= {"leases", "leases_fence", "leases_watch"}
     assert expected <= names
 
 
