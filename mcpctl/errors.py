@@ -5,7 +5,9 @@
     McpError
     ├── InvalidArgument        bad key, value, revision or request shape
     ├── NotFound               a key that must exist does not
+    │   └── LeaseNotFound      no lease with that id ("lease not found")
     ├── FailedPrecondition
+    │   ├── LeaseExists        a grant for an id in use ("lease already exists")
     │   ├── CompareFailed      compare-and-swap / expected revision mismatch
     │   └── Compacted          revision older than history (carries compact_revision)
     ├── Unavailable            no leader, quorum lost, node not ready (not applied)
@@ -62,11 +64,29 @@ class NotFound(McpError):
     kind = "not_found"
 
 
+class LeaseNotFound(NotFound):
+    """No lease with that id (a revoke, or a put attaching a key to it)."""
+
+    kind = "lease_not_found"
+
+    def __init__(self, message: str = "lease not found") -> None:
+        super().__init__(message)
+
+
 class FailedPrecondition(McpError):
     """The request is valid but the state does not allow it."""
 
     code = "FAILED_PRECONDITION"
     kind = "failed_precondition"
+
+
+class LeaseExists(FailedPrecondition):
+    """A grant named an id that a live lease already has."""
+
+    kind = "lease_exists"
+
+    def __init__(self, message: str = "lease already exists") -> None:
+        super().__init__(message)
 
 
 class CompareFailed(FailedPrecondition):
@@ -155,7 +175,9 @@ _KINDS: dict[str, type[McpError]] = {
     for cls in (
         InvalidArgument,
         NotFound,
+        LeaseNotFound,
         FailedPrecondition,
+        LeaseExists,
         CompareFailed,
         Unavailable,
         OutcomeUnknown,

@@ -34,6 +34,23 @@ HISTORY_BYTES_MAX_DEFAULT: Final = 64 * MIB
 # Write request ids remembered for at-most-once retries.
 DEDUPE_ENTRIES_MAX: Final = 10_000
 
+# --- leases (DESIGN §13, docs/leases.md) -------------------------------------------
+# Leases alive at once; a grant beyond: RESOURCE_EXHAUSTED. Every lease costs
+# the leader a deadline and its holder a keepalive (etcd #9496, #12105).
+LEASES_MAX: Final = 10_000
+# Keys attached to one lease; a put that would attach one more: RESOURCE_EXHAUSTED,
+# nothing written. A revoke deletes them all in one revision, so this bounds that
+# revision to the size of the largest txn (kubernetes #96836).
+LEASE_KEYS_MAX: Final = TXN_OPS_MAX
+# Granted TTL, seconds (etcd's MaxLeaseTTL); 1..this, else INVALID_ARGUMENT.
+LEASE_TTL_S_MAX: Final = 9_000_000_000
+# Lease ids in one expiry command (each expired lease is its own revision);
+# more: INVALID_ARGUMENT. The leader's expiry rate is bounded separately.
+LEASE_EXPIRE_BATCH_MAX: Final = 64
+# Remaining-TTL checkpoints in one command (etcd's maxLeaseCheckpointBatchSize);
+# more: INVALID_ARGUMENT.
+LEASE_CHECKPOINT_BATCH_MAX: Final = 1000
+
 # --- write path --------------------------------------------------------------
 # Client requests queued for the next Raft proposal; beyond: RESOURCE_EXHAUSTED.
 PROPOSAL_QUEUE_MAX: Final = 4096

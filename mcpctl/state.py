@@ -17,6 +17,12 @@ Guarantees kept here (and unit-tested without a network):
   returns the first outcome, if the retry is the same request (same
   operation, keys, values and options); another request under a used id is
   INVALID_ARGUMENT, never a silent OK;
+- leases (docs/leases.md): id, granted TTL, last checkpointed remaining TTL
+  and attached keys are replicated; a revoke or an expiry deletes every
+  attached key in one revision; expiry and checkpoint commands are *fenced*:
+  applied only when the proposing leader's term equals the term of the Raft
+  entry that carries them (``apply(..., entry_term=)``), so a deposed leader
+  can neither expire leases nor shorten their TTLs;
 - failures (compare failed, compacted) are *results*, never exceptions
   escaping ``apply``: the caller runs on the Raft tick thread.
 
@@ -29,13 +35,22 @@ from __future__ import annotations
 import bisect
 import hashlib
 from collections import OrderedDict, deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from mcpctl import limits
+from mcpctl import limits, validate
 from mcpctl._proto.mcp.v1 import kv_pb2 as kv
 from mcpctl._proto.mcp.v1 import raft_pb2 as raft
-from mcpctl.errors import Compacted, CompareFailed, InvalidArgument, McpError
+from mcpctl.errors import (
+    Compacted,
+    CompareFailed,
+    Internal,
+    InvalidArgument,
+    LeaseExists,
+    LeaseNotFound,
+    McpError,
+    ResourceExhausted,
+)
 
 Response = (
     kv.PutResponse
@@ -43,7 +58,16 @@ Response = (
     | kv.TxnResponse
     | kv.CompactionResponse
     | raft.MemberRecord
+    | kv.LeaseGrantResponse
+    | kv.LeaseRevokeResponse
+    | raft.LeaseExpireResponse
+    | raft.LeaseCheckpointResponse
 )
+
+# The history identity of the revisions an expiry writes (a revoke records
+# the revoker's identity instead).
+LEASE_EXPIRY_IDENTITY = "lease-expiry"
+_LEASE_COMMANDS = frozenset({"lease_grant", "lease_revoke", "lease_expire", "lease_checkpoint"})
 
 _PUT = kv.Event.PUT
 _DELETE = kv.Event.DELETE
@@ -58,6 +82,31 @@ class Applied:
     # The history entry this request created (None when nothing was written).
     written: raft.HistoryRevision | None = None
     duplicate: bool = False
+    # A lease expiry writes one revision per expired lease (``written`` stays
+    # None): these, oldest first.
+    expired: tuple[raft.HistoryRevision, ...] = ()
+
+    @property
+    def writes(self) -> tuple[raft.HistoryRevision, ...]:
+        """Every history entry this request created, oldest first."""
+        return (self.written,) if self.written is not None else self.expired
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseInfo:
+    """A lease as the store holds it (``Store.lease``)."""
+
+    id: int
+    ttl_s: int  # granted
+    remaining_ms: int  # last checkpointed (the granted TTL until the first checkpoint)
+    keys: tuple[bytes, ...]  # attached, sorted
+
+
+@dataclass(slots=True)
+class _Lease:
+    ttl_s: int
+    remaining_ms: int
+    keys: set[bytes] = field(default_factory=set)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,13 +149,27 @@ class Store:
     # The member directory: name -> record (tombstones kept, so a removed
     # member can tell). Bounded by the Raft membership, not by clients.
     _members: dict[str, raft.MemberRecord] = field(default_factory=dict)
+    # Lease id -> lease. Every key with KeyValue.lease = L is in _leases[L].keys
+    # and nothing else is (kept by _write, _remove and _revoke).
+    _leases: dict[int, _Lease] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ writes
-    def apply(self, request: raft.InternalRequest) -> Applied:
-        """Apply one request; never raises for a request that passed validation."""
+    def apply(self, request: raft.InternalRequest, *, entry_term: int | None = None) -> Applied:
+        """Apply one request; never raises for a request that passed validation.
+
+        ``entry_term`` is the term of the Raft log entry that carries the
+        request (every request of a batch shares its entry's term). Only the
+        fenced lease commands (expire, checkpoint) read it: they apply only
+        when their ``proposer_term`` equals it. Without it they change nothing
+        and answer Internal (an adapter that forgot to pass it must not expire
+        anything). The Raft adapter must pass it for every entry it applies,
+        journal replay included; it is not the node's current term.
+        """
         if request.ts_ms > self.applied_ts_ms:
             self.applied_ts_ms = request.ts_ms
         which = request.WhichOneof("request")
+        if which in _LEASE_COMMANDS:
+            return self._lease_command(request, entry_term)
         if which == "compaction":
             return self._compact(request.compaction.revision)
         if which == "member":
@@ -151,7 +214,10 @@ class Store:
                     f"key {_show(req.key)}: mod_revision is {actual}, "
                     f"expected {req.expected_mod_revision}"
                 )
-        self._write(req.key, req.value, pending)
+        refused = self._check_attach([req])
+        if refused is not None:
+            return refused
+        self._write(req, pending)
         resp = kv.PutResponse()
         if req.prev_kv and prev is not None:
             resp.prev_kv.CopyFrom(prev)
@@ -162,13 +228,7 @@ class Store:
     ) -> kv.DeleteRangeResponse:
         resp = kv.DeleteRangeResponse()
         for key in list(self._iter_keys(_Span(req.key, req.prefix))):
-            prev = self._kvs.pop(key)
-            del self._keys[bisect.bisect_left(self._keys, key)]
-            pending.events.add(
-                type=_DELETE,
-                kv=kv.KeyValue(key=key, mod_revision=pending.revision),
-                prev_kv=prev,
-            )
+            prev = self._remove(key, pending)
             resp.deleted += 1
             if req.prev_kv:
                 resp.prev_kvs.append(prev)
@@ -185,6 +245,12 @@ class Store:
             for op in ops
         ):
             return InvalidArgument("txn: use compares instead of expected_mod_revision")
+        # An unknown or full lease fails the whole txn before anything is written.
+        refused = self._check_attach(
+            op.request_put for op in ops if op.WhichOneof("request") == "request_put"
+        )
+        if refused is not None:
+            return refused
         resp = kv.TxnResponse(succeeded=succeeded)
         # The reads of one txn share one answer-size budget, as one Range does:
         # 128 whole-store reads must not build 128 copies of the store (on every
@@ -232,21 +298,161 @@ class Store:
             actual, wanted = (cur.value if cur else b""), c.value
         return _holds(c.result, actual, wanted)
 
-    def _write(self, key: bytes, value: bytes, pending: raft.HistoryRevision) -> None:
+    def _write(self, req: kv.PutRequest, pending: raft.HistoryRevision) -> None:
+        """Put one key; the caller checked the lease with _check_attach."""
+        key = req.key
         prev = self._kvs.get(key)
         new = kv.KeyValue(
             key=key,
-            value=value,
+            value=req.value,
             create_revision=prev.create_revision if prev is not None else pending.revision,
             mod_revision=pending.revision,
             version=prev.version + 1 if prev is not None else 1,
+            lease=req.lease,
         )
+        # A put without a lease detaches the key; with another lease, moves it.
+        if prev is not None and prev.lease and prev.lease != req.lease:
+            self._leases[prev.lease].keys.discard(key)
+        if req.lease:
+            self._leases[req.lease].keys.add(key)
         if prev is None:
             bisect.insort(self._keys, key)
             pending.events.add(type=_PUT, kv=new)
         else:
             pending.events.add(type=_PUT, kv=new, prev_kv=prev)
         self._kvs[key] = new
+
+    def _remove(self, key: bytes, pending: raft.HistoryRevision) -> kv.KeyValue:
+        """Delete one existing key (and detach it from its lease); returns it."""
+        prev = self._kvs.pop(key)
+        del self._keys[bisect.bisect_left(self._keys, key)]
+        if prev.lease:
+            self._leases[prev.lease].keys.discard(key)
+        pending.events.add(
+            type=_DELETE,
+            kv=kv.KeyValue(key=key, mod_revision=pending.revision),
+            prev_kv=prev,
+        )
+        return prev
+
+    def _check_attach(self, puts: Iterable[kv.PutRequest]) -> McpError | None:
+        """Refuse puts naming an unknown lease, or that would take a lease past
+        LEASE_KEYS_MAX keys. Deletes in the same txn are not credited."""
+        adding: dict[int, set[bytes]] = {}
+        for put in puts:
+            if not put.lease:
+                continue
+            lease = self._leases.get(put.lease)
+            if lease is None:
+                return LeaseNotFound()
+            if put.key not in lease.keys:
+                adding.setdefault(put.lease, set()).add(put.key)
+        for lease_id, keys in adding.items():
+            if len(self._leases[lease_id].keys) + len(keys) > limits.LEASE_KEYS_MAX:
+                return ResourceExhausted(
+                    f"lease {lease_id}: at most {limits.LEASE_KEYS_MAX} keys per lease "
+                    f"(LEASE_KEYS_MAX); {len(self._leases[lease_id].keys)} attached"
+                )
+        return None
+
+    # ------------------------------------------------------------------ leases
+    def _lease_command(self, request: raft.InternalRequest, entry_term: int | None) -> Applied:
+        which = request.WhichOneof("request")
+        if which == "lease_grant":
+            return Applied(self.revision, self._grant(request.lease_grant))
+        if which == "lease_revoke":
+            lease_id = request.lease_revoke.id
+            if lease_id not in self._leases:
+                return Applied(self.revision, LeaseNotFound())
+            written = self._revoke(lease_id, request.ts_ms, request.identity)
+            return Applied(self.revision, kv.LeaseRevokeResponse(), written)
+        if which == "lease_expire":
+            return self._expire(request, entry_term)
+        return Applied(self.revision, self._checkpoint(request.lease_checkpoint, entry_term))
+
+    def _grant(self, req: kv.LeaseGrantRequest) -> kv.LeaseGrantResponse | McpError:
+        if req.id <= 0:
+            return InvalidArgument("lease_grant.id: the proposing node must choose an id > 0")
+        if not 1 <= req.ttl <= limits.LEASE_TTL_S_MAX:
+            return InvalidArgument(
+                f"lease_grant.ttl: {req.ttl} s is outside 1..{limits.LEASE_TTL_S_MAX} "
+                "(the node raises a TTL below the minimum before proposing)"
+            )
+        if req.id in self._leases:
+            return LeaseExists()
+        if len(self._leases) >= limits.LEASES_MAX:
+            return ResourceExhausted(
+                f"lease: {limits.LEASES_MAX} leases exist (LEASES_MAX); revoke one first"
+            )
+        self._leases[req.id] = _Lease(ttl_s=req.ttl, remaining_ms=req.ttl * 1000)
+        return kv.LeaseGrantResponse(id=req.id, ttl=req.ttl)
+
+    def _revoke(self, lease_id: int, ts_ms: int, identity: str) -> raft.HistoryRevision | None:
+        """Delete the lease's keys in ONE revision (none when it has no keys) and the lease."""
+        lease = self._leases[lease_id]
+        pending = raft.HistoryRevision(revision=self.revision + 1, ts_ms=ts_ms, identity=identity)
+        for key in sorted(lease.keys):  # sorted: a set's order differs between processes
+            self._remove(key, pending)
+        assert not lease.keys
+        del self._leases[lease_id]
+        if not pending.events:
+            return None
+        self.revision = pending.revision
+        self._remember(pending)
+        return pending
+
+    @staticmethod
+    def _fenced(proposer_term: int, entry_term: int | None) -> McpError | bool:
+        """Whether a leader-clock command is stale (Internal: no entry term to judge)."""
+        if entry_term is None:
+            return Internal("a fenced lease command was applied without its Raft entry's term")
+        return proposer_term != entry_term
+
+    def _expire(self, request: raft.InternalRequest, entry_term: int | None) -> Applied:
+        req = request.lease_expire
+        try:
+            validate.check_lease_expire(req)
+        except McpError as err:
+            return Applied(self.revision, err)
+        fenced = self._fenced(req.proposer_term, entry_term)
+        if isinstance(fenced, McpError):
+            return Applied(self.revision, fenced)
+        if fenced:
+            return Applied(self.revision, raft.LeaseExpireResponse(fenced=True))
+        resp = raft.LeaseExpireResponse()
+        written: list[raft.HistoryRevision] = []
+        for lease_id in req.ids:
+            if lease_id not in self._leases:
+                resp.skipped.append(lease_id)  # revoked or expired already
+                continue
+            entry = self._revoke(lease_id, request.ts_ms, LEASE_EXPIRY_IDENTITY)
+            resp.expired.append(lease_id)
+            if entry is not None:
+                written.append(entry)
+        return Applied(self.revision, resp, expired=tuple(written))
+
+    def _checkpoint(
+        self, req: raft.LeaseCheckpointRequest, entry_term: int | None
+    ) -> raft.LeaseCheckpointResponse | McpError:
+        try:
+            validate.check_lease_checkpoint(req)
+        except McpError as err:
+            return err
+        fenced = self._fenced(req.proposer_term, entry_term)
+        if isinstance(fenced, McpError):
+            return fenced
+        if fenced:
+            return raft.LeaseCheckpointResponse(fenced=True)
+        resp = raft.LeaseCheckpointResponse()
+        for cp in req.checkpoints:
+            lease = self._leases.get(cp.id)
+            if lease is None:
+                resp.skipped.append(cp.id)
+                continue
+            # Never more than granted: a checkpoint records, it does not extend.
+            lease.remaining_ms = min(cp.remaining_ms, lease.ttl_s * 1000)
+            resp.recorded.append(cp.id)
+        return resp
 
     def _compact(self, revision: int) -> Applied:
         if revision > self.revision:
@@ -409,6 +615,22 @@ class Store:
     def get(self, key: bytes) -> kv.KeyValue | None:
         return self._kvs.get(key)
 
+    def lease(self, lease_id: int) -> LeaseInfo | None:
+        """The lease with this id, or None."""
+        lease = self._leases.get(lease_id)
+        if lease is None:
+            return None
+        return LeaseInfo(lease_id, lease.ttl_s, lease.remaining_ms, tuple(sorted(lease.keys)))
+
+    def leases(self) -> list[int]:
+        """Every live lease id, ascending."""
+        return sorted(self._leases)
+
+    def leases_remaining_ms(self) -> list[tuple[int, int]]:
+        """(id, last checkpointed remaining TTL in ms) of every lease, by id:
+        what a new leader seeds its expiry clock from."""
+        return [(i, self._leases[i].remaining_ms) for i in sorted(self._leases)]
+
     def members(self) -> list[raft.MemberRecord]:
         """The member directory, tombstones included, by name."""
         return [self._members[name] for name in sorted(self._members)]
@@ -426,6 +648,10 @@ class Store:
             history=list(self._history),
             dedupe=list(self._dedupe.values()),
             members=self.members(),
+            leases=[
+                raft.LeaseRecord(id=i, ttl_s=self._leases[i].ttl_s, remaining_ms=ms)
+                for i, ms in self.leases_remaining_ms()
+            ],
         )
         return snap.SerializeToString(deterministic=True)
 
@@ -444,6 +670,17 @@ class Store:
             store._dedupe[(d.identity, d.request_id)] = d
         for m in snap.members:
             store._members[m.name] = m
+        for rec in snap.leases:
+            store._leases[rec.id] = _Lease(ttl_s=rec.ttl_s, remaining_ms=rec.remaining_ms)
+        for item in snap.kvs:  # attachments travel as KeyValue.lease
+            if not item.lease:
+                continue
+            if item.lease not in store._leases:
+                raise Internal(
+                    f"snapshot: key {_show(item.key)} is attached to lease {item.lease}, "
+                    "which the snapshot does not hold"
+                )
+            store._leases[item.lease].keys.add(item.key)
         return store
 
 
@@ -513,4 +750,4 @@ def _show(key: bytes) -> str:
     return repr(key.decode("utf-8", "replace"))
 
 
-__all__ = ["Applied", "HistoryLimits", "McpError", "Store"]
+__all__ = ["LEASE_EXPIRY_IDENTITY", "Applied", "HistoryLimits", "LeaseInfo", "McpError", "Store"]

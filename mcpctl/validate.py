@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from mcpctl import limits
 from mcpctl._proto.mcp.v1 import kv_pb2 as kv
+from mcpctl._proto.mcp.v1 import raft_pb2 as raft
 from mcpctl._proto.mcp.v1 import watch_pb2 as watch
 from mcpctl.errors import InvalidArgument, ResourceExhausted
 
@@ -56,6 +57,8 @@ def check_put(req: kv.PutRequest, value_bytes_max: int, *, field: str = "put") -
         )
     if req.HasField("expected_mod_revision") and req.expected_mod_revision < 0:
         raise InvalidArgument(f"{field}.expected_mod_revision: must not be negative")
+    if req.lease < 0:
+        raise InvalidArgument(f"{field}.lease: must not be negative (0 = no lease)")
     check_request_id(req.request_id)
 
 
@@ -117,6 +120,55 @@ def _check_disjoint(written: list[tuple[bytes, bool]], branch: str) -> None:
             if overlap:
                 shown = a.decode("utf-8", "replace")
                 raise InvalidArgument(f"txn.{branch}: duplicate key {shown!r} in one txn")
+
+
+def check_lease_grant(req: kv.LeaseGrantRequest) -> None:
+    """A client's grant: id 0 lets the node choose; a TTL below the minimum is
+    raised by the node (etcd does both), so only the upper bound is checked."""
+    if req.id < 0:
+        raise InvalidArgument("lease_grant.id: must not be negative (0 = let the node choose)")
+    if req.ttl < 0:
+        raise InvalidArgument("lease_grant.ttl: must not be negative")
+    if req.ttl > limits.LEASE_TTL_S_MAX:
+        raise InvalidArgument(
+            f"lease_grant.ttl: too large lease TTL (max {limits.LEASE_TTL_S_MAX} s)"
+        )
+
+
+def check_lease_revoke(req: kv.LeaseRevokeRequest) -> None:
+    if req.id <= 0:
+        raise InvalidArgument("lease_revoke.id: must be > 0")
+
+
+def check_lease_expire(req: raft.LeaseExpireRequest) -> None:
+    """The leader's own proposal; the state machine runs this check too."""
+    if len(req.ids) > limits.LEASE_EXPIRE_BATCH_MAX:
+        raise InvalidArgument(
+            f"lease_expire.ids: {len(req.ids)} is over the limit of "
+            f"{limits.LEASE_EXPIRE_BATCH_MAX} (LEASE_EXPIRE_BATCH_MAX)"
+        )
+    if any(lease_id <= 0 for lease_id in req.ids):
+        raise InvalidArgument("lease_expire.ids: every id must be > 0")
+    if req.proposer_term <= 0:
+        raise InvalidArgument("lease_expire.proposer_term: must be > 0")
+
+
+def check_lease_checkpoint(req: raft.LeaseCheckpointRequest) -> None:
+    """The leader's own proposal; the state machine runs this check too."""
+    if len(req.checkpoints) > limits.LEASE_CHECKPOINT_BATCH_MAX:
+        raise InvalidArgument(
+            f"lease_checkpoint.checkpoints: {len(req.checkpoints)} is over the limit of "
+            f"{limits.LEASE_CHECKPOINT_BATCH_MAX} (LEASE_CHECKPOINT_BATCH_MAX)"
+        )
+    for i, cp in enumerate(req.checkpoints):
+        if cp.id <= 0:
+            raise InvalidArgument(f"lease_checkpoint.checkpoints[{i}].id: must be > 0")
+        if cp.remaining_ms < 0:
+            raise InvalidArgument(
+                f"lease_checkpoint.checkpoints[{i}].remaining_ms: must not be negative"
+            )
+    if req.proposer_term <= 0:
+        raise InvalidArgument("lease_checkpoint.proposer_term: must be > 0")
 
 
 def check_compaction(req: kv.CompactionRequest) -> None:

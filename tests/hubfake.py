@@ -62,9 +62,12 @@ class FakeRaft:
         self.scheduled.append(fn)
 
     # -- the tick thread -------------------------------------------------------------
-    def apply(self, *requests: raft.InternalRequest) -> list[Applied]:
-        """One Raft entry: apply its requests to the store, then call the hook."""
-        results = [self.store.apply(req) for req in requests]
+    def apply(
+        self, *requests: raft.InternalRequest, entry_term: int | None = None
+    ) -> list[Applied]:
+        """One Raft entry (of term ``entry_term``): apply its requests to the store,
+        then call the hook."""
+        results = [self.store.apply(req, entry_term=entry_term) for req in requests]
         if self.on_applied is not None:
             self.on_applied(results)
         return results

@@ -202,7 +202,8 @@ class WatchHub:
 
     # -- tick thread ---------------------------------------------------------------
     def _on_applied(self, results: Sequence[Applied]) -> None:
-        written = [a.written for a in results if a.written is not None]
+        # Every history entry of the entry, in order (a lease expiry writes several).
+        written = [entry for a in results for entry in a.writes]
         if written and self._schedule is not None:
             self._schedule(lambda: self._publish(written))
 

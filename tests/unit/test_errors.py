@@ -39,7 +39,9 @@ def test_the_tree_is_what_the_docstring_draws() -> None:
     assert names == {
         "InvalidArgument",
         "NotFound",
+        "LeaseNotFound",
         "FailedPrecondition",
+        "LeaseExists",
         "CompareFailed",
         "Compacted",
         "Unavailable",

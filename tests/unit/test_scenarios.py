@@ -24,8 +24,9 @@ Directives
 ``store [revisions=N] [bytes=N] [dedupe=N]``
     Start over with an empty store with these history limits (defaults:
     mcpctl.limits).
-``put KEY VALUE [if-mod=N] [id=ID] [--prev-kv]``
-    Put; ``if-mod`` is expected_mod_revision (0 = must not exist).
+``put KEY VALUE [if-mod=N] [id=ID] [lease=L] [--prev-kv]``
+    Put; ``if-mod`` is expected_mod_revision (0 = must not exist); ``lease``
+    attaches the key to lease L (also inside a txn).
 ``del KEY [--prefix] [--prev-kv] [id=ID]``
     Delete one key, or every key under a prefix.
 ``get KEY [--prefix] [--rev N] [--limit N] [--keys-only] [--count-only]``
@@ -38,7 +39,7 @@ Directives
     Explicit compaction at revision N.
 ``history-from N``
     The history entries from revision N on (``Store.history_since``).
-``as=NAME`` (on put, del and txn)
+``as=NAME`` (on put, del, txn and revoke)
     The identity that sends the write (``InternalRequest.identity``);
     empty when not given.
 ``snapshot-roundtrip``
@@ -46,6 +47,18 @@ Directives
     that the new store serializes to identical bytes.
 ``status``
     Revision, compact revision, number of keys, revisions kept in history.
+``grant ID ttl=S``
+    Grant lease ID (chosen by "the node") with a TTL of S seconds.
+``revoke ID [as=NAME]``
+    Explicit revoke, recorded in history as NAME.
+``expire ID... term=T entry_term=E``
+    The leader's expiry of these leases, proposed in term T and carried by a
+    Raft entry of term E (the fence: applied only when T == E).
+``checkpoint ID=MS... term=T entry_term=E``
+    The leader's checkpoint of remaining TTLs, fenced the same way.
+``lease ID`` / ``leases``
+    One lease (TTL, checkpointed remaining ms, keys) / every lease id with its
+    remaining ms (what a new leader seeds its clock from).
 
 Watch directives (``store`` starts over without a hub)
 ``hub [queue=N] [queue-bytes=N] [message-bytes=N] [scan=N]``
@@ -75,6 +88,7 @@ Every request is validated first, as the server does; a rejected request
 is not applied. ``KV`` below is ``key=value@create/mod/version``.
 
 - any failure: ``error: <kind>: <message>``
+- ``KV`` ends with `` lease=L`` when the key is attached to a lease
 - put: ``rev=R [dup]``, then ``prev KV`` with --prev-kv when the key existed
 - del: ``rev=R deleted=N [dup]``, then ``prev KV`` per deleted key with --prev-kv
 - get: ``rev=R count=N [more]`` (R = the revision read), then one ``KV`` per line
@@ -83,7 +97,13 @@ is not applied. ``KV`` below is ``key=value@create/mod/version``.
   (plus ``[i] KV`` lines); a retried txn (dup) has no per-op lines
 - compact: ``rev=R compact=C``
 - history-from: per event ``R put KV [prev KV]`` or ``R del KEY prev KV``;
-  ``(none)`` when empty
+  then `` by NAME`` when the revision records an identity; ``(none)`` when empty
+- grant: ``granted ID ttl=S``; revoke: ``rev=R deleted=N``
+- expire: ``rev=R expired=IDS skipped=IDS`` then ``revision R: deleted KEYS``
+  per revision written, or ``fenced: nothing changed``
+- checkpoint: ``recorded=IDS skipped=IDS`` or ``fenced: nothing changed``
+- lease: ``lease ID ttl=S remaining_ms=MS keys=KEYS`` (``-`` for none);
+  leases: ``ID:MS`` per lease, or ``(none)``
 - snapshot-roundtrip and status: ``rev=R compact=C keys=N history=FIRST..LAST``
   (``history=none`` when empty); snapshot-roundtrip prefixes ``ok``.
 - hub: its limits; watch: ``created rev=R`` (the header revision);
@@ -99,6 +119,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -184,12 +205,13 @@ def _text(token: str) -> bytes:
 
 # ------------------------------------------------------------------ requests
 def put_request(tokens: list[str]) -> kv.PutRequest:
-    args = parse_args(tokens, 2, {"--prev-kv", "if-mod", "id"})
+    args = parse_args(tokens, 2, {"--prev-kv", "if-mod", "id", "lease"})
     req = kv.PutRequest(
         key=_text(args.positional[0]),
         value=_text(args.positional[1]),
         prev_kv="--prev-kv" in args.flags,
         request_id=args.options.get("id", ""),
+        lease=args.int_option("lease") or 0,
     )
     if_mod = args.int_option("if-mod")
     if if_mod is not None:
@@ -288,7 +310,8 @@ def _split_ops(tokens: list[str]) -> list[list[str]]:
 def show_kv(item: kv.KeyValue) -> str:
     key = item.key.decode("utf-8", "replace")
     value = item.value.decode("utf-8", "replace")
-    return f"{key}={value}@{item.create_revision}/{item.mod_revision}/{item.version}"
+    lease = f" lease={item.lease}" if item.lease else ""
+    return f"{key}={value}@{item.create_revision}/{item.mod_revision}/{item.version}{lease}"
 
 
 def show_error(err: errors.McpError) -> list[str]:
@@ -339,11 +362,50 @@ def show_response_op(i: int, resp: kv.ResponseOp) -> list[str]:
     return show_range(resp.response_range, "get", indent=f"[{i}] ")
 
 
-def show_event(revision: int, ev: kv.Event) -> str:
+def show_event(revision: int, ev: kv.Event, identity: str = "") -> str:
     prev = f" prev {show_kv(ev.prev_kv)}" if ev.HasField("prev_kv") else ""
+    by = f" by {identity}" if identity else ""
     if ev.type == kv.Event.PUT:
-        return f"{revision} put {show_kv(ev.kv)}{prev}"
-    return f"{revision} del {ev.kv.key.decode('utf-8', 'replace')}{prev}"
+        return f"{revision} put {show_kv(ev.kv)}{prev}{by}"
+    return f"{revision} del {ev.kv.key.decode('utf-8', 'replace')}{prev}{by}"
+
+
+def _ids(ids: Iterable[int]) -> str:
+    return ",".join(str(i) for i in ids) or "-"
+
+
+def show_lease_applied(applied: Applied) -> list[str]:
+    result = applied.result
+    if isinstance(result, errors.McpError):
+        return show_error(result)
+    if isinstance(result, kv.LeaseGrantResponse):
+        return [f"granted {result.id} ttl={result.ttl}"]
+    if isinstance(result, kv.LeaseRevokeResponse):
+        deleted = sum(len(entry.events) for entry in applied.writes)
+        return [f"rev={applied.revision} deleted={deleted}"]
+    if isinstance(result, raft.LeaseExpireResponse | raft.LeaseCheckpointResponse) and (
+        result.fenced
+    ):
+        return ["fenced: nothing changed"]
+    if isinstance(result, raft.LeaseExpireResponse):
+        lines = [
+            f"rev={applied.revision} expired={_ids(result.expired)} skipped={_ids(result.skipped)}"
+        ]
+        for entry in applied.writes:
+            keys = ",".join(ev.kv.key.decode("utf-8", "replace") for ev in entry.events)
+            lines.append(f"revision {entry.revision}: deleted {keys}")
+        return lines
+    if isinstance(result, raft.LeaseCheckpointResponse):
+        return [f"recorded={_ids(result.recorded)} skipped={_ids(result.skipped)}"]
+    raise AssertionError(f"unexpected result {result!r}")
+
+
+def show_lease(store: Store, lease_id: int) -> str:
+    info = store.lease(lease_id)
+    if info is None:
+        return f"lease {lease_id}: not found"
+    keys = ",".join(k.decode("utf-8", "replace") for k in info.keys) or "-"
+    return f"lease {info.id} ttl={info.ttl_s} remaining_ms={info.remaining_ms} keys={keys}"
 
 
 def show_message(msg: watch.WatchResponse) -> list[str]:
@@ -380,7 +442,7 @@ class Interpreter:
         tokens = line.replace(";", " ; ").split()
         verb, rest = tokens[0], tokens[1:]
         self.identity = ""
-        if verb in ("put", "del", "txn"):
+        if verb in ("put", "del", "txn", "revoke"):
             names = [t for t in rest if t.startswith("as=")]
             rest = [t for t in rest if not t.startswith("as=")]
             if len(names) > 1:
@@ -430,7 +492,7 @@ class Interpreter:
             return [f"rev={applied.revision} compact={self.store.compact_revision}"]
         if verb == "history-from":
             events = [
-                show_event(entry.revision, ev)
+                show_event(entry.revision, ev, entry.identity)
                 for entry in self.store.history_since(int(_one(rest)))
                 for ev in entry.events
             ]
@@ -444,7 +506,48 @@ class Interpreter:
             return [show_status(self.store)]
         if verb in {"hub", "watch", "stall", "drain", "progress", "stats"}:
             return self._hub_directive(verb, rest)
+        if verb in {"grant", "revoke", "expire", "checkpoint", "lease", "leases"}:
+            return self._lease(verb, rest)
         raise ScenarioError(f"unknown directive {verb!r}")
+
+    # ----------------------------------------------------------------- leases
+    def _lease(self, verb: str, rest: list[str]) -> list[str]:
+        if verb == "lease":
+            return [show_lease(self.store, int(_one(rest)))]
+        if verb == "leases":
+            if rest:
+                raise ScenarioError("leases takes no arguments")
+            seed = self.store.leases_remaining_ms()
+            return [" ".join(f"{i}:{ms}" for i, ms in seed) or "(none)"]
+        if verb == "grant":
+            args = parse_args(rest, 1, {"ttl"})
+            grant = kv.LeaseGrantRequest(id=int(args.positional[0]), ttl=int(args.options["ttl"]))
+            validate.check_lease_grant(grant)
+            return self._apply_lease(raft.InternalRequest(lease_grant=grant))
+        if verb == "revoke":
+            revoke = kv.LeaseRevokeRequest(id=int(_one(rest)))
+            validate.check_lease_revoke(revoke)
+            request = raft.InternalRequest(identity=self.identity, lease_revoke=revoke)
+            return self._apply_lease(request)
+        # expire / checkpoint: positionals, then the term and the entry's term.
+        terms = [t for t in rest if t.startswith(("term=", "entry_term="))]
+        args = parse_args(terms, 0, {"term", "entry_term"})
+        term, entry_term = int(args.options["term"]), int(args.options["entry_term"])
+        items = [t for t in rest if t not in terms]
+        if verb == "expire":
+            expire = raft.LeaseExpireRequest(ids=[int(i) for i in items], proposer_term=term)
+            return self._apply_lease(raft.InternalRequest(lease_expire=expire), entry_term)
+        cp = raft.LeaseCheckpointRequest(proposer_term=term)
+        for item in items:
+            lease_id, sep, ms = item.partition("=")
+            if not sep:
+                raise ScenarioError(f"checkpoint wants ID=MS, got {item!r}")
+            cp.checkpoints.add(id=int(lease_id), remaining_ms=int(ms))
+        return self._apply_lease(raft.InternalRequest(lease_checkpoint=cp), entry_term)
+
+    def _apply_lease(self, request: raft.InternalRequest, entry_term: int = 0) -> list[str]:
+        """One Raft entry of term ``entry_term`` (published to the hub, if any)."""
+        return show_lease_applied(self.node.apply(request, entry_term=entry_term or None)[0])
 
     # ------------------------------------------------------------------ watch
     def _hub_directive(self, verb: str, rest: list[str]) -> list[str]:
@@ -572,6 +675,7 @@ def test_scenario_files_exist() -> None:
     names = {path.stem for path in SCENARIOS}
     expected = {"basics", "txn", "history_and_compaction", "dedupe", "prefix_ranges", "snapshot"}
     expected |= {"watch_atomic_order", "watch_slow_catch_up", "watch_compaction_while_stalled"}
+    expected |= {"leases", "leases_fence", "leases_watch"}
     assert expected <= names
 
 

@@ -4,16 +4,20 @@ Hypothesis drives random sequences of puts (plain and compare-and-swap),
 deletes (key and prefix), txns, reads at the latest and at past revisions,
 explicit compactions, snapshot round trips and retried request ids (two
 identities share a few ids, so ids collide across clients and across
-different requests). After every step the store must agree with the model:
-revision, compact revision, keys, the exact history entries (events with
-prev_kv), and the exact response of every request.
+different requests), and leases: grants, puts with a lease (known or not),
+revokes, and expiries and checkpoints whose proposer term may or may not
+match their entry's term. After every step the store must agree with the
+model: revision, compact revision, keys, the exact history entries (events
+with prev_kv), the exact response of every request, and the leases; and
+every key's lease exists and lists the key, and no lease lists a missing key.
 
 The model is deliberately naive: it keeps a full copy of the key/value dict
 for every revision, rebuilds each history entry from its own view of the
 write, and drops history with the same count/bytes rule as documented in
 mcpctl.state. Keys come from a tiny alphabet (/a, /a/b, /a/c, /b) so writes,
 prefix deletes and compares collide often; limits are tiny so compaction and
-dedupe eviction happen within a few steps.
+dedupe eviction happen within a few steps. The model keeps no attachment
+lists: a lease's keys are the keys whose KeyValue.lease names it.
 """
 
 from __future__ import annotations
@@ -41,6 +45,10 @@ VALUES = [b"", b"1", b"2", b"x" * 200]
 REQUEST_IDS = ["", "", "r1", "r2", "r3", "r4", "r5"]
 # Two clients share the few ids: an id is per identity.
 IDENTITIES = ["alice", "bob"]
+# 0 = no lease; 9 is never granted (the put must fail).
+LEASE_IDS = [1, 2, 3]
+PUT_LEASES = [0, 0, 0, 1, 2, 3, 9]
+TERMS = [1, 2]
 
 keys = st.sampled_from(KEYS)
 spans = st.sampled_from(SPANS)
@@ -49,6 +57,9 @@ request_ids = st.sampled_from(REQUEST_IDS)
 identities = st.sampled_from(IDENTITIES)
 timestamps = st.integers(min_value=0, max_value=1_000)
 range_limits = st.sampled_from([0, 0, 1, 2])
+lease_ids = st.sampled_from(LEASE_IDS)
+put_leases = st.sampled_from(PUT_LEASES)
+terms = st.sampled_from(TERMS)
 
 TARGET_FIELD = {
     kv.Compare.VERSION: "version",
@@ -79,7 +90,9 @@ def compares(draw: st.DrawFn) -> kv.Compare:
 def request_ops(draw: st.DrawFn) -> kv.RequestOp:
     kind = draw(st.sampled_from(["put", "delete", "range"]))
     if kind == "put":
-        put = kv.PutRequest(key=draw(keys), value=draw(values), prev_kv=draw(st.booleans()))
+        put = kv.PutRequest(
+            key=draw(keys), value=draw(values), prev_kv=draw(st.booleans()), lease=draw(put_leases)
+        )
         return kv.RequestOp(request_put=put)
     key, prefix = draw(spans)
     if kind == "delete":
@@ -127,9 +140,19 @@ class Expected:
     """What the model says Store.apply must return."""
 
     revision: int
-    result: kv.PutResponse | kv.DeleteRangeResponse | kv.TxnResponse | kv.CompactionResponse
+    result: (
+        kv.PutResponse
+        | kv.DeleteRangeResponse
+        | kv.TxnResponse
+        | kv.CompactionResponse
+        | kv.LeaseGrantResponse
+        | kv.LeaseRevokeResponse
+        | raft.LeaseExpireResponse
+        | raft.LeaseCheckpointResponse
+    )
     written: raft.HistoryRevision | None = None
     duplicate: bool = False
+    expired: tuple[raft.HistoryRevision, ...] = ()
 
 
 @dataclass
@@ -157,13 +180,19 @@ class Model:
     dedupe: OrderedDict[tuple[str, str], tuple[object, int, bool, int]] = field(
         default_factory=OrderedDict
     )
+    # lease id -> [granted ttl_s, checkpointed remaining_ms]
+    leases: dict[int, list[int]] = field(default_factory=dict)
 
     # -- requests
-    def apply(self, request: raft.InternalRequest) -> Expected | ExpectedError:
+    def apply(
+        self, request: raft.InternalRequest, entry_term: int | None = None
+    ) -> Expected | ExpectedError:
         self.applied_ts_ms = max(self.applied_ts_ms, request.ts_ms)
         which = request.WhichOneof("request")
         if which == "compaction":
             return self._compact(request.compaction.revision)
+        if which is not None and which.startswith("lease_"):
+            return self._lease(request, entry_term)
         assert which is not None
         op = request.put if which == "put" else getattr(request, which)
         seen = self.dedupe.get((request.identity, op.request_id))
@@ -182,10 +211,21 @@ class Model:
                 old = self.kvs.get(req.key)
                 if (old.mod_revision if old else 0) != req.expected_mod_revision:
                     return ExpectedError(self.revision, errors.CompareFailed)
+            if req.lease and req.lease not in self.leases:
+                return ExpectedError(self.revision, errors.LeaseNotFound)
             result = self._put(req, pending)
         elif which == "delete_range":
             result = self._delete(request.delete_range, pending)
         else:
+            succeeded = all(self._holds(c) for c in request.txn.compare)
+            taken = request.txn.success if succeeded else request.txn.failure
+            if any(
+                branch_op.WhichOneof("request") == "request_put"
+                and branch_op.request_put.lease
+                and branch_op.request_put.lease not in self.leases
+                for branch_op in taken
+            ):
+                return ExpectedError(self.revision, errors.LeaseNotFound)
             result = self._txn(request.txn, pending)
         written = None
         if pending.events:
@@ -225,6 +265,7 @@ class Model:
             create_revision=old.create_revision if old else pending.revision,
             mod_revision=pending.revision,
             version=old.version + 1 if old else 1,
+            lease=req.lease,
         )
         self.kvs[req.key] = new
         event = pending.events.add(type=kv.Event.PUT, kv=new)
@@ -278,6 +319,68 @@ class Model:
         if c.result == kv.Compare.GREATER:
             return actual > wanted  # type: ignore[operator]
         return actual < wanted  # type: ignore[operator]
+
+    def _lease(
+        self, request: raft.InternalRequest, entry_term: int | None
+    ) -> Expected | ExpectedError:
+        which = request.WhichOneof("request")
+        if which == "lease_grant":
+            grant = request.lease_grant
+            if grant.id in self.leases:
+                return ExpectedError(self.revision, errors.LeaseExists)
+            self.leases[grant.id] = [grant.ttl, grant.ttl * 1000]
+            return Expected(self.revision, kv.LeaseGrantResponse(id=grant.id, ttl=grant.ttl))
+        if which == "lease_revoke":
+            lease_id = request.lease_revoke.id
+            if lease_id not in self.leases:
+                return ExpectedError(self.revision, errors.LeaseNotFound)
+            written = self._revoke(lease_id, request.ts_ms, request.identity)
+            return Expected(self.revision, kv.LeaseRevokeResponse(), written)
+        if which == "lease_expire":
+            expire = request.lease_expire
+            if expire.proposer_term != entry_term:
+                return Expected(self.revision, raft.LeaseExpireResponse(fenced=True))
+            resp = raft.LeaseExpireResponse()
+            entries: list[raft.HistoryRevision] = []
+            for lease_id in expire.ids:
+                if lease_id not in self.leases:
+                    resp.skipped.append(lease_id)
+                    continue
+                resp.expired.append(lease_id)
+                entry = self._revoke(lease_id, request.ts_ms, "lease-expiry")
+                if entry is not None:
+                    entries.append(entry)
+            return Expected(self.revision, resp, expired=tuple(entries))
+        cp = request.lease_checkpoint
+        if cp.proposer_term != entry_term:
+            return Expected(self.revision, raft.LeaseCheckpointResponse(fenced=True))
+        done = raft.LeaseCheckpointResponse()
+        for item in cp.checkpoints:
+            if item.id not in self.leases:
+                done.skipped.append(item.id)
+                continue
+            ttl_s = self.leases[item.id][0]
+            self.leases[item.id][1] = min(item.remaining_ms, ttl_s * 1000)
+            done.recorded.append(item.id)
+        return Expected(self.revision, done)
+
+    def _revoke(self, lease_id: int, ts_ms: int, identity: str) -> raft.HistoryRevision | None:
+        """Delete the keys whose lease is this one, at one revision; drop the lease."""
+        del self.leases[lease_id]
+        pending = raft.HistoryRevision(revision=self.revision + 1, ts_ms=ts_ms, identity=identity)
+        for key in sorted(k for k, v in self.kvs.items() if v.lease == lease_id):
+            old = self.kvs.pop(key)
+            pending.events.add(
+                type=kv.Event.DELETE,
+                kv=kv.KeyValue(key=key, mod_revision=pending.revision),
+                prev_kv=old,
+            )
+        if not pending.events:
+            return None
+        self.revision = pending.revision
+        self.snapshots[self.revision] = dict(self.kvs)
+        self._remember(pending)
+        return pending
 
     def _compact(self, revision: int) -> Expected | ExpectedError:
         if revision > self.revision:
@@ -348,6 +451,7 @@ def check_applied(actual: Applied, expected: Expected | ExpectedError) -> None:
     assert not isinstance(actual.result, errors.McpError), actual.result
     assert actual.result == expected.result
     assert actual.written == expected.written
+    assert actual.expired == expected.expired
     assert actual.duplicate is expected.duplicate
 
 
@@ -360,6 +464,8 @@ def _describe(request: raft.InternalRequest, expected: Expected | ExpectedError)
         return f"{which}: duplicate"
     if isinstance(expected.result, kv.TxnResponse):
         return f"txn: succeeded={expected.result.succeeded} wrote={expected.written is not None}"
+    if isinstance(expected.result, raft.LeaseExpireResponse | raft.LeaseCheckpointResponse):
+        return f"{which}: fenced={expected.result.fenced} wrote={len(expected.expired)}"
     return f"{which}: wrote={expected.written is not None}"
 
 
@@ -372,14 +478,14 @@ class StoreMachine(RuleBasedStateMachine):
         self.model = Model(bounds=BOUNDS)
         self.last_write: raft.InternalRequest | None = None
 
-    def _apply(self, request: raft.InternalRequest) -> None:
+    def _apply(self, request: raft.InternalRequest, entry_term: int | None = None) -> None:
         floor = self.model.compact_revision
-        expected = self.model.apply(request)
-        check_applied(self.store.apply(request), expected)
+        expected = self.model.apply(request, entry_term)
+        check_applied(self.store.apply(request, entry_term=entry_term), expected)
         event(_describe(request, expected))
         if self.model.compact_revision != floor:
             event("compact_revision moved")
-        if request.WhichOneof("request") != "compaction":
+        if request.WhichOneof("request") in {"put", "delete_range", "txn"}:
             self.last_write = request
 
     def _range(self, req: kv.RangeRequest) -> None:
@@ -404,11 +510,21 @@ class StoreMachine(RuleBasedStateMachine):
         prev_kv=st.booleans(),
         ts=timestamps,
         who=identities,
+        lease=put_leases,
     )
     def put(
-        self, key: bytes, value: bytes, request_id: str, prev_kv: bool, ts: int, who: str
+        self,
+        key: bytes,
+        value: bytes,
+        request_id: str,
+        prev_kv: bool,
+        ts: int,
+        who: str,
+        lease: int,
     ) -> None:
-        req = kv.PutRequest(key=key, value=value, request_id=request_id, prev_kv=prev_kv)
+        req = kv.PutRequest(
+            key=key, value=value, request_id=request_id, prev_kv=prev_kv, lease=lease
+        )
         validate.check_put(req, limits.VALUE_BYTES_MAX_DEFAULT)
         self._apply(raft.InternalRequest(ts_ms=ts, put=req, identity=who))
 
@@ -478,6 +594,47 @@ class StoreMachine(RuleBasedStateMachine):
         retry.ts_ms = ts
         self._apply(retry)
 
+    # -- leases
+    @rule(lease_id=lease_ids, ttl_s=st.sampled_from([1, 10]))
+    def grant(self, lease_id: int, ttl_s: int) -> None:
+        req = kv.LeaseGrantRequest(id=lease_id, ttl=ttl_s)
+        validate.check_lease_grant(req)
+        self._apply(raft.InternalRequest(lease_grant=req))
+
+    @rule(data=st.data(), key=keys, value=values, ts=timestamps)
+    def put_on_live_lease(self, data: st.DataObject, key: bytes, value: bytes, ts: int) -> None:
+        """Attach to (or move between) leases that exist, so revokes and expiries delete keys."""
+        if not self.model.leases:
+            return
+        lease = data.draw(st.sampled_from(sorted(self.model.leases)), label="lease")
+        req = kv.PutRequest(key=key, value=value, lease=lease)
+        validate.check_put(req, limits.VALUE_BYTES_MAX_DEFAULT)
+        self._apply(raft.InternalRequest(ts_ms=ts, put=req))
+
+    @rule(lease_id=st.sampled_from([*LEASE_IDS, 9]), ts=timestamps)
+    def revoke(self, lease_id: int, ts: int) -> None:
+        req = kv.LeaseRevokeRequest(id=lease_id)
+        validate.check_lease_revoke(req)
+        self._apply(raft.InternalRequest(ts_ms=ts, identity="op", lease_revoke=req))
+
+    @rule(ids=st.lists(lease_ids, max_size=3), term=terms, entry_term=terms, ts=timestamps)
+    def expire(self, ids: list[int], term: int, entry_term: int, ts: int) -> None:
+        req = raft.LeaseExpireRequest(ids=ids, proposer_term=term)
+        validate.check_lease_expire(req)
+        self._apply(raft.InternalRequest(ts_ms=ts, lease_expire=req), entry_term)
+
+    @rule(
+        items=st.lists(st.tuples(lease_ids, st.sampled_from([0, 500, 20_000])), max_size=3),
+        term=terms,
+        entry_term=terms,
+    )
+    def checkpoint(self, items: list[tuple[int, int]], term: int, entry_term: int) -> None:
+        req = raft.LeaseCheckpointRequest(proposer_term=term)
+        for lease_id, remaining_ms in items:
+            req.checkpoints.add(id=lease_id, remaining_ms=remaining_ms)
+        validate.check_lease_checkpoint(req)
+        self._apply(raft.InternalRequest(lease_checkpoint=req), entry_term)
+
     @rule(data=st.data())
     def compact(self, data: st.DataObject) -> None:
         revision = data.draw(st.integers(0, self.model.revision + 2), label="compact")
@@ -533,6 +690,27 @@ class StoreMachine(RuleBasedStateMachine):
         everything = kv.RangeRequest(key=b"", prefix=True)
         assert store.range(everything, RESPONSE_BYTES_MAX) == _fill(everything, model.kvs)
         assert list(store.history_since(store.compact_revision)) == list(model.history)
+
+    @invariant()
+    def leases_agree_with_model(self) -> None:
+        model = sorted((i, lease[1]) for i, lease in self.model.leases.items())
+        assert self.store.leases_remaining_ms() == model
+
+    @invariant()
+    def every_key_and_its_lease_agree(self) -> None:
+        """Every key's lease exists and lists the key; no lease lists a missing key
+        (or a key that names another lease)."""
+        everything = self.store.range(kv.RangeRequest(key=b"", prefix=True), RESPONSE_BYTES_MAX)
+        for item in everything.kvs:
+            if item.lease:
+                info = self.store.lease(item.lease)
+                assert info is not None and item.key in info.keys, (item, info)
+        for lease_id in self.store.leases():
+            info = self.store.lease(lease_id)
+            assert info is not None
+            for key in info.keys:
+                held = self.store.get(key)
+                assert held is not None and held.lease == lease_id, (lease_id, key, held)
 
     @invariant()
     def history_below_the_floor_is_compacted(self) -> None:

@@ -65,6 +65,7 @@ class KeyValue(_message.Message):
     CREATE_REVISION_FIELD_NUMBER: _builtins.int
     MOD_REVISION_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
+    LEASE_FIELD_NUMBER: _builtins.int
     key: _builtins.bytes
     value: _builtins.bytes
     create_revision: _builtins.int
@@ -73,6 +74,10 @@ class KeyValue(_message.Message):
     """Revision of the last write to the key."""
     version: _builtins.int
     """1 on create, +1 on each put; the key disappears on delete."""
+    lease: _builtins.int
+    """The lease the key is attached to (0 = none): the key is deleted when the
+    lease is revoked or expires. Same number as etcd's KeyValue.lease.
+    """
     def __init__(
         self,
         *,
@@ -81,10 +86,11 @@ class KeyValue(_message.Message):
         create_revision: _builtins.int = ...,
         mod_revision: _builtins.int = ...,
         version: _builtins.int = ...,
+        lease: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_revision", b"create_revision", "key", b"key", "mod_revision", b"mod_revision", "value", b"value", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_revision", b"create_revision", "key", b"key", "lease", b"lease", "mod_revision", b"mod_revision", "value", b"value", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -221,6 +227,7 @@ class PutRequest(_message.Message):
     PREV_KV_FIELD_NUMBER: _builtins.int
     EXPECTED_MOD_REVISION_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    LEASE_FIELD_NUMBER: _builtins.int
     key: _builtins.bytes
     value: _builtins.bytes
     prev_kv: _builtins.bool
@@ -233,6 +240,12 @@ class PutRequest(_message.Message):
     """Client-chosen id (1..64 printable ASCII). A write retried with the same id
     is applied at most once; the retry gets the first attempt's revision.
     """
+    lease: _builtins.int
+    """Attach the key to this lease (0 = none). A put without a lease detaches
+    the key from the one it had; with another lease, moves it (as in etcd).
+    An unknown lease: NOT_FOUND "lease not found", nothing written (in a txn:
+    the whole txn fails).
+    """
     def __init__(
         self,
         *,
@@ -241,10 +254,11 @@ class PutRequest(_message.Message):
         prev_kv: _builtins.bool = ...,
         expected_mod_revision: _builtins.int | None = ...,
         request_id: _builtins.str = ...,
+        lease: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_expected_mod_revision", b"_expected_mod_revision", "expected_mod_revision", b"expected_mod_revision"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_expected_mod_revision", b"_expected_mod_revision", "expected_mod_revision", b"expected_mod_revision", "key", b"key", "prev_kv", b"prev_kv", "request_id", b"request_id", "value", b"value"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_expected_mod_revision", b"_expected_mod_revision", "expected_mod_revision", b"expected_mod_revision", "key", b"key", "lease", b"lease", "prev_kv", b"prev_kv", "request_id", b"request_id", "value", b"value"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__expected_mod_revision: _TypeAlias = _typing.Literal["expected_mod_revision"]  # noqa: Y015
     _WhichOneofArgType__expected_mod_revision: _TypeAlias = _typing.Literal["_expected_mod_revision", b"_expected_mod_revision"]  # noqa: Y015
@@ -673,3 +687,108 @@ class HistoryResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___HistoryResponse: _TypeAlias = HistoryResponse  # noqa: Y015
+
+@_typing.final
+class LeaseGrantRequest(_message.Message):
+    """--- Leases (DESIGN §13, docs/leases.md) ------------------------------------
+    A lease is replicated state: id, granted TTL, attached keys and the last
+    checkpointed remaining TTL. Its clock is not: only the leader counts down,
+    and expiry is a Raft entry fenced by the proposing leader's term
+    (LeaseExpireRequest in raft.proto).
+
+    Field numbers as etcd's LeaseGrantRequest. The node picks an id when the
+    client leaves it 0 (the state machine has no randomness) and raises a TTL
+    below the minimum before proposing.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TTL_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
+    ttl: _builtins.int
+    """Seconds, 1..LEASE_TTL_S_MAX."""
+    id: _builtins.int
+    """> 0. A lease with this id already: FAILED_PRECONDITION "lease already exists"."""
+    def __init__(
+        self,
+        *,
+        ttl: _builtins.int = ...,
+        id: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "ttl", b"ttl"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LeaseGrantRequest: _TypeAlias = LeaseGrantRequest  # noqa: Y015
+
+@_typing.final
+class LeaseGrantResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HEADER_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
+    TTL_FIELD_NUMBER: _builtins.int
+    id: _builtins.int
+    ttl: _builtins.int
+    """The granted TTL in seconds."""
+    @_builtins.property
+    def header(self) -> Global___ResponseHeader: ...
+    def __init__(
+        self,
+        *,
+        header: Global___ResponseHeader | None = ...,
+        id: _builtins.int = ...,
+        ttl: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["header", b"header"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["header", b"header", "id", b"id", "ttl", b"ttl"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LeaseGrantResponse: _TypeAlias = LeaseGrantResponse  # noqa: Y015
+
+@_typing.final
+class LeaseRevokeRequest(_message.Message):
+    """Delete every key attached to the lease, in one revision, and the lease.
+    Unknown id: NOT_FOUND "lease not found".
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.int
+    def __init__(
+        self,
+        *,
+        id: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LeaseRevokeRequest: _TypeAlias = LeaseRevokeRequest  # noqa: Y015
+
+@_typing.final
+class LeaseRevokeResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HEADER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def header(self) -> Global___ResponseHeader: ...
+    def __init__(
+        self,
+        *,
+        header: Global___ResponseHeader | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["header", b"header"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["header", b"header"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LeaseRevokeResponse: _TypeAlias = LeaseRevokeResponse  # noqa: Y015

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from mcpctl._proto.mcp.v1 import kv_pb2 as mcp_dot_v1_dot_kv__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x11mcp/v1/raft.proto\x12\x06mcp.v1\x1a\x0fmcp/v1/kv.proto\"\x90\x02\n\x0fInternalRequest\x12\r\n\x05ts_ms\x18\x01 \x01(\x03\x12!\n\x03put\x18\x02 \x01(\x0b\x32\x12.mcp.v1.PutRequestH\x00\x12\x32\n\x0c\x64\x65lete_range\x18\x03 \x01(\x0b\x32\x1a.mcp.v1.DeleteRangeRequestH\x00\x12!\n\x03txn\x18\x04 \x01(\x0b\x32\x12.mcp.v1.TxnRequestH\x00\x12/\n\ncompaction\x18\x05 \x01(\x0b\x32\x19.mcp.v1.CompactionRequestH\x00\x12&\n\x06member\x18\x06 \x01(\x0b\x32\x14.mcp.v1.MemberRecordH\x00\x12\x10\n\x08identity\x18\x07 \x01(\tB\t\n\x07request\"[\n\x0cMemberRecord\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0craft_address\x18\x02 \x01(\t\x12\x16\n\x0e\x63lient_address\x18\x03 \x01(\t\x12\x0f\n\x07removed\x18\x04 \x01(\x08\":\n\rInternalBatch\x12)\n\x08requests\x18\x01 \x03(\x0b\x32\x17.mcp.v1.InternalRequest\"c\n\x0fHistoryRevision\x12\x10\n\x08revision\x18\x01 \x01(\x03\x12\r\n\x05ts_ms\x18\x02 \x01(\x03\x12\x1d\n\x06\x65vents\x18\x03 \x03(\x0b\x32\r.mcp.v1.Event\x12\x10\n\x08identity\x18\x04 \x01(\t\"~\n\x0b\x44\x65\x64upeEntry\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x10\n\x08revision\x18\x02 \x01(\x03\x12\x11\n\tsucceeded\x18\x03 \x01(\x08\x12\x0f\n\x07\x64\x65leted\x18\x04 \x01(\x03\x12\x10\n\x08identity\x18\x05 \x01(\t\x12\x13\n\x0b\x66ingerprint\x18\x06 \x01(\x0c\"\xe2\x01\n\x08Snapshot\x12\x10\n\x08revision\x18\x01 \x01(\x03\x12\x18\n\x10\x63ompact_revision\x18\x02 \x01(\x03\x12\x15\n\rapplied_ts_ms\x18\x03 \x01(\x03\x12\x1d\n\x03kvs\x18\x04 \x03(\x0b\x32\x10.mcp.v1.KeyValue\x12(\n\x07history\x18\x05 \x03(\x0b\x32\x17.mcp.v1.HistoryRevision\x12#\n\x06\x64\x65\x64upe\x18\x06 \x03(\x0b\x32\x13.mcp.v1.DedupeEntry\x12%\n\x07members\x18\x07 \x03(\x0b\x32\x14.mcp.v1.MemberRecordb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x11mcp/v1/raft.proto\x12\x06mcp.v1\x1a\x0fmcp/v1/kv.proto\"\xe6\x03\n\x0fInternalRequest\x12\r\n\x05ts_ms\x18\x01 \x01(\x03\x12!\n\x03put\x18\x02 \x01(\x0b\x32\x12.mcp.v1.PutRequestH\x00\x12\x32\n\x0c\x64\x65lete_range\x18\x03 \x01(\x0b\x32\x1a.mcp.v1.DeleteRangeRequestH\x00\x12!\n\x03txn\x18\x04 \x01(\x0b\x32\x12.mcp.v1.TxnRequestH\x00\x12/\n\ncompaction\x18\x05 \x01(\x0b\x32\x19.mcp.v1.CompactionRequestH\x00\x12&\n\x06member\x18\x06 \x01(\x0b\x32\x14.mcp.v1.MemberRecordH\x00\x12\x30\n\x0blease_grant\x18\x14 \x01(\x0b\x32\x19.mcp.v1.LeaseGrantRequestH\x00\x12\x32\n\x0clease_revoke\x18\x15 \x01(\x0b\x32\x1a.mcp.v1.LeaseRevokeRequestH\x00\x12\x32\n\x0clease_expire\x18\x16 \x01(\x0b\x32\x1a.mcp.v1.LeaseExpireRequestH\x00\x12:\n\x10lease_checkpoint\x18\x17 \x01(\x0b\x32\x1e.mcp.v1.LeaseCheckpointRequestH\x00\x12\x10\n\x08identity\x18\x07 \x01(\tB\t\n\x07request\"[\n\x0cMemberRecord\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0craft_address\x18\x02 \x01(\t\x12\x16\n\x0e\x63lient_address\x18\x03 \x01(\t\x12\x0f\n\x07removed\x18\x04 \x01(\x08\":\n\rInternalBatch\x12)\n\x08requests\x18\x01 \x03(\x0b\x32\x17.mcp.v1.InternalRequest\"c\n\x0fHistoryRevision\x12\x10\n\x08revision\x18\x01 \x01(\x03\x12\r\n\x05ts_ms\x18\x02 \x01(\x03\x12\x1d\n\x06\x65vents\x18\x03 \x03(\x0b\x32\r.mcp.v1.Event\x12\x10\n\x08identity\x18\x04 \x01(\t\"~\n\x0b\x44\x65\x64upeEntry\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x10\n\x08revision\x18\x02 \x01(\x03\x12\x11\n\tsucceeded\x18\x03 \x01(\x08\x12\x0f\n\x07\x64\x65leted\x18\x04 \x01(\x03\x12\x10\n\x08identity\x18\x05 \x01(\t\x12\x13\n\x0b\x66ingerprint\x18\x06 \x01(\x0c\"\x87\x02\n\x08Snapshot\x12\x10\n\x08revision\x18\x01 \x01(\x03\x12\x18\n\x10\x63ompact_revision\x18\x02 \x01(\x03\x12\x15\n\rapplied_ts_ms\x18\x03 \x01(\x03\x12\x1d\n\x03kvs\x18\x04 \x03(\x0b\x32\x10.mcp.v1.KeyValue\x12(\n\x07history\x18\x05 \x03(\x0b\x32\x17.mcp.v1.HistoryRevision\x12#\n\x06\x64\x65\x64upe\x18\x06 \x03(\x0b\x32\x13.mcp.v1.DedupeEntry\x12%\n\x07members\x18\x07 \x03(\x0b\x32\x14.mcp.v1.MemberRecord\x12#\n\x06leases\x18\x14 \x03(\x0b\x32\x13.mcp.v1.LeaseRecord\"8\n\x12LeaseExpireRequest\x12\x0b\n\x03ids\x18\x01 \x03(\x03\x12\x15\n\rproposer_term\x18\x02 \x01(\x04\"G\n\x13LeaseExpireResponse\x12\x0f\n\x07\x65xpired\x18\x01 \x03(\x03\x12\x0f\n\x07skipped\x18\x02 \x03(\x03\x12\x0e\n\x06\x66\x65nced\x18\x03 \x01(\x08\"3\n\x0fLeaseCheckpoint\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x14\n\x0cremaining_ms\x18\x02 \x01(\x03\"]\n\x16LeaseCheckpointRequest\x12,\n\x0b\x63heckpoints\x18\x01 \x03(\x0b\x32\x17.mcp.v1.LeaseCheckpoint\x12\x15\n\rproposer_term\x18\x02 \x01(\x04\"L\n\x17LeaseCheckpointResponse\x12\x10\n\x08recorded\x18\x01 \x03(\x03\x12\x0f\n\x07skipped\x18\x02 \x03(\x03\x12\x0e\n\x06\x66\x65nced\x18\x03 \x01(\x08\">\n\x0bLeaseRecord\x12\n\n\x02id\x18\x01 \x01(\x03\x12\r\n\x05ttl_s\x18\x02 \x01(\x03\x12\x14\n\x0cremaining_ms\x18\x03 \x01(\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,15 +33,27 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'mcp.v1.raft_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_INTERNALREQUEST']._serialized_start=47
-  _globals['_INTERNALREQUEST']._serialized_end=319
-  _globals['_MEMBERRECORD']._serialized_start=321
-  _globals['_MEMBERRECORD']._serialized_end=412
-  _globals['_INTERNALBATCH']._serialized_start=414
-  _globals['_INTERNALBATCH']._serialized_end=472
-  _globals['_HISTORYREVISION']._serialized_start=474
-  _globals['_HISTORYREVISION']._serialized_end=573
-  _globals['_DEDUPEENTRY']._serialized_start=575
-  _globals['_DEDUPEENTRY']._serialized_end=701
-  _globals['_SNAPSHOT']._serialized_start=704
-  _globals['_SNAPSHOT']._serialized_end=930
+  _globals['_INTERNALREQUEST']._serialized_end=533
+  _globals['_MEMBERRECORD']._serialized_start=535
+  _globals['_MEMBERRECORD']._serialized_end=626
+  _globals['_INTERNALBATCH']._serialized_start=628
+  _globals['_INTERNALBATCH']._serialized_end=686
+  _globals['_HISTORYREVISION']._serialized_start=688
+  _globals['_HISTORYREVISION']._serialized_end=787
+  _globals['_DEDUPEENTRY']._serialized_start=789
+  _globals['_DEDUPEENTRY']._serialized_end=915
+  _globals['_SNAPSHOT']._serialized_start=918
+  _globals['_SNAPSHOT']._serialized_end=1181
+  _globals['_LEASEEXPIREREQUEST']._serialized_start=1183
+  _globals['_LEASEEXPIREREQUEST']._serialized_end=1239
+  _globals['_LEASEEXPIRERESPONSE']._serialized_start=1241
+  _globals['_LEASEEXPIRERESPONSE']._serialized_end=1312
+  _globals['_LEASECHECKPOINT']._serialized_start=1314
+  _globals['_LEASECHECKPOINT']._serialized_end=1365
+  _globals['_LEASECHECKPOINTREQUEST']._serialized_start=1367
+  _globals['_LEASECHECKPOINTREQUEST']._serialized_end=1460
+  _globals['_LEASECHECKPOINTRESPONSE']._serialized_start=1462
+  _globals['_LEASECHECKPOINTRESPONSE']._serialized_end=1538
+  _globals['_LEASERECORD']._serialized_start=1540
+  _globals['_LEASERECORD']._serialized_end=1602
 # @@protoc_insertion_point(module_scope)

@@ -32,6 +32,10 @@ class InternalRequest(_message.Message):
     TXN_FIELD_NUMBER: _builtins.int
     COMPACTION_FIELD_NUMBER: _builtins.int
     MEMBER_FIELD_NUMBER: _builtins.int
+    LEASE_GRANT_FIELD_NUMBER: _builtins.int
+    LEASE_REVOKE_FIELD_NUMBER: _builtins.int
+    LEASE_EXPIRE_FIELD_NUMBER: _builtins.int
+    LEASE_CHECKPOINT_FIELD_NUMBER: _builtins.int
     IDENTITY_FIELD_NUMBER: _builtins.int
     ts_ms: _builtins.int
     """Wall-clock time on the proposing node, in ms since the epoch. The state
@@ -53,6 +57,20 @@ class InternalRequest(_message.Message):
         part of the key space and no revision of its own.
         """
 
+    @_builtins.property
+    def lease_grant(self) -> _kv_pb2.LeaseGrantRequest:
+        """Leases (docs/leases.md). Numbered from 20 to keep clear of fields other
+        changes add to this message.
+        """
+
+    @_builtins.property
+    def lease_revoke(self) -> _kv_pb2.LeaseRevokeRequest: ...
+    @_builtins.property
+    def lease_expire(self) -> Global___LeaseExpireRequest:
+        """Proposed only by the leader's lease clock, never by a client."""
+
+    @_builtins.property
+    def lease_checkpoint(self) -> Global___LeaseCheckpointRequest: ...
     def __init__(
         self,
         *,
@@ -62,13 +80,17 @@ class InternalRequest(_message.Message):
         txn: _kv_pb2.TxnRequest | None = ...,
         compaction: _kv_pb2.CompactionRequest | None = ...,
         member: Global___MemberRecord | None = ...,
+        lease_grant: _kv_pb2.LeaseGrantRequest | None = ...,
+        lease_revoke: _kv_pb2.LeaseRevokeRequest | None = ...,
+        lease_expire: Global___LeaseExpireRequest | None = ...,
+        lease_checkpoint: Global___LeaseCheckpointRequest | None = ...,
         identity: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["compaction", b"compaction", "delete_range", b"delete_range", "member", b"member", "put", b"put", "request", b"request", "txn", b"txn"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["compaction", b"compaction", "delete_range", b"delete_range", "lease_checkpoint", b"lease_checkpoint", "lease_expire", b"lease_expire", "lease_grant", b"lease_grant", "lease_revoke", b"lease_revoke", "member", b"member", "put", b"put", "request", b"request", "txn", b"txn"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["compaction", b"compaction", "delete_range", b"delete_range", "identity", b"identity", "member", b"member", "put", b"put", "request", b"request", "ts_ms", b"ts_ms", "txn", b"txn"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["compaction", b"compaction", "delete_range", b"delete_range", "identity", b"identity", "lease_checkpoint", b"lease_checkpoint", "lease_expire", b"lease_expire", "lease_grant", b"lease_grant", "lease_revoke", b"lease_revoke", "member", b"member", "put", b"put", "request", b"request", "ts_ms", b"ts_ms", "txn", b"txn"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_request: _TypeAlias = _typing.Literal["put", "delete_range", "txn", "compaction", "member"]  # noqa: Y015
+    _WhichOneofReturnType_request: _TypeAlias = _typing.Literal["put", "delete_range", "txn", "compaction", "member", "lease_grant", "lease_revoke", "lease_expire", "lease_checkpoint"]  # noqa: Y015
     _WhichOneofArgType_request: _TypeAlias = _typing.Literal["request", b"request"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_request) -> _WhichOneofReturnType_request | None: ...
 
@@ -216,6 +238,7 @@ class Snapshot(_message.Message):
     HISTORY_FIELD_NUMBER: _builtins.int
     DEDUPE_FIELD_NUMBER: _builtins.int
     MEMBERS_FIELD_NUMBER: _builtins.int
+    LEASES_FIELD_NUMBER: _builtins.int
     revision: _builtins.int
     compact_revision: _builtins.int
     applied_ts_ms: _builtins.int
@@ -227,6 +250,12 @@ class Snapshot(_message.Message):
     def dedupe(self) -> _containers.RepeatedCompositeFieldContainer[Global___DedupeEntry]: ...
     @_builtins.property
     def members(self) -> _containers.RepeatedCompositeFieldContainer[Global___MemberRecord]: ...
+    @_builtins.property
+    def leases(self) -> _containers.RepeatedCompositeFieldContainer[Global___LeaseRecord]:
+        """By id. Which keys each lease holds is not repeated here: it is
+        KeyValue.lease of `kvs`.
+        """
+
     def __init__(
         self,
         *,
@@ -237,11 +266,195 @@ class Snapshot(_message.Message):
         history: _abc.Iterable[Global___HistoryRevision] | None = ...,
         dedupe: _abc.Iterable[Global___DedupeEntry] | None = ...,
         members: _abc.Iterable[Global___MemberRecord] | None = ...,
+        leases: _abc.Iterable[Global___LeaseRecord] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["applied_ts_ms", b"applied_ts_ms", "compact_revision", b"compact_revision", "dedupe", b"dedupe", "history", b"history", "kvs", b"kvs", "members", b"members", "revision", b"revision"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["applied_ts_ms", b"applied_ts_ms", "compact_revision", b"compact_revision", "dedupe", b"dedupe", "history", b"history", "kvs", b"kvs", "leases", b"leases", "members", b"members", "revision", b"revision"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Snapshot: _TypeAlias = Snapshot  # noqa: Y015
+
+@_typing.final
+class LeaseExpireRequest(_message.Message):
+    """--- Leases (docs/leases.md) ----------------------------------------------------
+
+    The fence: the two commands below are proposed by the leader's lease clock
+    and carry the term in which that leader decided (`proposer_term`). The state
+    machine applies one only when proposer_term equals the term of the Raft log
+    entry that carries it (the adapter passes that term to Store.apply). A
+    deposed leader's command forwarded to and appended by a newer leader has a
+    newer entry term and is dropped; an old leader cut off from the majority
+    cannot commit its own entries. A dropped command changes nothing and says
+    `fenced`.
+
+    Revoke-by-expiry: like LeaseRevokeRequest for each id (one revision per
+    lease, history identity "lease-expiry"). Ids that no longer exist are
+    skipped. At most LEASE_EXPIRE_BATCH_MAX ids.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IDS_FIELD_NUMBER: _builtins.int
+    PROPOSER_TERM_FIELD_NUMBER: _builtins.int
+    proposer_term: _builtins.int
+    @_builtins.property
+    def ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    def __init__(
+        self,
+        *,
+        ids: _abc.Iterable[_builtins.int] | None = ...,
+        proposer_term: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ids", b"ids", "proposer_term", b"proposer_term"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LeaseExpireRequest: _TypeAlias = LeaseExpireRequest  # noqa: Y015
+
+@_typing.final
+class LeaseExpireResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXPIRED_FIELD_NUMBER: _builtins.int
+    SKIPPED_FIELD_NUMBER: _builtins.int
+    FENCED_FIELD_NUMBER: _builtins.int
+    fenced: _builtins.bool
+    """The command was stale (proposer_term != entry term): nothing changed."""
+    @_builtins.property
+    def expired(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """The ids whose keys were deleted and which are gone, in command order."""
+
+    @_builtins.property
+    def skipped(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """The ids that did not exist (already revoked or expired)."""
+
+    def __init__(
+        self,
+        *,
+        expired: _abc.Iterable[_builtins.int] | None = ...,
+        skipped: _abc.Iterable[_builtins.int] | None = ...,
+        fenced: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expired", b"expired", "fenced", b"fenced", "skipped", b"skipped"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LeaseExpireResponse: _TypeAlias = LeaseExpireResponse  # noqa: Y015
+
+@_typing.final
+class LeaseCheckpoint(_message.Message):
+    """One lease's remaining TTL on the leader's clock, so that a new leader does
+    not restart it from the full TTL (etcd #9395).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    REMAINING_MS_FIELD_NUMBER: _builtins.int
+    id: _builtins.int
+    remaining_ms: _builtins.int
+    """0..ttl*1000 (a larger value is recorded as the granted TTL)."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.int = ...,
+        remaining_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "remaining_ms", b"remaining_ms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LeaseCheckpoint: _TypeAlias = LeaseCheckpoint  # noqa: Y015
+
+@_typing.final
+class LeaseCheckpointRequest(_message.Message):
+    """At most LEASE_CHECKPOINT_BATCH_MAX checkpoints. Unknown ids are skipped."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHECKPOINTS_FIELD_NUMBER: _builtins.int
+    PROPOSER_TERM_FIELD_NUMBER: _builtins.int
+    proposer_term: _builtins.int
+    @_builtins.property
+    def checkpoints(self) -> _containers.RepeatedCompositeFieldContainer[Global___LeaseCheckpoint]: ...
+    def __init__(
+        self,
+        *,
+        checkpoints: _abc.Iterable[Global___LeaseCheckpoint] | None = ...,
+        proposer_term: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkpoints", b"checkpoints", "proposer_term", b"proposer_term"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LeaseCheckpointRequest: _TypeAlias = LeaseCheckpointRequest  # noqa: Y015
+
+@_typing.final
+class LeaseCheckpointResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECORDED_FIELD_NUMBER: _builtins.int
+    SKIPPED_FIELD_NUMBER: _builtins.int
+    FENCED_FIELD_NUMBER: _builtins.int
+    fenced: _builtins.bool
+    @_builtins.property
+    def recorded(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """The ids whose remaining TTL was recorded, in command order."""
+
+    @_builtins.property
+    def skipped(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """The ids that did not exist."""
+
+    def __init__(
+        self,
+        *,
+        recorded: _abc.Iterable[_builtins.int] | None = ...,
+        skipped: _abc.Iterable[_builtins.int] | None = ...,
+        fenced: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fenced", b"fenced", "recorded", b"recorded", "skipped", b"skipped"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LeaseCheckpointResponse: _TypeAlias = LeaseCheckpointResponse  # noqa: Y015
+
+@_typing.final
+class LeaseRecord(_message.Message):
+    """A lease in a snapshot."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    TTL_S_FIELD_NUMBER: _builtins.int
+    REMAINING_MS_FIELD_NUMBER: _builtins.int
+    id: _builtins.int
+    ttl_s: _builtins.int
+    """The granted TTL in seconds."""
+    remaining_ms: _builtins.int
+    """The last checkpointed remaining TTL (the granted TTL until the first one)."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.int = ...,
+        ttl_s: _builtins.int = ...,
+        remaining_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "remaining_ms", b"remaining_ms", "ttl_s", b"ttl_s"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LeaseRecord: _TypeAlias = LeaseRecord  # noqa: Y015
