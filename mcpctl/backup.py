@@ -88,7 +88,7 @@ def inspect(path: Path) -> BackupInfo:
 def restore(path: Path, data_dir: Path, raft_addresses: list[str]) -> BackupInfo:
     """Seed an empty data directory from a backup (see the module docstring)."""
     # Here: the Raft adapter (PySyncObj) is node-side; `snapshot save` in the SDK never needs it.
-    from mcpctl.raft.adapter import DUMP_FILE, JOURNAL_FILE, write_snapshot_file
+    from mcpctl.raft.snapshot import DUMP_FILE, JOURNAL_FILE, write_snapshot_file
 
     info, body = read(path)
     data_dir.mkdir(parents=True, exist_ok=True)

@@ -65,6 +65,10 @@ PROPOSAL_TIMEOUT_S_DEFAULT: Final = 5.0
 LEADER_WAIT_S_DEFAULT: Final = 3.0
 # PySyncObj's own command queue (a second line of defence behind ours).
 RAFT_COMMAND_QUEUE_MAX: Final = 10_000
+# Calls waiting to run on the Raft tick thread (log index reads, leadership
+# hand-over requests). Past it the caller gets UNAVAILABLE and a warning is
+# logged: a call is never dropped silently.
+RAFT_TICK_CALLS_MAX: Final = 64
 
 # Records of when log indexes appeared, for time-based replication lag
 # (one per tick in which the log grew; ~100 s of continuous writes at 10 ms).

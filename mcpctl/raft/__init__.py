@@ -1,6 +1,12 @@
-"""Raft for the node: the adapter around PySyncObj 0.3.17 (``adapter``).
+"""Raft for the node: everything that knows PySyncObj 0.3.17 lives in this package.
 
-Everything that knows PySyncObj's internals lives in this package; the rest
-of the node sees ``RaftNode`` (propose, status, membership, step down) and
-typed values (``RaftStatus``, ``Role``, ``ProposeError``).
+- ``node``: ``RaftNode``, the member the rest of the node sees (propose,
+  membership, step down, the published ``RaftStatus``);
+- ``syncobj``: every use of PySyncObj's private internals, behind
+  ``install()`` (version check) and its ``INVENTORY``;
+- ``decisions``: pre-vote, next index, fast election, reachability and
+  restore decisions as pure functions;
+- ``status``: typed values (``RaftStatus``, ``Role``, ``ProposeError``, lag);
+- ``snapshot``: the store as PySyncObj's consumer, our snapshot file;
+- ``cipher``: the AES-256-GCM peer cipher.
 """

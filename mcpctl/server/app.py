@@ -27,7 +27,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from mcpctl import limits
 from mcpctl._proto.mcp.v1 import cluster_pb2, config_pb2, kv_pb2, watch_pb2
-from mcpctl.raft.adapter import RaftNode, RaftSettings
+from mcpctl.raft.node import RaftNode
+from mcpctl.raft.status import RaftSettings
 from mcpctl.server import auth, reflection, security
 from mcpctl.server.auth import Guard
 from mcpctl.server.config import NodeConfig

@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from mcpctl.raft.adapter import Role
+from mcpctl.raft.status import Role
 from mcpctl.server.hub import WatchHub
 from mcpctl.server.node import Node
 

@@ -25,7 +25,8 @@ from mcpctl.errors import (
     OutcomeUnknown,
     Unavailable,
 )
-from mcpctl.raft.adapter import ProposeError, RaftNode, Role
+from mcpctl.raft.node import RaftNode
+from mcpctl.raft.status import ProposeError, Role
 from mcpctl.server import auth
 from mcpctl.server.logs import audit
 from mcpctl.server.peers import MemberInfo, Peers

@@ -42,7 +42,7 @@ import structlog
 from mcpctl import limits
 from mcpctl._proto.mcp.v1 import raft_pb2 as raft
 from mcpctl.errors import McpError, OutcomeUnknown, ResourceExhausted, Unavailable
-from mcpctl.raft.adapter import ProposeError, RaftStatus, Role, proposal_view
+from mcpctl.raft.status import ProposeError, RaftStatus, Role, proposal_view
 from mcpctl.state import Applied
 
 log = structlog.get_logger("mcpctl.server.proposer")

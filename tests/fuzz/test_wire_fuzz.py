@@ -41,7 +41,7 @@ import pytest
 from cryptography.fernet import Fernet
 
 from mcpctl._proto.mcp.v1 import kv_pb2
-from mcpctl.raft.adapter import PeerCipher
+from mcpctl.raft.cipher import PeerCipher
 from tests.cluster import Cluster, NodeProc, running_cluster, wait_for
 from tests.fuzz.support import Baseline, assert_survived, rss_mib, take_baseline
 

@@ -13,7 +13,7 @@ import pytest
 
 from mcpctl._proto.mcp.v1 import cluster_pb2 as cluster
 from mcpctl.errors import FailedPrecondition, OutcomeUnknown
-from mcpctl.raft.adapter import Role
+from mcpctl.raft.status import Role
 from mcpctl.server import config
 from mcpctl.server.app import build_node, build_raft
 from tests.cluster import free_ports

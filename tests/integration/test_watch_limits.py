@@ -30,7 +30,8 @@ from mcpctl._proto.mcp.v1 import watch_pb2_grpc as watch_grpc
 from mcpctl.client import Client
 from mcpctl.errors import COMPACT_REVISION_KEY, McpError
 from mcpctl.limits import KIB, MIB
-from mcpctl.raft.adapter import ProposeError, RaftNode, Role
+from mcpctl.raft.node import RaftNode
+from mcpctl.raft.status import ProposeError, Role
 from mcpctl.server import config
 from mcpctl.server.app import build_node, build_raft, create_server
 from mcpctl.server.hub import HubLimits, WatchHub

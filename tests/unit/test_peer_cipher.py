@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mcpctl.raft.adapter import PeerCipher, PeerCipherError
+from mcpctl.raft.cipher import PeerCipher, PeerCipherError
 
 SECRET = "unit-test-cluster-secret"
 

@@ -21,7 +21,7 @@ import pytest
 from mcpctl._proto.mcp.v1 import kv_pb2 as kv
 from mcpctl._proto.mcp.v1 import raft_pb2 as raft
 from mcpctl.errors import McpError, OutcomeUnknown, ResourceExhausted, Unavailable
-from mcpctl.raft.adapter import ProposeError, RaftStatus, Role, proposal_view
+from mcpctl.raft.status import ProposeError, RaftStatus, Role, proposal_view
 from mcpctl.server.proposer import Consensus, Proposer
 from mcpctl.state import Applied
 

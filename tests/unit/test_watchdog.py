@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from mcpctl.raft.adapter import TickWatchdog
+from mcpctl.raft.watchdog import TickWatchdog
 
 
 def _failing_tick(logger: logging.Logger) -> None:

@@ -1,0 +1,435 @@
+"""Every use of PySyncObj 0.3.17's private internals, in one module.
+
+``install()`` checks the installed PySyncObj is exactly the version these
+patches were written against (it fails loudly on any other), checks that
+every private name in ``INVENTORY`` exists, and swaps in the one module-level
+replacement. Nothing is patched at import time: ``RaftNode`` calls
+``install()`` before it builds its ``RaftSyncObj``.
+
+``RaftSyncObj`` is PySyncObj's ``SyncObj`` with our additions (pre-vote, the
+next-index rule, callbacks PySyncObj would never call, the AES-GCM cipher)
+and small accessors, so that ``RaftNode`` reads and moves PySyncObj's state
+only through named methods here. The decisions themselves are pure functions
+in ``mcpctl.raft.decisions``. Line numbers below are of PySyncObj 0.3.17.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from pysyncobj import FAIL_REASON, SyncObj, tcp_server
+from pysyncobj.monotonic import monotonic as raft_clock
+from pysyncobj.syncobj import _RAFT_STATE
+from pysyncobj.tcp_connection import TcpConnection
+from pysyncobj.tcp_server import SERVER_STATE
+
+from mcpctl.raft import decisions
+from mcpctl.raft.cipher import PeerCipher
+from mcpctl.raft.status import ProposeError
+
+log = structlog.get_logger("mcpctl.raft.syncobj")
+
+PYSYNCOBJ_VERSION = "0.3.17"
+
+# An incoming Raft connection must finish PySyncObj's handshake (key exchange,
+# then its address) within the connection timeout and this many bytes; the
+# real handshake is a few hundred bytes.
+RAFT_HANDSHAKE_BYTES_MAX = 64 * 1024
+# Pre-vote messages (PySyncObj ignores types it does not know), and how long a
+# granted pre-vote lets this member campaign.
+PREVOTE_REQUEST = "mcp_prevote"
+PREVOTE_RESPONSE = "mcp_prevote_response"
+PREVOTE_VALID_S = 1.0
+# A message PySyncObj ignores, sent to keep idle peer links open.
+KEEPALIVE = {"type": "mcp_keepalive"}
+
+
+@dataclass(frozen=True, slots=True)
+class Private:
+    """One private name of PySyncObj that we read, call, override or replace."""
+
+    name: str
+    where: str  # PySyncObj 0.3.17 file:line
+    why: str
+
+
+INVENTORY: tuple[Private, ...] = (
+    Private(
+        "tcp_server.TcpConnection",
+        "tcp_server.py:65",
+        "replaced: incoming connections buffer at most RAFT_HANDSHAKE_BYTES_MAX before auth",
+    ),
+    Private(
+        "TcpConnection._TcpConnection__processRead",
+        "tcp_connection.py:261",
+        "overridden: the handshake bound above",
+    ),
+    Private(
+        "_TcpConnection__readBuffer",
+        "tcp_connection.py:68",
+        "read: bytes buffered before the handshake",
+    ),
+    Private("SyncObj._onTick", "syncobj.py:611", "overridden: pre-vote runs first"),
+    Private(
+        "SyncObj._SyncObj__onMessageReceived",
+        "syncobj.py:909",
+        "overridden: pre-vote messages, leader contact, no next-index rewind on success",
+    ),
+    Private(
+        "SyncObj._SyncObj__onNodeDisconnected",
+        "syncobj.py:1129",
+        "overridden: forwards waiting on a closed leader link fail (LEADER_CHANGED)",
+    ),
+    Private(
+        "SyncObj._checkCommandsToApply",
+        "syncobj.py:503",
+        "overridden: forwards never sent on a dead leader link fail (MISSING_LEADER)",
+    ),
+    Private(
+        "SyncObj._SyncObj__loadDumpFile",
+        "syncobj.py:1472",
+        "overridden: entries a snapshot install skipped fail (UNKNOWN_OUTCOME)",
+    ),
+    Private(
+        "SyncObj._SyncObj__onLeaderChanged",
+        "syncobj.py:1246",
+        "called: fails forwarded commands as on a leader change",
+    ),
+    Private(
+        "SyncObj._SyncObj__connectedToAnyone", "syncobj.py:1339", "called: pre-vote's precondition"
+    ),
+    Private(
+        "SyncObj._SyncObj__generateRaftTimeout",
+        "syncobj.py:1108",
+        "called: a pre-vote pushes the timer back",
+    ),
+    Private("SyncObj._SyncObj__getCurrentLogIndex", "syncobj.py:1132", "called: pre-vote's log"),
+    Private("SyncObj._SyncObj__getCurrentLogTerm", "syncobj.py:1135", "called: pre-vote's log"),
+    Private("SyncObj._SyncObj__getEntries", "syncobj.py:1145", "called: the heard commit's term"),
+    Private(
+        "_SyncObj__raftElectionDeadline",
+        "syncobj.py:162",
+        "read and moved: pre-vote, fast election, leader contact",
+    ),
+    Private("_SyncObj__raftState", "syncobj.py:157", "read: leader or not, for pre-vote"),
+    Private("_SyncObj__raftCurrentTerm", "syncobj.py:158", "read: pre-vote terms"),
+    Private("_SyncObj__raftLeader", "syncobj.py:161", "read: the leader node"),
+    Private("_SyncObj__selfNode", "syncobj.py:145", "read: pre-vote needs a known self"),
+    Private("_SyncObj__otherNodes", "syncobj.py:146", "read: voters to ask and keep alive"),
+    Private("_SyncObj__transferInProgress", "syncobj.py:165", "read: a transfer skips pre-vote"),
+    Private("_SyncObj__transport", "syncobj.py:208", "used: send our messages, guard the port"),
+    Private("_SyncObj__raftNextIndex", "syncobj.py:178", "read and restored: next indexes"),
+    Private("_SyncObj__raftLog", "syncobj.py:166", "read: the last log index"),
+    Private("_SyncObj__lastResponseTime", "syncobj.py:179", "read: follower contact ages"),
+    Private(
+        "_SyncObj__leaderCommitIndex",
+        "syncobj.py:184",
+        "read: a commit index heard since start (restored)",
+    ),
+    Private("_SyncObj__raftLastApplied", "syncobj.py:177", "read: after a snapshot install"),
+    Private("_SyncObj__commandsWaitingReply", "syncobj.py:272", "read and cleared: lost forwards"),
+    Private(
+        "_SyncObj__commandsWaitingCommit", "syncobj.py:270", "read and popped: skipped entries"
+    ),
+    Private(
+        "Transport._unknownConnections", "transport.py:205", "read: connections before handshake"
+    ),
+    Private("Transport._server", "transport.py:203", "read: the Raft listener"),
+    Private(
+        "TcpServer._TcpServer__state", "tcp_server.py:30", "read: a listener that unbound itself"
+    ),
+)
+
+_installed = False
+
+
+class PySyncObjMismatch(RuntimeError):
+    """The installed PySyncObj is not the one our patches were written for."""
+
+
+def install() -> None:
+    """Check PySyncObj and put our replacement in place (idempotent).
+
+    Raises ``PySyncObjMismatch`` when the version differs or a name in
+    ``INVENTORY`` that lives on a class is missing; instance fields are
+    checked on each new ``RaftSyncObj``.
+    """
+    global _installed
+    if _installed:
+        return
+    version = importlib.metadata.version("pysyncobj")
+    if version != PYSYNCOBJ_VERSION:
+        raise PySyncObjMismatch(
+            f"pysyncobj {version} is installed; mcp-config patches the internals of exactly "
+            f"{PYSYNCOBJ_VERSION} (mcpctl/raft/syncobj.py INVENTORY): install pysyncobj=="
+            f"{PYSYNCOBJ_VERSION}"
+        )
+    owners = {"SyncObj": SyncObj, "TcpConnection": TcpConnection}
+    for item in INVENTORY:
+        owner, _, attr = item.name.partition(".")
+        if owner in owners and not hasattr(owners[owner], attr):
+            raise PySyncObjMismatch(f"pysyncobj {version} has no {item.name} ({item.where})")
+    # PySyncObj's TcpServer builds its incoming connections from this module-level name.
+    tcp_server.TcpConnection = _HandshakeBoundedConnection
+    _installed = True
+
+
+def check_instance(sync: SyncObj) -> None:
+    """The instance fields of ``INVENTORY`` exist on a constructed SyncObj."""
+    for item in INVENTORY:
+        if item.name.startswith("_SyncObj__") and not hasattr(sync, item.name):
+            raise PySyncObjMismatch(f"this pysyncobj has no {item.name} ({item.where})")
+
+
+class _HandshakeBoundedConnection(TcpConnection):  # type: ignore[misc]
+    """An incoming Raft connection that buffers at most RAFT_HANDSHAKE_BYTES_MAX
+    before it has authenticated (PySyncObj would buffer any announced frame
+    length, up to 2 GiB, re-copying the buffer on every read)."""
+
+    def _TcpConnection__processRead(self) -> bool:
+        more: bool = super()._TcpConnection__processRead()
+        if (
+            more
+            and self.recvRandKey is None
+            and len(self._TcpConnection__readBuffer) > RAFT_HANDSHAKE_BYTES_MAX
+        ):
+            self.disconnect()
+            return False
+        return more
+
+
+class RaftSyncObj(SyncObj):  # type: ignore[misc]
+    """PySyncObj's SyncObj with pre-vote, the next-index rule, no lost callbacks,
+    ``PeerCipher`` as its encryptor, and accessors for ``RaftNode``.
+
+    ``password`` stays unset in the conf (PySyncObj would build a Fernet); the
+    transport reads the ``encryptor`` property, which is ours from the first
+    connection on because it is set before ``SyncObj.__init__`` starts the
+    tick thread.
+    """
+
+    _SyncObj__raftElectionDeadline: float
+    # Forwarded commands waiting for the leader's reply (request id -> callback).
+    _SyncObj__commandsWaitingReply: dict[int, Callable[[Any, int], None]]
+
+    def __init__(self, *args: Any, cipher: PeerCipher, **kwargs: Any) -> None:
+        install()
+        self._peer_cipher = cipher
+        # Pre-vote and leader contact; tick thread only.
+        self.leader_heard_at = 0.0
+        self._prevote_term = 0
+        self._prevote_grants: set[Any] = set()
+        self._prevote_won_at = -PREVOTE_VALID_S
+        super().__init__(*args, **kwargs)
+        check_instance(self)
+
+    @property
+    def encryptor(self) -> PeerCipher:
+        return self._peer_cipher
+
+    # -- accessors for RaftNode (tick thread) ------------------------------------
+    def last_log_index(self) -> int:
+        raft_log = self._SyncObj__raftLog
+        return int(raft_log[-1][1]) if len(raft_log) else 0
+
+    @property
+    def election_deadline(self) -> float:
+        """PySyncObj's election deadline (its raw monotonic clock, ``raft_clock``)."""
+        return self._SyncObj__raftElectionDeadline
+
+    def elect_by(self, at: float) -> bool:
+        """Bring the election deadline forward to ``at``; False if it was sooner."""
+        if at >= self._SyncObj__raftElectionDeadline:
+            return False
+        self._SyncObj__raftElectionDeadline = at
+        return True
+
+    def response_times(self) -> dict[str, float]:
+        """When each follower last answered this leader (``raft_clock``)."""
+        return {n.address: t for n, t in self._SyncObj__lastResponseTime.items()}
+
+    def heard_commit(self) -> tuple[int | None, int | None]:
+        """A commit index heard from a leader since start (None before) and its entry's term."""
+        index = self._SyncObj__leaderCommitIndex
+        if index is None or index <= 0:
+            return index, None
+        entries = self._SyncObj__getEntries(index, 1)
+        return index, int(entries[0][2]) if entries else None
+
+    def send_to_connected(self, message: dict[str, Any]) -> None:
+        transport = self._SyncObj__transport
+        for node in self._SyncObj__otherNodes:
+            if self.isNodeConnected(node):
+                transport.send(node, message)
+
+    def unknown_connections(self) -> set[Any]:
+        """Incoming connections that have not finished the handshake."""
+        connections: set[Any] = self._SyncObj__transport._unknownConnections
+        return connections
+
+    def rebind_listener_if_unbound(self) -> bool | None:
+        """Bind the Raft listener again if it unbound itself (accept() failed).
+
+        None when it is bound; True when bound again; raises OSError when not yet."""
+        server = self._SyncObj__transport._server
+        if server is None or server._TcpServer__state != SERVER_STATE.UNBINDED:
+            return None
+        server.bind()
+        return True
+
+    # -- pre-vote ------------------------------------------------------------------
+    def _onTick(self, timeToWait: float = 0.0) -> None:
+        self._hold_election_for_prevote()
+        super()._onTick(timeToWait)
+
+    def _is_leader(self) -> bool:
+        return bool(self._SyncObj__raftState == _RAFT_STATE.LEADER)
+
+    def _log_position(self) -> decisions.LogPosition:
+        return (self._SyncObj__getCurrentLogTerm(), self._SyncObj__getCurrentLogIndex())
+
+    def _hold_election_for_prevote(self) -> None:
+        """Raft's pre-vote, which PySyncObj lacks (see ``decisions.prevote_step``):
+        a member coming back from a pause or a partition rejoins without an election."""
+        if self._SyncObj__selfNode is None:
+            return
+        now = raft_clock()
+        step = decisions.prevote_step(
+            is_leader=self._is_leader(),
+            timer_expired=self._SyncObj__raftElectionDeadline < now,
+            connected_to_anyone=self._SyncObj__connectedToAnyone(),
+            has_others=bool(self._SyncObj__otherNodes),
+            transfer_in_progress=self._SyncObj__transferInProgress,
+            since_prevote_won_s=now - self._prevote_won_at,
+            prevote_valid_s=PREVOTE_VALID_S,
+        )
+        if step != decisions.PrevoteStep.ASK:
+            return
+        self._SyncObj__raftElectionDeadline = now + self._SyncObj__generateRaftTimeout()
+        self._prevote_term = self._SyncObj__raftCurrentTerm + 1
+        self._prevote_grants = set()
+        last_term, last_index = self._log_position()
+        request = {
+            "type": PREVOTE_REQUEST,
+            "term": self._prevote_term,
+            "last_log_index": last_index,
+            "last_log_term": last_term,
+        }
+        transport = self._SyncObj__transport
+        for node in self._SyncObj__otherNodes:
+            transport.send(node, request)
+
+    def _answer_prevote(self, node: Any, message: dict[str, Any]) -> None:
+        leader = self._SyncObj__raftLeader
+        hears = decisions.hears_live_leader(
+            is_leader=self._is_leader(),
+            leader_known=leader is not None,
+            leader_connected=leader is not None and self.isNodeConnected(leader),
+            since_leader_heard_s=raft_clock() - self.leader_heard_at,
+            election_timeout_min_s=self.conf.raftMinTimeout,
+        )
+        granted = decisions.prevote_granted(
+            hears_leader=hears,
+            candidate_term=message.get("term", -1),
+            current_term=self._SyncObj__raftCurrentTerm,
+            candidate_log=(message.get("last_log_term", -1), message.get("last_log_index", -1)),
+            own_log=self._log_position(),
+        )
+        self._SyncObj__transport.send(
+            node, {"type": PREVOTE_RESPONSE, "term": message.get("term"), "granted": granted}
+        )
+
+    def _count_prevote(self, node: Any, message: dict[str, Any]) -> None:
+        if not message.get("granted") or message.get("term") != self._prevote_term:
+            return
+        if self._is_leader():
+            return
+        self._prevote_grants.add(node)
+        if decisions.prevote_won(len(self._prevote_grants), len(self._SyncObj__otherNodes)):
+            self._prevote_term = 0
+            self._prevote_won_at = raft_clock()
+            self._SyncObj__raftElectionDeadline = 0  # campaign on this tick
+
+    # -- callbacks PySyncObj would never call -----------------------------------------
+    def _SyncObj__onNodeDisconnected(self, node: Any) -> None:
+        """A forwarded command waits for the leader's reply on this connection;
+        when it closes the reply is lost (the leader answers on whatever
+        connection it has then, and PySyncObj drops it when there is none).
+        PySyncObj clears those waits only when the *leader changes*: with the
+        same leader back (a healed partition, a resumed pause; pre-vote keeps
+        the leader) they waited forever. Fail them as PySyncObj does on a
+        leader change: LEADER_CHANGED, the command may have arrived."""
+        SyncObj._SyncObj__onNodeDisconnected(self, node)
+        if node == self._SyncObj__raftLeader and self._SyncObj__commandsWaitingReply:
+            log.info(
+                "leader connection closed with forwarded commands waiting; failing them",
+                commands=len(self._SyncObj__commandsWaitingReply),
+            )
+            self._SyncObj__onLeaderChanged()
+
+    def _checkCommandsToApply(self) -> None:
+        """PySyncObj forwards a command to a known leader even when the link to it
+        is down: ``transport.send`` returns False, the command is dropped and its
+        callback waits for a reply that cannot come. Commands forwarded while
+        the link was up and then lost are failed on disconnect (above), so any
+        still waiting here, with the leader's link down, were never sent:
+        MISSING_LEADER (not applied)."""
+        super()._checkCommandsToApply()
+        waiting = self._SyncObj__commandsWaitingReply
+        leader = self._SyncObj__raftLeader
+        if not waiting or leader is None or leader == self._SyncObj__selfNode:
+            return
+        if self.isNodeConnected(leader):
+            return
+        self._SyncObj__commandsWaitingReply = {}
+        for request_id in sorted(waiting):
+            waiting[request_id](None, FAIL_REASON.MISSING_LEADER)
+
+    def _SyncObj__loadDumpFile(self, clearJournal: bool) -> None:
+        """A snapshot install moves ``lastApplied`` past log indexes that are never
+        applied one by one here, so callbacks waiting for those indexes (a
+        forwarded command the leader had placed, a leader's own entry) were
+        never called. Call them with UNKNOWN_OUTCOME: the snapshot may or may
+        not hold the command, and it does not say which."""
+        SyncObj._SyncObj__loadDumpFile(self, clearJournal)
+        waiting = self._SyncObj__commandsWaitingCommit
+        applied = self._SyncObj__raftLastApplied
+        orphaned = sorted(idx for idx in waiting if idx <= applied)
+        if orphaned:
+            log.info(
+                "snapshot installed past waiting commands; outcome unknown", entries=len(orphaned)
+            )
+        for idx in orphaned:
+            for _term, callback in waiting.pop(idx):
+                callback(None, ProposeError.UNKNOWN_OUTCOME.value)
+
+    def _SyncObj__onMessageReceived(self, node: Any, message: Any) -> None:
+        """PySyncObj's handler, plus pre-vote messages and the leader's contact
+        time, and a successful ack never moves a follower's next index back
+        (``decisions.next_index_after_success``; 0.3.17 syncobj.py:1076-1081).
+        A failed ack (PySyncObj's ``reset``) still goes through untouched."""
+        if not isinstance(message, dict):
+            SyncObj._SyncObj__onMessageReceived(self, node, message)
+            return
+        kind = message.get("type")
+        if kind == PREVOTE_REQUEST:
+            self._answer_prevote(node, message)
+            return
+        if kind == PREVOTE_RESPONSE:
+            self._count_prevote(node, message)
+            return
+        if kind == "append_entries" and message.get("term", -1) >= self._SyncObj__raftCurrentTerm:
+            self.leader_heard_at = raft_clock()
+        if kind == "next_node_idx" and message.get("success") and not message.get("reset"):
+            next_index = self._SyncObj__raftNextIndex
+            before = next_index.get(node)
+            SyncObj._SyncObj__onMessageReceived(self, node, message)
+            kept = decisions.next_index_after_success(before, next_index.get(node))
+            if kept is not None:
+                next_index[node] = kept
+            return
+        SyncObj._SyncObj__onMessageReceived(self, node, message)
