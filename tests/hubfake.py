@@ -43,6 +43,7 @@ class FakeRaft:
         self.on_applied: ApplyListener | None = None
         self.on_reset: ResetListener | None = None
         self.leader = True
+        self.restored = True
         # Work the hub handed to its loop and the loop has not run yet.
         self.scheduled: list[Callable[[], None]] = []
 
@@ -56,6 +57,11 @@ class FakeRaft:
 
     def hears_leader(self) -> bool:
         return self.leader
+
+    def listen(self, applied: ApplyListener | None, reset: ResetListener | None) -> None:
+        """``StoreConsumer.listen``: the hooks a builder wires to the hub."""
+        self.on_applied = applied
+        self.on_reset = reset
 
     def schedule(self, fn: Callable[[], None]) -> None:
         """The hub's loop's ``call_soon_threadsafe``: collected, run by ``run_loop``."""
@@ -130,6 +136,7 @@ def make_hub(node: FakeRaft, **hub_limits: Any) -> WatchHub:
         node, header, leader_timeout_s=LEADER_TIMEOUT_S, hub_limits=HubLimits(**hub_limits)
     )
     hub.attach(node.schedule)
+    node.listen(hub.on_applied, hub.on_reset)
     return hub
 
 

@@ -411,6 +411,11 @@ class RaftNode:
         self.call_on_tick(read)
         return await asyncio.wait_for(done, timeout_s)
 
+    @property
+    def restored(self) -> bool:
+        """This member has applied what it had before it started (``RaftStatus.restored``)."""
+        return self._status.restored
+
     def hears_leader(self) -> bool:
         """A leader is known and was heard from within the election timeout.
 

@@ -45,8 +45,14 @@ class StoreConsumer(SyncObjConsumer):  # type: ignore[misc]
         self._limits = history_limits
         self._lock = threading.Lock()
         self._store = Store(bounds=history_limits)
-        self.on_applied: ApplyListener | None = None
-        self.on_reset: ResetListener | None = None
+        self._on_applied: ApplyListener | None = None
+        self._on_reset: ResetListener | None = None
+
+    def listen(self, applied: ApplyListener | None, reset: ResetListener | None) -> None:
+        """Who hears of changes, on the tick thread: ``applied`` gets the results of
+        each Raft entry, ``reset`` the store a snapshot replaced it with (None: nobody)."""
+        self._on_applied = applied
+        self._on_reset = reset
 
     @replicated  # type: ignore[untyped-decorator]
     def apply_batch(self, payload: bytes) -> list[Applied]:
@@ -54,8 +60,8 @@ class StoreConsumer(SyncObjConsumer):  # type: ignore[misc]
             batch = raft.InternalBatch.FromString(payload)
             with self._lock:
                 results = [self._store.apply(req) for req in batch.requests]
-            if self.on_applied is not None and results:
-                self.on_applied(results)
+            if self._on_applied is not None and results:
+                self._on_applied(results)
             return results
         except Exception:
             # A bug: returning would leave PySyncObj re-applying this entry on
@@ -79,8 +85,8 @@ class StoreConsumer(SyncObjConsumer):  # type: ignore[misc]
         with self._lock:
             self._store = store
         log.info("snapshot installed", revision=store.revision, keys=len(store))
-        if self.on_reset is not None:
-            self.on_reset(store)
+        if self._on_reset is not None:
+            self._on_reset(store)
 
 
 _SNAP_MAGIC = b"MCPSNAP1"

@@ -290,6 +290,7 @@ def build_node(
         leader_timeout_s=cfg.raft.election_timeout_max_ms / 1000,
         hub_limits=hub_limits,
     )
+    raft_node.consumer.listen(hub.on_applied, hub.on_reset)
     return NodeParts(proposer, node, hub)
 
 
@@ -355,6 +356,7 @@ async def _serve(cfg: NodeConfig, raft_node: RaftNode, secret: str) -> int:
     if console is not None:
         await console.stop()
     hub.stop()
+    raft_node.consumer.listen(None, None)
     await server.stop(grace=1.0)
     proposer.close()
     await node.peers.close()

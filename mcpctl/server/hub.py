@@ -65,12 +65,9 @@ Schedule = Callable[[Callable[[], None]], object]
 
 
 class HubStore(Protocol):
-    """What the hub needs of the replicated store (``StoreConsumer``)."""
-
-    # Called on the Raft tick thread after the store changed: the results of
-    # one Raft entry, or the store that a snapshot replaced it with.
-    on_applied: ApplyListener | None
-    on_reset: ResetListener | None
+    """What the hub needs of the replicated store (``StoreConsumer``). The store's
+    apply hooks are wired to ``WatchHub.on_applied``/``on_reset`` by whoever
+    builds both (``build_node``), not by the hub."""
 
     def read(self, fn: Callable[[Store], T]) -> T:
         """``fn(store)`` under the store's lock, from any thread."""
@@ -85,6 +82,11 @@ class HubRaft(Protocol):
 
     def hears_leader(self) -> bool:
         """A leader is known and was heard from within the election timeout."""
+        ...
+
+    @property
+    def restored(self) -> bool:
+        """This member has applied what it had before it started (it may serve reads)."""
         ...
 
 
@@ -181,16 +183,12 @@ class WatchHub:
         self._monitor = asyncio.create_task(self._watch_leader())
 
     def attach(self, schedule: Schedule) -> None:
-        """Take the store's apply hooks; ``schedule`` hands work to the hub's loop."""
+        """``schedule`` hands work from the tick thread to the hub's loop."""
         self._schedule = schedule
-        consumer = self._raft.consumer
-        consumer.on_applied = self._on_applied
-        consumer.on_reset = self._on_reset
 
     def stop(self) -> None:
-        consumer = self._raft.consumer
-        consumer.on_applied = None
-        consumer.on_reset = None
+        """End every stream; what the store reports afterwards is ignored."""
+        self._schedule = None
         if self._monitor is not None:
             self._monitor.cancel()
         for w in list(self._watchers.values()):
@@ -200,14 +198,14 @@ class WatchHub:
     def watchers(self) -> int:
         return len(self._watchers)
 
-    # -- tick thread ---------------------------------------------------------------
-    def _on_applied(self, results: Sequence[Applied]) -> None:
+    # -- tick thread (the store's apply hooks, wired by build_node) ------------------
+    def on_applied(self, results: Sequence[Applied]) -> None:
         # Every history entry of the entry, in order (a lease expiry writes several).
         written = [entry for a in results for entry in a.writes]
         if written and self._schedule is not None:
             self._schedule(lambda: self._publish(written))
 
-    def _on_reset(self, store: Store) -> None:
+    def on_reset(self, store: Store) -> None:
         if self._schedule is not None:
             self._schedule(self._desync_all)
 
@@ -283,6 +281,11 @@ class WatchHub:
     # -- a stream ----------------------------------------------------------------------
     def open(self, req: watch.WatchRequest) -> tuple[Watcher, int]:
         """Register a stream; its watcher and the member's revision now."""
+        if not self._raft.restored:
+            # A watch is a read: never from a store older than one this member served.
+            raise Unavailable(
+                "this member is still restoring its data after a start; retry another member"
+            )
         lim = self.limits
         if len(self._watchers) >= lim.watchers_max:
             raise ResourceExhausted(f"too many watch streams on this member ({lim.watchers_max})")

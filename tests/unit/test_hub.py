@@ -368,13 +368,13 @@ def test_watchers_max_refuses_the_next_stream_until_one_closes() -> None:
     Reader.open(hub, "/a/")
 
 
-def test_stop_ends_every_stream_and_releases_the_hooks() -> None:
-    """Stopping the hub ends every stream with Unavailable and unhooks the store."""
+def test_stop_ends_every_stream_and_ignores_later_changes() -> None:
+    """Stopping the hub ends every stream with Unavailable; what the store reports
+    afterwards (the builder unhooks it next) schedules nothing."""
     node = FakeRaft()
     hub = make_hub(node)
     reader = Reader.open(hub, "/a/")
     hub.stop()
-    assert node.on_applied is None and node.on_reset is None
     node.put("/a/x")
     assert node.scheduled == []
     reader.read()
@@ -392,6 +392,7 @@ def test_stream_sends_created_then_events_and_forgets_the_watcher_when_closed() 
 
     async def scenario() -> list[watch.WatchResponse]:
         hub.attach(asyncio.get_running_loop().call_soon_threadsafe)
+        node.listen(hub.on_applied, hub.on_reset)
         stream = hub.stream(watch.WatchRequest(key=b"/a/", prefix=True))
         assert isinstance(stream, AsyncGenerator)
         got = [await anext(stream)]
@@ -406,3 +407,15 @@ def test_stream_sends_created_then_events_and_forgets_the_watcher_when_closed() 
     assert created.created and created.header.revision == 1
     assert message_revisions([events]) == [[2, 3]]
     assert hub.watchers == 0
+
+
+def test_a_member_still_restoring_opens_no_stream() -> None:
+    """A watch is a read: until the member has applied what it had before it
+    started, opening a stream answers Unavailable (never an older store)."""
+    node = FakeRaft()
+    hub = make_hub(node)
+    node.restored = False
+    with pytest.raises(Unavailable, match="restoring"):
+        Reader.open(hub, "/a/")
+    node.restored = True
+    Reader.open(hub, "/a/")
