@@ -58,8 +58,12 @@ class StoreConsumer(SyncObjConsumer):  # type: ignore[misc]
     def apply_batch(self, payload: bytes) -> list[Applied]:
         try:
             batch = raft.InternalBatch.FromString(payload)
+            # The term of the log entry being applied (the lease fence): PySyncObj
+            # sets ``_syncObj`` (our RaftSyncObj) before its tick thread starts, so
+            # journal replay gets it too.
+            term = self._syncObj.applying_entry_term()
             with self._lock:
-                results = [self._store.apply(req) for req in batch.requests]
+                results = [self._store.apply(req, entry_term=term) for req in batch.requests]
             if self._on_applied is not None and results:
                 self._on_applied(results)
             return results

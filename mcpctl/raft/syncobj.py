@@ -109,7 +109,16 @@ INVENTORY: tuple[Private, ...] = (
     ),
     Private("SyncObj._SyncObj__getCurrentLogIndex", "syncobj.py:1132", "called: pre-vote's log"),
     Private("SyncObj._SyncObj__getCurrentLogTerm", "syncobj.py:1135", "called: pre-vote's log"),
-    Private("SyncObj._SyncObj__getEntries", "syncobj.py:1145", "called: the heard commit's term"),
+    Private(
+        "SyncObj._SyncObj__getEntries",
+        "syncobj.py:1145",
+        "called: the heard commit's term; the term of the entry being applied (lease fence)",
+    ),
+    Private(
+        "SyncObjConsumer._syncObj",
+        "syncobj.py:246",
+        "read by StoreConsumer: set before the tick thread starts, reaches our accessors",
+    ),
     Private(
         "_SyncObj__raftElectionDeadline",
         "syncobj.py:162",
@@ -130,7 +139,11 @@ INVENTORY: tuple[Private, ...] = (
         "syncobj.py:184",
         "read: a commit index heard since start (restored)",
     ),
-    Private("_SyncObj__raftLastApplied", "syncobj.py:177", "read: after a snapshot install"),
+    Private(
+        "_SyncObj__raftLastApplied",
+        "syncobj.py:177",
+        "read: after a snapshot install; +1 is the entry being applied (syncobj.py:724)",
+    ),
     Private("_SyncObj__commandsWaitingReply", "syncobj.py:272", "read and cleared: lost forwards"),
     Private(
         "_SyncObj__commandsWaitingCommit", "syncobj.py:270", "read and popped: skipped entries"
@@ -251,6 +264,15 @@ class RaftSyncObj(SyncObj):  # type: ignore[misc]
     def response_times(self) -> dict[str, float]:
         """When each follower last answered this leader (``raft_clock``)."""
         return {n.address: t for n, t in self._SyncObj__lastResponseTime.items()}
+
+    def applying_entry_term(self) -> int:
+        """The term of the log entry being applied (call only from inside an apply).
+
+        PySyncObj advances ``lastApplied`` after the command ran (syncobj.py:724),
+        so the entry being applied is the next one; its term is part of the log,
+        the same on every member and on journal replay."""
+        entries = self._SyncObj__getEntries(self._SyncObj__raftLastApplied + 1, 1)
+        return int(entries[0][2])
 
     def heard_commit(self) -> tuple[int | None, int | None]:
         """A commit index heard from a leader since start (None before) and its entry's term."""
