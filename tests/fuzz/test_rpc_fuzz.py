@@ -104,7 +104,8 @@ NF = grpc.StatusCode.NOT_FOUND
 # Beyond BASE_CODES, what each RPC may answer (docs/api.md, the .proto comments).
 EXTRA_CODES: Mapping[str, frozenset[grpc.StatusCode]] = {
     "KV.Range": frozenset({FP}),  # compacted revision
-    "KV.Put": frozenset({FP}),  # expected_mod_revision did not match
+    "KV.Put": frozenset({FP, NF}),  # expected_mod_revision did not match / no such lease
+    "KV.Txn": frozenset({NF}),  # a put with a lease that does not exist
     "KV.Compact": frozenset({FP}),  # older than the compact revision
     "Watch.Watch": frozenset({FP}),  # start_revision compacted
     "Cluster.MemberAdd": frozenset({FP}),  # exists / change in flight / quorum
