@@ -22,6 +22,7 @@ from mcpctl.client import (
     PutResult,
     WatchBatch,
 )
+from mcpctl.status_view import status_json
 
 if TYPE_CHECKING:
     from mcpctl._proto.mcp.v1 import cluster_pb2 as cluster
@@ -271,9 +272,6 @@ class Printer:
                     self.out.write(_text(ev.kv.value)[0] + "\n")
 
 
-# A member whose lag is above this is shown as "lagging".
-STATUS_LAG_WARN_MS = 1000
-
 # Table/simple column -> JSON field.
 STATUS_COLUMNS = {
     "node": "id",
@@ -289,39 +287,8 @@ STATUS_COLUMNS = {
 }
 
 
-def _known(value: int) -> int | None:
-    return None if value < 0 else value
-
-
 def _cell(value: Any) -> str:
     return "-" if value is None else str(value)
-
-
-def status_json(m: cluster.MemberHealth, leader: str) -> dict[str, Any]:
-    if not m.reachable:
-        health = "unreachable"
-    elif not leader:
-        health = "no leader"
-    elif m.lag_ms > STATUS_LAG_WARN_MS:
-        health = "lagging"
-    else:
-        health = "healthy"
-    return {
-        "id": m.member_name,
-        "endpoint": m.endpoint,
-        "raft_address": m.raft_address,
-        "role": m.role if m.reachable else None,
-        "term": m.term if m.reachable else None,
-        "commit_index": m.commit_index if m.reachable else None,
-        "applied_index": m.applied_index if m.reachable else None,
-        "revision": m.revision if m.reachable else None,
-        "entries_behind": _known(m.entries_behind),
-        "lag_ms": _known(m.lag_ms),
-        "last_contact_ms": _known(m.last_contact_ms),
-        "reachable": m.reachable,
-        "health": health,
-        **({"error": m.error} if not m.reachable else {}),
-    }
 
 
 # -- the MCP layer ----------------------------------------------------------------
