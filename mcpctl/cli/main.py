@@ -79,6 +79,7 @@ def _globals(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
     parser.add_argument(
         "-w",
         "--write-out",
+        # output.PRINTERS' names, spelled out: importing output costs start-up time.
         choices=("simple", "json", "table"),
         default=d,
         help="output format (default simple)",
