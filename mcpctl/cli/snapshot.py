@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from mcpctl.cli.exitcodes import Exit
+from mcpctl.cli.exitcodes import Exit, UsageError
 
 
 def register(sub: Any, parent: argparse.ArgumentParser) -> None:
@@ -64,8 +64,7 @@ def run_restore(args: argparse.Namespace) -> int:
     try:
         cfg = config.load(args.config, overrides=overrides)
     except config.ConfigError as e:
-        sys.stderr.write(f"mcpctl snapshot restore: {e}\n")
-        return int(Exit.USAGE)
+        raise UsageError("snapshot restore", str(e)) from e
     info = backup.restore(args.file, cfg.data_dir, [m.raft for m in cfg.cluster.members])
     sys.stdout.write(f"restored revision {info.revision} ({info.keys} keys) into {cfg.data_dir}\n")
     return int(Exit.OK)
