@@ -14,7 +14,7 @@ import argparse
 import sys
 from typing import Any
 
-from mcpctl.cli.exitcodes import Exit
+from mcpctl.cli.exitcodes import Exit, UsageError
 
 
 def register(sub: Any, parent: argparse.ArgumentParser) -> None:
@@ -31,18 +31,17 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     p.set_defaults(run=run)
 
 
-def read_document(path: str, command: str) -> str | None:
-    """The file's text (stdin for '-'), or None after one line on stderr."""
+def read_document(path: str, command: str) -> str:
+    """The file's text (stdin for '-'); UsageError when it cannot be read."""
     try:
         if path == "-":
             return sys.stdin.read()
         with open(path, encoding="utf-8") as f:
             return f.read()
     except OSError as e:
-        sys.stderr.write(f"mcpctl {command}: cannot read {path}: {e.strerror}\n")
-    except UnicodeDecodeError:
-        sys.stderr.write(f"mcpctl {command}: {path} is not UTF-8 text\n")
-    return None
+        raise UsageError(command, f"cannot read {path}: {e.strerror}") from e
+    except UnicodeDecodeError as e:
+        raise UsageError(command, f"{path} is not UTF-8 text") from e
 
 
 def run(args: argparse.Namespace) -> int:
@@ -52,11 +51,8 @@ def run(args: argparse.Namespace) -> int:
     from mcpctl.mcp.schema import parse_document
 
     if args.if_rev < 0:
-        sys.stderr.write("mcpctl apply: --if-rev must not be negative\n")
-        return int(Exit.USAGE)
+        raise UsageError("apply", "--if-rev must not be negative")
     document = read_document(args.file, "apply")
-    if document is None:
-        return int(Exit.USAGE)
     parse_document(document)  # SchemaError (exit 1) names every bad path
     with connect.client(args) as client:
         res = McpClient(client).apply(document, dry_run=args.dry_run, expected_revision=args.if_rev)

@@ -22,7 +22,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from mcpctl.cli.exitcodes import Exit
+from mcpctl.cli.exitcodes import Exit, UsageError
 
 RESTARTS_MAX = 10
 READY_TIMEOUT_S = 60.0
@@ -191,8 +191,7 @@ def _all_ready(endpoints: list[str]) -> bool:
 
 def run(args: argparse.Namespace) -> int:
     if not 1 <= args.nodes <= NODES_MAX:
-        print(f"mcpctl dev: --nodes must be 1..{NODES_MAX}", file=sys.stderr)
-        return int(Exit.USAGE)
+        raise UsageError("dev", f"--nodes must be 1..{NODES_MAX}")
     raft_port = args.raft_port if args.raft_port is not None else args.port + 100
     metrics_port = args.metrics_port if args.metrics_port is not None else args.port + 200
     console_port = args.console_port if args.console_port is not None else args.port + 300
@@ -200,11 +199,9 @@ def run(args: argparse.Namespace) -> int:
     ranges = [set(range(p, p + args.nodes)) for p in ports]
     overlap = any(a & b for i, a in enumerate(ranges) for b in ranges[i + 1 :])
     if overlap or max(max(r) for r in ranges) > 65535 or min(min(r) for r in ranges) < 1:
-        print(
-            "mcpctl dev: client, Raft, metrics and console port ranges overlap or are invalid",
-            file=sys.stderr,
+        raise UsageError(
+            "dev", "client, Raft, metrics and console port ranges overlap or are invalid"
         )
-        return int(Exit.USAGE)
     data_dir = Path(args.data_dir)
     configs = write_configs(
         data_dir,

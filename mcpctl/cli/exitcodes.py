@@ -21,6 +21,18 @@ class Exit(IntEnum):
     NODE_FAILED = 5
 
 
+class UsageError(Exception):
+    """Bad input a command found itself (argparse's own go through ``Parser.error``).
+
+    Commands raise it; ``main`` alone prints ``mcpctl COMMAND: MESSAGE`` as one
+    line on stderr and exits ``Exit.USAGE``."""
+
+    def __init__(self, command: str, message: str) -> None:
+        super().__init__(f"mcpctl {command}: {message}")
+        self.command = command
+        self.message = message
+
+
 def for_error(err: errors.McpError) -> Exit:
     if isinstance(err, errors.OutcomeUnknown):
         return Exit.OUTCOME_UNKNOWN

@@ -6,10 +6,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
-from mcpctl.cli.exitcodes import Exit
+from mcpctl.cli.exitcodes import Exit, UsageError
 
 
 def register(sub: Any, parent: argparse.ArgumentParser) -> None:
@@ -24,8 +23,7 @@ def run(args: argparse.Namespace) -> int:
     from mcpctl.client.mcp import McpClient
 
     if args.rev < 0:
-        sys.stderr.write("mcpctl export: --rev must not be negative\n")
-        return int(Exit.USAGE)
+        raise UsageError("export", "--rev must not be negative")
     with connect.client(args) as client:
         res = McpClient(client).export(revision=args.rev)
     Printer(args.write_out).export(res)

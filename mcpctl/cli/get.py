@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
-from mcpctl.cli.exitcodes import Exit
+from mcpctl.cli.exitcodes import UsageError
 
 
 def register(sub: Any, parent: argparse.ArgumentParser) -> None:
@@ -26,8 +25,7 @@ def run(args: argparse.Namespace) -> int:
     from mcpctl.cli.output import Printer
 
     if args.rev < 0 or args.limit < 0:
-        sys.stderr.write("mcpctl get: --rev and --limit must not be negative\n")
-        return int(Exit.USAGE)
+        raise UsageError("get", "--rev and --limit must not be negative")
     with connect.client(args) as client:
         res = client.get(
             args.key,

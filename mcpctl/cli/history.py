@@ -8,10 +8,9 @@ revisions are compacted (the JSON output says where history starts).
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
-from mcpctl.cli.exitcodes import Exit
+from mcpctl.cli.exitcodes import Exit, UsageError
 
 
 def register(sub: Any, parent: argparse.ArgumentParser) -> None:
@@ -28,8 +27,7 @@ def run(args: argparse.Namespace) -> int:
     from mcpctl.client.mcp import McpClient
 
     if args.limit < 0:
-        sys.stderr.write("mcpctl history: --limit must not be negative\n")
-        return int(Exit.USAGE)
+        raise UsageError("history", "--limit must not be negative")
     with connect.client(args) as client:
         res = McpClient(client).history(args.key, prefix=args.prefix, limit=args.limit)
     Printer(args.write_out).history(res)

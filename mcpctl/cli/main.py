@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from mcpctl.cli.exitcodes import Exit
+from mcpctl.cli.exitcodes import Exit, UsageError
 
 # Module names under mcpctl.cli, in help order (`del` lives in delete.py).
 COMMANDS = (
@@ -79,6 +79,7 @@ def _globals(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
     parser.add_argument(
         "-w",
         "--write-out",
+        # output.PRINTERS' names, spelled out: importing output costs start-up time.
         choices=("simple", "json", "table"),
         default=d,
         help="output format (default simple)",
@@ -138,6 +139,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             setattr(args, name, None)
     try:
         code: int = args.run(args)
+    except UsageError as e:
+        sys.stderr.write(f"{e}\n")
+        return int(Exit.USAGE)
     except McpError as e:
         from mcpctl.cli.exitcodes import for_error
 

@@ -1,9 +1,19 @@
-"""Every byte mcpctl prints goes through here: one printer per output format.
+"""What mcpctl prints about a result goes through here: one printer per output format.
 
 ``-w simple`` (default) is for people and shell pipelines, ``-w json`` is a
 stable contract (docs/cli.md), ``-w table`` uses rich (imported lazily).
 Keys and values are text; a value that is not UTF-8 is printed as base64
 and, in JSON, flagged with ``"value_encoding": "base64"``.
+
+``Printer(fmt)`` is chosen once per command from ``-w`` and is one of::
+
+    Printer                the interface: one method per kind of result
+    |-- SimplePrinter      lines of text
+    |   `-- TablePrinter   rich tables where a result is rows; a stream (watch)
+    |                      or a document (export, backup) prints as simple
+    `-- JsonPrinter        one JSON object per result (per event for watch)
+
+A command never tests the format; it calls the printer's method.
 """
 
 from __future__ import annotations
@@ -12,7 +22,7 @@ import base64
 import json
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, ClassVar, TextIO
 
 from mcpctl.client import (
     DeleteResult,
@@ -22,13 +32,13 @@ from mcpctl.client import (
     PutResult,
     WatchBatch,
 )
+from mcpctl.status_view import status_json
 
 if TYPE_CHECKING:
     from mcpctl._proto.mcp.v1 import cluster_pb2 as cluster
+    from mcpctl.backup import BackupInfo
     from mcpctl.client.mcp import ExportResult, HistoryEntry, HistoryResult, WriteResult
     from mcpctl.mcp.plan import Change
-
-FORMATS = ("simple", "json", "table")
 
 
 def header_json(h: Header) -> dict[str, Any]:
@@ -62,13 +72,139 @@ def kv_json(item: KeyValue, *, keys_only: bool = False) -> dict[str, Any]:
 
 
 class Printer:
+    """The interface every format implements; ``Printer(fmt, out)`` builds the one
+    for ``fmt`` (as ``pathlib.Path()`` builds a ``PosixPath``). Not an ABC: mypy
+    refuses ``Printer(fmt)`` on one; tests/unit/test_cli_printers.py checks that
+    every format has every method."""
+
+    fmt: ClassVar[str]
+
+    def __new__(cls, fmt: str, out: TextIO | None = None) -> Printer:
+        return super().__new__(PRINTERS[fmt] if cls is Printer else cls)
+
     def __init__(self, fmt: str, out: TextIO | None = None) -> None:
-        assert fmt in FORMATS
-        self.fmt = fmt
+        assert fmt == self.fmt, f"{type(self).__name__} prints {self.fmt}, not {fmt}"
         self.out = out or sys.stdout
 
-    def _json(self, obj: Any) -> None:
-        self.out.write(json.dumps(obj, ensure_ascii=False) + "\n")
+    def get(self, res: GetResult, *, keys_only: bool = False, count_only: bool = False) -> None:
+        """A read: the key-values, or just the keys, or just the count."""
+        raise NotImplementedError
+
+    def put(self, res: PutResult) -> None:
+        """A write (and the previous key-value with --prev-kv)."""
+        raise NotImplementedError
+
+    def delete(self, res: DeleteResult) -> None:
+        """How many keys went (and which, with --prev-kv)."""
+        raise NotImplementedError
+
+    def watch(self, batch: WatchBatch, *, progress: bool = False) -> None:
+        """One batch of events, flushed (a watch is read as it happens)."""
+        raise NotImplementedError
+
+    def members(self, members: Sequence[cluster.Member]) -> None:
+        """The voting members."""
+        raise NotImplementedError
+
+    def status(self, resp: cluster.ClusterStatusResponse) -> None:
+        """Every member's health and replication lag."""
+        raise NotImplementedError
+
+    def config_write(self, res: WriteResult, *, done: str, hint: str = "") -> None:
+        """What apply/rollback changed (or would change): per key, per field."""
+        raise NotImplementedError
+
+    def export(self, res: ExportResult) -> None:
+        """The MCP config as one document."""
+        raise NotImplementedError
+
+    def history(self, res: HistoryResult) -> None:
+        """A key's changes, newest first: revision, time, type, key (and value)."""
+        raise NotImplementedError
+
+    def backup(self, info: BackupInfo) -> None:
+        """A backup file's revision, size, checksum and key count."""
+        raise NotImplementedError
+
+
+class SimplePrinter(Printer):
+    """Lines of text, etcdctl's ``-w simple``: values as they are, one per line."""
+
+    fmt = "simple"
+
+    def get(self, res: GetResult, *, keys_only: bool = False, count_only: bool = False) -> None:
+        if count_only:
+            self.out.write(f"{res.count}\n")
+            return
+        for i in res.kvs:
+            self.out.write(i.key + "\n")
+            if not keys_only:
+                self.out.write(_text(i.value)[0] + "\n")
+
+    def put(self, res: PutResult) -> None:
+        self.out.write("OK\n")
+        if res.prev_kv is not None:
+            self.out.write(res.prev_kv.key + "\n" + _text(res.prev_kv.value)[0] + "\n")
+
+    def delete(self, res: DeleteResult) -> None:
+        self.out.write(f"{res.deleted}\n")
+        for i in res.prev_kvs:
+            self.out.write(i.key + "\n" + _text(i.value)[0] + "\n")
+
+    def watch(self, batch: WatchBatch, *, progress: bool = False) -> None:
+        for ev in batch.events:
+            # As etcdctl: the type, then the previous key and value (with
+            # --prev-kv), then the key and, for a PUT, its value.
+            self.out.write(f"{ev.type}\n")
+            if ev.prev_kv is not None:
+                self.out.write(f"{ev.prev_kv.key}\n{_text(ev.prev_kv.value)[0]}\n")
+            self.out.write(f"{ev.kv.key}\n")
+            if ev.type == "PUT":
+                self.out.write(_text(ev.kv.value)[0] + "\n")
+        self.out.flush()
+
+    def members(self, members: Sequence[cluster.Member]) -> None:
+        for r in _member_rows(members):
+            self.out.write(", ".join(r) + "\n")
+
+    def status(self, resp: cluster.ClusterStatusResponse) -> None:
+        for row in _status_rows(resp):
+            self.out.write(", ".join(row) + "\n")
+
+    def config_write(self, res: WriteResult, *, done: str, hint: str = "") -> None:
+        for ch in res.changes:
+            self.out.write(f"{_OP_SIGN[ch.op]} {ch.key}\n")
+            for path, old, new in _fields(ch):
+                name = path or "value"
+                if ch.op == "add":
+                    self.out.write(f"    {name}: {_shown(new)}\n")
+                elif ch.op == "change":
+                    self.out.write(f"    {name}: {_shown(old)} -> {_shown(new)}\n")
+        self._summary(res, done, hint)
+
+    def _summary(self, res: WriteResult, done: str, hint: str) -> None:
+        self.out.write(write_summary(res, done) + (f" {hint}" if hint else "") + "\n")
+
+    def export(self, res: ExportResult) -> None:
+        self.out.write(res.document if res.document.endswith("\n") else res.document + "\n")
+
+    def history(self, res: HistoryResult) -> None:
+        for e in res.entries:
+            ev = e.event
+            who = e.identity or "-"
+            self.out.write(f"{e.revision} {iso_ms(e.ts_ms)} {who} {ev.type} {ev.kv.key}\n")
+            if ev.type == "PUT":
+                self.out.write(_text(ev.kv.value)[0] + "\n")
+
+    def backup(self, info: BackupInfo) -> None:
+        self.out.write(", ".join(f"{k} {v}" for k, v in backup_json(info).items()) + "\n")
+
+
+class TablePrinter(SimplePrinter):
+    """rich tables (240 columns when not on a terminal); what is no list of rows
+    (watch events, an exported document, a backup's facts) prints as simple."""
+
+    fmt = "table"
 
     def _table(self, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         from rich.console import Console
@@ -81,198 +217,166 @@ class Printer:
         Console(file=self.out, soft_wrap=True, width=width).print(table)
 
     def get(self, res: GetResult, *, keys_only: bool = False, count_only: bool = False) -> None:
-        if self.fmt == "json":
-            obj: dict[str, Any] = {"header": header_json(res.header)}
-            if not count_only:
-                obj["kvs"] = [kv_json(i, keys_only=keys_only) for i in res.kvs]
-            obj["count"] = res.count
-            if res.more:
-                obj["more"] = True
-            self._json(obj)
-        elif self.fmt == "table":
-            if count_only:
-                self._table(["count"], [[res.count]])
-                return
-            cols = ["key"] if keys_only else ["key", "value"]
-            cols += ["create_revision", "mod_revision", "version"]
-            rows = [
-                [
-                    i.key,
-                    *([] if keys_only else [_text(i.value)[0]]),
-                    i.create_revision,
-                    i.mod_revision,
-                    i.version,
-                ]
-                for i in res.kvs
+        if count_only:
+            self._table(["count"], [[res.count]])
+            return
+        cols = ["key"] if keys_only else ["key", "value"]
+        cols += ["create_revision", "mod_revision", "version"]
+        rows = [
+            [
+                i.key,
+                *([] if keys_only else [_text(i.value)[0]]),
+                i.create_revision,
+                i.mod_revision,
+                i.version,
             ]
-            self._table(cols, rows)
-        else:
-            if count_only:
-                self.out.write(f"{res.count}\n")
-                return
-            for i in res.kvs:
-                self.out.write(i.key + "\n")
-                if not keys_only:
-                    self.out.write(_text(i.value)[0] + "\n")
+            for i in res.kvs
+        ]
+        self._table(cols, rows)
 
     def put(self, res: PutResult) -> None:
-        if self.fmt == "json":
-            obj: dict[str, Any] = {"header": header_json(res.header)}
-            if res.prev_kv is not None:
-                obj["prev_kv"] = kv_json(res.prev_kv)
-            self._json(obj)
-        elif self.fmt == "table":
-            self._table(["revision"], [[res.header.revision]])
-        else:
-            self.out.write("OK\n")
-            if res.prev_kv is not None:
-                self.out.write(res.prev_kv.key + "\n" + _text(res.prev_kv.value)[0] + "\n")
+        self._table(["revision"], [[res.header.revision]])
 
     def delete(self, res: DeleteResult) -> None:
-        if self.fmt == "json":
-            obj: dict[str, Any] = {"header": header_json(res.header), "deleted": res.deleted}
-            if res.prev_kvs:
-                obj["prev_kvs"] = [kv_json(i) for i in res.prev_kvs]
-            self._json(obj)
-        elif self.fmt == "table":
-            self._table(["deleted", "revision"], [[res.deleted, res.header.revision]])
-        else:
-            self.out.write(f"{res.deleted}\n")
-            for i in res.prev_kvs:
-                self.out.write(i.key + "\n" + _text(i.value)[0] + "\n")
+        self._table(["deleted", "revision"], [[res.deleted, res.header.revision]])
+
+    def members(self, members: Sequence[cluster.Member]) -> None:
+        self._table(["name", "raft address", "client address"], _member_rows(members))
+
+    def status(self, resp: cluster.ClusterStatusResponse) -> None:
+        self._table(list(STATUS_COLUMNS), _status_rows(resp))
+
+    def config_write(self, res: WriteResult, *, done: str, hint: str = "") -> None:
+        rows = [
+            [_OP_SIGN[ch.op], ch.key, path or "-", _shown(old), _shown(new)]
+            for ch in res.changes
+            for path, old, new in _fields(ch)
+        ]
+        if rows:
+            self._table(["op", "key", "field", "before", "after"], rows)
+        self._summary(res, done, hint)
+
+    def history(self, res: HistoryResult) -> None:
+        rows = [
+            [
+                e.revision,
+                iso_ms(e.ts_ms),
+                e.identity or "-",
+                e.event.type,
+                e.event.kv.key,
+                e.event.kv.version if e.event.type == "PUT" else "-",
+                _text(e.event.kv.value)[0] if e.event.type == "PUT" else "",
+            ]
+            for e in res.entries
+        ]
+        self._table(["revision", "time", "writer", "type", "key", "version", "value"], rows)
+
+
+class JsonPrinter(Printer):
+    """One JSON object per line: the stable contract of docs/cli.md."""
+
+    fmt = "json"
+
+    def _json(self, obj: Any) -> None:
+        self.out.write(json.dumps(obj, ensure_ascii=False) + "\n")
+
+    def get(self, res: GetResult, *, keys_only: bool = False, count_only: bool = False) -> None:
+        obj: dict[str, Any] = {"header": header_json(res.header)}
+        if not count_only:
+            obj["kvs"] = [kv_json(i, keys_only=keys_only) for i in res.kvs]
+        obj["count"] = res.count
+        if res.more:
+            obj["more"] = True
+        self._json(obj)
+
+    def put(self, res: PutResult) -> None:
+        obj: dict[str, Any] = {"header": header_json(res.header)}
+        if res.prev_kv is not None:
+            obj["prev_kv"] = kv_json(res.prev_kv)
+        self._json(obj)
+
+    def delete(self, res: DeleteResult) -> None:
+        obj: dict[str, Any] = {"header": header_json(res.header), "deleted": res.deleted}
+        if res.prev_kvs:
+            obj["prev_kvs"] = [kv_json(i) for i in res.prev_kvs]
+        self._json(obj)
 
     def watch(self, batch: WatchBatch, *, progress: bool = False) -> None:
-        if batch.progress and progress and self.fmt == "json":
+        if batch.progress and progress:
             self._json({"type": "PROGRESS", "revision": batch.revision})
         for ev in batch.events:
-            if self.fmt == "json":
-                obj: dict[str, Any] = {"type": ev.type}
-                obj.update(kv_json(ev.kv, keys_only=ev.type == "DELETE"))
-                if ev.prev_kv is not None:
-                    obj["prev_kv"] = kv_json(ev.prev_kv)
-                self._json(obj)
-            else:
-                # As etcdctl: the type, then the previous key and value (with
-                # --prev-kv), then the key and, for a PUT, its value.
-                self.out.write(f"{ev.type}\n")
-                if ev.prev_kv is not None:
-                    self.out.write(f"{ev.prev_kv.key}\n{_text(ev.prev_kv.value)[0]}\n")
-                self.out.write(f"{ev.kv.key}\n")
-                if ev.type == "PUT":
-                    self.out.write(_text(ev.kv.value)[0] + "\n")
+            obj: dict[str, Any] = {"type": ev.type}
+            obj.update(kv_json(ev.kv, keys_only=ev.type == "DELETE"))
+            if ev.prev_kv is not None:
+                obj["prev_kv"] = kv_json(ev.prev_kv)
+            self._json(obj)
         self.out.flush()
 
     def members(self, members: Sequence[cluster.Member]) -> None:
-        rows = [
-            {"name": m.name, "raft_address": m.raft_address, "client_address": m.client_address}
-            for m in members
-        ]
-        if self.fmt == "json":
-            self._json({"members": rows})
-        elif self.fmt == "table":
-            self._table(
-                ["name", "raft address", "client address"], [list(r.values()) for r in rows]
-            )
-        else:
-            for r in rows:
-                self.out.write(", ".join(r.values()) + "\n")
+        self._json(
+            {"members": [dict(zip(MEMBER_FIELDS, r, strict=True)) for r in _member_rows(members)]}
+        )
 
     def status(self, resp: cluster.ClusterStatusResponse) -> None:
         members = [status_json(m, resp.leader) for m in resp.members]
-        if self.fmt == "json":
-            self._json({"leader": resp.leader or None, "members": members})
-            return
-        cols = list(STATUS_COLUMNS)
-        rows = [[_cell(m[key]) for key in STATUS_COLUMNS.values()] for m in members]
-        if self.fmt == "table":
-            self._table(cols, rows)
-        else:
-            for row in rows:
-                self.out.write(", ".join(row) + "\n")
+        self._json({"leader": resp.leader or None, "members": members})
 
-    # -- the MCP layer (docs/mcp-config.md) ------------------------------------------
     def config_write(self, res: WriteResult, *, done: str, hint: str = "") -> None:
-        """What apply/rollback changed (or would change): per key, per field."""
-        if self.fmt == "json":
-            self._json(
-                {
-                    "header": header_json(res.header),
-                    "dry_run": res.dry_run,
-                    "read_revision": res.read_revision,
-                    "revision": res.revision,
-                    "changes": [change_json(ch) for ch in res.changes],
-                }
-            )
-            return
-        if self.fmt == "table":
-            rows = [
-                [_OP_SIGN[ch.op], ch.key, path or "-", _shown(old), _shown(new)]
-                for ch in res.changes
-                for path, old, new in _fields(ch)
-            ]
-            if rows:
-                self._table(["op", "key", "field", "before", "after"], rows)
-        else:
-            for ch in res.changes:
-                self.out.write(f"{_OP_SIGN[ch.op]} {ch.key}\n")
-                for path, old, new in _fields(ch):
-                    name = path or "value"
-                    if ch.op == "add":
-                        self.out.write(f"    {name}: {_shown(new)}\n")
-                    elif ch.op == "change":
-                        self.out.write(f"    {name}: {_shown(old)} -> {_shown(new)}\n")
-        self.out.write(write_summary(res, done) + (f" {hint}" if hint else "") + "\n")
+        self._json(
+            {
+                "header": header_json(res.header),
+                "dry_run": res.dry_run,
+                "read_revision": res.read_revision,
+                "revision": res.revision,
+                "changes": [change_json(ch) for ch in res.changes],
+            }
+        )
 
     def export(self, res: ExportResult) -> None:
-        if self.fmt == "json":
-            import yaml
+        import yaml
 
-            self._json(
-                {
-                    "header": header_json(res.header),
-                    "revision": res.revision,
-                    "config": yaml.safe_load(res.document),
-                }
-            )
-        else:
-            self.out.write(res.document if res.document.endswith("\n") else res.document + "\n")
+        self._json(
+            {
+                "header": header_json(res.header),
+                "revision": res.revision,
+                "config": yaml.safe_load(res.document),
+            }
+        )
 
     def history(self, res: HistoryResult) -> None:
-        """A key's changes, newest first: revision, time, type, key (and value)."""
-        if self.fmt == "json":
-            obj: dict[str, Any] = {
-                "header": header_json(res.header),
-                "compact_revision": res.compact_revision,
-                "entries": [history_json(e) for e in res.entries],
-            }
-            if res.more:
-                obj["more"] = True
-            self._json(obj)
-        elif self.fmt == "table":
-            rows = [
-                [
-                    e.revision,
-                    iso_ms(e.ts_ms),
-                    e.identity or "-",
-                    e.event.type,
-                    e.event.kv.key,
-                    e.event.kv.version if e.event.type == "PUT" else "-",
-                    _text(e.event.kv.value)[0] if e.event.type == "PUT" else "",
-                ]
-                for e in res.entries
-            ]
-            self._table(["revision", "time", "writer", "type", "key", "version", "value"], rows)
-        else:
-            for e in res.entries:
-                ev = e.event
-                who = e.identity or "-"
-                self.out.write(f"{e.revision} {iso_ms(e.ts_ms)} {who} {ev.type} {ev.kv.key}\n")
-                if ev.type == "PUT":
-                    self.out.write(_text(ev.kv.value)[0] + "\n")
+        obj: dict[str, Any] = {
+            "header": header_json(res.header),
+            "compact_revision": res.compact_revision,
+            "entries": [history_json(e) for e in res.entries],
+        }
+        if res.more:
+            obj["more"] = True
+        self._json(obj)
+
+    def backup(self, info: BackupInfo) -> None:
+        self._json(backup_json(info))
 
 
-# A member whose lag is above this is shown as "lagging".
-STATUS_LAG_WARN_MS = 1000
+# -w NAME -> its printer; main's -w choices are these names.
+PRINTERS: dict[str, type[Printer]] = {p.fmt: p for p in (SimplePrinter, JsonPrinter, TablePrinter)}
+FORMATS = tuple(PRINTERS)
+
+# The members list's JSON fields, in column order.
+MEMBER_FIELDS = ("name", "raft_address", "client_address")
+
+
+def _member_rows(members: Sequence[cluster.Member]) -> list[list[str]]:
+    return [[m.name, m.raft_address, m.client_address] for m in members]
+
+
+def _status_rows(resp: cluster.ClusterStatusResponse) -> list[list[str]]:
+    members = [status_json(m, resp.leader) for m in resp.members]
+    return [[_cell(m[key]) for key in STATUS_COLUMNS.values()] for m in members]
+
+
+def backup_json(info: BackupInfo) -> dict[str, Any]:
+    return {"revision": info.revision, "bytes": info.size, "sha256": info.sha256, "keys": info.keys}
+
 
 # Table/simple column -> JSON field.
 STATUS_COLUMNS = {
@@ -289,39 +393,8 @@ STATUS_COLUMNS = {
 }
 
 
-def _known(value: int) -> int | None:
-    return None if value < 0 else value
-
-
 def _cell(value: Any) -> str:
     return "-" if value is None else str(value)
-
-
-def status_json(m: cluster.MemberHealth, leader: str) -> dict[str, Any]:
-    if not m.reachable:
-        health = "unreachable"
-    elif not leader:
-        health = "no leader"
-    elif m.lag_ms > STATUS_LAG_WARN_MS:
-        health = "lagging"
-    else:
-        health = "healthy"
-    return {
-        "id": m.member_name,
-        "endpoint": m.endpoint,
-        "raft_address": m.raft_address,
-        "role": m.role if m.reachable else None,
-        "term": m.term if m.reachable else None,
-        "commit_index": m.commit_index if m.reachable else None,
-        "applied_index": m.applied_index if m.reachable else None,
-        "revision": m.revision if m.reachable else None,
-        "entries_behind": _known(m.entries_behind),
-        "lag_ms": _known(m.lag_ms),
-        "last_contact_ms": _known(m.last_contact_ms),
-        "reachable": m.reachable,
-        "health": health,
-        **({"error": m.error} if not m.reachable else {}),
-    }
 
 
 # -- the MCP layer ----------------------------------------------------------------

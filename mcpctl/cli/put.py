@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from mcpctl.cli.exitcodes import Exit
+from mcpctl.cli.exitcodes import UsageError
 
 
 def register(sub: Any, parent: argparse.ArgumentParser) -> None:
@@ -25,10 +25,9 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     p.set_defaults(run=run)
 
 
-def _value(args: argparse.Namespace) -> bytes | None:
+def _value(args: argparse.Namespace) -> bytes:
     if args.value is not None and args.file is not None:
-        sys.stderr.write("mcpctl put: give VALUE or -f FILE, not both\n")
-        return None
+        raise UsageError("put", "give VALUE or -f FILE, not both")
     if args.value is not None:
         return str(args.value).encode("utf-8", "surrogateescape")
     if args.file is not None:
@@ -36,11 +35,9 @@ def _value(args: argparse.Namespace) -> bytes | None:
             with open(args.file, "rb") as f:
                 return f.read()
         except OSError as e:
-            sys.stderr.write(f"mcpctl put: cannot read {args.file}: {e.strerror}\n")
-            return None
+            raise UsageError("put", f"cannot read {args.file}: {e.strerror}") from e
     if sys.stdin is None or sys.stdin.isatty():
-        sys.stderr.write("mcpctl put: give VALUE, -f FILE, or pipe the value on stdin\n")
-        return None
+        raise UsageError("put", "give VALUE, -f FILE, or pipe the value on stdin")
     return sys.stdin.buffer.read()
 
 
@@ -49,11 +46,8 @@ def run(args: argparse.Namespace) -> int:
     from mcpctl.cli.output import Printer
 
     value = _value(args)
-    if value is None:
-        return int(Exit.USAGE)
     if args.if_mod_rev is not None and args.if_mod_rev < 0:
-        sys.stderr.write("mcpctl put: --if-mod-rev must not be negative\n")
-        return int(Exit.USAGE)
+        raise UsageError("put", "--if-mod-rev must not be negative")
     with connect.client(args) as client:
         res = client.put(
             args.key, value, prev_kv=args.prev_kv, expected_mod_revision=args.if_mod_rev

@@ -9,10 +9,9 @@ fails. A compacted N is refused with the oldest revision still available.
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
-from mcpctl.cli.exitcodes import Exit
+from mcpctl.cli.exitcodes import Exit, UsageError
 
 
 def register(sub: Any, parent: argparse.ArgumentParser) -> None:
@@ -32,15 +31,12 @@ def run(args: argparse.Namespace) -> int:
     from mcpctl.client.mcp import McpClient
 
     if (args.key is None) == (args.prefix is None):
-        sys.stderr.write("mcpctl rollback: give KEY or --prefix PREFIX (one of them)\n")
-        return int(Exit.USAGE)
+        raise UsageError("rollback", "give KEY or --prefix PREFIX (one of them)")
     if args.to_rev <= 0:
-        sys.stderr.write("mcpctl rollback: --to-rev must be positive\n")
-        return int(Exit.USAGE)
+        raise UsageError("rollback", "--to-rev must be positive")
     key = args.key if args.key is not None else args.prefix
     if not key:
-        sys.stderr.write("mcpctl rollback: the key or prefix must not be empty\n")
-        return int(Exit.USAGE)
+        raise UsageError("rollback", "the key or prefix must not be empty")
     with connect.client(args) as client:
         res = McpClient(client).rollback(
             key, prefix=args.prefix is not None, to_revision=args.to_rev, dry_run=args.dry_run

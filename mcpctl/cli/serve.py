@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
-from mcpctl.cli.exitcodes import Exit
+from mcpctl.cli.exitcodes import UsageError
 
 
 def register(sub: Any, parent: argparse.ArgumentParser) -> None:
@@ -29,7 +28,7 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     p.set_defaults(run=run)
 
 
-def _overrides(args: argparse.Namespace) -> dict[str, Any] | None:
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     import yaml
 
     out: dict[str, Any] = {}
@@ -46,13 +45,11 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any] | None:
     for item in args.set:
         key, sep, raw = item.partition("=")
         if not sep or not key:
-            sys.stderr.write(f"mcpctl serve: --set {item!r}: expected KEY=VALUE\n")
-            return None
+            raise UsageError("serve", f"--set {item!r}: expected KEY=VALUE")
         try:
             out[key] = yaml.safe_load(raw) if raw else raw
-        except yaml.YAMLError:
-            sys.stderr.write(f"mcpctl serve: --set {key}: value is not valid YAML\n")
-            return None
+        except yaml.YAMLError as e:
+            raise UsageError("serve", f"--set {key}: value is not valid YAML") from e
     return out
 
 
@@ -62,8 +59,6 @@ def run(args: argparse.Namespace) -> int:
     from mcpctl.server import app, config, logs
 
     overrides = _overrides(args)
-    if overrides is None:
-        return int(Exit.USAGE)
     try:
         cfg = config.load(args.config, overrides=overrides)
         logs.configure(cfg.log.level, cfg.log.format, node=cfg.name)
@@ -74,5 +69,4 @@ def run(args: argparse.Namespace) -> int:
             )
         return app.run(cfg)
     except (config.ConfigError, app.StartupError) as e:
-        sys.stderr.write(f"mcpctl serve: {e}\n")
-        return int(Exit.USAGE)
+        raise UsageError("serve", str(e)) from e

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from mcpctl.cli.exitcodes import Exit
+from mcpctl.cli.exitcodes import Exit, UsageError
 
 
 def register(sub: Any, parent: argparse.ArgumentParser) -> None:
@@ -36,29 +36,21 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     restore.set_defaults(run=run_restore)
 
 
-def _print(info: Any, fmt: str) -> None:
-    import json
-
-    obj = {"revision": info.revision, "bytes": info.size, "sha256": info.sha256, "keys": info.keys}
-    if fmt == "json":
-        sys.stdout.write(json.dumps(obj) + "\n")
-    else:
-        sys.stdout.write(", ".join(f"{k} {v}" for k, v in obj.items()) + "\n")
-
-
 def run_save(args: argparse.Namespace) -> int:
     from mcpctl.cli import connect
+    from mcpctl.cli.output import Printer
 
     with connect.client(args, timeout=max(args.timeout, 30.0)) as client:
         info = client.snapshot(str(args.file))
-    _print(info, args.write_out)
+    Printer(args.write_out).backup(info)
     return int(Exit.OK)
 
 
 def run_status(args: argparse.Namespace) -> int:
     from mcpctl import backup
+    from mcpctl.cli.output import Printer
 
-    _print(backup.inspect(args.file), args.write_out)
+    Printer(args.write_out).backup(backup.inspect(args.file))
     return int(Exit.OK)
 
 
@@ -72,8 +64,7 @@ def run_restore(args: argparse.Namespace) -> int:
     try:
         cfg = config.load(args.config, overrides=overrides)
     except config.ConfigError as e:
-        sys.stderr.write(f"mcpctl snapshot restore: {e}\n")
-        return int(Exit.USAGE)
+        raise UsageError("snapshot restore", str(e)) from e
     info = backup.restore(args.file, cfg.data_dir, [m.raft for m in cfg.cluster.members])
     sys.stdout.write(f"restored revision {info.revision} ({info.keys} keys) into {cfg.data_dir}\n")
     return int(Exit.OK)

@@ -36,12 +36,11 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from mcpctl.cli import connect
-    from mcpctl.cli.exitcodes import Exit
+    from mcpctl.cli.exitcodes import Exit, UsageError
     from mcpctl.cli.output import Printer
 
     if args.interval < WATCH_INTERVAL_S_MIN:
-        sys.stderr.write(f"mcpctl status: --interval must be at least {WATCH_INTERVAL_S_MIN}\n")
-        return int(Exit.USAGE)
+        raise UsageError("status", f"--interval must be at least {WATCH_INTERVAL_S_MIN}")
     if args.write_out == "simple":
         args.write_out = "table"
     printer = Printer(args.write_out)

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import argparse
 import signal
-import sys
 from types import FrameType
 from typing import Any
 
 from mcpctl import limits
-from mcpctl.cli.exitcodes import Exit
+from mcpctl.cli.exitcodes import Exit, UsageError
 
 
 def register(sub: Any, parent: argparse.ArgumentParser) -> None:
@@ -47,8 +46,7 @@ def run(args: argparse.Namespace) -> int:
     from mcpctl.cli.output import Printer
 
     if args.rev < 0:
-        sys.stderr.write("mcpctl watch: --rev must not be negative\n")
-        return int(Exit.USAGE)
+        raise UsageError("watch", "--rev must not be negative")
     printer = Printer(args.write_out)
     with connect.client(args) as client:
         stream = client.watch(

@@ -416,7 +416,7 @@ def outcome_json(out: Any, dry_run: bool) -> dict[str, Any]:
 
 async def snapshot(node: Node) -> Snapshot:
     """The cluster status as ``mcpctl status -w json`` shows it, plus the time."""
-    from mcpctl.cli.output import status_json
+    from mcpctl.status_view import status_json
 
     resp = await node.cluster_status()
     return {
