@@ -46,7 +46,7 @@ def read_document(path: str, command: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from mcpctl.cli import connect
-    from mcpctl.cli.output import Printer
+    from mcpctl.cli.output import printer
     from mcpctl.client.mcp import McpClient
     from mcpctl.mcp.schema import parse_document
 
@@ -59,5 +59,5 @@ def run(args: argparse.Namespace) -> int:
     hint = ""
     if res.dry_run and res.changes and res.read_revision > 0:
         hint = f"(apply exactly this with --if-rev {res.read_revision})"
-    Printer(args.write_out).config_write(res, done="applied", hint=hint)
+    printer(args.write_out).config_write(res, done="applied", hint=hint)
     return int(Exit.OK)

@@ -16,9 +16,9 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from mcpctl.cli import connect
-    from mcpctl.cli.output import Printer
+    from mcpctl.cli.output import printer
 
     with connect.client(args) as client:
         res = client.delete(args.key, prefix=args.prefix, prev_kv=args.prev_kv)
-    Printer(args.write_out).delete(res)
+    printer(args.write_out).delete(res)
     return 0

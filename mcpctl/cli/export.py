@@ -19,12 +19,12 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from mcpctl.cli import connect
-    from mcpctl.cli.output import Printer
+    from mcpctl.cli.output import printer
     from mcpctl.client.mcp import McpClient
 
     if args.rev < 0:
         raise UsageError("export", "--rev must not be negative")
     with connect.client(args) as client:
         res = McpClient(client).export(revision=args.rev)
-    Printer(args.write_out).export(res)
+    printer(args.write_out).export(res)
     return int(Exit.OK)

@@ -22,7 +22,7 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from mcpctl.cli import connect
-    from mcpctl.cli.output import Printer
+    from mcpctl.cli.output import printer
 
     if args.rev < 0 or args.limit < 0:
         raise UsageError("get", "--rev and --limit must not be negative")
@@ -36,5 +36,5 @@ def run(args: argparse.Namespace) -> int:
             count_only=args.count_only,
             limit=args.limit,
         )
-    Printer(args.write_out).get(res, keys_only=args.keys_only, count_only=args.count_only)
+    printer(args.write_out).get(res, keys_only=args.keys_only, count_only=args.count_only)
     return 0

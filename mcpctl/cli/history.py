@@ -23,12 +23,12 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from mcpctl.cli import connect
-    from mcpctl.cli.output import Printer
+    from mcpctl.cli.output import printer
     from mcpctl.client.mcp import McpClient
 
     if args.limit < 0:
         raise UsageError("history", "--limit must not be negative")
     with connect.client(args) as client:
         res = McpClient(client).history(args.key, prefix=args.prefix, limit=args.limit)
-    Printer(args.write_out).history(res)
+    printer(args.write_out).history(res)
     return int(Exit.OK)

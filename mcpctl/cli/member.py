@@ -42,11 +42,11 @@ def run_add(args: argparse.Namespace) -> int:
     import yaml
 
     from mcpctl.cli import connect
-    from mcpctl.cli.output import Printer
+    from mcpctl.cli.output import printer
 
     with connect.client(args, timeout=max(args.timeout, 10.0)) as client:
         members = client.member_add(args.name, args.raft, args.client)
-    Printer(args.write_out if args.write_out != "simple" else "table").members(members)
+    printer(args.write_out if args.write_out != "simple" else "table").members(members)
     if args.write_out != "json":
         listing = [
             {"name": m.name, "raft": m.raft_address, "client": m.client_address} for m in members
@@ -60,9 +60,9 @@ def run_add(args: argparse.Namespace) -> int:
 
 def run_remove(args: argparse.Namespace) -> int:
     from mcpctl.cli import connect
-    from mcpctl.cli.output import Printer
+    from mcpctl.cli.output import printer
 
     with connect.client(args, timeout=max(args.timeout, 10.0)) as client:
         members = client.member_remove(args.name)
-    Printer(args.write_out if args.write_out != "simple" else "table").members(members)
+    printer(args.write_out if args.write_out != "simple" else "table").members(members)
     return 0

@@ -13,11 +13,11 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from mcpctl.cli import connect
-    from mcpctl.cli.output import Printer
+    from mcpctl.cli.output import printer
 
     with connect.client(args) as client:
         members = client.member_list()
     if args.write_out == "simple":
         args.write_out = "table"
-    Printer(args.write_out).members(members)
+    printer(args.write_out).members(members)
     return 0

@@ -5,7 +5,7 @@ stable contract (docs/cli.md), ``-w table`` uses rich (imported lazily).
 Keys and values are text; a value that is not UTF-8 is printed as base64
 and, in JSON, flagged with ``"value_encoding": "base64"``.
 
-``Printer(fmt)`` is chosen once per command from ``-w`` and is one of::
+``printer(fmt)`` is chosen once per command from ``-w`` and is one of::
 
     Printer                the interface: one method per kind of result
     |-- SimplePrinter      lines of text
@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import json
 import sys
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, TextIO
 
@@ -71,60 +72,53 @@ def kv_json(item: KeyValue, *, keys_only: bool = False) -> dict[str, Any]:
     return out
 
 
-class Printer:
-    """The interface every format implements; ``Printer(fmt, out)`` builds the one
-    for ``fmt`` (as ``pathlib.Path()`` builds a ``PosixPath``). Not an ABC: mypy
-    refuses ``Printer(fmt)`` on one; tests/unit/test_cli_printers.py checks that
-    every format has every method."""
+class Printer(ABC):
+    """The interface every format implements (``printer(fmt)`` builds the one for ``fmt``)."""
 
     fmt: ClassVar[str]
 
-    def __new__(cls, fmt: str, out: TextIO | None = None) -> Printer:
-        return super().__new__(PRINTERS[fmt] if cls is Printer else cls)
-
-    def __init__(self, fmt: str, out: TextIO | None = None) -> None:
-        assert fmt == self.fmt, f"{type(self).__name__} prints {self.fmt}, not {fmt}"
+    def __init__(self, out: TextIO | None = None) -> None:
         self.out = out or sys.stdout
 
+    @abstractmethod
     def get(self, res: GetResult, *, keys_only: bool = False, count_only: bool = False) -> None:
         """A read: the key-values, or just the keys, or just the count."""
-        raise NotImplementedError
 
+    @abstractmethod
     def put(self, res: PutResult) -> None:
         """A write (and the previous key-value with --prev-kv)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def delete(self, res: DeleteResult) -> None:
         """How many keys went (and which, with --prev-kv)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def watch(self, batch: WatchBatch, *, progress: bool = False) -> None:
         """One batch of events, flushed (a watch is read as it happens)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def members(self, members: Sequence[cluster.Member]) -> None:
         """The voting members."""
-        raise NotImplementedError
 
+    @abstractmethod
     def status(self, resp: cluster.ClusterStatusResponse) -> None:
         """Every member's health and replication lag."""
-        raise NotImplementedError
 
+    @abstractmethod
     def config_write(self, res: WriteResult, *, done: str, hint: str = "") -> None:
         """What apply/rollback changed (or would change): per key, per field."""
-        raise NotImplementedError
 
+    @abstractmethod
     def export(self, res: ExportResult) -> None:
         """The MCP config as one document."""
-        raise NotImplementedError
 
+    @abstractmethod
     def history(self, res: HistoryResult) -> None:
         """A key's changes, newest first: revision, time, type, key (and value)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def backup(self, info: BackupInfo) -> None:
         """A backup file's revision, size, checksum and key count."""
-        raise NotImplementedError
 
 
 class SimplePrinter(Printer):
@@ -360,6 +354,12 @@ class JsonPrinter(Printer):
 # -w NAME -> its printer; main's -w choices are these names.
 PRINTERS: dict[str, type[Printer]] = {p.fmt: p for p in (SimplePrinter, JsonPrinter, TablePrinter)}
 FORMATS = tuple(PRINTERS)
+
+
+def printer(fmt: str, out: TextIO | None = None) -> Printer:
+    """The printer for ``-w fmt`` (``KeyError`` for a format mcpctl does not know)."""
+    return PRINTERS[fmt](out)
+
 
 # The members list's JSON fields, in column order.
 MEMBER_FIELDS = ("name", "raft_address", "client_address")

@@ -43,7 +43,7 @@ def _value(args: argparse.Namespace) -> bytes:
 
 def run(args: argparse.Namespace) -> int:
     from mcpctl.cli import connect
-    from mcpctl.cli.output import Printer
+    from mcpctl.cli.output import printer
 
     value = _value(args)
     if args.if_mod_rev is not None and args.if_mod_rev < 0:
@@ -52,5 +52,5 @@ def run(args: argparse.Namespace) -> int:
         res = client.put(
             args.key, value, prev_kv=args.prev_kv, expected_mod_revision=args.if_mod_rev
         )
-    Printer(args.write_out).put(res)
+    printer(args.write_out).put(res)
     return 0

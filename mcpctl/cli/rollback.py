@@ -27,7 +27,7 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from mcpctl.cli import connect
-    from mcpctl.cli.output import Printer
+    from mcpctl.cli.output import printer
     from mcpctl.client.mcp import McpClient
 
     if (args.key is None) == (args.prefix is None):
@@ -41,5 +41,5 @@ def run(args: argparse.Namespace) -> int:
         res = McpClient(client).rollback(
             key, prefix=args.prefix is not None, to_revision=args.to_rev, dry_run=args.dry_run
         )
-    Printer(args.write_out).config_write(res, done="rolled back")
+    printer(args.write_out).config_write(res, done="rolled back")
     return int(Exit.OK)

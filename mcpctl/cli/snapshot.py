@@ -38,19 +38,19 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
 
 def run_save(args: argparse.Namespace) -> int:
     from mcpctl.cli import connect
-    from mcpctl.cli.output import Printer
+    from mcpctl.cli.output import printer
 
     with connect.client(args, timeout=max(args.timeout, 30.0)) as client:
         info = client.snapshot(str(args.file))
-    Printer(args.write_out).backup(info)
+    printer(args.write_out).backup(info)
     return int(Exit.OK)
 
 
 def run_status(args: argparse.Namespace) -> int:
     from mcpctl import backup
-    from mcpctl.cli.output import Printer
+    from mcpctl.cli.output import printer
 
-    Printer(args.write_out).backup(backup.inspect(args.file))
+    printer(args.write_out).backup(backup.inspect(args.file))
     return int(Exit.OK)
 
 

@@ -37,16 +37,16 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from mcpctl.cli import connect
     from mcpctl.cli.exitcodes import Exit, UsageError
-    from mcpctl.cli.output import Printer
+    from mcpctl.cli.output import printer
 
     if args.interval < WATCH_INTERVAL_S_MIN:
         raise UsageError("status", f"--interval must be at least {WATCH_INTERVAL_S_MIN}")
     if args.write_out == "simple":
         args.write_out = "table"
-    printer = Printer(args.write_out)
+    shown = printer(args.write_out)
     with connect.client(args, timeout=min(args.timeout, 3.0)) as client:
         if not args.watch:
-            printer.status(client.cluster_status())
+            shown.status(client.cluster_status())
             return int(Exit.OK)
         stop = threading.Event()
 
@@ -56,10 +56,10 @@ def run(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGINT, on_signal)
         signal.signal(signal.SIGTERM, on_signal)
         if args.write_out == "table" and sys.stdout.isatty():
-            return _live(client, printer, args.interval, stop)
+            return _live(client, shown, args.interval, stop)
         while not stop.is_set():
-            printer.status(client.cluster_status())
-            printer.out.flush()
+            shown.status(client.cluster_status())
+            shown.out.flush()
             stop.wait(args.interval)
     return int(Exit.OK)
 
@@ -77,7 +77,7 @@ def _live(client: Any, printer: Any, interval: float, stop: threading.Event) -> 
     def render() -> Text:
         buf = io.StringIO()
         try:
-            type(printer)("table", buf).status(client.cluster_status())
+            type(printer)(buf).status(client.cluster_status())
         except McpError as e:
             buf.write(f"status unavailable: {e.message}\n")
         return Text.from_ansi(buf.getvalue())

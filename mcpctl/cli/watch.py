@@ -43,11 +43,11 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from mcpctl.cli import connect
-    from mcpctl.cli.output import Printer
+    from mcpctl.cli.output import printer
 
     if args.rev < 0:
         raise UsageError("watch", "--rev must not be negative")
-    printer = Printer(args.write_out)
+    shown = printer(args.write_out)
     with connect.client(args) as client:
         stream = client.watch(
             args.key,
@@ -64,5 +64,5 @@ def run(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGTERM, stop)
         for batch in stream:
-            printer.watch(batch, progress=args.progress)
+            shown.watch(batch, progress=args.progress)
     return int(Exit.OK)

@@ -19,7 +19,7 @@ from mcpctl import errors
 from mcpctl._proto.mcp.v1 import cluster_pb2 as cluster
 from mcpctl.cli import main as cli_main
 from mcpctl.cli.exitcodes import Exit, for_error
-from mcpctl.cli.output import Printer
+from mcpctl.cli.output import printer
 from mcpctl.client import (
     DeleteResult,
     GetResult,
@@ -151,7 +151,7 @@ def one_line(err: str) -> str:
 
 def printed(fmt: str, call: str, *args: Any, **kw: Any) -> str:
     out = io.StringIO()
-    getattr(Printer(fmt, out), call)(*args, **kw)
+    getattr(printer(fmt, out), call)(*args, **kw)
     return out.getvalue()
 
 

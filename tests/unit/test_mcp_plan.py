@@ -22,7 +22,7 @@ import yaml
 from mcpctl import errors, limits, validate
 from mcpctl._proto.mcp.v1 import kv_pb2 as kv
 from mcpctl._proto.mcp.v1 import raft_pb2 as raft
-from mcpctl.cli.output import Printer
+from mcpctl.cli.output import printer
 from mcpctl.client import Event, Header, KeyValue
 from mcpctl.client.mcp import HistoryEntry, HistoryResult, WriteResult
 from mcpctl.mcp import layout, plan
@@ -448,7 +448,7 @@ def test_apply_output_simple_and_json() -> None:
         dry_run=False,
     )
     out = io.StringIO()
-    Printer("simple", out).config_write(res, done="applied")
+    printer("simple", out).config_write(res, done="applied")
     assert out.getvalue() == (
         "+ /mcp/models/m\n"
         '    endpoint: "http://h"\n'
@@ -459,7 +459,7 @@ def test_apply_output_simple_and_json() -> None:
         "applied: 3 changes at revision 9\n"
     )
     out = io.StringIO()
-    Printer("json", out).config_write(res, done="applied")
+    printer("json", out).config_write(res, done="applied")
     obj = json.loads(out.getvalue())
     assert (obj["dry_run"], obj["read_revision"], obj["revision"]) == (False, 8, 9)
     assert obj["changes"] == [
@@ -485,7 +485,7 @@ def test_history_output_json() -> None:
         False,
     )
     out = io.StringIO()
-    Printer("json", out).history(res)
+    printer("json", out).history(res)
     obj = json.loads(out.getvalue())
     assert obj["compact_revision"] == 2 and "more" not in obj
     assert obj["entries"][0] == {
