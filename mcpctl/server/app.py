@@ -33,10 +33,11 @@ from mcpctl.server import auth, reflection, security
 from mcpctl.server.auth import Guard
 from mcpctl.server.config import NodeConfig
 from mcpctl.server.hub import HubLimits, WatchHub
+from mcpctl.server.identity import Identity, cluster_key
 from mcpctl.server.kv import ClusterServicer, KVServicer, WatchServicer
 from mcpctl.server.mcp_service import add_config_service
 from mcpctl.server.metrics import RpcMetrics, build_registry, serve_metrics
-from mcpctl.server.node import Identity, Node, cluster_key
+from mcpctl.server.node import Node
 from mcpctl.server.peers import MemberInfo, Peers
 from mcpctl.server.proposer import Proposer
 from mcpctl.server.registry import DecodeChecked, add_service

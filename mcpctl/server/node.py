@@ -3,6 +3,8 @@
 The node validates requests, turns writes into ``InternalRequest``s for the
 proposer, proves freshness for linearizable reads (a fence through Raft),
 reads the store, and fills the response header. It knows nothing of gRPC.
+Its ids come from ``identity``, the cluster view is merged by
+``cluster_status``, and every applied write gets its ``audit`` line.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ import asyncio
 import hashlib
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from mcpctl import limits, validate
@@ -28,7 +29,9 @@ from mcpctl.errors import (
 from mcpctl.raft.node import RaftNode
 from mcpctl.raft.status import ProposeError, Role
 from mcpctl.server import auth
-from mcpctl.server.logs import audit
+from mcpctl.server.audit import audit_applied
+from mcpctl.server.cluster_status import UNKNOWN, combine_status
+from mcpctl.server.identity import Identity
 from mcpctl.server.peers import MemberInfo, Peers
 from mcpctl.server.proposer import Proposer
 from mcpctl.state import Applied, Store
@@ -39,61 +42,11 @@ T = TypeVar("T")
 # A voter counts as reachable for membership checks when it answered the
 # leader within this long (or the election timeout, if longer).
 MEMBER_FRESH_S = 3.0
-# What the status messages say for a number nobody knows (documented: -1).
-UNKNOWN = -1
 # Backups stream in chunks of this size.
 SNAPSHOT_CHUNK_BYTES = 1024 * 1024
 # On removal, how long the leader waits for the member to receive its tombstone
 # (so it learns it was removed and stops) before taking it out of Raft.
 TOMBSTONE_WAIT_S = 5.0
-
-
-# PBKDF2 rounds from the cluster secret to the cluster id (~0.1 s, once at start):
-# the id is in every response header, so a guess at a weak secret costs this much.
-CLUSTER_ID_KDF_ROUNDS = 200_000
-_CLUSTER_ID_SALT = b"mcp-config cluster id v1"
-
-
-def stable_id(*parts: str) -> int:
-    """A 64-bit id from text (cluster and member ids in headers)."""
-    digest = hashlib.sha256("\x00".join(parts).encode()).digest()
-    return int.from_bytes(digest[:8], "big") & 0x7FFF_FFFF_FFFF_FFFF
-
-
-def cluster_key(token: str | None, secret: str) -> str:
-    """What makes this cluster's ids its own: ``cluster.token`` when set, else a
-    one-way derivation of the cluster secret.
-
-    Every member has the same secret (they could not talk otherwise) and two
-    clusters do not, so the id is the same on every member, a member that
-    joins later gets it too, and it survives restarts with no state of its
-    own; it changes only when the secret is rotated and no token is set.
-    """
-    if token is not None:
-        return "token:" + token
-    derived = hashlib.pbkdf2_hmac(
-        "sha256", secret.encode(), _CLUSTER_ID_SALT, CLUSTER_ID_KDF_ROUNDS
-    )
-    return "secret:" + derived.hex()
-
-
-@dataclass(frozen=True, slots=True)
-class Identity:
-    cluster_name: str
-    member_name: str
-    cluster_id: int
-    member_id: int
-
-    @classmethod
-    def of(cls, cluster_name: str, member_name: str, key: str) -> Identity:
-        """Ids from the cluster's name and ``key`` (``cluster_key``): never from the
-        member list, which changes with member add and remove."""
-        return cls(
-            cluster_name,
-            member_name,
-            stable_id("cluster", cluster_name, key),
-            stable_id("member", cluster_name, key, member_name),
-        )
 
 
 class Node:
@@ -148,7 +101,7 @@ class Node:
         applied = await self.proposer.write(request, timeout_s)
         if isinstance(applied.result, McpError):
             raise applied.result
-        _audit(request, applied)
+        audit_applied(request, applied)
         return applied
 
     # -- KV ----------------------------------------------------------------
@@ -474,121 +427,12 @@ async def _gather(
     return list(await asyncio.gather(*(fn(m) for m in members)))
 
 
-def combine_status(
-    header: kv.ResponseHeader,
-    members: list[MemberInfo],
-    answers: dict[str, cluster.StatusResponse | str],
-) -> cluster.ClusterStatusResponse:
-    """Merge each member's own Status with the leader's view of replication.
-
-    The leader is the reachable member that says it leads, at the highest
-    term. Without one, what only a leader knows (entries behind, lag, last
-    contact) is -1 (unknown); so are entries behind and lag of a member whose
-    match index the leader has not heard yet (right after an election).
-    """
-    leaders = [a for a in answers.values() if not isinstance(a, str) and a.role == "leader"]
-    leader = max(leaders, key=lambda a: a.term) if leaders else None
-    progress = {p.member_name: p for p in leader.peers} if leader else {}
-    out = cluster.ClusterStatusResponse(header=header, leader=leader.member_name if leader else "")
-    for m in members:
-        row = out.members.add(member_name=m.name, endpoint=m.client, raft_address=m.raft)
-        answer = answers.get(m.name, "no answer")
-        backlog = 0
-        if isinstance(answer, str):
-            row.reachable = False
-            row.error = answer
-        else:
-            row.reachable = True
-            row.role = answer.role
-            row.term = answer.term
-            row.commit_index = answer.commit_index
-            row.applied_index = answer.applied_index
-            row.revision = answer.revision
-            backlog = max(0, answer.commit_index - answer.applied_index)
-        if leader is None:
-            row.entries_behind = row.lag_ms = row.last_contact_ms = -1
-        elif m.name == leader.member_name:
-            row.entries_behind = backlog
-            row.lag_ms = leader.apply_lag_ms
-            row.last_contact_ms = 0
-        elif m.name in progress:
-            p = progress[m.name]
-            # -1: the leader has not heard this member's match index yet.
-            row.entries_behind = p.entries_behind + backlog if p.entries_behind >= 0 else UNKNOWN
-            own_lag = answer.apply_lag_ms if not isinstance(answer, str) else 0
-            row.lag_ms = max(p.lag_ms, own_lag) if p.lag_ms >= 0 else UNKNOWN
-            row.last_contact_ms = p.last_contact_ms
-        else:
-            row.entries_behind = row.lag_ms = row.last_contact_ms = -1
-    return out
-
-
 def _ms(seconds: float) -> int:
     return max(0, round(seconds * 1000))
 
 
 def _known(value: int | None) -> int:
     return UNKNOWN if value is None else value
-
-
-def _audit(request: raft.InternalRequest, applied: Applied) -> None:
-    """One structured line per applied write: who, what, which revision. Values
-    are never logged (they may hold secrets). A txn line names the keys written
-    by the branch it took, the keys it compared and whether it succeeded; a
-    txn without writes in either branch (compares and reads only) is a ``read``
-    line with the keys it compared and read, not a ``write``."""
-    which = request.WhichOneof("request") or "none"
-    op = getattr(request, which) if which != "none" else None
-    event = "write"
-    keys: list[str] = []
-    extra: dict[str, object] = {}
-    if which in ("put", "delete_range"):
-        keys = [_text(op.key)]  # type: ignore[union-attr]
-    elif which == "txn":
-        assert isinstance(op, kv.TxnRequest) and isinstance(applied.result, kv.TxnResponse)
-        succeeded = applied.result.succeeded
-        if _txn_writes(op):
-            keys = _txn_keys(op, succeeded, ("request_put", "request_delete_range"))
-            extra = {"compared": [_text(c.key) for c in op.compare], "succeeded": succeeded}
-        else:
-            event = "read"
-            keys = [_text(c.key) for c in op.compare]
-            keys += _txn_keys(op, succeeded, ("request_range",))
-    elif which == "member":
-        keys = [f"member:{request.member.name}"]
-    audit.info(
-        event,
-        identity=auth.current_identity.get().name,
-        op=which,
-        keys=keys,
-        prefix=bool(getattr(op, "prefix", False)),
-        revision=applied.revision,
-        request_id=getattr(op, "request_id", ""),
-        duplicate=applied.duplicate,
-        **extra,
-    )
-
-
-def _txn_writes(txn: kv.TxnRequest) -> bool:
-    """Does either branch of the txn put or delete?"""
-    return any(
-        o.WhichOneof("request") in ("request_put", "request_delete_range")
-        for o in [*txn.success, *txn.failure]
-    )
-
-
-def _txn_keys(txn: kv.TxnRequest, succeeded: bool, kinds: tuple[str, ...]) -> list[str]:
-    """The keys of the ops of these kinds in the branch the txn took."""
-    keys = []
-    for o in txn.success if succeeded else txn.failure:
-        inner = o.WhichOneof("request")
-        if inner in kinds:
-            keys.append(_text(getattr(o, inner).key))
-    return keys
-
-
-def _text(key: bytes) -> str:
-    return key.decode("utf-8", "replace")
 
 
 def _expect(applied: Applied, cls: type[T]) -> T:

@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 
 from mcpctl.server import config
-from mcpctl.server.node import Identity, cluster_key
+from mcpctl.server.identity import Identity, cluster_key
 
 SECRET_A = "a-secret-of-cluster-a-0123456789"
 SECRET_B = "a-secret-of-cluster-b-0123456789"

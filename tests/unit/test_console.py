@@ -12,9 +12,9 @@ import pytest
 
 from mcpctl import errors
 from mcpctl.mcp.schema import SchemaError, parse_document
-from mcpctl.server.console.api import HTTP_STATUS, RequestTooLarge, error_body, http_status
 from mcpctl.server.console.diff import display_text, line_diff
 from mcpctl.server.console.feed import FeedLimits, Snapshot, StatusFeed
+from mcpctl.server.console.http import HTTP_STATUS, RequestTooLarge, error_body, http_status
 
 FAST = FeedLimits(tick_s=0.01, in_flight_max=3, streams_max=2, samples_max=5, queue_max=2)
 

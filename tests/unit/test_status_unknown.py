@@ -8,7 +8,7 @@ from __future__ import annotations
 from mcpctl._proto.mcp.v1 import cluster_pb2 as cluster
 from mcpctl._proto.mcp.v1 import kv_pb2 as kv
 from mcpctl.raft.status import IndexClock, peer_progress
-from mcpctl.server.node import combine_status
+from mcpctl.server.cluster_status import combine_status
 from mcpctl.server.peers import MemberInfo
 from mcpctl.status_view import status_json
 

@@ -2,7 +2,9 @@
 served by every node that sets ``console.listen``.
 
 - ``api``: the Starlette app; each handler calls what the gRPC servicer calls
-  (``Guard``, ``Node``, ``mcpctl.mcp.plan``) and maps errors to HTTP;
+  (``Guard``, ``Node``, ``mcpctl.mcp.plan``);
+- ``http``: errors to HTTP (one mapping), the JSON body, browser hardening;
+- ``stream``: the status event stream (SSE) of one page;
 - ``feed``: one cluster status per tick, shared by every open page (SSE);
 - ``server``: uvicorn on the node's own asyncio loop;
 - ``static/``: the page (plain HTML/JS/CSS, no build step).
@@ -10,4 +12,4 @@ served by every node that sets ``console.listen``.
 
 from __future__ import annotations
 
-__all__ = ["api", "feed", "server"]
+__all__ = ["api", "feed", "http", "server", "stream"]

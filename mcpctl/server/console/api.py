@@ -5,8 +5,10 @@ code: ``Guard.check`` (auth, prefix permissions, the identity's rate limit;
 Config calls through ``KvEquivalentGuard``), then ``Node`` (range, history,
 cluster_status) or ``mcpctl.mcp.plan`` (apply, export, rollback). Errors are
 the ``mcpctl.errors`` classes; their gRPC code picks the HTTP status
-(``HTTP_STATUS``) and the body is one JSON object on one line:
-``{"error": kind, "message": "...", "problems": [...]}``.
+(``http.HTTP_STATUS``) and the body is one JSON object on one line:
+``{"error": kind, "message": "...", "problems": [...]}``. The routes are
+here; the error mapping, body reading and hardening are in ``http``, the
+status event stream in ``stream``.
 
 Bounds: request bodies (``CONSOLE_BODY_BYTES_MAX``, 413), key listings and
 history pages (``CONSOLE_KEYS_PAGE_MAX``, ``CONSOLE_HISTORY_PAGE_MAX``),
@@ -16,15 +18,13 @@ status streams per member (``CONSOLE_STREAMS_MAX``, 429), each call's time
 Browser hardening: writes need ``Content-Type: application/json`` (a page on
 another site cannot send that without a CORS preflight, which is never
 granted), and with auth off only loopback Host names are served (so DNS
-rebinding cannot reach a development node).
+rebinding cannot reach a development node): ``http.Hardening``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import functools
-import json
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -38,83 +38,25 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp
 
 from mcpctl import limits, validate
 from mcpctl._proto.mcp.v1 import config_pb2 as config
 from mcpctl._proto.mcp.v1 import kv_pb2 as kv
-from mcpctl.errors import InvalidArgument, McpError, NotFound, ResourceExhausted
+from mcpctl.errors import InvalidArgument, McpError, NotFound
 from mcpctl.mcp import plan, schema
 from mcpctl.server import auth
 from mcpctl.server.console.diff import display_text, line_diff
-from mcpctl.server.console.feed import Snapshot, StatusFeed, Stream, now_ms
+from mcpctl.server.console.feed import Snapshot, StatusFeed, now_ms
+from mcpctl.server.console.http import Hardening, error_response, read_json
+from mcpctl.server.console.stream import SseResponse
 from mcpctl.server.metrics import RpcMetrics
 from mcpctl.server.node import Node
-from mcpctl.server.security import is_loopback_host
 
 log = structlog.get_logger("mcpctl.server.console")
 
 STATIC_DIR = Path(__file__).parent / "static"
-# A status stream sends a comment line this often when there is nothing new,
-# so proxies and the page can tell a quiet stream from a dead one.
-KEEPALIVE_S = 5.0
-# gRPC status code (McpError.code) -> HTTP status: the one HTTP mapping.
-HTTP_STATUS: dict[str, int] = {
-    "INVALID_ARGUMENT": 400,
-    "NOT_FOUND": 404,
-    "FAILED_PRECONDITION": 409,
-    "UNAUTHENTICATED": 401,
-    "PERMISSION_DENIED": 403,
-    "RESOURCE_EXHAUSTED": 429,
-    "UNAVAILABLE": 503,
-    "DEADLINE_EXCEEDED": 504,
-    "INTERNAL": 500,
-}
-_SECURITY_HEADERS = [
-    (b"x-content-type-options", b"nosniff"),
-    (b"x-frame-options", b"DENY"),
-    (b"referrer-policy", b"no-referrer"),
-    (
-        b"content-security-policy",
-        b"default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
-        b"connect-src 'self'; frame-ancestors 'none'",
-    ),
-]
 _MCP_ROOT = b"/mcp/"
-
-
-class RequestTooLarge(ResourceExhausted):
-    """A request body over ``CONSOLE_BODY_BYTES_MAX`` (HTTP 413)."""
-
-    kind = "request_too_large"
-    http_status = 413
-
-
-def http_status(err: McpError) -> int:
-    return int(getattr(err, "http_status", 0)) or HTTP_STATUS.get(err.code, 500)
-
-
-def error_body(err: McpError) -> dict[str, Any]:
-    """``{"error", "message"}`` (one line), plus the path-naming problems when there are."""
-    lines = [line.strip() for line in err.message.splitlines() if line.strip()] or [err.kind]
-    message = lines[0] if len(lines) == 1 else f"{lines[0].rstrip(':')}: {'; '.join(lines[1:])}"
-    body: dict[str, Any] = {"error": err.kind, "message": message}
-    problems = getattr(err, "problems", None)
-    if problems is None and len(lines) > 1:
-        problems = lines[1:]
-    if problems:
-        body["problems"] = list(problems)
-    return body
-
-
-def error_response(err: McpError) -> JSONResponse:
-    headers = {"cache-control": "no-store"}
-    if err.code == "UNAUTHENTICATED":
-        headers["www-authenticate"] = 'Bearer realm="mcp-config"'
-    retry_ms = getattr(err, "retry_after_ms", None)
-    if isinstance(retry_ms, int):
-        headers["retry-after"] = str(max(1, -(-retry_ms // 1000)))
-    return JSONResponse(error_body(err), status_code=http_status(err), headers=headers)
 
 
 # -- request helpers --------------------------------------------------------------------
@@ -148,29 +90,6 @@ def _query_key(request: Request, name: str = "key", *, allow_empty: bool = False
     if raw is None or (raw == "" and not allow_empty):
         raise InvalidArgument(f"{name}: required")
     return raw.encode("utf-8")
-
-
-async def read_json(request: Request) -> dict[str, Any]:
-    """The JSON object in the body, read at most ``CONSOLE_BODY_BYTES_MAX`` bytes."""
-    cap = limits.CONSOLE_BODY_BYTES_MAX
-    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if ctype != "application/json":
-        raise InvalidArgument("the body must be JSON (Content-Type: application/json)")
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > cap:
-        raise RequestTooLarge(f"request body of {declared} bytes is over the limit of {cap}")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > cap:
-            raise RequestTooLarge(f"request body is over the limit of {cap} bytes")
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidArgument("the body is not valid JSON") from None
-    if not isinstance(data, dict):
-        raise InvalidArgument("the body must be a JSON object")
-    return data
 
 
 def _field(data: dict[str, Any], name: str, kind: type, default: Any) -> Any:
@@ -464,112 +383,6 @@ def _endpoint(name: str, fn: Handler, metrics: RpcMetrics | None = None) -> Hand
     return handler
 
 
-class SseResponse(Response):
-    """``text/event-stream`` of status snapshots from one feed stream.
-
-    Sends ``init`` (the recent lag samples) and then one ``status`` event per
-    published snapshot; ends when the client goes away or the feed closes.
-    """
-
-    media_type = "text/event-stream"
-
-    def __init__(self, feed: StatusFeed, stream: Stream) -> None:
-        # Not Response.__init__: it would set content-length for an empty body.
-        self.status_code = 200
-        self.background = None
-        self.init_headers({"cache-control": "no-store", "x-accel-buffering": "no"})
-        self.feed = feed
-        self.stream = stream
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        gone = asyncio.Event()
-
-        async def watch_disconnect() -> None:
-            while (await receive())["type"] != "http.disconnect":
-                pass
-            gone.set()
-
-        watcher = asyncio.create_task(watch_disconnect())
-        try:
-            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-            await _send_event(send, "init", {"samples": self.feed.samples()})
-            while not gone.is_set():
-                get = asyncio.ensure_future(self.stream.queue.get())
-                wait_gone = asyncio.ensure_future(gone.wait())
-                done, _ = await asyncio.wait(
-                    {get, wait_gone}, timeout=KEEPALIVE_S, return_when=asyncio.FIRST_COMPLETED
-                )
-                wait_gone.cancel()
-                if get not in done:
-                    get.cancel()
-                    if not gone.is_set():
-                        await send(
-                            {
-                                "type": "http.response.body",
-                                "body": b": keepalive\n\n",
-                                "more_body": True,
-                            }
-                        )
-                    continue
-                item = get.result()
-                if item is None:
-                    break
-                await _send_event(send, "status", item)
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-        except OSError:
-            pass  # the client went away mid-send
-        finally:
-            watcher.cancel()
-            self.feed.close_stream(self.stream)
-
-
-_KEEPALIVE: Message = {"type": "http.response.body", "body": b": keepalive\n\n", "more_body": True}
-
-
-async def _send_event(send: Send, event: str, data: Any) -> None:
-    payload = json.dumps(data, separators=(",", ":"))
-    body = f"event: {event}\ndata: {payload}\n\n".encode()
-    await send({"type": "http.response.body", "body": body, "more_body": True})
-
-
-class Hardening:
-    """ASGI middleware: security headers on every response; with auth off, only
-    loopback Host names (no DNS rebinding into a development node)."""
-
-    def __init__(self, app: ASGIApp, *, loopback_only: bool) -> None:
-        self.app = app
-        self.loopback_only = loopback_only
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        if self.loopback_only and not _loopback_host(scope):
-            response = error_response(
-                InvalidArgument("auth is off: the console answers only to a loopback Host")
-            )
-            await response(scope, receive, send)
-            return
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), *_SECURITY_HEADERS]
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
-
-
-def _loopback_host(scope: Scope) -> bool:
-    """Is the request's Host header ``localhost`` or a literal loopback address
-    (``127.0.0.1``, ``[::1]``), with an optional port? A *name* that merely looks
-    like one (``127.0.0.1.nip.io``, ``127.attacker.com``) is not: its owner can
-    rebind it to 127.0.0.1, and that is the attack this guard stops."""
-    hosts = [v.decode("latin-1") for k, v in scope["headers"] if k == b"host"]
-    if len(hosts) != 1:
-        return False
-    return is_loopback_host(hosts[0])
-
-
 def build_app(
     node: Node, guard: auth.Guard, feed: StatusFeed, metrics: RpcMetrics | None = None
 ) -> ASGIApp:
@@ -607,12 +420,4 @@ async def _index(request: Request) -> Response:
     return FileResponse(STATIC_DIR / "index.html", headers={"cache-control": "no-store"})
 
 
-__all__ = [
-    "HTTP_STATUS",
-    "ConsoleApi",
-    "RequestTooLarge",
-    "build_app",
-    "error_body",
-    "http_status",
-    "snapshot",
-]
+__all__ = ["ConsoleApi", "build_app", "snapshot"]
