@@ -52,6 +52,7 @@ from mcpctl.server.console.http import Hardening, error_response, read_json
 from mcpctl.server.console.stream import SseResponse
 from mcpctl.server.metrics import RpcMetrics
 from mcpctl.server.node import Node
+from mcpctl.status_view import status_json
 
 log = structlog.get_logger("mcpctl.server.console")
 
@@ -335,8 +336,6 @@ def outcome_json(out: Any, dry_run: bool) -> dict[str, Any]:
 
 async def snapshot(node: Node) -> Snapshot:
     """The cluster status as ``mcpctl status -w json`` shows it, plus the time."""
-    from mcpctl.status_view import status_json
-
     resp = await node.cluster_status()
     return {
         "ts_ms": now_ms(),

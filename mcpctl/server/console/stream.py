@@ -14,7 +14,7 @@ import json
 from typing import Any
 
 from starlette.responses import Response
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from mcpctl.server.console.feed import StatusFeed, Stream
 
@@ -80,9 +80,6 @@ class SseResponse(Response):
         finally:
             watcher.cancel()
             self.feed.close_stream(self.stream)
-
-
-_KEEPALIVE: Message = {"type": "http.response.body", "body": b": keepalive\n\n", "more_body": True}
 
 
 async def _send_event(send: Send, event: str, data: Any) -> None:
