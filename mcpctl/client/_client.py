@@ -2,7 +2,8 @@
 
 Each call builds its request, runs it through ``_call`` (the rules of
 ``_rules``: endpoints in turn, bounded attempts, explicit outcomes) and
-returns a typed value of ``_values``. Channels come from ``_transport``.
+returns a typed value of ``_values``. Channels come from a ``ChannelFactory``
+(``_transport``), so tests need no network; time comes from ``Timing``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from mcpctl._proto.mcp.v1 import kv_pb2_grpc as kv_grpc
 from mcpctl.client._rules import Attempts, Timing, error_of, moves_on
 from mcpctl.client._transport import (
     TOKEN_ENV,
+    ChannelFactory,
     check_endpoint,
     endpoints_from_env,
     grpc_channels,
@@ -60,10 +62,18 @@ class Client:
         cacert: str | None = None,
         cert: str | None = None,
         key: str | None = None,
+        channel_factory: ChannelFactory | None = None,
+        timing: Timing | None = None,
     ) -> None:
         """``token``: bearer token (default: env MCPCTL_TOKEN). ``cacert``: CA
         file to verify the servers (turns TLS on); ``cert``/``key``: a client
-        certificate for mutual TLS. Env MCPCTL_CACERT/_CERT/_KEY likewise."""
+        certificate for mutual TLS. Env MCPCTL_CACERT/_CERT/_KEY likewise.
+
+        ``channel_factory``: opens the channel for an endpoint (default: a
+        real gRPC channel with the TLS settings above); ``timing``: the clock,
+        pause and jitter of the retry rules (default: the real ones). Both are
+        seams for tests: fake channels and a fake clock need no network and
+        no sleeps."""
         if endpoints is None:
             endpoints = endpoints_from_env()
         elif isinstance(endpoints, str):
@@ -87,8 +97,8 @@ class Client:
             cert if cert is not None else os.environ.get("MCPCTL_CERT"),
             key if key is not None else os.environ.get("MCPCTL_KEY"),
         )
-        self._open_channel = grpc_channels(self._credentials)
-        self._timing = Timing()
+        self._open_channel = channel_factory or grpc_channels(self._credentials)
+        self._timing = timing or Timing()
 
     # -- plumbing ------------------------------------------------------------
     def _channel(self, endpoint: str) -> grpc.Channel:
