@@ -1,22 +1,23 @@
 """The Python SDK: what a service imports to talk to mcp-config.
 
-- ``Client`` (``core``): KV, watch, status and membership over gRPC, with
-  endpoint failover, bounded retries and explicit outcomes;
+- ``Client``: KV, watch, status and membership over gRPC, with endpoint
+  failover, bounded retries and explicit outcomes (``mcpctl.client.core``
+  maps the small private modules it is made of);
 - ``ConfigWatcher`` (``watcher``): a live copy of a prefix that re-arms itself;
 - ``McpClient`` (``mcp``): apply, export, history and rollback of the MCP document;
 - ``McpConfigView`` (``view``): a typed, validated, hot-reloaded MCP config.
 
-Errors are in ``mcpctl.errors``. Only ``core`` is imported eagerly: the
-others pull in pydantic or threads, and the CLI should not pay for them when
-it does not use them.
+Errors are in ``mcpctl.errors``. Only the core modules are imported eagerly:
+the others pull in pydantic or threads, and the CLI should not pay for them
+when it does not use them.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from mcpctl.client.core import (
-    Client,
+from mcpctl.client._client import Client
+from mcpctl.client._values import (
     DeleteResult,
     Event,
     GetResult,
@@ -26,9 +27,9 @@ from mcpctl.client.core import (
     PutResult,
     TxnResult,
     WatchBatch,
-    WatchStream,
     new_request_id,
 )
+from mcpctl.client._watch import WatchStream
 
 if TYPE_CHECKING:
     from mcpctl.client.mcp import McpClient

@@ -1,4 +1,4 @@
-"""``McpClient``: the SDK for the MCP layer, on top of a ``mcpctl.client.core.Client``.
+"""``McpClient``: the SDK for the MCP layer, on top of a ``mcpctl.client.Client``.
 
 ``apply`` / ``export`` / ``rollback`` call ``mcp.v1.Config``; ``history``
 calls ``KV.History``. Every call goes through the wrapped client's retry
@@ -19,7 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from mcpctl.client.core import Client, Event, Header, new_request_id
+from mcpctl.client._client import Client
+from mcpctl.client._values import Event, Header, new_request_id
 from mcpctl.mcp.plan import Change, Op
 
 if TYPE_CHECKING:

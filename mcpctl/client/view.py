@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from mcpctl import limits
-from mcpctl.client.core import Client
+from mcpctl.client._client import Client
 from mcpctl.client.watcher import Change, ConfigWatcher
 from mcpctl.errors import NotFound
 from mcpctl.mcp import layout

@@ -30,7 +30,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from mcpctl import limits
-from mcpctl.client.core import Client, KeyValue, WatchBatch, WatchStream
+from mcpctl.client._client import Client
+from mcpctl.client._values import KeyValue, WatchBatch
+from mcpctl.client._watch import WatchStream
 from mcpctl.errors import Compacted, McpError
 
 log = logging.getLogger("mcpctl.client.watcher")

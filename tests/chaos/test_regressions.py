@@ -11,7 +11,7 @@ seed that found it (docs/robustness.md, "Bugs found" has the full story).
   stopping gracefully cancels calls in flight (gRPC CANCELLED); the SDK
   raised a bare McpError: a read did not fail over and a write that may
   have been applied was not reported as outcome unknown. Fixed in
-  ``mcpctl/client/core.py`` (``_error``).
+  ``mcpctl/client/core.py`` (``_error``; now ``_rules.py``, ``error_of``).
 """
 
 from __future__ import annotations

@@ -1,0 +1,141 @@
+"""The retry and outcome rules of one logical call, in one place.
+
+- Which errors move on: an attempt that ends ``Unavailable`` (a member down,
+  without a leader, unable to confirm leadership, a dropped connection, a
+  call cancelled by the member) or ``DeadlineExceeded`` moves to the next
+  endpoint; every other error is the answer and is raised at once.
+- Bounded: one deadline per call, at most ``attempts_max`` attempts, and
+  after each round of every endpoint a pause of ``[b/2, b]`` (jitter) where
+  ``b`` starts at ``CLIENT_BACKOFF_S_MIN`` and doubles up to
+  ``CLIENT_BACKOFF_S_MAX``, never past the deadline.
+- Nothing listens: when every endpoint in a row refused the connection, the
+  call fails at once with that ``Unavailable`` (no pause, no more rounds).
+- Outcome: a write (a request with a request id) that may have been applied
+  by some attempt ends ``OutcomeUnknown``; only a connection never made or a
+  member's own ``Unavailable`` answer proves it was not. Reads end with the
+  last error, or ``DeadlineExceeded`` when the deadline passed.
+- Mapping: ``error_of`` rebuilds the ``mcpctl.errors`` class from the status.
+
+Nothing here reads a clock or sleeps by itself: time comes in as ``Timing``.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+
+from mcpctl import limits
+from mcpctl.errors import (
+    ERROR_KIND_KEY,
+    DeadlineExceeded,
+    McpError,
+    OutcomeUnknown,
+    Unavailable,
+    from_status,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """The clock, the pause and the jitter of the retry rules (tests pass fakes)."""
+
+    monotonic: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+    uniform: Callable[[float, float], float] = random.uniform
+
+
+# How grpc says a call never reached a server: nothing listens (or the
+# connection attempt timed out), or the host name does not resolve.
+NOT_SENT_MARKERS = ("failed to connect", "DNS resolution failed", "errors resolving")
+
+
+def not_sent(err: McpError, from_server: bool) -> bool:
+    """The transport could not reach the endpoint: the request never left."""
+    return (
+        not from_server
+        and type(err) is Unavailable
+        and any(marker in err.message for marker in NOT_SENT_MARKERS)
+    )
+
+
+def moves_on(err: McpError) -> bool:
+    """An attempt that ended with ``err`` is worth trying on the next endpoint."""
+    return isinstance(err, Unavailable | DeadlineExceeded)
+
+
+def error_of(e: grpc.RpcError) -> tuple[McpError, bool]:
+    """The error a call ended with, and whether a node (not the transport) said it."""
+    code = e.code() if hasattr(e, "code") else grpc.StatusCode.UNKNOWN
+    details = (e.details() if hasattr(e, "details") else None) or str(e)
+    trailers = e.trailing_metadata() if hasattr(e, "trailing_metadata") else None
+    metadata: dict[str, str] = {}
+    for item in trailers or ():
+        key, value = item.key, item.value
+        if isinstance(value, str):
+            metadata[key] = value
+    if code == grpc.StatusCode.CANCELLED and ERROR_KIND_KEY not in metadata:
+        # Not our doing (a call this client cancels never gets here): the member
+        # went away mid-call (a graceful stop cancels calls in flight) or the
+        # transport dropped it. Like a broken connection: try another member;
+        # a write may have been applied.
+        return Unavailable(f"the call was cancelled by the member or transport: {details}"), False
+    return from_status(code.name, details, metadata), ERROR_KIND_KEY in metadata
+
+
+class Attempts:
+    """The bookkeeping of one logical call: its deadline, backoff and failures."""
+
+    def __init__(self, timeout_s: float, timing: Timing) -> None:
+        self.timeout_s = timeout_s
+        self._timing = timing
+        self.deadline = timing.monotonic() + timeout_s
+        self.backoff_s = limits.CLIENT_BACKOFF_S_MIN
+        self.last: McpError | None = None
+        self.unknown = False  # some attempt may have applied the request
+        self.refused = 0  # attempts in a row whose connection was never made
+
+    def remaining_s(self) -> float:
+        return self.deadline - self._timing.monotonic()
+
+    def failed(self, err: McpError, from_server: bool, endpoints: int) -> bool:
+        """Record an attempt that ended ``err`` (one that ``moves_on``); True
+        when the call should stop now because no endpoint took a connection."""
+        self.last = err
+        # A transport failure after the request left may still have
+        # delivered it; only a connection never made or the node's own
+        # "unavailable" answer proves a write was not applied.
+        never_sent = not_sent(err, from_server)
+        self.unknown = self.unknown or (
+            isinstance(err, OutcomeUnknown | DeadlineExceeded)
+            or (not from_server and not never_sent)
+        )
+        self.refused = self.refused + 1 if never_sent else 0
+        # One endpoint or three, refused one after the other: nothing listens,
+        # and grpc's own reconnect backoff would only replay the same failure.
+        return self.refused >= endpoints
+
+    def pause_s(self) -> float:
+        """The pause after a round of every endpoint (jitter spreads retries
+        out), cut to what is left of the deadline; the next one doubles."""
+        pause = self.backoff_s * self._timing.uniform(0.5, 1.0)
+        self.backoff_s = min(self.backoff_s * 2, limits.CLIENT_BACKOFF_S_MAX)
+        return min(pause, max(0.0, self.deadline - self._timing.monotonic()))
+
+    def outcome(self, request: Any, endpoints: Sequence[str]) -> McpError:
+        """The error that ends a call no attempt answered."""
+        last = self.last
+        if self.unknown and bool(getattr(request, "request_id", False)):
+            return OutcomeUnknown(
+                f"the write may have been applied: {last.message if last else 'deadline passed'}"
+            )
+        if last is not None and not isinstance(last, DeadlineExceeded):
+            return last
+        return DeadlineExceeded(
+            f"no answer within {self.timeout_s:.1f}s from {', '.join(endpoints)}"
+            + (f" (last error: {last.message})" if last else "")
+        )

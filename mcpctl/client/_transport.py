@@ -1,0 +1,99 @@
+"""Where a ``Client``'s calls go: endpoints, TLS and channels.
+
+``ChannelFactory`` is the transport seam (httpx's ``MockTransport``): a
+``Client`` asks it for one channel per endpoint, and every stub (KV, Cluster,
+Watch, Config, Health) is built on that channel. The default,
+``grpc_channels``, opens real gRPC channels; tests hand in fake channels whose
+calls answer or raise chosen errors, per endpoint and per attempt.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import grpc
+
+from mcpctl import limits
+
+DEFAULT_ENDPOINTS = ("127.0.0.1:7101", "127.0.0.1:7102", "127.0.0.1:7103")
+ENDPOINTS_ENV = "MCPCTL_ENDPOINTS"
+TOKEN_ENV = "MCPCTL_TOKEN"
+
+# The channel for one endpoint (``host:port``); it is opened once and cached.
+ChannelFactory = Callable[[str], grpc.Channel]
+
+# gRPC's own reconnect backoff stays short (the client's rules do the
+# waiting), and gRPC's transparent retries stay off (they would resend a
+# write behind the client's back).
+CHANNEL_OPTIONS: tuple[tuple[str, int], ...] = (
+    ("grpc.max_receive_message_length", limits.GRPC_SEND_BYTES_MAX),
+    ("grpc.max_send_message_length", limits.GRPC_SEND_BYTES_MAX),
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+    ("grpc.enable_retries", 0),
+)
+
+
+def check_endpoint(endpoint: str) -> str:
+    """``endpoint`` if it is ``host:port``; ``ValueError`` saying what is missing.
+
+    grpc would take ``garbage`` as a host name on its default port and fail
+    with a DNS error; the port is what is missing, so say that. A target with a
+    scheme (``unix:/path``, ``dns:///host:port``) is left to grpc.
+    """
+    host, sep, port = endpoint.rpartition(":")
+    if not sep or not port or endpoint.endswith("]"):
+        raise ValueError(
+            f"endpoint {endpoint!r} has no port: write host:port (e.g. 127.0.0.1:7101)"
+        )
+    if not host:
+        raise ValueError(
+            f"endpoint {endpoint!r} has no host: write host:port (e.g. 127.0.0.1:7101)"
+        )
+    if port.isdigit() and not 0 < int(port) <= 65535:
+        raise ValueError(f"endpoint {endpoint!r}: port {port} is not in 1..65535")
+    return endpoint
+
+
+def endpoints_from_env(value: str | None = None) -> list[str]:
+    raw = value if value is not None else os.environ.get(ENDPOINTS_ENV, "")
+    found = [e.strip() for e in raw.split(",") if e.strip()]
+    return found or list(DEFAULT_ENDPOINTS)
+
+
+def tls_credentials(
+    cacert: str | None, cert: str | None, key: str | None
+) -> grpc.ChannelCredentials | None:
+    if not (cacert or cert or key):
+        return None
+    if bool(cert) != bool(key):
+        raise ValueError("give both a client certificate and its key (--cert and --key)")
+
+    def read(path: str | None, what: str) -> bytes | None:
+        if not path:
+            return None
+        try:
+            with open(path, "rb") as f:
+                return f.read()
+        except OSError as e:
+            raise ValueError(f"{what} {path}: {e.strerror}") from None
+
+    return grpc.ssl_channel_credentials(
+        root_certificates=read(cacert, "--cacert"),
+        private_key=read(key, "--key"),
+        certificate_chain=read(cert, "--cert"),
+    )
+
+
+def grpc_channels(credentials: grpc.ChannelCredentials | None) -> ChannelFactory:
+    """The real transport: a gRPC channel per endpoint, TLS when ``credentials``."""
+
+    def open_channel(endpoint: str) -> grpc.Channel:
+        options = list(CHANNEL_OPTIONS)
+        if credentials is not None:
+            return grpc.secure_channel(endpoint, credentials, options=options)
+        return grpc.insecure_channel(endpoint, options=options)
+
+    return open_channel

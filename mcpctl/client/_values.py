@@ -1,0 +1,165 @@
+"""Typed values of the SDK: what a call returns and how keys and ids go in.
+
+Frozen dataclasses built from the wire messages (``of``), so a service never
+imports ``mcpctl._proto`` to read a result. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from mcpctl._proto.mcp.v1 import kv_pb2
+from mcpctl._proto.mcp.v1 import kv_pb2 as kv
+
+if TYPE_CHECKING:  # imported lazily at run time: `mcpctl get` should start fast
+    from mcpctl._proto.mcp.v1 import cluster_pb2 as cluster
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+def encode_key(key: str | bytes) -> bytes:
+    return key.encode("utf-8", "surrogateescape") if isinstance(key, str) else key
+
+
+def encode_value(value: str | bytes) -> bytes:
+    return value.encode("utf-8") if isinstance(value, str) else value
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    cluster_id: int
+    member_id: int
+    member_name: str
+    revision: int
+    raft_term: int
+
+    @classmethod
+    def of(cls, h: kv.ResponseHeader) -> Header:
+        return cls(h.cluster_id, h.member_id, h.member_name, h.revision, h.raft_term)
+
+
+@dataclass(frozen=True, slots=True)
+class KeyValue:
+    key: str
+    value: bytes
+    create_revision: int
+    mod_revision: int
+    version: int
+
+    @classmethod
+    def of(cls, item: kv.KeyValue) -> KeyValue:
+        return cls(
+            item.key.decode("utf-8", "replace"),
+            item.value,
+            item.create_revision,
+            item.mod_revision,
+            item.version,
+        )
+
+    @property
+    def text(self) -> str:
+        return self.value.decode("utf-8", "replace")
+
+
+@dataclass(frozen=True, slots=True)
+class GetResult:
+    header: Header
+    kvs: list[KeyValue]
+    count: int
+    more: bool
+
+    @property
+    def first(self) -> KeyValue | None:
+        return self.kvs[0] if self.kvs else None
+
+
+@dataclass(frozen=True, slots=True)
+class PutResult:
+    header: Header
+    prev_kv: KeyValue | None
+
+    @property
+    def revision(self) -> int:
+        return self.header.revision
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteResult:
+    header: Header
+    deleted: int
+    prev_kvs: list[KeyValue]
+
+
+@dataclass(frozen=True, slots=True)
+class TxnResult:
+    header: Header
+    succeeded: bool
+    responses: list[kv.ResponseOp]
+
+
+@dataclass(frozen=True, slots=True)
+class MemberStatus:
+    endpoint: str
+    member_name: str
+    role: str
+    term: int
+    leader: str
+    commit_index: int
+    applied_index: int
+    has_quorum: bool
+    ready: bool
+    revision: int
+    compact_revision: int
+    keys: int
+    header: Header
+
+    @classmethod
+    def of(cls, endpoint: str, r: cluster.StatusResponse) -> MemberStatus:
+        return cls(
+            endpoint,
+            r.member_name,
+            r.role,
+            r.term,
+            r.leader,
+            r.commit_index,
+            r.applied_index,
+            r.has_quorum,
+            r.ready,
+            r.revision,
+            r.compact_revision,
+            r.keys,
+            Header.of(r.header),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    type: str  # "PUT" or "DELETE"
+    kv: KeyValue
+    prev_kv: KeyValue | None
+
+    @classmethod
+    def of(cls, ev: kv_pb2.Event) -> Event:  # `kv` here would be the field
+        return cls(
+            "DELETE" if ev.type == kv_pb2.Event.DELETE else "PUT",
+            KeyValue.of(ev.kv),
+            KeyValue.of(ev.prev_kv) if ev.HasField("prev_kv") else None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class WatchBatch:
+    """One watch message: all events of the revisions it covers, in order."""
+
+    header: Header
+    events: list[Event]
+    created: bool = False
+    progress: bool = False
+
+    @property
+    def revision(self) -> int:
+        return self.header.revision
