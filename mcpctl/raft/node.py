@@ -35,7 +35,6 @@ from collections.abc import Callable
 from typing import Any
 
 import structlog
-from pysyncobj import SyncObjConf
 from pysyncobj.monotonic import monotonic as raft_clock
 
 from mcpctl import limits
@@ -43,7 +42,7 @@ from mcpctl._proto.mcp.v1 import raft_pb2 as raft
 from mcpctl.errors import Unavailable
 from mcpctl.raft import decisions
 from mcpctl.raft.cipher import PeerCipher
-from mcpctl.raft.snapshot import DUMP_FILE, JOURNAL_FILE, SnapshotFile, StoreConsumer
+from mcpctl.raft.snapshot import SnapshotFile, StoreConsumer
 from mcpctl.raft.status import (
     IndexClock,
     PeerProgress,
@@ -55,7 +54,7 @@ from mcpctl.raft.status import (
     peer_progress,
     proposal_view,
 )
-from mcpctl.raft.syncobj import KEEPALIVE, RaftSyncObj
+from mcpctl.raft.syncobj import KEEPALIVE, RaftSyncObj, syncobj_conf
 from mcpctl.raft.watchdog import TickWatchdog
 from mcpctl.state import HistoryLimits
 
@@ -113,36 +112,6 @@ class TickCalls:
         return ran
 
 
-def _conf(settings: RaftSettings, snapshots: SnapshotFile) -> SyncObjConf:
-    return SyncObjConf(
-        bindAddress=settings.bind_address,
-        journalFile=str(settings.data_dir / JOURNAL_FILE),
-        fullDumpFile=str(settings.data_dir / DUMP_FILE),
-        appendEntriesUseBatch=False,
-        appendEntriesPeriod=settings.heartbeat_s,
-        raftMinTimeout=settings.election_timeout_min_s,
-        raftMaxTimeout=settings.election_timeout_max_s,
-        connectionTimeout=max(3.5, settings.election_timeout_max_s),
-        leaderFallbackTimeout=settings.leader_fallback_s,
-        connectionRetryTime=settings.connection_retry_s,
-        autoTickPeriod=settings.tick_s,
-        useFork=False,
-        serializer=snapshots.serialize,
-        deserializer=snapshots.deserialize,
-        dynamicMembershipChange=True,
-        commandsQueueSize=limits.RAFT_COMMAND_QUEUE_MAX,
-        commandsWaitLeader=True,
-        logCompactionMinEntries=settings.compaction_min_entries,
-        logCompactionMinTime=settings.compaction_min_time_s,
-        maxBindRetries=1,
-        # PySyncObj caches peer addresses for 600 s by default: a member
-        # restarted on a new IP (containers, Kubernetes pods) would stay
-        # unreachable that long.
-        dnsCacheTime=2.0,
-        dnsFailCacheTime=1.0,
-    )
-
-
 class RaftNode:
     """A running Raft member: propose batches, read the store, see status."""
 
@@ -175,7 +144,7 @@ class RaftNode:
         self._sync = RaftSyncObj(
             settings.self_address,
             list(settings.partner_addresses),
-            _conf(settings, snapshots),
+            syncobj_conf(settings, snapshots),
             consumers=[self.consumer],
             cipher=PeerCipher(settings.secret),
         )
