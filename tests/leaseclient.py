@@ -6,9 +6,10 @@ a thread, every ``interval_s``, moving to the next endpoint when one answers
 UNAVAILABLE (a follower, or a leader whose clock is not running yet), and
 records whether any lease was ever reported gone (ttl 0).
 
-``python -m tests.leaseclient hold ENDPOINTS KEY TTL`` is a lease *holder* as
-a process: it grants a lease, attaches KEY, prints the lease id and keeps
-the lease alive until it is killed (tests kill -9 it).
+``python -m tests.leaseclient hold ENDPOINTS PREFIX TTL`` is a lease *holder*
+as a process: it grants a lease, attaches ``HOLDER_KEYS`` keys under PREFIX,
+prints the lease id and keeps the lease alive until it is killed (tests
+kill -9 it).
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from mcpctl._proto.mcp.v1 import lease_pb2_grpc as lease_grpc
 from mcpctl.errors import McpError, Unavailable, from_status
 
 T = TypeVar("T")
+# Keys a holder process attaches to its lease.
+HOLDER_KEYS = 3
 
 
 def _error(e: grpc.RpcError) -> McpError:
@@ -122,10 +125,14 @@ class LeaseClient:
 class KeepAliver:
     """Keeps ``ids`` alive from a thread, one stream at a time, moving between endpoints."""
 
-    def __init__(self, client: LeaseClient, ids: list[int], interval_s: float) -> None:
+    def __init__(
+        self, client: LeaseClient, ids: list[int], interval_s: float, stream_timeout_s: float = 5.0
+    ) -> None:
         self._client = client
         self.ids = ids
         self.interval_s = interval_s
+        # A stream to a member that stopped answering (SIGSTOP) ends after this.
+        self.stream_timeout_s = stream_timeout_s
         self.gone: list[lease.LeaseKeepAliveResponse] = []  # ttl 0 answers
         self.renewals = 0
         self.errors: list[str] = []
@@ -152,7 +159,10 @@ class KeepAliver:
             endpoint = self._client.endpoints[n % len(self._client.endpoints)]
             n += 1
             try:
-                for resp in self._client.lease_stub(endpoint).KeepAlive(self._requests()):
+                stream = self._client.lease_stub(endpoint).KeepAlive(
+                    self._requests(), timeout=self.stream_timeout_s
+                )
+                for resp in stream:
                     if resp.ttl <= 0:
                         self.gone.append(resp)
                     else:
@@ -162,10 +172,12 @@ class KeepAliver:
                 self._stop.wait(0.05)  # then the next endpoint
 
 
-def hold(endpoints: list[str], key: str, ttl: int) -> None:
+def hold(endpoints: list[str], prefix: str, ttl: int) -> None:
+    """Grant, attach HOLDER_KEYS keys under ``prefix``, print the id, keep it alive."""
     with LeaseClient(endpoints) as client:
         lease_id = client.grant(ttl).id
-        client.put(key, "held", lease_id)
+        for i in range(HOLDER_KEYS):
+            client.put(f"{prefix}{i}", "held", lease_id)
         print(lease_id, flush=True)
         with KeepAliver(client, [lease_id], interval_s=max(0.2, ttl / 3)):
             while True:
@@ -173,9 +185,9 @@ def hold(endpoints: list[str], key: str, ttl: int) -> None:
 
 
 def main(argv: list[str]) -> Any:
-    if len(argv) == 4 and argv[0] == "hold":
+    if len(argv) == 4 and argv[0] == "hold":  # hold ENDPOINTS PREFIX TTL
         return hold(argv[1].split(","), argv[2], int(argv[3]))
-    raise SystemExit("usage: python -m tests.leaseclient hold ENDPOINTS KEY TTL")
+    raise SystemExit("usage: python -m tests.leaseclient hold ENDPOINTS PREFIX TTL")
 
 
 if __name__ == "__main__":
