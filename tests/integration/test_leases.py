@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -142,7 +143,7 @@ class _Watcher:
 
     def __init__(self, endpoint: str, prefix: str) -> None:
         self._channel = grpc.insecure_channel(endpoint)
-        self._stream = watch_grpc.WatchStub(self._channel).Watch(
+        self._stream: Any = watch_grpc.WatchStub(self._channel).Watch(
             watch.WatchRequest(key=prefix.encode(), prefix=True)
         )
         self.messages: list[watch.WatchResponse] = []
