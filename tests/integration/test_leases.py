@@ -147,7 +147,7 @@ class _Watcher:
             watch.WatchRequest(key=prefix.encode(), prefix=True)
         )
         self.messages: list[watch.WatchResponse] = []
-        first = next(self._stream)
+        first = next(iter(self._stream))
         assert first.created
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
