@@ -50,6 +50,31 @@ LEASE_EXPIRE_BATCH_MAX: Final = 64
 # Remaining-TTL checkpoints in one command (etcd's maxLeaseCheckpointBatchSize);
 # more: INVALID_ARGUMENT.
 LEASE_CHECKPOINT_BATCH_MAX: Final = 1000
+# The leader's lease clock (mcpctl/server/lessor.py). The minimum TTL is this
+# many max election timeouts (a grant below it is raised to it, as etcd does
+# with 1.5x): a lease must outlive the election that may follow its grant.
+LEASE_TTL_MIN_ELECTION_TIMEOUTS: Final = 2
+# A new leader gives every lease its checkpointed remaining TTL plus a grace
+# of leader_fallback + the max election timeout + this margin: the longest a
+# cut-off old leader may still take keepalives, plus the election after it,
+# so no lease expires because the leader changed.
+LEASE_GRACE_MARGIN_S: Final = 1.0
+# Expired leases proposed per second at most (etcd #8097 / PR #8099 caps
+# revokes at 1000/s): an expiry storm after a long outage is spread out, the
+# rest waits for the next tick. Burst: one LEASE_EXPIRE_BATCH_MAX command.
+LEASE_EXPIRES_PER_S: Final = 500
+# The leader checkpoints remaining TTLs at most once per interval, in one
+# command of at most LEASE_CHECKPOINT_BATCH_MAX leases (largest drift first),
+# and only leases whose checkpoint is off by at least the drift below.
+LEASE_CHECKPOINT_INTERVAL_S: Final = 2.0
+LEASE_CHECKPOINT_DRIFT_MS_MIN: Final = 500
+# How often the leader's clock looks for expired leases and checkpoints due.
+LEASE_TICK_S: Final = 0.1
+# Open KeepAlive streams per member; beyond: RESOURCE_EXHAUSTED.
+LEASE_KEEPALIVE_STREAMS_MAX: Final = 1000
+# A grant with id 0: random ids tried before giving up (a clash in 63 bits is
+# next to impossible; the bound only keeps the loop finite). Past it: UNAVAILABLE.
+LEASE_ID_ATTEMPTS_MAX: Final = 8
 
 # --- write path --------------------------------------------------------------
 # Client requests queued for the next Raft proposal; beyond: RESOURCE_EXHAUSTED.

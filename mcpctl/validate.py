@@ -135,6 +135,14 @@ def check_lease_grant(req: kv.LeaseGrantRequest) -> None:
         )
 
 
+def check_client_lease_grant(req: kv.LeaseGrantRequest) -> None:
+    """A client's Grant: as ``check_lease_grant``, and a TTL of 0 is refused too
+    (the proto's contract; below the minimum but > 0 is raised by the node)."""
+    check_lease_grant(req)
+    if req.ttl == 0:
+        raise InvalidArgument("lease_grant.ttl: must be > 0")
+
+
 def check_lease_revoke(req: kv.LeaseRevokeRequest) -> None:
     if req.id <= 0:
         raise InvalidArgument("lease_revoke.id: must be > 0")

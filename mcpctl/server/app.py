@@ -1,6 +1,6 @@
 """Node lifecycle: checks before start, the gRPC server, graceful stop.
 
-``create_server(node, hub, address) -> (server, port)`` builds the gRPC server
+``create_server(parts, address) -> (server, port)`` builds the gRPC server
 apart from ``run`` (tests use port 0). ``run(config)`` is ``mcpctl serve``:
 it refuses to start, with one line and exit code 2, when the data directory
 is unusable or locked by another node, or a port is taken; it stops
@@ -16,6 +16,7 @@ import logging
 import os
 import signal
 import socket
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from grpc_health.v1 import health as grpc_health
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from mcpctl import limits
-from mcpctl._proto.mcp.v1 import cluster_pb2, config_pb2, kv_pb2, watch_pb2
+from mcpctl._proto.mcp.v1 import cluster_pb2, config_pb2, kv_pb2, lease_pb2, watch_pb2
 from mcpctl.raft.node import RaftNode
 from mcpctl.raft.status import RaftSettings
 from mcpctl.server import auth, reflection, security
@@ -35,13 +36,17 @@ from mcpctl.server.config import NodeConfig
 from mcpctl.server.hub import HubLimits, WatchHub
 from mcpctl.server.identity import Identity, cluster_key
 from mcpctl.server.kv import ClusterServicer, KVServicer, WatchServicer
+from mcpctl.server.lease_clock import LeaseClock, store_seed
+from mcpctl.server.lease_service import LeaseServicer
+from mcpctl.server.leases import Leases
+from mcpctl.server.lessor import Lessor, LessorTimings, lease_grace_s, lease_ttl_min_s
 from mcpctl.server.mcp_service import add_config_service
 from mcpctl.server.metrics import RpcMetrics, build_registry, serve_metrics
 from mcpctl.server.node import Node
 from mcpctl.server.peers import MemberInfo, Peers
 from mcpctl.server.proposer import Proposer
 from mcpctl.server.registry import DecodeChecked, add_service
-from mcpctl.state import HistoryLimits
+from mcpctl.state import Applied, HistoryLimits, Store
 
 log = structlog.get_logger("mcpctl.server")
 
@@ -79,14 +84,14 @@ SERVICES = (
     kv_pb2.DESCRIPTOR.services_by_name["KV"],
     cluster_pb2.DESCRIPTOR.services_by_name["Cluster"],
     watch_pb2.DESCRIPTOR.services_by_name["Watch"],
+    lease_pb2.DESCRIPTOR.services_by_name["Lease"],
 )
 # Registered by mcpctl.server.mcp_service; listed for reflection and health.
 EXTRA_SERVICES = (config_pb2.DESCRIPTOR.services_by_name["Config"],)
 
 
 async def create_server(
-    node: Node,
-    hub: WatchHub,
+    parts: NodeParts,
     address: str,
     *,
     metrics: RpcMetrics | None = None,
@@ -94,15 +99,17 @@ async def create_server(
     guard: Guard | None = None,
     credentials: grpc.ServerCredentials | None = None,
 ) -> tuple[grpc.aio.Server, int]:
-    """The gRPC server of a node: KV, Watch, Cluster, health and reflection."""
+    """The gRPC server of a node: KV, Watch, Cluster, Lease, Config, health and reflection."""
+    node, hub = parts.node, parts.hub
     server = grpc.aio.server(
         options=server_options(node.value_bytes_max),
         maximum_concurrent_rpcs=limits.CONCURRENT_RPCS_MAX,
     )
-    kv_service, cluster_service, watch_service = SERVICES
+    kv_service, cluster_service, watch_service, lease_service = SERVICES
     add_service(server, KVServicer(node, metrics, guard), kv_service)
     add_service(server, ClusterServicer(node, metrics, guard), cluster_service)
     add_service(server, WatchServicer(hub, guard), watch_service)
+    add_service(server, LeaseServicer(parts.leases, metrics, guard), lease_service)
     add_config_service(server, node, metrics, guard)
     checked = DecodeChecked(server)
     health_pb2_grpc.add_HealthServicer_to_server(health or HealthServicer(), checked)
@@ -258,14 +265,26 @@ class NodeParts:
     proposer: Proposer
     node: Node
     hub: WatchHub
+    lease_clock: LeaseClock
+    leases: Leases
+
+    def start(self) -> None:
+        """Start what runs on the loop (call on the loop that serves them)."""
+        self.hub.start()
+        self.lease_clock.start()
+
+    def stop(self) -> None:
+        self.hub.stop()
+        self.lease_clock.stop()
 
 
 def build_node(
     cfg: NodeConfig, raft_node: RaftNode, secret: str, *, hub_limits: HubLimits | None = None
 ) -> NodeParts:
-    """The Proposer, Node and WatchHub of ``raft_node``, wired as ``serve`` wires them.
+    """The Proposer, Node, WatchHub and lease clock of ``raft_node``, wired as
+    ``serve`` wires them.
 
-    Build them on the loop that will serve them, then ``hub.start()``.
+    Build them on the loop that will serve them, then ``parts.start()``.
     """
     proposer = Proposer(
         raft_node,
@@ -291,8 +310,35 @@ def build_node(
         leader_timeout_s=cfg.raft.election_timeout_max_ms / 1000,
         hub_limits=hub_limits,
     )
-    raft_node.consumer.listen(hub.on_applied, hub.on_reset)
-    return NodeParts(proposer, node, hub)
+    r = cfg.raft
+    lease_clock = LeaseClock(
+        Lessor(
+            LessorTimings(
+                grace_s=lease_grace_s(r.leader_fallback_ms / 1000, r.election_timeout_max_ms / 1000)
+            )
+        ),
+        status=lambda: raft_node.status,
+        fence=proposer.fence,
+        write=node.write,
+        seed=lambda: raft_node.consumer.read(store_seed),
+        proposal_timeout_s=cfg.limits.proposal_timeout_ms / 1000,
+    )
+    leases = Leases(node, lease_clock, ttl_min_s=lease_ttl_min_s(r.election_timeout_max_ms / 1000))
+    # The store's one pair of apply hooks, fanned out here: the watch hub
+    # publishes what was written, the lease clock learns grants and ends.
+    applied_listeners = (hub.on_applied, lease_clock.on_applied)
+    reset_listeners = (hub.on_reset, lease_clock.on_reset)
+
+    def on_applied(results: Sequence[Applied]) -> None:
+        for listener in applied_listeners:
+            listener(results)
+
+    def on_reset(store: Store) -> None:
+        for listener in reset_listeners:
+            listener(store)
+
+    raft_node.consumer.listen(on_applied, on_reset)
+    return NodeParts(proposer, node, hub, lease_clock, leases)
 
 
 async def _start_console(cfg: NodeConfig, node: Node, guard: Guard, metrics: RpcMetrics) -> Any:
@@ -313,8 +359,8 @@ async def _start_console(cfg: NodeConfig, node: Node, guard: Guard, metrics: Rpc
 async def _serve(cfg: NodeConfig, raft_node: RaftNode, secret: str) -> int:
     parts = build_node(cfg, raft_node, secret)
     proposer, node, hub = parts.proposer, parts.node, parts.hub
-    hub.start()
-    registry, rpc_metrics = build_registry(node, hub)
+    parts.start()
+    registry, rpc_metrics = build_registry(node, hub, parts.leases)
     if cfg.metrics.listen is not None:
         serve_metrics(registry, cfg.metrics.listen)
     health = HealthServicer()
@@ -322,8 +368,7 @@ async def _serve(cfg: NodeConfig, raft_node: RaftNode, secret: str) -> int:
     # the whole cluster: every voter enforces its share (docs/security.md).
     guard = security.build_guard(cfg.auth, secret, voters=lambda: len(node.raft.status.members))
     server, port = await create_server(
-        node,
-        hub,
+        parts,
         cfg.client_listen,
         metrics=rpc_metrics,
         health=health,
@@ -356,7 +401,7 @@ async def _serve(cfg: NodeConfig, raft_node: RaftNode, secret: str) -> int:
     await health.enter_graceful_shutdown()
     if console is not None:
         await console.stop()
-    hub.stop()
+    parts.stop()
     raft_node.consumer.listen(None, None)
     await server.stop(grace=1.0)
     proposer.close()

@@ -20,6 +20,8 @@ def audit_applied(request: raft.InternalRequest, applied: Applied) -> None:
     txn without writes in either branch (compares and reads only) is a ``read``
     line with the keys it compared and read, not a ``write``."""
     which = request.WhichOneof("request") or "none"
+    if which == "lease_checkpoint":
+        return  # the leader's clock recording TTLs every few seconds: no key changes
     op = getattr(request, which) if which != "none" else None
     event = "write"
     keys: list[str] = []
@@ -38,6 +40,10 @@ def audit_applied(request: raft.InternalRequest, applied: Applied) -> None:
             keys += _txn_keys(op, succeeded, ("request_range",))
     elif which == "member":
         keys = [f"member:{request.member.name}"]
+    elif which in ("lease_grant", "lease_revoke"):
+        keys = [f"lease:{op.id}"]  # type: ignore[union-attr]
+    elif which == "lease_expire":
+        keys = [f"lease:{i}" for i in request.lease_expire.ids]
     audit.info(
         event,
         identity=auth.current_identity.get().name,

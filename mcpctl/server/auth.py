@@ -146,6 +146,8 @@ class TokenBucket:
 # What each RPC needs: (access, how to find the keys it touches).
 # "admin" RPCs touch no key; Status-like RPCs need any valid identity.
 _NONE = "none"
+# Needs write permission on some prefix (any key), not on a particular key.
+_WRITER = "writer"
 _METHODS: dict[str, Access | str] = {
     "Range": Access.READ,
     "History": Access.READ,
@@ -160,6 +162,15 @@ _METHODS: dict[str, Access | str] = {
     "MemberAdd": Access.ADMIN,
     "MemberRemove": Access.ADMIN,
     "Snapshot": Access.ADMIN,
+    # Leases (docs/leases.md): any identity that may write somewhere may hold
+    # leases; the keys it attaches are checked on its puts, a revoke needs
+    # write on every attached key and TimeToLive's key list read on each
+    # (both checked by the node, which knows the keys). Leases: like Status.
+    "Grant": _WRITER,
+    "Revoke": _WRITER,
+    "KeepAlive": _WRITER,
+    "TimeToLive": _WRITER,
+    "Leases": _NONE,
 }
 
 
@@ -223,6 +234,12 @@ class Guard:
         if need is None:
             raise PermissionDenied(f"{method}: not allowed")
         if need == _NONE:
+            return
+        if need == _WRITER:
+            if not any(p.access >= Access.WRITE for p in identity.role.permissions):
+                raise PermissionDenied(
+                    f"{method} needs write permission ({identity.name} has none)"
+                )
             return
         if need == Access.ADMIN:
             if not identity.role.admin:

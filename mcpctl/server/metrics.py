@@ -17,6 +17,7 @@ from prometheus_client.registry import Collector
 
 from mcpctl.raft.status import Role
 from mcpctl.server.hub import WatchHub
+from mcpctl.server.leases import Leases
 from mcpctl.server.node import Node
 
 RPC_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -37,9 +38,10 @@ class RpcMetrics:
 
 
 class NodeCollector(Collector):
-    def __init__(self, node: Node, hub: WatchHub) -> None:
+    def __init__(self, node: Node, hub: WatchHub, leases: Leases | None = None) -> None:
         self._node = node
         self._hub = hub
+        self._leases = leases
 
     def collect(self) -> Iterator[Metric]:
         st = self._node.raft.status
@@ -90,9 +92,11 @@ class NodeCollector(Collector):
         yield behind
         yield lag
         yield contact
-        revision, keys = self._node.read(lambda s: (s.revision, len(s)))
+        revision, keys, leases = self._node.read(lambda s: (s.revision, len(s), s.lease_count()))
         yield GaugeMetricFamily("mcp_store_revision", "Store revision", value=revision)
         yield GaugeMetricFamily("mcp_store_keys", "Keys in the store", value=keys)
+        yield GaugeMetricFamily("mcp_leases", "Live leases (replicated)", value=leases)
+        yield from self._lease_metrics()
         proposer = self._node.proposer
         yield CounterMetricFamily(
             "mcp_proposals_committed",
@@ -124,10 +128,43 @@ class NodeCollector(Collector):
             value=stats.compacted_ended,
         )
 
+    def _lease_metrics(self) -> Iterator[Metric]:
+        if self._leases is None:
+            return
+        stats = self._leases.stats
+        yield CounterMetricFamily(
+            "mcp_lease_expired",
+            "Leases this member's clock expired (as leader)",
+            value=stats.expired,
+        )
+        yield CounterMetricFamily(
+            "mcp_lease_revoked", "Leases revoked through this member", value=stats.revoked
+        )
+        yield CounterMetricFamily(
+            "mcp_lease_keepalives", "Keepalives this member answered", value=stats.keepalives
+        )
+        yield CounterMetricFamily(
+            "mcp_lease_checkpoints",
+            "Lease checkpoints this member committed",
+            value=stats.checkpoints,
+        )
+        yield CounterMetricFamily(
+            "mcp_lease_fenced",
+            "Lease expiries/checkpoints of this member the store dropped as stale",
+            value=stats.fenced,
+        )
+        yield GaugeMetricFamily(
+            "mcp_lease_keepalive_streams",
+            "Open keepalive streams on this member",
+            value=self._leases.keepalive_streams,
+        )
 
-def build_registry(node: Node, hub: WatchHub) -> tuple[CollectorRegistry, RpcMetrics]:
+
+def build_registry(
+    node: Node, hub: WatchHub, leases: Leases | None = None
+) -> tuple[CollectorRegistry, RpcMetrics]:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(NodeCollector(node, hub))
+    registry.register(NodeCollector(node, hub, leases))
     return registry, RpcMetrics(registry)
 
 

@@ -95,7 +95,9 @@ class Node:
             raft_term=self.raft.status.term,
         )
 
-    async def _write(self, request: raft.InternalRequest, timeout_s: float) -> Applied:
+    async def write(self, request: raft.InternalRequest, timeout_s: float) -> Applied:
+        """Replicate one write as the caller (time, identity), audit it; an error
+        the store answered is raised."""
         request.ts_ms = int(time.time() * 1000)
         request.identity = auth.current_identity.get().name
         applied = await self.proposer.write(request, timeout_s)
@@ -120,7 +122,7 @@ class Node:
 
     async def put(self, req: kv.PutRequest, timeout_s: float) -> kv.PutResponse:
         validate.check_put(req, self.value_bytes_max)
-        applied = await self._write(raft.InternalRequest(put=req), timeout_s)
+        applied = await self.write(raft.InternalRequest(put=req), timeout_s)
         resp = _expect(applied, kv.PutResponse)
         resp.header.CopyFrom(self.header(applied.revision))
         return resp
@@ -129,14 +131,14 @@ class Node:
         self, req: kv.DeleteRangeRequest, timeout_s: float
     ) -> kv.DeleteRangeResponse:
         validate.check_delete(req)
-        applied = await self._write(raft.InternalRequest(delete_range=req), timeout_s)
+        applied = await self.write(raft.InternalRequest(delete_range=req), timeout_s)
         resp = _expect(applied, kv.DeleteRangeResponse)
         resp.header.CopyFrom(self.header(applied.revision))
         return resp
 
     async def txn(self, req: kv.TxnRequest, timeout_s: float) -> kv.TxnResponse:
         validate.check_txn(req, self.value_bytes_max)
-        applied = await self._write(raft.InternalRequest(txn=req), timeout_s)
+        applied = await self.write(raft.InternalRequest(txn=req), timeout_s)
         resp = _expect(applied, kv.TxnResponse)
         resp.header.CopyFrom(self.header(applied.revision))
         return resp
@@ -160,7 +162,7 @@ class Node:
 
     async def compact(self, req: kv.CompactionRequest, timeout_s: float) -> kv.CompactionResponse:
         validate.check_compaction(req)
-        applied = await self._write(raft.InternalRequest(compaction=req), timeout_s)
+        applied = await self.write(raft.InternalRequest(compaction=req), timeout_s)
         resp = _expect(applied, kv.CompactionResponse)
         resp.header.CopyFrom(self.header(applied.revision))
         return resp
@@ -345,7 +347,7 @@ class Node:
         record = raft.MemberRecord(
             name=req.name, raft_address=req.raft_address, client_address=req.client_address
         )
-        await self._write(raft.InternalRequest(member=record), timeout_s)
+        await self.write(raft.InternalRequest(member=record), timeout_s)
         await self._change(True, req.raft_address, timeout_s)
         return cluster.MemberAddResponse(header=self.header(), members=self._members_pb())
 
@@ -415,7 +417,7 @@ class Node:
             client_address=target.client,
             removed=True,
         )
-        await self._write(raft.InternalRequest(member=tombstone), timeout_s)
+        await self.write(raft.InternalRequest(member=tombstone), timeout_s)
         await self._wait_replicated_to(target.raft, min(timeout_s / 2, TOMBSTONE_WAIT_S))
         await self._change(False, target.raft, timeout_s)
         return cluster.MemberRemoveResponse(header=self.header(), members=self._members_pb())

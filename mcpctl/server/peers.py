@@ -3,9 +3,10 @@
 Names and client addresses come from the replicated member directory (kept
 in the store, written by MemberAdd/MemberRemove) and, for the members a node
 was started with, from its configuration. Member-to-member gRPC traffic is
-only ``Status`` (for ``ClusterStatus``) and forwarding membership changes to
-the leader. Channels are created lazily and kept; every call has a short
-deadline so one dead member never holds up an answer.
+only ``Status`` (for ``ClusterStatus``) and forwarding to the leader what only
+it can answer (membership changes, ``Lease.TimeToLive``). Channels are
+created lazily and kept; every call has a short deadline so one dead member
+never holds up an answer.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import grpc
 
 from mcpctl._proto.mcp.v1 import cluster_pb2 as cluster
 from mcpctl._proto.mcp.v1 import cluster_pb2_grpc as cluster_grpc
+from mcpctl._proto.mcp.v1 import lease_pb2_grpc as lease_grpc
 from mcpctl._proto.mcp.v1 import raft_pb2 as raft
 from mcpctl.errors import from_status
 
@@ -71,7 +73,7 @@ class Peers:
     def name_of(self, raft_address: str) -> str:
         return self.by_raft(raft_address).name
 
-    def _stub(self, member: MemberInfo) -> cluster_grpc.ClusterAsyncStub:
+    def _channel(self, member: MemberInfo) -> grpc.aio.Channel:
         channel = self._channels.get(member.client)
         if channel is None:
             channel = self._channels[member.client] = (
@@ -79,7 +81,10 @@ class Peers:
                 if self._credentials is not None
                 else grpc.aio.insecure_channel(member.client)
             )
-        return cluster_grpc.ClusterStub(channel)
+        return channel
+
+    def _stub(self, member: MemberInfo) -> cluster_grpc.ClusterAsyncStub:
+        return cluster_grpc.ClusterStub(self._channel(member))
 
     async def status(self, member: MemberInfo) -> cluster.StatusResponse | str:
         """The member's Status, or why it could not be had."""
@@ -93,9 +98,23 @@ class Peers:
         except grpc.aio.AioRpcError as e:
             return f"{e.code().name.lower()}: {e.details()}"
 
-    async def forward(self, member: MemberInfo, method: str, request: Any, timeout_s: float) -> Any:
-        """Call ``Cluster/<method>`` on ``member``; its error comes back as our ``McpError``."""
-        call = getattr(self._stub(member), method)
+    async def forward(
+        self,
+        member: MemberInfo,
+        method: str,
+        request: Any,
+        timeout_s: float,
+        *,
+        service: str = "Cluster",
+    ) -> Any:
+        """Call ``<service>/<method>`` (Cluster or Lease) on ``member``; its error
+        comes back as our ``McpError``."""
+        stub: Any = (
+            lease_grpc.LeaseStub(self._channel(member))
+            if service == "Lease"
+            else self._stub(member)
+        )
+        call = getattr(stub, method)
         metadata = (*self._metadata, (FORWARDED_KEY, "1"))
         try:
             return await call(request, timeout=timeout_s, metadata=metadata)

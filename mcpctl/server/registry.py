@@ -26,17 +26,20 @@ def add_service(server: grpc.aio.Server, servicer: Any, service: ServiceDescript
         req = message_factory.GetMessageClass(method.input_type)
         resp = message_factory.GetMessageClass(method.output_type)
         behaviour = getattr(servicer, method.name)
-        make = (
-            grpc.unary_stream_rpc_method_handler
-            if method.server_streaming
-            else grpc.unary_unary_rpc_method_handler
-        )
+        make = _MAKERS[(method.client_streaming, method.server_streaming)]
         handlers[method.name] = make(
             behaviour,
             request_deserializer=safe_deserializer(req),
             response_serializer=resp.SerializeToString,
         )
     _register(server, service.full_name, handlers)
+
+
+_MAKERS: dict[tuple[bool, bool], Any] = {
+    (False, False): grpc.unary_unary_rpc_method_handler,
+    (False, True): grpc.unary_stream_rpc_method_handler,
+    (True, True): grpc.stream_stream_rpc_method_handler,
+}
 
 
 def _register(

@@ -33,6 +33,8 @@ class Applied:
     # A lease expiry writes one revision per expired lease (``written`` stays
     # None): these, oldest first.
     expired: tuple[raft.HistoryRevision, ...] = ()
+    # The leases a revoke or an expiry removed (the leader's clock drops them).
+    leases_ended: tuple[int, ...] = ()
 
     @property
     def writes(self) -> tuple[raft.HistoryRevision, ...]:

@@ -57,6 +57,9 @@ class LeaseTable:
 
     _leases: dict[int, _Lease] = field(default_factory=dict)
 
+    def __len__(self) -> int:
+        return len(self._leases)
+
     def __contains__(self, lease_id: int) -> bool:
         return lease_id in self._leases
 
@@ -141,6 +144,11 @@ class LeaseTable:
         if lease is None:
             return None
         return LeaseInfo(lease_id, lease.ttl_s, lease.remaining_ms, tuple(sorted(lease.keys)))
+
+    def ttl_s(self, lease_id: int) -> int | None:
+        """The lease's granted TTL, or None when there is no such lease."""
+        lease = self._leases.get(lease_id)
+        return None if lease is None else lease.ttl_s
 
     def ids(self) -> list[int]:
         """Every live lease id, ascending."""

@@ -287,7 +287,9 @@ class Store:
             if lease_id not in self._leases:
                 return Applied(self.revision, LeaseNotFound())
             written = self._revoke(lease_id, request.ts_ms, request.identity)
-            return Applied(self.revision, kv.LeaseRevokeResponse(), written)
+            return Applied(
+                self.revision, kv.LeaseRevokeResponse(), written, leases_ended=(lease_id,)
+            )
         if which == "lease_expire":
             return self._expire(request, entry_term)
         return Applied(self.revision, self._leases.checkpoint(request.lease_checkpoint, entry_term))
@@ -325,7 +327,9 @@ class Store:
             resp.expired.append(lease_id)
             if entry is not None:
                 written.append(entry)
-        return Applied(self.revision, resp, expired=tuple(written))
+        return Applied(
+            self.revision, resp, expired=tuple(written), leases_ended=tuple(resp.expired)
+        )
 
     def _compact(self, revision: int) -> Applied:
         if revision > self.revision:
@@ -408,6 +412,13 @@ class Store:
     def lease(self, lease_id: int) -> LeaseInfo | None:
         """The lease with this id, or None."""
         return self._leases.info(lease_id)
+
+    def lease_ttl_s(self, lease_id: int) -> int | None:
+        """The lease's granted TTL, or None (cheap: no key list)."""
+        return self._leases.ttl_s(lease_id)
+
+    def lease_count(self) -> int:
+        return len(self._leases)
 
     def leases(self) -> list[int]:
         """Every live lease id, ascending."""

@@ -24,6 +24,7 @@ SERVICES = {
     "mcp.v1.Watch",
     "mcp.v1.Cluster",
     "mcp.v1.Config",
+    "mcp.v1.Lease",
     "grpc.health.v1.Health",
     "grpc.reflection.v1.ServerReflection",
     "grpc.reflection.v1alpha.ServerReflection",

@@ -123,7 +123,7 @@ class InProcessNode:
         # The same wiring as `mcpctl serve`, with the hub limits injected.
         parts = build_node(self.cfg, self.raft, SECRET, hub_limits=self.hub_limits)
         parts.hub.start()
-        server, port = await create_server(parts.node, parts.hub, "127.0.0.1:0")
+        server, port = await create_server(parts, "127.0.0.1:0")
         await server.start()
         return _Parts(parts.proposer, parts.hub, server, port)
 
