@@ -71,6 +71,7 @@ class Lease:
         self.lost_reason: str | None = None
         self.on_lost = on_lost
         self.on_renewed = on_renewed
+        self.header: Header | None = None  # the grant's answer (None: adopted by keep_alive)
         self._client = client
         self._renewed(sent_at, ttl)
 
@@ -141,14 +142,18 @@ class LeaseCalls:
         ttl: int,
         *,
         id: int = 0,
+        keep_alive: bool = True,
         on_lost: OnLost | None = None,
         on_renewed: OnRenewed | None = None,
         timeout: float | None = None,
     ) -> Lease:
-        """A new lease of ``ttl`` seconds (``id`` 0: the cluster picks one), kept
-        alive by this client until revoked or the client closes. ``with
+        """A new lease of ``ttl`` seconds (``id`` 0: the cluster picks one; a TTL
+        below the cluster's minimum is raised: see ``lease.ttl``), kept alive by
+        this client until revoked or the client closes (``keep_alive=False``:
+        not renewed here, e.g. for another process to keep alive). ``with
         client.grant(10) as lease:`` revokes it at the end of the block."""
-        self._keeper.check_room()
+        if keep_alive:
+            self._keeper.check_room()
         sent_at = self._timing.monotonic()
         req = kv.LeaseGrantRequest(ttl=ttl, id=id)
         resp = self._call(lambda e: self._lease_stub(e).Grant, req, timeout=timeout)
@@ -156,7 +161,9 @@ class LeaseCalls:
         lease = Lease(
             self, granted.id, granted.ttl, sent_at, on_lost=on_lost, on_renewed=on_renewed
         )
-        self._keeper.add(lease)
+        lease.header = granted.header
+        if keep_alive:
+            self._keeper.add(lease)
         return lease
 
     def keep_alive(

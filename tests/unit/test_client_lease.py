@@ -433,3 +433,13 @@ def test_put_op_attaches_a_lease_in_a_txn() -> None:
     assert put_op("/a", "x").request_put.lease == 0
     with pytest.raises(ValueError):
         put_op("/a", "x", lease=-1)
+
+
+def test_grant_without_keep_alive_starts_no_keeper(clock: SteppedClock) -> None:
+    """grant(keep_alive=False): a lease for someone else to renew; no thread, no stream."""
+    net = LeaseNet(clock, {"a:1": [granted(9)]})
+    client = client_of(net, clock)
+    lease = client.grant(9, keep_alive=False)
+    assert lease.header is not None and lease.header.revision == 3
+    assert client._keeper._thread is None and net.keepalives() == []
+    client.close()
