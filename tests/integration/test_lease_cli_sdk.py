@@ -110,12 +110,14 @@ def test_cli_hex_ids_round_trip_with_the_sdk(cluster: Cluster) -> None:
 
 
 def test_cli_keep_alive_runs_until_the_lease_is_revoked_then_exits_1(cluster: Cluster) -> None:
+    """`lease keep-alive ID` prints each renewal until the lease is gone, then one line
+    on stderr and exit 1."""
     with cluster.client() as client:
         lease = client.grant(6, keep_alive=False)
         hex_id = f"{lease.id:016x}"
+        keep = ("lease", "keep-alive", hex_id)
         proc = subprocess.Popen(
-            [sys.executable, "-m", "mcpctl", "--endpoints", ",".join(cluster.endpoints)]
-            + ["lease", "keep-alive", hex_id],
+            [sys.executable, "-m", "mcpctl", "--endpoints", ",".join(cluster.endpoints), *keep],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -185,8 +187,9 @@ def test_a_killed_sdk_holders_keys_go_within_ttl_plus_grace(cluster: Cluster) ->
             # Alive past its TTL: the SDK renewed it (3 renewals at TTL/3 = 1 s).
             wait_for(
                 "the holder's lease to outlive its TTL",
-                lambda: time.monotonic() - granted_at > 3 + 1
-                and client.time_to_live(lease_id).ttl > 0,
+                lambda: (
+                    time.monotonic() - granted_at > 3 + 1 and client.time_to_live(lease_id).ttl > 0
+                ),
             )
             assert client.get("/sdk-holder/", prefix=True).count == 3
             proc.kill()
