@@ -42,6 +42,12 @@ TTL_MIN_S = 2
 @pytest.fixture
 def leases(cluster: Cluster) -> Iterator[LeaseClient]:
     with LeaseClient(cluster.endpoints) as client:
+        # Ready: the leader's clock runs (it starts once the leader's first
+        # entry of its term is applied; until then: UNAVAILABLE, by contract).
+        wait_for(
+            "the leader's lease clock",
+            lambda: client.keepalive_once(cluster.leader().endpoint, [0]),
+        )
         yield client
 
 
@@ -308,9 +314,3 @@ def test_time_to_live_is_unavailable_not_a_number_right_after_a_leader_kill(
     assert unavailable > 0
     assert answer is not None and 0 < answer.ttl <= 30 + GRACE_S
     assert answer.granted_ttl == 30
-
-
-def test_over_leases_max_is_resource_exhausted(cluster: Cluster, leases: LeaseClient) -> None:
-    """Covered by the store's own test at LEASES_MAX (10,000 grants through a real
-    cluster take minutes); here: the error surfaces through the service."""
-    pytest.skip("LEASES_MAX through the service: see tests/unit/test_leases_store.py")
