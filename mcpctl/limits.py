@@ -109,6 +109,13 @@ CLIENT_TIMEOUT_S_DEFAULT: Final = 5.0
 CLIENT_ATTEMPTS_MAX: Final = 8
 CLIENT_BACKOFF_S_MIN: Final = 0.05
 CLIENT_BACKOFF_S_MAX: Final = 1.0
+# Client: leases one Client keeps alive at once, all on its one KeepAlive
+# stream (mcpctl/client/_lease.py); one more: ResourceExhausted before anything
+# is sent (no lease is granted that the client could not keep alive).
+CLIENT_LEASES_MAX: Final = 1000
+# Client: a kept-alive lease is renewed every TTL / this (etcd's client: TTL/3),
+# so two renewals in a row can fail before it runs out.
+CLIENT_KEEPALIVE_TTL_DIVISOR: Final = 3
 
 # --- security ------------------------------------------------------------------
 # Per-identity budget (requests/s, burst) for the whole cluster when auth is

@@ -22,6 +22,7 @@ COMMANDS = (
     "get",
     "delete",
     "watch",
+    "lease",
     "status",
     "members",
     "member",

@@ -9,8 +9,9 @@ and, in JSON, flagged with ``"value_encoding": "base64"``.
 
     Printer                the interface: one method per kind of result
     |-- SimplePrinter      lines of text
-    |   `-- TablePrinter   rich tables where a result is rows; a stream (watch)
-    |                      or a document (export, backup) prints as simple
+    |   `-- TablePrinter   rich tables where a result is rows; a stream (watch,
+    |                      keep-alive), a document (export, backup) or a one-line
+    |                      answer (lease revoke) prints as simple
     `-- JsonPrinter        one JSON object per result (per event for watch)
 
 A command never tests the format; it calls the printer's method.
@@ -18,19 +19,34 @@ A command never tests the format; it calls the printer's method.
 
 from __future__ import annotations
 
-import base64
 import json
 import sys
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, TextIO
 
+from mcpctl.cli.fields import (
+    OP_SIGN,
+    backup_json,
+    change_json,
+    field_diffs,
+    header_json,
+    history_json,
+    iso_ms,
+    kv_json,
+    shown,
+    text_of,
+    write_summary,
+)
+from mcpctl.cli.leaseid import lease_hex
 from mcpctl.client import (
     DeleteResult,
     GetResult,
     Header,
-    KeyValue,
+    LeaseGrant,
+    LeaseList,
     PutResult,
+    TimeToLive,
     WatchBatch,
 )
 from mcpctl.status_view import status_json
@@ -38,38 +54,7 @@ from mcpctl.status_view import status_json
 if TYPE_CHECKING:
     from mcpctl._proto.mcp.v1 import cluster_pb2 as cluster
     from mcpctl.backup import BackupInfo
-    from mcpctl.client.mcp import ExportResult, HistoryEntry, HistoryResult, WriteResult
-    from mcpctl.mcp.plan import Change
-
-
-def header_json(h: Header) -> dict[str, Any]:
-    return {
-        "cluster_id": h.cluster_id,
-        "member_id": h.member_id,
-        "member": h.member_name,
-        "revision": h.revision,
-        "raft_term": h.raft_term,
-    }
-
-
-def _text(value: bytes) -> tuple[str, bool]:
-    try:
-        return value.decode("utf-8"), False
-    except UnicodeDecodeError:
-        return base64.b64encode(value).decode("ascii"), True
-
-
-def kv_json(item: KeyValue, *, keys_only: bool = False) -> dict[str, Any]:
-    out: dict[str, Any] = {"key": item.key}
-    if not keys_only:
-        text, is_b64 = _text(item.value)
-        out["value"] = text
-        if is_b64:
-            out["value_encoding"] = "base64"
-    out["create_revision"] = item.create_revision
-    out["mod_revision"] = item.mod_revision
-    out["version"] = item.version
-    return out
+    from mcpctl.client.mcp import ExportResult, HistoryResult, WriteResult
 
 
 class Printer(ABC):
@@ -120,6 +105,26 @@ class Printer(ABC):
     def backup(self, info: BackupInfo) -> None:
         """A backup file's revision, size, checksum and key count."""
 
+    @abstractmethod
+    def lease_grant(self, res: LeaseGrant) -> None:
+        """A new lease: its id (hex) and the TTL granted."""
+
+    @abstractmethod
+    def lease_revoke(self, lease_id: int, header: Header) -> None:
+        """A lease revoked (its keys deleted)."""
+
+    @abstractmethod
+    def lease_keepalive(self, lease_id: int, ttl: int) -> None:
+        """One renewal and the TTL it gave, flushed (keep-alive prints as it goes)."""
+
+    @abstractmethod
+    def lease_ttl(self, res: TimeToLive, *, keys: bool = False) -> None:
+        """A lease's granted and remaining TTL (and its keys with --keys)."""
+
+    @abstractmethod
+    def lease_list(self, res: LeaseList) -> None:
+        """Every live lease's id."""
+
 
 class SimplePrinter(Printer):
     """Lines of text, etcdctl's ``-w simple``: values as they are, one per line."""
@@ -133,17 +138,17 @@ class SimplePrinter(Printer):
         for i in res.kvs:
             self.out.write(i.key + "\n")
             if not keys_only:
-                self.out.write(_text(i.value)[0] + "\n")
+                self.out.write(text_of(i.value)[0] + "\n")
 
     def put(self, res: PutResult) -> None:
         self.out.write("OK\n")
         if res.prev_kv is not None:
-            self.out.write(res.prev_kv.key + "\n" + _text(res.prev_kv.value)[0] + "\n")
+            self.out.write(res.prev_kv.key + "\n" + text_of(res.prev_kv.value)[0] + "\n")
 
     def delete(self, res: DeleteResult) -> None:
         self.out.write(f"{res.deleted}\n")
         for i in res.prev_kvs:
-            self.out.write(i.key + "\n" + _text(i.value)[0] + "\n")
+            self.out.write(i.key + "\n" + text_of(i.value)[0] + "\n")
 
     def watch(self, batch: WatchBatch, *, progress: bool = False) -> None:
         for ev in batch.events:
@@ -151,10 +156,10 @@ class SimplePrinter(Printer):
             # --prev-kv), then the key and, for a PUT, its value.
             self.out.write(f"{ev.type}\n")
             if ev.prev_kv is not None:
-                self.out.write(f"{ev.prev_kv.key}\n{_text(ev.prev_kv.value)[0]}\n")
+                self.out.write(f"{ev.prev_kv.key}\n{text_of(ev.prev_kv.value)[0]}\n")
             self.out.write(f"{ev.kv.key}\n")
             if ev.type == "PUT":
-                self.out.write(_text(ev.kv.value)[0] + "\n")
+                self.out.write(text_of(ev.kv.value)[0] + "\n")
         self.out.flush()
 
     def members(self, members: Sequence[cluster.Member]) -> None:
@@ -167,13 +172,13 @@ class SimplePrinter(Printer):
 
     def config_write(self, res: WriteResult, *, done: str, hint: str = "") -> None:
         for ch in res.changes:
-            self.out.write(f"{_OP_SIGN[ch.op]} {ch.key}\n")
-            for path, old, new in _fields(ch):
+            self.out.write(f"{OP_SIGN[ch.op]} {ch.key}\n")
+            for path, old, new in field_diffs(ch):
                 name = path or "value"
                 if ch.op == "add":
-                    self.out.write(f"    {name}: {_shown(new)}\n")
+                    self.out.write(f"    {name}: {shown(new)}\n")
                 elif ch.op == "change":
-                    self.out.write(f"    {name}: {_shown(old)} -> {_shown(new)}\n")
+                    self.out.write(f"    {name}: {shown(old)} -> {shown(new)}\n")
         self._summary(res, done, hint)
 
     def _summary(self, res: WriteResult, done: str, hint: str) -> None:
@@ -188,10 +193,33 @@ class SimplePrinter(Printer):
             who = e.identity or "-"
             self.out.write(f"{e.revision} {iso_ms(e.ts_ms)} {who} {ev.type} {ev.kv.key}\n")
             if ev.type == "PUT":
-                self.out.write(_text(ev.kv.value)[0] + "\n")
+                self.out.write(text_of(ev.kv.value)[0] + "\n")
 
     def backup(self, info: BackupInfo) -> None:
         self.out.write(", ".join(f"{k} {v}" for k, v in backup_json(info).items()) + "\n")
+
+    # As etcdctl prints them.
+    def lease_grant(self, res: LeaseGrant) -> None:
+        self.out.write(f"lease {lease_hex(res.id)} granted with TTL({res.ttl}s)\n")
+
+    def lease_revoke(self, lease_id: int, header: Header) -> None:
+        self.out.write(f"lease {lease_hex(lease_id)} revoked\n")
+
+    def lease_keepalive(self, lease_id: int, ttl: int) -> None:
+        self.out.write(f"lease {lease_hex(lease_id)} keepalived with TTL({ttl})\n")
+        self.out.flush()
+
+    def lease_ttl(self, res: TimeToLive, *, keys: bool = False) -> None:
+        line = f"lease {lease_hex(res.id)} granted with TTL({res.granted_ttl}s), "
+        line += f"remaining({res.ttl}s)"
+        if keys:
+            line += f", attached keys([{' '.join(res.keys)}])"
+        self.out.write(line + "\n")
+
+    def lease_list(self, res: LeaseList) -> None:
+        self.out.write(f"found {len(res.ids)} leases\n")
+        for lease_id in res.ids:
+            self.out.write(lease_hex(lease_id) + "\n")
 
 
 class TablePrinter(SimplePrinter):
@@ -219,7 +247,7 @@ class TablePrinter(SimplePrinter):
         rows = [
             [
                 i.key,
-                *([] if keys_only else [_text(i.value)[0]]),
+                *([] if keys_only else [text_of(i.value)[0]]),
                 i.create_revision,
                 i.mod_revision,
                 i.version,
@@ -242,9 +270,9 @@ class TablePrinter(SimplePrinter):
 
     def config_write(self, res: WriteResult, *, done: str, hint: str = "") -> None:
         rows = [
-            [_OP_SIGN[ch.op], ch.key, path or "-", _shown(old), _shown(new)]
+            [OP_SIGN[ch.op], ch.key, path or "-", shown(old), shown(new)]
             for ch in res.changes
-            for path, old, new in _fields(ch)
+            for path, old, new in field_diffs(ch)
         ]
         if rows:
             self._table(["op", "key", "field", "before", "after"], rows)
@@ -259,11 +287,22 @@ class TablePrinter(SimplePrinter):
                 e.event.type,
                 e.event.kv.key,
                 e.event.kv.version if e.event.type == "PUT" else "-",
-                _text(e.event.kv.value)[0] if e.event.type == "PUT" else "",
+                text_of(e.event.kv.value)[0] if e.event.type == "PUT" else "",
             ]
             for e in res.entries
         ]
         self._table(["revision", "time", "writer", "type", "key", "version", "value"], rows)
+
+    def lease_grant(self, res: LeaseGrant) -> None:
+        self._table(["id", "ttl"], [[lease_hex(res.id), res.ttl]])
+
+    def lease_ttl(self, res: TimeToLive, *, keys: bool = False) -> None:
+        cols = ["id", "ttl", "granted ttl", *(["keys"] if keys else [])]
+        row = [lease_hex(res.id), res.ttl, res.granted_ttl, *([" ".join(res.keys)] if keys else [])]
+        self._table(cols, [row])
+
+    def lease_list(self, res: LeaseList) -> None:
+        self._table(["id"], [[lease_hex(i)] for i in res.ids])
 
 
 class JsonPrinter(Printer):
@@ -350,6 +389,27 @@ class JsonPrinter(Printer):
     def backup(self, info: BackupInfo) -> None:
         self._json(backup_json(info))
 
+    def lease_grant(self, res: LeaseGrant) -> None:
+        self._json({"header": header_json(res.header), "id": lease_hex(res.id), "ttl": res.ttl})
+
+    def lease_revoke(self, lease_id: int, header: Header) -> None:
+        self._json({"header": header_json(header), "id": lease_hex(lease_id)})
+
+    def lease_keepalive(self, lease_id: int, ttl: int) -> None:
+        self._json({"id": lease_hex(lease_id), "ttl": ttl})
+        self.out.flush()
+
+    def lease_ttl(self, res: TimeToLive, *, keys: bool = False) -> None:
+        obj: dict[str, Any] = {"header": header_json(res.header), "id": lease_hex(res.id)}
+        obj.update(ttl=res.ttl, granted_ttl=res.granted_ttl)
+        if keys:
+            obj["keys"] = res.keys
+        self._json(obj)
+
+    def lease_list(self, res: LeaseList) -> None:
+        leases = [{"id": lease_hex(i)} for i in res.ids]
+        self._json({"header": header_json(res.header), "leases": leases})
+
 
 # -w NAME -> its printer; main's -w choices are these names.
 PRINTERS: dict[str, type[Printer]] = {p.fmt: p for p in (SimplePrinter, JsonPrinter, TablePrinter)}
@@ -374,10 +434,6 @@ def _status_rows(resp: cluster.ClusterStatusResponse) -> list[list[str]]:
     return [[_cell(m[key]) for key in STATUS_COLUMNS.values()] for m in members]
 
 
-def backup_json(info: BackupInfo) -> dict[str, Any]:
-    return {"revision": info.revision, "bytes": info.size, "sha256": info.sha256, "keys": info.keys}
-
-
 # Table/simple column -> JSON field.
 STATUS_COLUMNS = {
     "node": "id",
@@ -395,63 +451,3 @@ STATUS_COLUMNS = {
 
 def _cell(value: Any) -> str:
     return "-" if value is None else str(value)
-
-
-# -- the MCP layer ----------------------------------------------------------------
-_OP_SIGN = {"add": "+", "change": "~", "delete": "-"}
-
-
-def iso_ms(ts_ms: int) -> str:
-    """Milliseconds since the epoch as ISO 8601 UTC (``2026-01-02T03:04:05.678Z``)."""
-    import datetime
-
-    when = datetime.datetime.fromtimestamp(ts_ms / 1000, tz=datetime.UTC)
-    return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts_ms % 1000:03d}Z"
-
-
-def change_json(ch: Change) -> dict[str, Any]:
-    out: dict[str, Any] = {"op": ch.op, "key": ch.key}
-    for name, value in (("value", ch.value), ("prev_value", ch.prev_value)):
-        if value is not None:
-            text, is_b64 = _text(value)
-            out[name] = text
-            if is_b64:
-                out[f"{name}_encoding"] = "base64"
-    return out
-
-
-def history_json(e: HistoryEntry) -> dict[str, Any]:
-    obj: dict[str, Any] = {
-        "revision": e.revision,
-        "ts_ms": e.ts_ms,
-        "time": iso_ms(e.ts_ms),
-        "writer": e.identity,
-    }
-    obj["type"] = e.event.type
-    obj.update(kv_json(e.event.kv, keys_only=e.event.type == "DELETE"))
-    return obj
-
-
-def write_summary(res: WriteResult, done: str) -> str:
-    n = len(res.changes)
-    count = f"{n} change{'' if n == 1 else 's'}"
-    if res.dry_run:
-        return f"dry run: {count} against revision {res.read_revision}; nothing written"
-    if res.revision == 0:
-        return f"no changes (revision {res.read_revision})"
-    return f"{done}: {count} at revision {res.revision}"
-
-
-def _fields(ch: Change) -> list[tuple[str, Any, Any]]:
-    from mcpctl.mcp.plan import field_changes
-
-    return [] if ch.op == "delete" else list(field_changes(ch))
-
-
-def _shown(value: Any) -> str:
-    """A field value as JSON text (strings quoted); ``(unset)`` when absent."""
-    if value is None:
-        return "(unset)"
-    if isinstance(value, bytes):
-        return _text(value)[0]
-    return json.dumps(value, ensure_ascii=False)

@@ -1,4 +1,4 @@
-"""``mcpctl put KEY [VALUE | -f FILE | stdin] [--prev-kv] [--if-mod-rev N]``."""
+"""``mcpctl put KEY [VALUE | -f FILE | stdin] [--prev-kv] [--if-mod-rev N] [--lease ID]``."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from mcpctl.cli.exitcodes import UsageError
+from mcpctl.cli.leaseid import parse_lease_id
 
 
 def register(sub: Any, parent: argparse.ArgumentParser) -> None:
@@ -21,6 +22,12 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
         default=None,
         metavar="N",
         help="compare-and-swap: only if the key's mod_revision is N (0 = must not exist)",
+    )
+    p.add_argument(
+        "--lease",
+        default=None,
+        metavar="ID",
+        help="attach the key to this lease (hex id, from `lease grant`)",
     )
     p.set_defaults(run=run)
 
@@ -48,9 +55,19 @@ def run(args: argparse.Namespace) -> int:
     value = _value(args)
     if args.if_mod_rev is not None and args.if_mod_rev < 0:
         raise UsageError("put", "--if-mod-rev must not be negative")
+    lease = 0
+    if args.lease is not None:
+        try:
+            lease = parse_lease_id(args.lease)
+        except ValueError as e:
+            raise UsageError("put", f"--lease: {e}") from None
     with connect.client(args) as client:
         res = client.put(
-            args.key, value, prev_kv=args.prev_kv, expected_mod_revision=args.if_mod_rev
+            args.key,
+            value,
+            prev_kv=args.prev_kv,
+            expected_mod_revision=args.if_mod_rev,
+            lease=lease,
         )
     printer(args.write_out).put(res)
     return 0

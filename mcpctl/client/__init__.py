@@ -1,8 +1,10 @@
 """The Python SDK: what a service imports to talk to mcp-config.
 
-- ``Client``: KV, watch, status and membership over gRPC, with endpoint
-  failover, bounded retries and explicit outcomes (``mcpctl.client.core``
-  maps the small private modules it is made of);
+- ``Client``: KV, watch, leases, status and membership over gRPC, with
+  endpoint failover, bounded retries and explicit outcomes
+  (``mcpctl.client.core`` maps the small private modules it is made of);
+- ``Lease`` (``client.grant(ttl)``): a lease kept alive in the background,
+  reporting its loss (``lost``, ``on_lost``); docs/leases.md;
 - ``ConfigWatcher`` (``watcher``): a live copy of a prefix that re-arms itself;
 - ``McpClient`` (``mcp``): apply, export, history and rollback of the MCP document;
 - ``McpConfigView`` (``view``): a typed, validated, hot-reloaded MCP config.
@@ -17,14 +19,20 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from mcpctl.client._client import Client
+from mcpctl.client._lease import Lease
+from mcpctl.client._ops import delete_op, put_op
 from mcpctl.client._values import (
     DeleteResult,
     Event,
     GetResult,
     Header,
     KeyValue,
+    LeaseGrant,
+    LeaseKeepAlive,
+    LeaseList,
     MemberStatus,
     PutResult,
+    TimeToLive,
     TxnResult,
     WatchBatch,
     new_request_id,
@@ -44,14 +52,21 @@ __all__ = [
     "GetResult",
     "Header",
     "KeyValue",
+    "Lease",
+    "LeaseGrant",
+    "LeaseKeepAlive",
+    "LeaseList",
     "McpClient",
     "McpConfigView",
     "MemberStatus",
     "PutResult",
+    "TimeToLive",
     "TxnResult",
     "WatchBatch",
     "WatchStream",
+    "delete_op",
     "new_request_id",
+    "put_op",
 ]
 
 _LAZY = {

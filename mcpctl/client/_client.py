@@ -9,7 +9,8 @@ returns a typed value of ``_values``. Channels come from a ``ChannelFactory``
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
@@ -17,6 +18,8 @@ import grpc
 from mcpctl import limits
 from mcpctl._proto.mcp.v1 import kv_pb2 as kv
 from mcpctl._proto.mcp.v1 import kv_pb2_grpc as kv_grpc
+from mcpctl.client._keepalive import Keeper
+from mcpctl.client._lease import Lease, LeaseCalls, lease_id_of
 from mcpctl.client._rules import Attempts, Timing, error_of, moves_on
 from mcpctl.client._transport import (
     TOKEN_ENV,
@@ -44,13 +47,17 @@ from mcpctl.errors import Unavailable
 if TYPE_CHECKING:  # imported lazily at run time: `mcpctl get` should start fast
     from mcpctl._proto.mcp.v1 import cluster_pb2 as cluster
     from mcpctl._proto.mcp.v1 import cluster_pb2_grpc as cluster_grpc
+    from mcpctl._proto.mcp.v1 import lease_pb2_grpc as lease_grpc
     from mcpctl._proto.mcp.v1 import watch_pb2_grpc as watch_grpc
 
 Resp = TypeVar("Resp")
 
 
-class Client:
-    """A connection to a cluster through a list of endpoints (``host:port``)."""
+class Client(LeaseCalls):
+    """A connection to a cluster through a list of endpoints (``host:port``).
+
+    Its lease calls (``grant``, ``keep_alive``, ``revoke``, ``time_to_live``,
+    ``leases``) are in ``_lease``."""
 
     def __init__(
         self,
@@ -87,6 +94,8 @@ class Client:
         self._stubs: dict[str, kv_grpc.KVStub] = {}
         self._cluster_stubs: dict[str, cluster_grpc.ClusterStub] = {}
         self._watch_stubs: dict[str, watch_grpc.WatchStub] = {}
+        self._lease_stubs: dict[str, lease_grpc.LeaseStub] = {}
+        self._channel_lock = threading.Lock()  # the lease keeper's thread opens channels too
         self._current = 0
         token = token if token is not None else os.environ.get(TOKEN_ENV) or None
         self._metadata: tuple[tuple[str, str], ...] = (
@@ -99,13 +108,15 @@ class Client:
         )
         self._open_channel = channel_factory or grpc_channels(self._credentials)
         self._timing = timing or Timing()
+        self._keeper = Keeper(self.endpoints, self._open_keepalive, timeout, self._timing)
 
     # -- plumbing ------------------------------------------------------------
     def _channel(self, endpoint: str) -> grpc.Channel:
-        channel = self._channels.get(endpoint)
-        if channel is None:
-            channel = self._channels[endpoint] = self._open_channel(endpoint)
-        return channel
+        with self._channel_lock:
+            channel = self._channels.get(endpoint)
+            if channel is None:
+                channel = self._channels[endpoint] = self._open_channel(endpoint)
+            return channel
 
     def _endpoint(self) -> str:
         return self.endpoints[self._current % len(self.endpoints)]
@@ -185,13 +196,17 @@ class Client:
         *,
         prev_kv: bool = False,
         expected_mod_revision: int | None = None,
+        lease: Lease | int | None = None,
         request_id: str | None = None,
         timeout: float | None = None,
     ) -> PutResult:
+        """Write a key; ``lease`` (a ``Lease`` or its id) attaches it to that lease,
+        none detaches it from the one it had (as etcd)."""
         req = kv.PutRequest(
             key=encode_key(key),
             value=encode_value(value),
             prev_kv=prev_kv,
+            lease=lease_id_of(lease),
             request_id=request_id or new_request_id(),
         )
         if expected_mod_revision is not None:
@@ -286,6 +301,18 @@ class Client:
             progress_interval_ms=progress_interval_ms,
         )
         return WatchStream(self, req, connect_timeout_s=connect_timeout_s)
+
+    # -- Lease plumbing (the calls are LeaseCalls, in _lease) -------------------------
+    def _lease_stub(self, endpoint: str) -> lease_grpc.LeaseStub:
+        from mcpctl._proto.mcp.v1 import lease_pb2_grpc as lease_grpc
+
+        stub = self._lease_stubs.get(endpoint)
+        if stub is None:
+            stub = self._lease_stubs[endpoint] = lease_grpc.LeaseStub(self._channel(endpoint))
+        return stub
+
+    def _open_keepalive(self, endpoint: str, requests: Iterator[Any]) -> Any:
+        return self._lease_stub(endpoint).KeepAlive(requests, metadata=self._metadata)
 
     # -- Cluster ---------------------------------------------------------------
     def _cluster_stub(self, endpoint: str) -> cluster_grpc.ClusterStub:
@@ -385,12 +412,15 @@ class Client:
 
     # -- lifecycle -------------------------------------------------------------
     def close(self) -> None:
+        """Stop keeping leases alive (they expire on the cluster), close the channels."""
+        self._keeper.close()
         for channel in self._channels.values():
             channel.close()
         self._channels.clear()
         self._stubs.clear()
         self._cluster_stubs.clear()
         self._watch_stubs.clear()
+        self._lease_stubs.clear()
 
     def __enter__(self) -> Client:
         return self

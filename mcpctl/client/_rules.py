@@ -22,6 +22,7 @@ Nothing here reads a clock or sleeps by itself: time comes in as ``Timing``.
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -40,13 +41,21 @@ from mcpctl.errors import (
 )
 
 
+def _wait(event: threading.Event, seconds: float | None) -> bool:
+    return event.wait(seconds)
+
+
 @dataclass(frozen=True, slots=True)
 class Timing:
-    """The clock, the pause and the jitter of the retry rules (tests pass fakes)."""
+    """The clock, the pause and the jitter of the retry rules (tests pass fakes).
+
+    ``wait(event, seconds)``: a pause that ``event`` cuts short (None: no bound),
+    True when it did; the lease keeper's thread waits with it."""
 
     monotonic: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
     uniform: Callable[[float, float], float] = random.uniform
+    wait: Callable[[threading.Event, float | None], bool] = _wait
 
 
 # How grpc says a call never reached a server: nothing listens (or the

@@ -15,6 +15,7 @@ from mcpctl._proto.mcp.v1 import kv_pb2 as kv
 
 if TYPE_CHECKING:  # imported lazily at run time: `mcpctl get` should start fast
     from mcpctl._proto.mcp.v1 import cluster_pb2 as cluster
+    from mcpctl._proto.mcp.v1 import lease_pb2
 
 
 def new_request_id() -> str:
@@ -49,6 +50,7 @@ class KeyValue:
     create_revision: int
     mod_revision: int
     version: int
+    lease: int = 0  # the id of the lease the key is attached to; 0: none
 
     @classmethod
     def of(cls, item: kv.KeyValue) -> KeyValue:
@@ -58,6 +60,7 @@ class KeyValue:
             item.create_revision,
             item.mod_revision,
             item.version,
+            item.lease,
         )
 
     @property
@@ -163,3 +166,60 @@ class WatchBatch:
     @property
     def revision(self) -> int:
         return self.header.revision
+
+
+# -- leases ------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class LeaseGrant:
+    """A new lease: its id and the TTL granted (seconds; the node may raise a small one)."""
+
+    header: Header
+    id: int
+    ttl: int
+
+    @classmethod
+    def of(cls, r: kv.LeaseGrantResponse) -> LeaseGrant:
+        return cls(Header.of(r.header), r.id, r.ttl)
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseKeepAlive:
+    """One renewal: the TTL the lease has again (seconds); 0: the lease is gone."""
+
+    header: Header
+    id: int
+    ttl: int
+    error: str = ""  # "lease not found" when ttl is 0 because the lease does not exist
+
+    @classmethod
+    def of(cls, r: lease_pb2.LeaseKeepAliveResponse) -> LeaseKeepAlive:
+        return cls(Header.of(r.header), r.id, r.ttl, r.error)
+
+
+@dataclass(frozen=True, slots=True)
+class TimeToLive:
+    """A lease's remaining and granted TTL (seconds, the leader's clock) and its keys
+    (filled only when asked for)."""
+
+    header: Header
+    id: int
+    ttl: int
+    granted_ttl: int
+    keys: list[str]
+
+    @classmethod
+    def of(cls, r: lease_pb2.LeaseTimeToLiveResponse) -> TimeToLive:
+        keys = [k.decode("utf-8", "replace") for k in r.keys]
+        return cls(Header.of(r.header), r.id, r.ttl, r.granted_ttl, keys)
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseList:
+    """Every live lease's id."""
+
+    header: Header
+    ids: list[int]
+
+    @classmethod
+    def of(cls, r: lease_pb2.LeaseLeasesResponse) -> LeaseList:
+        return cls(Header.of(r.header), [item.id for item in r.leases])

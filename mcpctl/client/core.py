@@ -11,6 +11,9 @@ each with one job:
   bounded attempts and backoff, ``OutcomeUnknown``, error mapping), with
   time injected as ``Timing``;
 - ``_client``: ``Client``, its KV, watch, cluster and membership calls;
+- ``_lease``: ``Lease`` and the lease calls of ``Client``; ``_keepalive``: the
+  thread and stream that keep a Client's leases alive;
+- ``_ops``: ``put_op``/``delete_op``, the operations of a txn;
 - ``_watch``: ``WatchStream``, a watch that resumes without a gap.
 
 Users import from ``mcpctl.client``; errors are in ``mcpctl.errors``.
@@ -19,6 +22,8 @@ Users import from ``mcpctl.client``; errors are in ``mcpctl.errors``.
 from __future__ import annotations
 
 from mcpctl.client._client import Client
+from mcpctl.client._lease import Lease
+from mcpctl.client._ops import delete_op, put_op
 from mcpctl.client._rules import Timing
 from mcpctl.client._transport import (
     DEFAULT_ENDPOINTS,
@@ -34,8 +39,12 @@ from mcpctl.client._values import (
     GetResult,
     Header,
     KeyValue,
+    LeaseGrant,
+    LeaseKeepAlive,
+    LeaseList,
     MemberStatus,
     PutResult,
+    TimeToLive,
     TxnResult,
     WatchBatch,
     new_request_id,
@@ -53,13 +62,20 @@ __all__ = [
     "GetResult",
     "Header",
     "KeyValue",
+    "Lease",
+    "LeaseGrant",
+    "LeaseKeepAlive",
+    "LeaseList",
     "MemberStatus",
     "PutResult",
+    "TimeToLive",
     "Timing",
     "TxnResult",
     "WatchBatch",
     "WatchStream",
     "check_endpoint",
+    "delete_op",
     "endpoints_from_env",
     "new_request_id",
+    "put_op",
 ]

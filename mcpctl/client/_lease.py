@@ -1,0 +1,233 @@
+"""Leases in the SDK: ``Lease``, a handle that keeps itself alive, and the
+lease calls of ``Client`` (``LeaseCalls``); ``_keepalive.Keeper`` renews them.
+
+The keepalive rules (docs/leases.md, "The SDK"):
+
+- Cadence: a lease is renewed every TTL / ``CLIENT_KEEPALIVE_TTL_DIVISOR``,
+  counted from when its last successful renewal was *sent*: the leader renewed
+  it after that, so the client never thinks a lease lives longer than it does.
+- One stream: the leases due go together on the Client's one KeepAlive stream,
+  kept open from round to round; at most ``CLIENT_LEASES_MAX`` per Client.
+- Failover: when the stream fails (the member is down; a follower answers
+  UNAVAILABLE "not the leader"; no answer in time) it is dropped and the next
+  attempt opens one on the next endpoint at once; after every endpoint failed
+  in a row, a pause (the client backoff with jitter, doubling up to
+  ``CLIENT_BACKOFF_S_MAX``). Retries end when the lease runs out.
+- Lost: a keepalive answered TTL 0 ("lease not found": revoked or expired), or
+  no renewal succeeded before the TTL of the last one ran out. Then ``lost`` is
+  set, ``lost_reason`` says which, ``on_lost`` is called (on the keeper's
+  thread) and the lease is no longer renewed. ``revoke()`` and ``Client.close()``
+  stop renewing without calling it "lost".
+- Bounded: a wait for answers lasts at most the Client's timeout, and never
+  past the moment the first of the leases asked about runs out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from mcpctl import limits
+from mcpctl._proto.mcp.v1 import kv_pb2 as kv
+from mcpctl.client._values import Header, LeaseGrant, LeaseKeepAlive, LeaseList, TimeToLive
+from mcpctl.errors import LeaseNotFound, McpError, Unavailable
+
+if TYPE_CHECKING:
+    from mcpctl._proto.mcp.v1 import lease_pb2_grpc as lease_grpc
+    from mcpctl.client._keepalive import Keeper
+    from mcpctl.client._rules import Timing
+
+log = logging.getLogger("mcpctl.client.lease")
+
+OnLost = Callable[["Lease"], None]
+OnRenewed = Callable[["Lease", int], None]
+
+
+class Lease:
+    """A lease this Client keeps alive in the background until ``revoke()``, the
+    end of a ``with`` block (which revokes it) or ``Client.close()``.
+
+    ``id``; ``ttl`` (seconds, as last granted or renewed); ``lost`` (an Event set
+    when the lease is gone) with ``lost_reason``; ``on_lost(lease)`` and
+    ``on_renewed(lease, ttl)`` run on the keeper's thread. Pass the lease (or its
+    id) as ``lease=`` to ``put`` or ``put_op`` to attach keys to it."""
+
+    def __init__(
+        self,
+        client: LeaseCalls,
+        lease_id: int,
+        ttl: int,
+        sent_at: float,
+        *,
+        on_lost: OnLost | None = None,
+        on_renewed: OnRenewed | None = None,
+    ) -> None:
+        self.id = lease_id
+        self.ttl = ttl
+        self.lost = threading.Event()
+        self.lost_reason: str | None = None
+        self.on_lost = on_lost
+        self.on_renewed = on_renewed
+        self.header: Header | None = None  # the grant's answer (None: adopted by keep_alive)
+        self._client = client
+        self._renewed(sent_at, ttl)
+
+    def _renewed(self, sent_at: float, ttl: int) -> None:
+        self.ttl = ttl
+        self._next_s = sent_at + ttl / limits.CLIENT_KEEPALIVE_TTL_DIVISOR
+        self._expires_s = sent_at + ttl
+
+    def revoke(self) -> None:
+        """Stop renewing, then revoke: every attached key is deleted in one revision.
+        A lease already gone is not an error."""
+        self._client._keeper.remove(self)
+        with contextlib.suppress(LeaseNotFound):
+            self._client.revoke(self.id)
+
+    def time_to_live(self, *, keys: bool = False) -> TimeToLive:
+        """The leader's remaining TTL (and the attached keys with ``keys``)."""
+        return self._client.time_to_live(self.id, keys=keys)
+
+    def __int__(self) -> int:
+        return self.id
+
+    def __enter__(self) -> Lease:
+        return self
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        if exc_type is None:
+            self.revoke()
+            return
+        try:  # do not hide the block's own exception; the TTL ends the lease anyway
+            self.revoke()
+        except McpError as e:
+            log.warning("lease %016x: revoke on exit failed: %s", self.id, e)
+
+    def __repr__(self) -> str:
+        state = f"lost: {self.lost_reason}" if self.lost.is_set() else "alive"
+        return f"Lease(id={self.id:016x}, ttl={self.ttl}, {state})"
+
+
+def lease_id_of(lease: Lease | int | None) -> int:
+    """The id of ``lease`` (a ``Lease`` or an int id; None: 0, no lease)."""
+    if lease is None:
+        return 0
+    if isinstance(lease, Lease):
+        return lease.id
+    if isinstance(lease, bool) or not isinstance(lease, int) or lease < 0:
+        raise ValueError(f"lease must be a Lease or a lease id >= 0, not {lease!r}")
+    return lease
+
+
+class LeaseCalls:
+    """The lease calls of ``Client`` (a mixin: ``Client`` provides the plumbing
+    below and builds ``_keeper``)."""
+
+    _keeper: Keeper
+    _timing: Timing
+
+    if TYPE_CHECKING:
+
+        def _call(
+            self, pick: Callable[[str], Callable[..., Any]], request: Any, *, timeout: float | None
+        ) -> Any: ...
+
+        def _lease_stub(self, endpoint: str) -> lease_grpc.LeaseStub: ...
+
+    def grant(
+        self,
+        ttl: int,
+        *,
+        id: int = 0,
+        keep_alive: bool = True,
+        on_lost: OnLost | None = None,
+        on_renewed: OnRenewed | None = None,
+        timeout: float | None = None,
+    ) -> Lease:
+        """A new lease of ``ttl`` seconds (``id`` 0: the cluster picks one; a TTL
+        below the cluster's minimum is raised: see ``lease.ttl``), kept alive by
+        this client until revoked or the client closes (``keep_alive=False``:
+        not renewed here, e.g. for another process to keep alive). ``with
+        client.grant(10) as lease:`` revokes it at the end of the block."""
+        if keep_alive:
+            self._keeper.check_room()
+        sent_at = self._timing.monotonic()
+        req = kv.LeaseGrantRequest(ttl=ttl, id=id)
+        resp = self._call(lambda e: self._lease_stub(e).Grant, req, timeout=timeout)
+        granted = LeaseGrant.of(resp)
+        lease = Lease(
+            self, granted.id, granted.ttl, sent_at, on_lost=on_lost, on_renewed=on_renewed
+        )
+        lease.header = granted.header
+        if keep_alive:
+            self._keeper.add(lease)
+        return lease
+
+    def keep_alive(
+        self,
+        lease_id: int,
+        *,
+        on_lost: OnLost | None = None,
+        on_renewed: OnRenewed | None = None,
+        timeout: float | None = None,
+    ) -> Lease:
+        """Keep alive a lease granted elsewhere: renewed once now (``on_renewed``
+        too), then in the background like one from ``grant``. ``LeaseNotFound``
+        when it is gone."""
+        self._keeper.check_room()
+        sent_at = self._timing.monotonic()
+        first = self.keep_alive_once(lease_id, timeout=timeout)
+        lease = Lease(self, lease_id, first.ttl, sent_at, on_lost=on_lost, on_renewed=on_renewed)
+        if on_renewed is not None:
+            on_renewed(lease, first.ttl)
+        self._keeper.add(lease)
+        return lease
+
+    def keep_alive_once(self, lease_id: int, *, timeout: float | None = None) -> LeaseKeepAlive:
+        """Renew a lease once (on the leader; followers send the client on).
+        ``LeaseNotFound`` when it is gone (the answer was TTL 0)."""
+        from mcpctl._proto.mcp.v1 import lease_pb2
+
+        def pick(endpoint: str) -> Callable[..., Any]:
+            def call(request: Any, timeout: float, metadata: Any) -> Any:
+                stub = self._lease_stub(endpoint)
+                for msg in stub.KeepAlive(iter((request,)), timeout=timeout, metadata=metadata):
+                    return msg
+                raise Unavailable(f"{endpoint} ended the keepalive stream without an answer")
+
+            return call
+
+        req = lease_pb2.LeaseKeepAliveRequest(id=lease_id)
+        answer = LeaseKeepAlive.of(self._call(pick, req, timeout=timeout))
+        if answer.ttl <= 0:
+            raise LeaseNotFound(f"lease {lease_id:016x} not found (expired or revoked)")
+        return answer
+
+    def revoke(self, lease: Lease | int, *, timeout: float | None = None) -> Header:
+        """Revoke a lease: its keys are deleted in one revision. ``LeaseNotFound``."""
+        if isinstance(lease, Lease):
+            self._keeper.remove(lease)
+        req = kv.LeaseRevokeRequest(id=lease_id_of(lease))
+        resp = self._call(lambda e: self._lease_stub(e).Revoke, req, timeout=timeout)
+        return Header.of(resp.header)
+
+    def time_to_live(
+        self, lease: Lease | int, *, keys: bool = False, timeout: float | None = None
+    ) -> TimeToLive:
+        """The leader's remaining and granted TTL (and keys). ``LeaseNotFound``."""
+        from mcpctl._proto.mcp.v1 import lease_pb2
+
+        req = lease_pb2.LeaseTimeToLiveRequest(id=lease_id_of(lease), keys=keys)
+        resp = self._call(lambda e: self._lease_stub(e).TimeToLive, req, timeout=timeout)
+        return TimeToLive.of(resp)
+
+    def leases(self, *, timeout: float | None = None) -> LeaseList:
+        """Every live lease's id."""
+        from mcpctl._proto.mcp.v1 import lease_pb2
+
+        req = lease_pb2.LeaseLeasesRequest()
+        resp = self._call(lambda e: self._lease_stub(e).Leases, req, timeout=timeout)
+        return LeaseList.of(resp)
