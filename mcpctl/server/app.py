@@ -341,7 +341,9 @@ def build_node(
     return NodeParts(proposer, node, hub, lease_clock, leases)
 
 
-async def _start_console(cfg: NodeConfig, node: Node, guard: Guard, metrics: RpcMetrics) -> Any:
+async def _start_console(
+    cfg: NodeConfig, node: Node, guard: Guard, metrics: RpcMetrics, leases: Leases
+) -> Any:
     """The web console (docs/console.md) on this loop, when ``console.listen`` is set."""
     if cfg.console.listen is None:
         return None
@@ -349,7 +351,9 @@ async def _start_console(cfg: NodeConfig, node: Node, guard: Guard, metrics: Rpc
     from mcpctl.server.console.server import ConsoleStartupError, start_console
 
     try:
-        console = await start_console(cfg.console.listen, node, guard, metrics=metrics)
+        console = await start_console(
+            cfg.console.listen, node, guard, metrics=metrics, leases=leases
+        )
     except ConsoleStartupError as e:
         raise StartupError(str(e)) from None
     log.info("console ready", url=console.url)
@@ -376,7 +380,7 @@ async def _serve(cfg: NodeConfig, raft_node: RaftNode, secret: str) -> int:
         credentials=security.server_credentials(cfg.server.tls) if cfg.server.tls else None,
     )
     await server.start()
-    console = await _start_console(cfg, node, guard, rpc_metrics)
+    console = await _start_console(cfg, node, guard, rpc_metrics, parts.leases)
     stop = asyncio.Event()
     health_task = asyncio.create_task(_report_health(node, health))
     removal_task = asyncio.create_task(_stop_when_removed(node, stop))

@@ -394,3 +394,24 @@ def test_console_requests_are_in_the_rpc_latency_histogram(secured: Cluster) -> 
     metrics = httpx.get(f"http://127.0.0.1:{node.metrics_port}/metrics", timeout=10).text
     assert 'mcp_rpc_duration_seconds_count{code="OK",method="console.keys"}' in metrics
     assert 'mcp_rpc_duration_seconds_count{code="NOT_FOUND",method="console.kv"}' in metrics
+
+
+def test_a_keys_lease_and_its_ttl_left_show_in_the_value_view(secured: Cluster) -> None:
+    """The key view names the key's lease (hex, as the CLI prints it) and the TTL
+    left on the leader's clock, from any member; a past revision shows the lease
+    but no TTL (the clock only knows the present); a key without lease has none."""
+    with sdk(secured) as c:
+        lease = c.grant(30)
+        first = c.put("/leased/a", b"x", lease=lease).revision
+        c.put("/leased/a", b"y", lease=lease)
+        c.put("/plain/b", b"z")
+        for node in secured.nodes:
+            with http(node, READER) as reader:
+                now = reader.get("/api/kv", params={"key": "/leased/a"}).json()
+                assert now["lease"] == f"{lease.id:x}"
+                assert 0 < now["lease_ttl_s"] <= 30 + 10  # granted TTL, plus at most a grace
+                then = reader.get("/api/kv", params={"key": "/leased/a", "rev": first}).json()
+                assert then["lease"] == f"{lease.id:x}" and then["lease_ttl_s"] is None
+                plain = reader.get("/api/kv", params={"key": "/plain/b"}).json()
+                assert plain["lease"] is None and plain["lease_ttl_s"] is None
+        lease.revoke()

@@ -43,13 +43,15 @@ from starlette.types import ASGIApp
 from mcpctl import limits, validate
 from mcpctl._proto.mcp.v1 import config_pb2 as config
 from mcpctl._proto.mcp.v1 import kv_pb2 as kv
-from mcpctl.errors import InvalidArgument, McpError, NotFound
+from mcpctl._proto.mcp.v1 import lease_pb2 as lease_pb
+from mcpctl.errors import InvalidArgument, McpError, NotFound, Unavailable
 from mcpctl.mcp import plan, schema
 from mcpctl.server import auth
 from mcpctl.server.console.diff import display_text, line_diff
 from mcpctl.server.console.feed import Snapshot, StatusFeed, now_ms
 from mcpctl.server.console.http import Hardening, error_response, read_json
 from mcpctl.server.console.stream import SseResponse
+from mcpctl.server.leases import Leases
 from mcpctl.server.metrics import RpcMetrics
 from mcpctl.server.node import Node
 from mcpctl.status_view import status_json
@@ -115,8 +117,11 @@ Handler = Callable[[Request], Awaitable[Response]]
 class ConsoleApi:
     """The handlers, bound to one node, its guard and its status feed."""
 
-    def __init__(self, node: Node, guard: auth.Guard, feed: StatusFeed) -> None:
+    def __init__(
+        self, node: Node, guard: auth.Guard, feed: StatusFeed, leases: Leases | None = None
+    ) -> None:
         self.node = node
+        self.leases = leases
         self.guard = guard
         self.config_guard = auth.KvEquivalentGuard(guard)
         self.feed = feed
@@ -200,8 +205,22 @@ class ConsoleApi:
                 "mod_revision": item.mod_revision,
                 "version": item.version,
                 "revision": resp.header.revision,
+                "lease": f"{item.lease:x}" if item.lease else None,
+                "lease_ttl_s": await self._ttl_left(item.lease) if not revision else None,
             }
         )
+
+    async def _ttl_left(self, lease_id: int) -> int | None:
+        """Seconds the key's lease has left on the leader's clock; None when unknown
+        (no lease, it just ended, or no leader's clock is running: never a made-up number)."""
+        if not lease_id or self.leases is None:
+            return None
+        req = lease_pb.LeaseTimeToLiveRequest(id=lease_id)
+        try:
+            resp = await self.leases.time_to_live(req, self.timeout_s, forwarded=False)
+        except (NotFound, Unavailable):
+            return None
+        return int(resp.ttl)
 
     async def diff(self, request: Request) -> Response:
         """The line diff of a key's values at revisions ``a`` and ``b`` (absent = empty)."""
@@ -383,9 +402,13 @@ def _endpoint(name: str, fn: Handler, metrics: RpcMetrics | None = None) -> Hand
 
 
 def build_app(
-    node: Node, guard: auth.Guard, feed: StatusFeed, metrics: RpcMetrics | None = None
+    node: Node,
+    guard: auth.Guard,
+    feed: StatusFeed,
+    metrics: RpcMetrics | None = None,
+    leases: Leases | None = None,
 ) -> ASGIApp:
-    api = ConsoleApi(node, guard, feed)
+    api = ConsoleApi(node, guard, feed, leases)
     get, post = ["GET"], ["POST"]
 
     def endpoint(name: str, fn: Handler) -> Handler:

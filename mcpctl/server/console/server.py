@@ -31,6 +31,7 @@ from mcpctl import limits
 from mcpctl.server.auth import Guard
 from mcpctl.server.console.api import build_app, snapshot
 from mcpctl.server.console.feed import FeedLimits, StatusFeed
+from mcpctl.server.leases import Leases
 from mcpctl.server.metrics import RpcMetrics
 from mcpctl.server.node import Node
 from mcpctl.server.peers import PEER_STATUS_TIMEOUT_S
@@ -99,6 +100,7 @@ async def start_console(
     *,
     metrics: RpcMetrics | None = None,
     feed_limits: FeedLimits | None = None,
+    leases: Leases | None = None,
 ) -> Console:
     """Bind ``address`` (host:port, port 0 for any) and serve the console on this loop."""
     fl = feed_limits or FeedLimits()
@@ -108,7 +110,7 @@ async def start_console(
     port = sock.getsockname()[1]
     feed = StatusFeed(lambda: snapshot(node), fl)
     config = uvicorn.Config(
-        build_app(node, guard, feed, metrics),
+        build_app(node, guard, feed, metrics, leases),
         host=address.rpartition(":")[0].strip("[]"),
         port=port,
         http="h11",

@@ -393,7 +393,8 @@ async function openKey(key) {
   $("key-name").textContent = key;
   try {
     const v = await api("/api/kv?key=" + encodeURIComponent(key));
-    $("key-meta").textContent = `version ${v.version} · modified at revision ${v.mod_revision} · created at ${v.create_revision} · read at ${v.revision}`;
+    const lease = v.lease ? ` · lease ${v.lease}` + (v.lease_ttl_s === null ? "" : ` (${v.lease_ttl_s} s left)`) : "";
+    $("key-meta").textContent = `version ${v.version} · modified at revision ${v.mod_revision} · created at ${v.create_revision} · read at ${v.revision}${lease}`;
     if (v.value_encoding === "base64") { $("key-value").textContent = "(binary, base64) " + v.value; }
     else showValue($("key-value"), v.value);
   } catch (e) {
