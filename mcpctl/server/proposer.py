@@ -151,17 +151,13 @@ class Proposer:
             async with asyncio.timeout(min(timeout_s, self._timeout_s)):
                 return await item.future
         except TimeoutError:
-            if not item.proposed:
-                raise Unavailable(
-                    "timed out before the request could be proposed (no reachable leader, "
-                    "or queued behind a stalled entry); it was not applied"
-                ) from None
-            if request is None:
-                raise Unavailable("timed out confirming leadership for a read") from None
-            raise OutcomeUnknown(
-                "the write did not commit in time; it may have been applied "
-                "(retrying with the same request id is safe)"
-            ) from None
+            reason = (
+                "timed out in flight"
+                if item.proposed
+                else "timed out before it could be proposed: no reachable leader, "
+                "or queued behind a stalled entry"
+            )
+            raise _lost(reason, read=request is None, maybe_applied=item.proposed) from None
         finally:
             self._done_waiting(item)
 
@@ -238,14 +234,7 @@ class Proposer:
         log.info("proposal abandoned", reason=reason, requests=len(flight.items))
         for item in flight.items:
             if not item.future.done():
-                item.future.set_exception(
-                    Unavailable(f"could not confirm leadership for a read ({reason}); retry")
-                    if item.request is None
-                    else OutcomeUnknown(
-                        f"{reason} while the write was in flight; it may have been applied "
-                        "(retrying with the same request id is safe)"
-                    )
-                )
+                item.future.set_exception(_lost(reason, read=item.request is None))
         self._kick()
 
     def _done_waiting(self, item: _Item) -> None:
@@ -306,11 +295,8 @@ class Proposer:
             self._finish(flight)
             for item in flight.items:
                 if not item.future.done():
-                    item.future.set_exception(
-                        Unavailable("node is shutting down")
-                        if item.request is None
-                        else OutcomeUnknown("node shut down while the write was in flight")
-                    )
+                    reason = "the node is shutting down"
+                    item.future.set_exception(_lost(reason, read=item.request is None))
 
 
 def _stale_reason(view: tuple[Role, int, str | None, bool], status: RaftStatus) -> str | None:
@@ -334,14 +320,22 @@ def _stale_reason(view: tuple[Role, int, str | None, bool], status: RaftStatus) 
     return None
 
 
+def _lost(reason: str, *, read: bool, maybe_applied: bool = True) -> McpError:
+    """The one wording for a request that did not certainly complete: a read gets
+    Unavailable; a write Unavailable when it certainly was not applied, else
+    OutcomeUnknown (DESIGN §3: the client must tell the two apart)."""
+    if read:
+        return Unavailable(f"could not confirm leadership for a read ({reason}); retry")
+    if not maybe_applied:
+        return Unavailable(f"the write was not applied ({reason}); retry")
+    return OutcomeUnknown(
+        f"the write did not complete ({reason}); it may have been applied "
+        "(retrying with the same request id is safe)"
+    )
+
+
 def _failure(err: ProposeError, is_read: bool) -> McpError:
-    if is_read:
-        return Unavailable(f"could not confirm leadership ({err.name.lower()}); retry")
-    if err.maybe_applied:
-        return OutcomeUnknown(
-            f"leadership changed while the write was in flight ({err.name.lower()}); "
-            "it may have been applied (retrying with the same request id is safe)"
-        )
-    if err == ProposeError.QUEUE_FULL:
+    """PySyncObj's failure reason for an entry, as the request's error."""
+    if err == ProposeError.QUEUE_FULL and not is_read:
         return ResourceExhausted("raft command queue is full; the write was not applied")
-    return Unavailable(f"the write was not applied ({err.name.lower()}); retry")
+    return _lost(err.name.lower(), read=is_read, maybe_applied=err.maybe_applied)
