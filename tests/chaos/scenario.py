@@ -26,7 +26,7 @@ from tests.chaos.clusters import endpoints, make_cluster
 from tests.chaos.faults import Injector, LivenessError, available_faults
 from tests.chaos.history import read_ops
 from tests.chaos.leases import LeaseOpKind, LeaseSpec, read_lease_ops
-from tests.chaos.worker import WorkerProcess
+from tests.chaos.worker import LEASE_DRAIN_S, WorkerProcess
 from tests.chaos.workload import WorkloadSpec
 
 SEED_ENV = "CHAOS_SEED"
@@ -152,6 +152,16 @@ def run(plan: Plan, root: Path, *, keep: bool = True) -> Outcome:
         final = worker.call(
             "finish", names=injector.names(), keys=plan.keys, timeout_s=FINISH_TIMEOUT_S
         )
+        if plan.leases and final.get("lease_drain_s") is None:
+            outcome.findings.append(
+                Finding(
+                    "lease-liveness",
+                    f"lease keys still present {LEASE_DRAIN_S:.0f} s after every lease owner "
+                    "stopped (the leader's clock did not expire them)",
+                )
+            )
+        elif plan.leases:
+            outcome.stats["lease_drain_s"] = round(final["lease_drain_s"], 1)
         data = load_run(root, injector.records, final)
         outcome.stats.update(_stats(data))
         outcome.findings += checks.check_run(data)

@@ -45,7 +45,14 @@ from mcpctl.client import Client
 from mcpctl.errors import ERROR_KIND_KEY, McpError
 from tests.chaos.checks import record_to_json, state_digest
 from tests.chaos.history import History, Op, OpType, Result
-from tests.chaos.leases import LeaseOpKind, LeaseOwner, LeaseReader, LeaseRecorder, Registry
+from tests.chaos.leases import (
+    LEASE_PREFIX,
+    LeaseOpKind,
+    LeaseOwner,
+    LeaseReader,
+    LeaseRecorder,
+    Registry,
+)
 from tests.chaos.workload import (
     BURST_CLIENT,
     FINAL_CLIENT,
@@ -65,6 +72,9 @@ BURST_WRITE_TIMEOUT_S = 10.0
 REFERENCE_PROGRESS_MS = 200
 PROBE_THREADS = 4
 PROBE_STATUS_S = 0.1
+# After the lease workload stops, every lease key must expire within this:
+# TTL (3 s) + a new leader's grace (4 s) + margin for a leader change and load.
+LEASE_DRAIN_S = 30.0
 
 
 class WorkerError(Exception):
@@ -370,6 +380,7 @@ class Worker:
 
         endpoints = [self.members[n] for n in names]
         with Client(endpoints, timeout=5.0) as c:
+            drained = self._drain_leases(c, min(LEASE_DRAIN_S, left()))
             final: int = _wait(
                 "a linearizable read of the final revision",
                 lambda: c.get("/", prefix=True, count_only=True).header.revision,
@@ -395,9 +406,26 @@ class Worker:
                 f.write(record_to_json(r) + "\n")
         with open(self.run_dir / "reference.jsonl", "w") as f:
             f.write(record_to_json(reference) + "\n")
-        result = {"revision": final, "members": members}
+        result = {"revision": final, "members": members, "lease_drain_s": drained}
         (self.run_dir / "final.json").write_text(json.dumps(result))
         return result
+
+    def _drain_leases(self, client: Client, timeout_s: float) -> float | None:
+        """With the lease workload stopped, wait until every lease key expired, so
+        no expiry writes a revision after the final one; returns how long that
+        took (None: not within ``timeout_s``, or no lease workload)."""
+        if self.workload is None or self.workload.leases is None:
+            return None
+        start = time.monotonic()
+
+        def drained() -> bool:
+            return client.get(LEASE_PREFIX, prefix=True, count_only=True).count == 0
+
+        try:
+            _wait("every lease key to expire", drained, timeout_s)
+        except WorkerError:
+            return None
+        return time.monotonic() - start
 
     def _final_state(self, name: str, final: int, timeout_s: float) -> dict[str, Any]:
         endpoint = self.members[name]
