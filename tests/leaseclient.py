@@ -107,17 +107,26 @@ class LeaseClient:
         return int(resp.header.revision)
 
     def get(self, key: str, endpoint: str | None = None) -> kv.KeyValue | None:
-        req = kv.RangeRequest(key=key.encode())
-        resp = self._call(
-            lambda ch: kv_grpc.KVStub(ch).Range(req, timeout=self.timeout_s), endpoint
-        )
+        resp = self.range(key, endpoint=endpoint)
         return resp.kvs[0] if resp.kvs else None
 
-    def keepalive_once(self, endpoint: str, ids: list[int]) -> list[lease.LeaseKeepAliveResponse]:
+    def range(
+        self, key: str, *, serializable: bool = False, endpoint: str | None = None
+    ) -> kv.RangeResponse:
+        """One key, with the answer's header (linearizable unless ``serializable``)."""
+        req = kv.RangeRequest(key=key.encode(), serializable=serializable)
+        return self._call(
+            lambda ch: kv_grpc.KVStub(ch).Range(req, timeout=self.timeout_s), endpoint
+        )
+
+    def keepalive_once(
+        self, endpoint: str, ids: list[int], timeout_s: float | None = None
+    ) -> list[lease.LeaseKeepAliveResponse]:
         """One stream: one request per id, their answers, then the stream ends."""
         requests = iter([lease.LeaseKeepAliveRequest(id=i) for i in ids])
+        deadline = self.timeout_s if timeout_s is None else timeout_s
         try:
-            return list(self.lease_stub(endpoint).KeepAlive(requests, timeout=self.timeout_s))
+            return list(self.lease_stub(endpoint).KeepAlive(requests, timeout=deadline))
         except grpc.RpcError as err:
             raise _error(err) from None
 

@@ -24,11 +24,24 @@ hand-made histories in tests/chaos/test_checkers.py):
   ``LIVENESS_S``;
 - ``watch``: the six promises on every stream (roaming streams must reach
   the final revision), and all watchers agree on every revision they share;
-- ``errors``: no op ended with an error kind a client should never see.
+- ``errors``: no op ended with an error kind a client should never see;
+- ``lease-end`` (b): every lease that ended (revoked or expired) lost all its
+  keys in one revision holding exactly its keys and nothing else (so an
+  expiry is one revision per lease), at most once, at the revision its acked
+  revoke named; no key of a lease is written after the lease ended;
+- ``lease-alive`` (a): no lease was expired while its owner held a promise:
+  a keepalive *sent* at s and answered with ttl T promises the lease until
+  s + T; the expiry's revision R committed no later than ``e_up(R)``, the
+  earliest completion of any answer (KV or lease) whose header revision is
+  R or more. ``e_up(R) < s + T`` is a violation (see ``check_lease_alive``);
+- ``lease-read`` (c): no read returns a key of a lease after the revision
+  that deleted it: not at a header revision >= R, and no linearizable read
+  invoked after ``e_up(R)``.
 """
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 import math
@@ -40,6 +53,7 @@ from typing import Any
 
 from tests.chaos import linearize
 from tests.chaos.history import Op, OpType, Result
+from tests.chaos.leases import LEASE_PREFIX, LeaseOp, LeaseOpKind
 from tests.chaos.workload import EXPECTED_ERRORS, PREFIX
 from tests.watchcheck import (
     Ev,
@@ -106,6 +120,7 @@ class RunData:
     final_revision: int
     members: dict[str, MemberFinal]
     faults: list[FaultRecord] = field(default_factory=list)
+    lease_ops: list[LeaseOp] = field(default_factory=list)
 
 
 # ------------------------------------------------------------- serialization
@@ -216,10 +231,35 @@ def reference_state(reference: Reference) -> dict[str, tuple[str, int]]:
 
 
 # ------------------------------------------------------------------- checks
+def lease_write_log(log: WriteLog, lease_ops: Iterable[LeaseOp], reference: Reference) -> None:
+    """Add the lease workload's writes to ``log``: each attach as a put, and each
+    revision made only of DELETEs of lease keys (a revoke or an expiry, judged
+    by ``check_lease_ends``) as a write of unknown outcome with those changes."""
+    for op in lease_ops:
+        if op.kind is not LeaseOpKind.ATTACH or op.value is None:
+            continue
+        change = [(op.key, EventType.PUT, op.value.encode())]
+        if op.result is Result.OK:
+            log.record(change, Outcome.OK, op.revision)
+        elif op.result is Result.UNKNOWN:
+            log.record(change, Outcome.UNKNOWN, None)
+        else:
+            log.record(change, Outcome.FAILED, None)
+    for evs in reference.by_revision.values():
+        if evs and all(ev.type is EventType.DELETE and _is_lease_key(ev.key) for ev in evs):
+            log.record([ev.change for ev in evs], Outcome.UNKNOWN, None)
+
+
 def check_durability(
-    reference: Reference, ops: Sequence[Op], final_revision: int, members: dict[str, MemberFinal]
+    reference: Reference,
+    ops: Sequence[Op],
+    final_revision: int,
+    members: dict[str, MemberFinal],
+    lease_ops: Sequence[LeaseOp] = (),
 ) -> list[Finding]:
-    out = [Finding("durability", str(v)) for v in check_reference(reference, write_log(ops))]
+    log = write_log(ops)
+    lease_write_log(log, lease_ops, reference)
+    out = [Finding("durability", str(v)) for v in check_reference(reference, log)]
     state = reference_state(reference)
     expected = state_digest((k, v, r) for k, (v, r) in state.items())
     for name, m in sorted(members.items()):
@@ -355,28 +395,270 @@ def check_errors(ops: Sequence[Op]) -> list[Finding]:
     return [Finding("errors", f"unexpected errors:{_examples(odd)}")] if odd else []
 
 
+# ------------------------------------------------------------------- leases
+LEASE_EXPECTED_ERRORS = EXPECTED_ERRORS | {"lease_not_found"}
+
+
+def _is_lease_key(key: str) -> bool:
+    return key.startswith(LEASE_PREFIX)
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseEnd:
+    """The revision that deleted a lease's keys (its revoke or its expiry)."""
+
+    lease: int
+    revision: int
+    keys: tuple[str, ...]
+
+
+def attached(lease_ops: Iterable[LeaseOp]) -> dict[str, tuple[int, str | None]]:
+    """key -> (lease, value) of every attach the workload tried (any outcome)."""
+    return {op.key: (op.lease, op.value) for op in lease_ops if op.kind is LeaseOpKind.ATTACH}
+
+
+def check_lease_ends(
+    reference: Reference, lease_ops: Sequence[LeaseOp]
+) -> tuple[dict[int, LeaseEnd], list[Finding]]:
+    """(b): find every lease's end in the committed history and check its shape.
+
+    Walks the reference in revision order, keeping which lease keys are live.
+    A revision that deletes a lease key must delete only lease keys, all of
+    one lease, and exactly the keys of that lease that are live: all of them
+    in that one revision (a revoke's or an expiry's; one revision per lease).
+    A lease ends at most once, and no key of it is written afterwards. An
+    acked revoke of a lease that had keys names its end revision."""
+    owner = attached(lease_ops)
+    live: dict[str, int] = {}
+    ends: dict[int, LeaseEnd] = {}
+    bad: list[str] = []
+    for r in sorted(reference.by_revision):
+        evs = reference.by_revision[r]
+        mine = [ev for ev in evs if _is_lease_key(ev.key)]
+        if not mine:
+            continue
+        for ev in mine:
+            if ev.type is not EventType.PUT:
+                continue
+            lease = owner.get(ev.key, (0, None))[0]
+            if not lease:
+                bad.append(f"revision {r}: put {ev.key}, which no attach of the workload wrote")
+            elif lease in ends:
+                bad.append(
+                    f"revision {r}: put {ev.key} of lease {lease}, which ended at revision "
+                    f"{ends[lease].revision}"
+                )
+            else:
+                live[ev.key] = lease
+        deletes = [ev for ev in mine if ev.type is EventType.DELETE]
+        if not deletes:
+            continue
+        leases = {owner.get(ev.key, (0, None))[0] for ev in deletes}
+        if len(deletes) != len(evs):
+            others = sorted({ev.key for ev in evs} - {ev.key for ev in deletes})
+            bad.append(f"revision {r}: lease keys deleted together with other changes {others}")
+        if len(leases) != 1 or 0 in leases:
+            bad.append(f"revision {r}: deletes keys of several leases {sorted(leases)}")
+        else:
+            (lease,) = leases
+            got = tuple(sorted(ev.key for ev in deletes))
+            expected = tuple(sorted(k for k, owner_lease in live.items() if owner_lease == lease))
+            if lease in ends:
+                bad.append(
+                    f"revision {r}: lease {lease}'s keys deleted again (it ended at revision "
+                    f"{ends[lease].revision})"
+                )
+            elif got != expected:
+                bad.append(
+                    f"revision {r}: lease {lease} ended deleting {list(got)}, but its live keys "
+                    f"were {list(expected)} (not all in one revision)"
+                )
+            if lease not in ends:
+                ends[lease] = LeaseEnd(lease, r, got)
+        for ev in deletes:
+            live.pop(ev.key, None)
+    leases_live = set(live.values())
+    for op in lease_ops:
+        if op.kind is not LeaseOpKind.REVOKE or op.result is not Result.OK:
+            continue
+        end = ends.get(op.lease)
+        if end is None and op.lease in leases_live:
+            bad.append(f"{op.short()}: acked, but the lease's keys were never deleted")
+        elif end is not None and end.revision != op.revision:
+            bad.append(
+                f"{op.short()}: acked at revision {op.revision}, but the lease's keys were "
+                f"deleted at revision {end.revision}"
+            )
+    findings = (
+        [Finding("lease-end", f"{len(bad)} lease ends out of shape:{_examples(bad)}")]
+        if bad
+        else []
+    )
+    return ends, findings
+
+
+class CommitBound:
+    """``e_up(R)``: the latest time revision R can have committed, from the answers.
+
+    Any answer whose header revision is R or more (a read served at it, a
+    write acked at it, a keepalive answered by a member that applied it)
+    completed after R committed, so R committed no later than the earliest
+    such completion. Measured on the clients' side only (the invocation and
+    completion stamps of ``time.monotonic()``, one clock for the machine)."""
+
+    def __init__(self, ops: Iterable[Op], lease_ops: Iterable[LeaseOp]) -> None:
+        answers = sorted(
+            [(op.revision, op.complete) for op in ops if op.result is Result.OK and op.revision]
+            + [
+                (op.revision, op.complete)
+                for op in lease_ops
+                if op.result is Result.OK and op.revision
+            ]
+        )
+        self._revisions = [r for r, _ in answers]
+        self._earliest_from: list[float] = [math.inf] * (len(answers) + 1)
+        for i in range(len(answers) - 1, -1, -1):
+            self._earliest_from[i] = min(answers[i][1], self._earliest_from[i + 1])
+
+    def __call__(self, revision: int) -> float:
+        return self._earliest_from[bisect.bisect_left(self._revisions, revision)]
+
+
+def check_lease_alive(
+    ends: dict[int, LeaseEnd], lease_ops: Sequence[LeaseOp], e_up: CommitBound
+) -> list[Finding]:
+    """(a): no lease ended while a keepalive answer still promised it time.
+
+    A keepalive sent at s and answered with ttl T (T > 0) renewed the lease on
+    the leader's clock at some r >= s, to r + T: that clock expires it no
+    sooner, and a new leader's grace covers what a deposed one answered
+    (docs/leases.md; the TTLs are small enough for it, tests.chaos.leases).
+    The lease's end revision R committed by ``e_up(R)``. So ``e_up(R) < s + T``
+    proves an expiry inside a promised TTL: every slop (the answer's own
+    delay, the commit's, the clock's tick) only moves s earlier or e_up later,
+    never towards a false alarm. Leases whose owner revoked them (acked or of
+    unknown outcome) are left out: a revoke is the owner's own end."""
+    revoked = {
+        op.lease
+        for op in lease_ops
+        if op.kind is LeaseOpKind.REVOKE and op.result is not Result.FAIL
+    }
+    renewals: dict[int, list[LeaseOp]] = {}
+    for op in lease_ops:
+        if op.renewed:
+            renewals.setdefault(op.lease, []).append(op)
+    bad: list[str] = []
+    for lease, end in sorted(ends.items()):
+        if lease in revoked:
+            continue
+        committed_by = e_up(end.revision)
+        promised = [op for op in renewals.get(lease, []) if op.invoke + op.ttl > committed_by]
+        if promised:
+            last = max(promised, key=lambda op: op.invoke + op.ttl)
+            bad.append(
+                f"lease {lease} expired at revision {end.revision} (committed by "
+                f"{committed_by:.3f}) while promised until {last.invoke + last.ttl:.3f}: "
+                f"{last.short()}"
+            )
+    return (
+        [Finding("lease-alive", f"{len(bad)} kept-alive leases expired:{_examples(bad)}")]
+        if bad
+        else []
+    )
+
+
+def check_lease_reads(
+    ends: dict[int, LeaseEnd], lease_ops: Sequence[LeaseOp], e_up: CommitBound
+) -> list[Finding]:
+    """(c): no read returns a key of a lease after the revision that deleted it.
+
+    A read served at header revision >= R saw the state after R; a
+    linearizable read invoked after ``e_up(R)`` started after R committed.
+    Either returning the key is a violation (lease keys are never written
+    again once their lease ended: ``check_lease_ends``). A read must also
+    return the value its key's attach wrote."""
+    owner = attached(lease_ops)
+    bad: list[str] = []
+    for op in lease_ops:
+        if op.kind is not LeaseOpKind.READ or op.result is not Result.OK or op.value is None:
+            continue
+        lease, value = owner.get(op.key, (0, None))
+        if op.value != value:
+            bad.append(f"{op.short()}: read a value no attach wrote to the key")
+            continue
+        end = ends.get(lease)
+        if end is None:
+            continue
+        if op.revision >= end.revision:
+            bad.append(
+                f"{op.short()}: read at revision {op.revision}, after lease {lease} ended at "
+                f"revision {end.revision}"
+            )
+        elif not op.serializable and op.invoke > e_up(end.revision):
+            bad.append(
+                f"{op.short()}: linearizable read invoked after lease {lease}'s end (revision "
+                f"{end.revision}) committed, by {e_up(end.revision):.3f}"
+            )
+    return (
+        [Finding("lease-read", f"{len(bad)} reads of ended leases' keys:{_examples(bad)}")]
+        if bad
+        else []
+    )
+
+
+def check_lease_errors(lease_ops: Sequence[LeaseOp]) -> list[Finding]:
+    odd = [
+        f"{op.short()}: {op.message}"
+        for op in lease_ops
+        if op.error and op.error not in LEASE_EXPECTED_ERRORS
+    ]
+    return [Finding("errors", f"unexpected lease errors:{_examples(odd)}")] if odd else []
+
+
+def check_leases(
+    reference: Reference, lease_ops: Sequence[LeaseOp], ops: Sequence[Op]
+) -> list[Finding]:
+    """(a), (b), (c) and the lease workload's errors."""
+    if not lease_ops:
+        return []
+    ends, out = check_lease_ends(reference, lease_ops)
+    e_up = CommitBound(ops, lease_ops)
+    out += check_lease_alive(ends, lease_ops, e_up)
+    out += check_lease_reads(ends, lease_ops, e_up)
+    out += check_lease_errors(lease_ops)
+    return out
+
+
 def check_run(data: RunData) -> list[Finding]:
     """Every check on one run."""
     reference, out = reference_of(data.reference, data.final_revision)
     written = written_values(reference)
-    out += check_durability(reference, data.ops, data.final_revision, data.members)
+    out += check_durability(reference, data.ops, data.final_revision, data.members, data.lease_ops)
     out += check_trace(data.ops, written)
     out += check_linearizable(data.ops, written)
     out += check_partitions(data.ops, data.faults)
     out += check_liveness(data.ops, data.faults)
     out += check_watches(data.watches, reference, data.final_revision)
     out += check_errors(data.ops)
+    out += check_leases(reference, data.lease_ops, data.ops)
     return out
 
 
 __all__ = [
     "LIVENESS_S",
+    "CommitBound",
     "FaultRecord",
     "Finding",
+    "LeaseEnd",
     "MemberFinal",
     "RunData",
     "check_durability",
     "check_errors",
+    "check_lease_alive",
+    "check_lease_ends",
+    "check_lease_errors",
+    "check_lease_reads",
+    "check_leases",
     "check_linearizable",
     "check_liveness",
     "check_partitions",

@@ -25,7 +25,8 @@ from tests.chaos.checks import Finding, MemberFinal, RunData
 from tests.chaos.clusters import endpoints, make_cluster
 from tests.chaos.faults import Injector, LivenessError, available_faults
 from tests.chaos.history import read_ops
-from tests.chaos.worker import WorkerProcess
+from tests.chaos.leases import LeaseOpKind, LeaseSpec, read_lease_ops
+from tests.chaos.worker import LEASE_DRAIN_S, WorkerProcess
 from tests.chaos.workload import WorkloadSpec
 
 SEED_ENV = "CHAOS_SEED"
@@ -47,6 +48,8 @@ class Plan:
     clients: int = 6
     keys: int = 6
     watchers: int = 3
+    # The lease workload (owners keeping leases alive, dead owners, revokers, a reader).
+    leases: bool = True
 
     @classmethod
     def random(cls, seed: int, *, netns: bool, faults_max: int = 4) -> Plan:
@@ -129,6 +132,7 @@ def run(plan: Plan, root: Path, *, keep: bool = True) -> Outcome:
             clients=plan.clients,
             keys=plan.keys,
             watchers=plan.watchers,
+            leases=LeaseSpec() if plan.leases else None,
         )
         worker.call("start", spec=_spec_dict(spec))
         worker.call("wait_ops", count=WARMUP_OPS, timeout_s=20.0)
@@ -148,6 +152,16 @@ def run(plan: Plan, root: Path, *, keep: bool = True) -> Outcome:
         final = worker.call(
             "finish", names=injector.names(), keys=plan.keys, timeout_s=FINISH_TIMEOUT_S
         )
+        if plan.leases and final.get("lease_drain_s") is None:
+            outcome.findings.append(
+                Finding(
+                    "lease-liveness",
+                    f"lease keys still present {LEASE_DRAIN_S:.0f} s after every lease owner "
+                    "stopped (the leader's clock did not expire them)",
+                )
+            )
+        elif plan.leases:
+            outcome.stats["lease_drain_s"] = round(final["lease_drain_s"], 1)
         data = load_run(root, injector.records, final)
         outcome.stats.update(_stats(data))
         outcome.findings += checks.check_run(data)
@@ -168,16 +182,7 @@ def run(plan: Plan, root: Path, *, keep: bool = True) -> Outcome:
 
 
 def _spec_dict(spec: WorkloadSpec) -> dict[str, Any]:
-    return {
-        "seed": spec.seed,
-        "endpoints": spec.endpoints,
-        "clients": spec.clients,
-        "keys": spec.keys,
-        "think_ms": spec.think_ms,
-        "watchers": spec.watchers,
-        "op_timeout_s": spec.op_timeout_s,
-        "mix": list(spec.mix),
-    }
+    return spec.to_dict()
 
 
 def load_run(root: Path, faults: list[checks.FaultRecord], final: dict[str, Any]) -> RunData:
@@ -188,6 +193,7 @@ def load_run(root: Path, faults: list[checks.FaultRecord], final: dict[str, Any]
         final_revision=int(final["revision"]),
         members={n: MemberFinal(**m) for n, m in final["members"].items()},
         faults=faults,
+        lease_ops=read_lease_ops(root / "leases.jsonl"),
     )
 
 
@@ -203,10 +209,28 @@ def _stats(data: RunData) -> dict[str, Any]:
     for op in data.ops:
         k = f"{op.type.value}:{op.result.value}"
         by[k] = by.get(k, 0) + 1
+    leases: dict[str, int] = {}
+    for lop in data.lease_ops:
+        if lop.kind is LeaseOpKind.KEEPALIVE:
+            k = "renewed" if lop.renewed else ("gone" if lop.result.value == "ok" else "failed")
+        else:
+            k = f"{lop.kind.value}:{lop.result.value}"
+        leases[k] = leases.get(k, 0) + 1
+    if data.lease_ops:
+        reference, _ = checks.reference_of(data.reference, data.final_revision)
+        ends, _ = checks.check_lease_ends(reference, data.lease_ops)
+        revoked = {
+            op.lease
+            for op in data.lease_ops
+            if op.kind is LeaseOpKind.REVOKE and op.result.value != "fail"
+        }
+        leases["ended:revoked"] = sum(i in revoked for i in ends)
+        leases["ended:expired"] = len(ends) - leases["ended:revoked"]
     return {
         "final_revision": data.final_revision,
         "by_result": dict(sorted(by.items())),
         "watch_events": sum(len(r.events) for r in data.watches),
+        "leases": dict(sorted(leases.items())),
     }
 
 

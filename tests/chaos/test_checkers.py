@@ -8,6 +8,7 @@ import math
 from tests.chaos import checks, linearize
 from tests.chaos.checks import FaultRecord, MemberFinal
 from tests.chaos.history import Op, OpType, Result
+from tests.chaos.leases import LeaseOp, LeaseOpKind
 from tests.watchcheck import Ev, EventType, Kind, Reference, StreamRecord
 
 K = "/chaos/k0"
@@ -238,3 +239,154 @@ def test_unexpected_errors_are_reported() -> None:
     odd = Op(1, OpType.GET, K, 0, 1, Result.FAIL, error="internal")
     assert "unexpected" in str(checks.check_errors([odd]))
     assert checks.check_errors([Op(1, OpType.GET, K, 0, 1, Result.FAIL, error="unavailable")]) == []
+
+
+# ------------------------------------------------------------------- leases
+LA, LB = "/chaos-lease/keep0/1/0", "/chaos-lease/keep0/1/1"
+LC = "/chaos-lease/dead0/1/0"
+
+
+def attach(lease: int, key: str, value: str, rev: int) -> LeaseOp:
+    return LeaseOp(
+        "o", LeaseOpKind.ATTACH, 0, 0.1, Result.OK, lease=lease, key=key, value=value, revision=rev
+    )
+
+
+def keepalive(lease: int, sent: float, ttl: int = 3, rev: int = 0, done: float = 0) -> LeaseOp:
+    return LeaseOp(
+        "o",
+        LeaseOpKind.KEEPALIVE,
+        sent,
+        done or sent + 0.01,
+        Result.OK,
+        lease=lease,
+        ttl=ttl,
+        revision=rev,
+        member="n1",
+    )
+
+
+def revoke(lease: int, rev: int, result: Result = Result.OK) -> LeaseOp:
+    # Late: its answer (at revision ``rev``) bounds nothing the tests look at.
+    return LeaseOp("o", LeaseOpKind.REVOKE, 30.0, 30.1, result, lease=lease, revision=rev)
+
+
+def lread(
+    key: str, value: str | None, rev: int, t0: float, *, serializable: bool = False
+) -> LeaseOp:
+    return LeaseOp(
+        "r",
+        LeaseOpKind.READ,
+        t0,
+        t0 + 0.01,
+        Result.OK,
+        key=key,
+        value=value,
+        revision=rev,
+        serializable=serializable,
+        member="n2",
+    )
+
+
+def events(*changes: tuple[int, str, str]) -> Reference:
+    """(revision, key, value) a put; value "" a delete."""
+    evs = [Ev(r, k, EventType.PUT if v else EventType.DELETE, v.encode()) for r, k, v in changes]
+    return Reference.of(evs, start=1, final=max(r for r, _, _ in changes))
+
+
+# Lease 1 (LA, LB) expires at revision 4; lease 2 (LC) is revoked at revision 5.
+LEASE_OPS = [attach(1, LA, "a", 1), attach(1, LB, "b", 2), attach(2, LC, "c", 3), revoke(2, 5)]
+LEASE_REF = events((1, LA, "a"), (2, LB, "b"), (3, LC, "c"), (4, LA, ""), (4, LB, ""), (5, LC, ""))
+
+
+def test_lease_ends_are_found_one_revision_per_lease() -> None:
+    ends, bad = checks.check_lease_ends(LEASE_REF, LEASE_OPS)
+    assert bad == []
+    assert {i: (e.revision, e.keys) for i, e in ends.items()} == {
+        1: (4, (LA, LB)),
+        2: (5, (LC,)),
+    }
+
+
+def test_lease_end_flags_keys_split_mixed_leases_a_moved_revoke_and_late_writes() -> None:
+    split = events((1, LA, "a"), (2, LB, "b"), (3, LA, ""), (4, LB, ""))
+    assert "not all in one revision" in str(checks.check_lease_ends(split, LEASE_OPS)[1])
+    mixed = events((1, LA, "a"), (2, LB, "b"), (3, LC, "c"), (4, LA, ""), (4, LB, ""), (4, LC, ""))
+    assert "several leases" in str(checks.check_lease_ends(mixed, LEASE_OPS)[1])
+    with_kv = events((1, LA, "a"), (2, LB, "b"), (3, LA, ""), (3, LB, ""), (3, K, "x"))
+    assert "together with other changes" in str(checks.check_lease_ends(with_kv, LEASE_OPS)[1])
+    moved = [*LEASE_OPS[:3], revoke(2, 6)]
+    assert "deleted at revision 5" in str(checks.check_lease_ends(LEASE_REF, moved)[1])
+    kept = events((1, LA, "a"), (2, LB, "b"), (3, LC, "c"), (4, LA, ""), (4, LB, ""))
+    assert "never deleted" in str(checks.check_lease_ends(kept, LEASE_OPS)[1])
+    late = events((1, LA, "a"), (2, LB, "b"), (3, LA, ""), (3, LB, ""), (4, LA, "a"))
+    assert "which ended at revision 3" in str(checks.check_lease_ends(late, LEASE_OPS)[1])
+
+
+def _alive(lease_ops: list[LeaseOp], kv_ops: list[Op]) -> list[checks.Finding]:
+    ends, _ = checks.check_lease_ends(LEASE_REF, lease_ops)
+    return checks.check_lease_alive(ends, lease_ops, checks.CommitBound(kv_ops, lease_ops))
+
+
+def test_lease_alive_flags_an_expiry_inside_a_promised_ttl_only_when_proven() -> None:
+    # A keepalive of lease 1 sent at 10.0, answered ttl 3: promised until 13.0.
+    promised = [*LEASE_OPS, keepalive(1, 10.0)]
+    # Revision 4 (lease 1's expiry) first reported by an answer completing at 13.5:
+    # it may have committed at 13.0 or later, so nothing is proven.
+    assert _alive(promised, [get(1, "x", 13.0, 13.5, rev=4)]) == []
+    # ... reported by a read completing at 12.5: it committed inside the TTL.
+    found = _alive(promised, [get(1, "x", 12.0, 12.5, rev=4)])
+    assert "1 kept-alive leases expired" in str(found) and "lease 1 expired at revision 4" in str(
+        found
+    )
+    # A later revision reported earlier bounds it too (revisions commit in order).
+    assert _alive(promised, [get(1, "x", 11.0, 11.5, rev=7)]) != []
+    # A keepalive answered by a member that had applied the expiry is itself proof.
+    assert _alive([*LEASE_OPS, keepalive(1, 10.0), keepalive(2, 10.5, rev=4)], []) != []
+    # A ttl-0 answer ("lease not found") promises nothing; neither does a revoked lease.
+    gone = [*LEASE_OPS, keepalive(1, 10.0, ttl=0)]
+    assert _alive(gone, [get(1, "x", 12.0, 12.5, rev=4)]) == []
+    revoked = [*LEASE_OPS, keepalive(2, 10.0)]
+    assert _alive(revoked, [get(1, "x", 12.0, 12.5, rev=5)]) == []
+    # A failed revoke (the lease was already gone) does not excuse the expiry.
+    failed = [*LEASE_OPS[:3], revoke(2, 0, Result.FAIL), keepalive(2, 10.0)]
+    assert "lease 2 expired" in str(_alive(failed, [get(1, "x", 12.0, 12.5, rev=5)]))
+
+
+def _reads(lease_ops: list[LeaseOp], kv_ops: list[Op]) -> list[checks.Finding]:
+    ends, _ = checks.check_lease_ends(LEASE_REF, lease_ops)
+    return checks.check_lease_reads(ends, lease_ops, checks.CommitBound(kv_ops, lease_ops))
+
+
+def test_lease_reads_flag_a_key_read_after_its_lease_ended() -> None:
+    committed = [get(1, "x", 19.0, 20.0, rev=4)]  # revision 4 committed by 20.0
+    ok = [
+        *LEASE_OPS,
+        lread(LA, "a", 3, 18.0),  # before the expiry
+        lread(LA, None, 4, 21.0),  # after it: absent
+        lread(LA, "a", 3, 21.0, serializable=True),  # a stale serializable read may see it
+    ]
+    assert _reads(ok, committed) == []
+    at_revision = [*LEASE_OPS, lread(LA, "a", 4, 18.0, serializable=True)]
+    assert "after lease 1 ended at revision 4" in str(_reads(at_revision, committed))
+    linearizable = [*LEASE_OPS, lread(LB, "b", 3, 21.0)]
+    assert "linearizable read invoked after" in str(_reads(linearizable, committed))
+    phantom = [*LEASE_OPS, lread(LA, "zz", 1, 1.0)]
+    assert "no attach wrote" in str(_reads(phantom, committed))
+
+
+def test_durability_explains_lease_writes_and_their_ends() -> None:
+    state = checks.reference_state(LEASE_REF)
+    digest = checks.state_digest((k, v, r) for k, (v, r) in state.items())
+    members = {"n1": MemberFinal(5, digest, 0)}
+    assert checks.check_durability(LEASE_REF, [], 5, members, LEASE_OPS) == []
+    assert "written by no logged write" in str(checks.check_durability(LEASE_REF, [], 5, members))
+
+
+def test_lease_errors_and_records() -> None:
+    odd = LeaseOp("o", LeaseOpKind.GRANT, 0, 1, Result.UNKNOWN, error="internal")
+    assert "unexpected lease errors" in str(checks.check_lease_errors([odd]))
+    fine = LeaseOp("o", LeaseOpKind.REVOKE, 0, 1, Result.FAIL, error="lease_not_found")
+    assert checks.check_lease_errors([fine]) == []
+    assert LeaseOp.from_json(odd.to_json()) == odd
+    assert checks.check_leases(LEASE_REF, [], []) == []

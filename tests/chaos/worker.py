@@ -45,6 +45,14 @@ from mcpctl.client import Client
 from mcpctl.errors import ERROR_KIND_KEY, McpError
 from tests.chaos.checks import record_to_json, state_digest
 from tests.chaos.history import History, Op, OpType, Result
+from tests.chaos.leases import (
+    LEASE_PREFIX,
+    LeaseOpKind,
+    LeaseOwner,
+    LeaseReader,
+    LeaseRecorder,
+    Registry,
+)
 from tests.chaos.workload import (
     BURST_CLIENT,
     FINAL_CLIENT,
@@ -64,6 +72,9 @@ BURST_WRITE_TIMEOUT_S = 10.0
 REFERENCE_PROGRESS_MS = 200
 PROBE_THREADS = 4
 PROBE_STATUS_S = 0.1
+# After the lease workload stops, every lease key must expire within this:
+# TTL (3 s) + a new leader's grace (4 s) + margin for a leader change and load.
+LEASE_DRAIN_S = 30.0
 
 
 class WorkerError(Exception):
@@ -108,6 +119,10 @@ class Worker:
         self.members: dict[str, str] = {}
         self.workload: Workload | None = None
         self.probes = 0
+        # Lease owners and pollers started one by one (the lease partition test).
+        self.lease_recorder = LeaseRecorder()
+        self.lease_owners: dict[str, LeaseOwner] = {}
+        self.lease_pollers: list[LeaseReader] = []
 
     # -- commands ---------------------------------------------------------
     def cmd_members(self, endpoints: dict[str, str]) -> None:
@@ -223,6 +238,106 @@ class Worker:
             t.join(op_timeout_s + 5)
         return seen
 
+    # -- leases, one owner at a time (tests/chaos/test_lease_partition.py) -----------
+    def cmd_lease_hold(self, name: str, ttl: int, keys: int, op_timeout_s: float = 3.0) -> None:
+        """An owner that grants a ``ttl`` lease, attaches ``keys`` keys
+        (``tests.chaos.leases.lease_key(name, 1, i)``) and keeps it alive every
+        ttl/3 on whichever member leads, until silenced or stopped."""
+        assert name not in self.lease_owners, name
+        owner = LeaseOwner(
+            name,
+            "keep",
+            list(self.members.values()),
+            self.lease_recorder,
+            Registry(),
+            seed=name,
+            ttls=(ttl,),
+            keys=keys,
+            op_timeout_s=op_timeout_s,
+        )
+        self.lease_owners[name] = owner
+        owner.start()
+
+    def cmd_lease_wait(self, name: str, renewals: int, since: float, timeout_s: float) -> float:
+        """Wait until ``name`` got ``renewals`` successful keepalive answers to
+        keepalives sent at ``since`` or later; returns the last one's completion."""
+
+        def renewed() -> float | None:
+            got = [
+                op.complete
+                for op in self.lease_recorder.ops
+                if op.owner == name and op.renewed and op.invoke >= since
+            ]
+            return got[renewals - 1] if len(got) >= renewals else None
+
+        result: float = _wait(f"{renewals} keepalives of {name}", renewed, timeout_s)
+        return result
+
+    def cmd_lease_silence(self, name: str) -> float:
+        """The owner stops keeping its lease alive (a dead owner); returns when."""
+        self.lease_owners[name].silenced.set()
+        return time.monotonic()
+
+    def cmd_lease_poll(self, keys: list[str], names: list[str], interval_s: float) -> None:
+        """Linearizable reads of ``keys`` pinned to each of ``names``, every ``interval_s``."""
+        registry = Registry()
+        for key in keys:
+            registry.add(key, 0)
+        for name in names:
+            poller = LeaseReader(
+                f"poll-{name}",
+                [self.members[name]],
+                self.lease_recorder,
+                registry,
+                seed=f"poll-{name}",
+                op_timeout_s=1.0,
+                think_s=interval_s / 2,
+                serializable_share=0.0,
+                pinned=True,
+            )
+            self.lease_pollers.append(poller)
+            poller.start()
+
+    def cmd_lease_wait_gone(self, key: str, since: float, timeout_s: float) -> dict[str, Any]:
+        """The first poll, invoked at ``since`` or later, that read ``key`` absent."""
+
+        def gone() -> dict[str, Any] | None:
+            for op in self.lease_recorder.ops:
+                if (
+                    op.kind is LeaseOpKind.READ
+                    and op.key == key
+                    and op.result is Result.OK
+                    and op.value is None
+                    and op.invoke >= since
+                ):
+                    return {"complete": op.complete, "member": op.member, "revision": op.revision}
+            return None
+
+        result: dict[str, Any] = _wait(f"a read of {key} absent", gone, timeout_s)
+        return result
+
+    def cmd_lease_stop(self, timeout_s: float) -> list[str]:
+        """Stop every owner and poller; returns every lease op as JSON lines."""
+        actors = [*self.lease_owners.values(), *self.lease_pollers]
+        for actor in actors:
+            actor.stop()
+        deadline = time.monotonic() + timeout_s
+        for actor in actors:
+            actor.join(max(0.1, deadline - time.monotonic()))
+        errors = [f"{a.name}: {a.error!r}" for a in actors if a.error]
+        if errors:
+            raise WorkerError("lease actors failed: " + "; ".join(errors))
+        return [op.to_json() for op in self.lease_recorder.ops]
+
+    def cmd_key_history(self, name: str, key: str, prefix: bool) -> list[list[Any]]:
+        """[revision, event type, identity, key] of ``key``'s history on ``name``, oldest first."""
+        with Client([self.members[name]], timeout=5.0, attempts_max=1) as c:
+            resp = c.history(key, prefix=prefix)
+        return [
+            [e.revision, kv.Event.EventType.Name(e.event.type), e.identity, e.event.kv.key.decode()]
+            for e in reversed(resp.entries)
+        ]
+
     def cmd_ops(self, since: float) -> list[str]:
         """Every op invoked at ``since`` or later, as ``Op.to_json`` lines."""
         return [op.to_json() for op in self.history.ops if op.invoke >= since]
@@ -265,6 +380,7 @@ class Worker:
 
         endpoints = [self.members[n] for n in names]
         with Client(endpoints, timeout=5.0) as c:
+            drained = self._drain_leases(c, min(LEASE_DRAIN_S, left()))
             final: int = _wait(
                 "a linearizable read of the final revision",
                 lambda: c.get("/", prefix=True, count_only=True).header.revision,
@@ -282,15 +398,34 @@ class Worker:
             finally:
                 self.workload.close()
         self.history.dump(self.run_dir / "history.jsonl")
+        if self.workload is not None and self.workload.leases is not None:
+            self.workload.leases.recorder.dump(self.run_dir / "leases.jsonl")
         records = self.workload.records if self.workload is not None else []
         with open(self.run_dir / "watches.jsonl", "w") as f:
             for r in records:
                 f.write(record_to_json(r) + "\n")
         with open(self.run_dir / "reference.jsonl", "w") as f:
             f.write(record_to_json(reference) + "\n")
-        result = {"revision": final, "members": members}
+        result = {"revision": final, "members": members, "lease_drain_s": drained}
         (self.run_dir / "final.json").write_text(json.dumps(result))
         return result
+
+    def _drain_leases(self, client: Client, timeout_s: float) -> float | None:
+        """With the lease workload stopped, wait until every lease key expired, so
+        no expiry writes a revision after the final one; returns how long that
+        took (None: not within ``timeout_s``, or no lease workload)."""
+        if self.workload is None or self.workload.leases is None:
+            return None
+        start = time.monotonic()
+
+        def drained() -> bool:
+            return client.get(LEASE_PREFIX, prefix=True, count_only=True).count == 0
+
+        try:
+            _wait("every lease key to expire", drained, timeout_s)
+        except WorkerError:
+            return None
+        return time.monotonic() - start
 
     def _final_state(self, name: str, final: int, timeout_s: float) -> dict[str, Any]:
         endpoint = self.members[name]
@@ -357,6 +492,8 @@ class Worker:
     def close(self) -> None:
         if self.workload is not None:
             self.workload.close()
+        for actor in [*self.lease_owners.values(), *self.lease_pollers]:
+            actor.stop()
 
 
 async def _burst(endpoints: list[str], total: int, concurrency: int) -> list[Op]:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import random
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from mcpctl._proto.mcp.v1 import kv_pb2 as kv
@@ -35,6 +35,7 @@ from mcpctl.errors import (
     Unavailable,
 )
 from tests.chaos.history import History, Op, OpType, Result
+from tests.chaos.leases import LeaseSpec, LeaseWorkload
 from tests.watchcheck import Follower, Recorder, StreamRecord
 
 PREFIX = "/chaos/"
@@ -66,13 +67,23 @@ class WorkloadSpec:
     op_timeout_s: float = 3.0
     # Share of each op type (put, cas, get, sget).
     mix: tuple[int, int, int, int] = (30, 20, 35, 15)
+    # The lease workload (tests.chaos.leases): owners that keep their leases
+    # alive, owners that die, revokers, readers. None: no leases.
+    leases: LeaseSpec | None = None
 
     @classmethod
     def of(cls, d: dict[str, Any]) -> WorkloadSpec:
         d = dict(d)
         if "mix" in d:
             d["mix"] = tuple(d["mix"])
+        if d.get("leases") is not None:
+            leases = dict(d["leases"])
+            leases["ttls"] = tuple(leases.get("ttls", LeaseSpec().ttls))
+            d["leases"] = LeaseSpec(**leases)
         return cls(**d)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 def key_name(i: int) -> str:
@@ -256,6 +267,9 @@ class Workload:
             self.clients.append(client)
             self.loops.append(ClientLoop(spec, i, client, history))
         self.recorder = Recorder()
+        self.leases = (
+            LeaseWorkload(spec.leases, spec.seed, endpoints) if spec.leases is not None else None
+        )
         self.roaming_watchers: list[StreamRecord] = []
         self.followers: list[Follower] = []
         self._names = names
@@ -264,6 +278,8 @@ class Workload:
     def start(self) -> None:
         for loop in self.loops:
             loop.start()
+        if self.leases is not None:
+            self.leases.start()
         for w in range(self.spec.watchers):
             self._watch(w)
 
@@ -297,6 +313,8 @@ class Workload:
         deadline = time.monotonic() + timeout_s
         for loop in self.loops:
             loop.join(max(0.1, deadline - time.monotonic()))
+        if self.leases is not None:
+            self.leases.stop(max(0.1, deadline - time.monotonic()))
         errors = [f"client {loop.id}: {loop.error!r}" for loop in self.loops if loop.error]
         if errors:
             raise AssertionError("workload clients failed: " + "; ".join(errors))
@@ -304,6 +322,9 @@ class Workload:
     def close(self) -> None:
         for loop in self.loops:
             loop.stop()
+        if self.leases is not None:
+            for actor in self.leases.actors:
+                actor.stop()
         self.recorder.close()
         for client in self.clients:
             client.close()
