@@ -15,6 +15,7 @@ PySyncObj object in sight (tests/unit/test_raft_decisions.py):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import Enum
 
 # (last log term, last log index): compared as a tuple, term first (Raft §5.4.1).
@@ -141,6 +142,20 @@ def leader_reachable(
     if is_leader:
         return True
     return leader_connected and since_leader_heard_s <= election_timeout_max_s
+
+
+def leader_has_quorum_contact(contact_ages_s: Sequence[float], window_s: float) -> bool:
+    """A leader heard from a majority (itself included) within ``window_s``.
+
+    With ``window_s`` the minimum election timeout, no other member can have
+    been elected meanwhile: a new leader needs a majority's votes, and a
+    follower that answered this leader within the window has not timed out
+    yet (Raft's leader lease argument, clocks running at about the same
+    rate). A leader cut off from the majority fails this within the window,
+    while PySyncObj still calls it leader for up to ``leaderFallbackTimeout``.
+    """
+    heard = 1 + sum(1 for age in contact_ages_s if age <= window_s)
+    return heard > (len(contact_ages_s) + 1) / 2
 
 
 def restored(

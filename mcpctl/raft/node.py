@@ -385,6 +385,14 @@ class RaftNode:
         """This member has applied what it had before it started (``RaftStatus.restored``)."""
         return self._status.restored
 
+    def leads_with_quorum_contact(self) -> bool:
+        """This member leads and heard from a majority within the minimum election
+        timeout (``decisions.leader_has_quorum_contact``): what it knows is current."""
+        st = self._status
+        return st.role == Role.LEADER and decisions.leader_has_quorum_contact(
+            [p.contact_age_s for p in st.peers], self.settings.election_timeout_min_s
+        )
+
     def hears_leader(self) -> bool:
         """A leader is known and was heard from within the election timeout.
 

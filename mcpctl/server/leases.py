@@ -130,6 +130,13 @@ class Leases:
         if ttl_s is not None:
             renewed = lessor.renew(req.id, ttl_s, self._clock.clock())
         header = self._node.header()
+        if renewed is None and not self._node.raft.leads_with_quorum_contact():
+            # "lease not found" is final for a client; a leader cut off from the
+            # majority cannot know a lease the new leader granted since.
+            raise Unavailable(
+                "this leader has not heard from a majority lately (it may be cut off); "
+                "ask another member"
+            )
         if renewed is None:
             return lease.LeaseKeepAliveResponse(
                 header=header, id=req.id, ttl=0, error=LEASE_NOT_FOUND

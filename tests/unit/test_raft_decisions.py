@@ -296,3 +296,21 @@ def test_tick_calls_refuse_loudly_at_the_limit_and_never_drop_one() -> None:
     assert calls.run_all() == 2 and ran == [1, 2]  # the oldest were kept, in order
     calls.push(call(4))
     assert calls.run_all() == 1 and ran == [1, 2, 4]
+
+
+# -- a leader's contact with a majority (what it may answer as final) -------------------------
+@pytest.mark.parametrize(
+    ("ages", "contact"),
+    [
+        ([0.05, 0.05], True),  # both followers answered just now
+        ([0.05, 3.0], True),  # one of two: with itself, 2 of 3
+        ([3.0, 3.0], False),  # cut off from both: no majority (PySyncObj still says leader)
+        ([0.5, 0.6], True),  # at the window's edge counts
+        ([0.6, 0.6], False),
+        ([0.05, 3.0, 3.0, 0.05], True),  # 5 voters: itself + 2
+        ([0.05, 3.0, 3.0, 3.0], False),  # 5 voters: itself + 1
+        ([], True),  # a one-member cluster is its own majority
+    ],
+)
+def test_leader_has_quorum_contact(ages: list[float], contact: bool) -> None:
+    assert decisions.leader_has_quorum_contact(ages, window_s=0.5) is contact
