@@ -887,7 +887,7 @@ def keepalive_lines(report: dict[str, Any]) -> list[str]:
         f"| {_ratio(ours.get('leader_bytes_per_lease'), theirs.get('leader_bytes_per_lease'))} |"
     )
     lines.append(
-        f"| leases lost / stream errors | {ours.get('lost_total', '—')} / "
+        f"| renewals answered TTL 0 (lease gone) / stream errors | {ours.get('lost_total', '—')} / "
         f"{len(ours.get('errors', []))} | {theirs.get('lost_total', '—')} / "
         f"{len(theirs.get('errors', []))} | |"
     )
