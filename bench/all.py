@@ -12,6 +12,9 @@ own process (so one crash or leak cannot spoil the next):
   elections, then kill -9 of the leader under 100 puts/s;
 - ``memory``: ``bench.memory_bench`` — RSS per member with 10k keys and 1k
   idle watchers;
+- ``lease``: ``bench.lease_bench`` — 10k leases kept alive at TTL/3 for 60 s
+  (CPU per keepalive, round trip, RSS), and 1,000 leases expiring at once
+  (time until every key is gone, put latency meanwhile);
 
 for both servers, 3 runs each (medians). Each writes its ``<date>-<kind>.md``
 and ``.json`` into the results directory as when run alone. Then
@@ -44,12 +47,13 @@ from bench import report
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "bench" / "results"
 DEFAULT_README = ROOT / "bench" / "README.md"
-PARTS = ("kv", "watch", "failover", "memory")
+PARTS = ("kv", "watch", "failover", "memory", "lease")
 MODULES = {
     "kv": "bench.kv_bench",
     "watch": "bench.watch_bench",
     "failover": "bench.failover_bench",
     "memory": "bench.memory_bench",
+    "lease": "bench.lease_bench",
 }
 # Extra arguments per part: the full protocol, and the quick check.
 FULL_ARGS: dict[str, list[str]] = {
@@ -57,6 +61,7 @@ FULL_ARGS: dict[str, list[str]] = {
     "watch": ["--idle-watchers", "0"],  # memory_bench measures watchers (with 10k keys)
     "failover": [],
     "memory": [],
+    "lease": [],
 }
 SMOKE_ARGS: dict[str, list[str]] = {
     "kv": ["--duration", "1", "--warmup", "0.3", "--concurrency", "1,64", "--keys", "2000",
@@ -64,9 +69,15 @@ SMOKE_ARGS: dict[str, list[str]] = {
     "watch": ["--duration", "2", "--warmup", "0.5", "--streams", "3,100", "--idle-watchers", "0"],
     "failover": ["--stable-duration", "5", "--pre-kill", "1", "--post-kill", "5"],
     "memory": ["--keys", "2000", "--watchers", "250"],
+    "lease": ["--leases", "200", "--duration", "10", "--expire-leases", "100"],
 }  # fmt: skip
 # Which flag of each part a common --duration sets (the measured window).
-DURATION_FLAG = {"kv": "--duration", "watch": "--duration", "failover": "--stable-duration"}
+DURATION_FLAG = {
+    "kv": "--duration",
+    "watch": "--duration",
+    "failover": "--stable-duration",
+    "lease": "--duration",
+}
 PART_TIMEOUT_S = 3 * 3600  # bounded: a hung part is killed, the others still run
 
 
@@ -102,8 +113,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--duration",
         type=float,
         default=None,
-        help="measured seconds of each kv cell, watch cell and the failover no-fault run "
-        "(default: each benchmark's own: 5, 10, 60)",
+        help="measured seconds of each kv cell, watch cell, the failover no-fault run and "
+        "the lease keepalives (default: each benchmark's own: 5, 10, 60, 60)",
     )
     p.add_argument("--out-dir", type=Path, default=None, help=f"results (default {DEFAULT_OUT})")
     p.add_argument("--readme", type=Path, default=None, help=f"README (default {DEFAULT_README})")

@@ -22,7 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-KINDS = ("kv", "watch", "failover", "memory")
+from bench import lease_bench
+
+KINDS = ("kv", "watch", "failover", "memory", "lease")
 MCP, ETCD = "mcp-config", "etcd"
 SERVERS = (MCP, ETCD)
 # The Python gRPC floor (bench/floor_server.py): an optional third KV server, no targets.
@@ -49,6 +51,10 @@ FULL_WATCH_DURATION_S = 10.0
 FULL_STABLE_DURATION_S = 60.0
 FULL_MEMORY_KEYS = 10_000
 FULL_MEMORY_WATCHERS = 1_000
+# Issue #14's lease benchmark.
+FULL_LEASES = 10_000
+FULL_LEASE_DURATION_S = 60.0
+FULL_EXPIRE_LEASES = 1_000
 
 
 # -- loading ----------------------------------------------------------------------------
@@ -252,6 +258,10 @@ def protocol_gaps(results: dict[str, dict[str, Any]]) -> list[str]:
         ("memory", "runs", FULL_RUNS, "runs"),
         ("memory", "keys", FULL_MEMORY_KEYS, "keys"),
         ("memory", "watchers", FULL_MEMORY_WATCHERS, "watchers"),
+        ("lease", "runs", FULL_RUNS, "runs"),
+        ("lease", "leases", FULL_LEASES, "leases kept alive"),
+        ("lease", "duration_s", FULL_LEASE_DURATION_S, "s of keepalives"),
+        ("lease", "expire_leases", FULL_EXPIRE_LEASES, "leases expiring"),
     ]
     for kind in KINDS:
         if kind not in results:
@@ -511,6 +521,23 @@ def _memory_tables(mem: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _lease_tables(lease: dict[str, Any]) -> list[str]:
+    s = lease["settings"]
+    lines = [f"### Leases (issue #14): keepalives and expiry (median of {s['runs']})"]
+    if s.get("leases"):
+        lines += ["", *lease_bench.keepalive_lines(lease)]
+    if s.get("expire_leases"):
+        lines += ["", *lease_bench.expiry_lines(lease)]
+    loads = [
+        f"{r['server']} {_fmt(_dig(r, 'keepalive', 'loadavg_1m'), 2)}"
+        for r in lease.get("runs", [])
+        if _num(_dig(r, "keepalive", "loadavg_1m")) is not None
+    ]
+    if loads:
+        lines += ["", f"Load average (1 min) during each keepalive window: {', '.join(loads)}."]
+    return lines
+
+
 def _mib(v: Any) -> float | None:
     n = _num(v)
     return None if n is None else n / MIB
@@ -660,4 +687,5 @@ RENDERERS: dict[str, Callable[[dict[str, Any]], list[str]]] = {
     "watch": _watch_tables,
     "failover": _failover_tables,
     "memory": _memory_tables,
+    "lease": _lease_tables,
 }

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from bench import all as bench_all
-from bench import kv_bench, memory_bench, report
+from bench import kv_bench, lease_bench, memory_bench, report
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -171,12 +171,75 @@ def memory_fixture() -> dict[str, Any]:
     }
 
 
+def lease_run(server: str, run: int, rtt_p99: float, leader_cpu: float) -> dict[str, Any]:
+    roles = lease_bench.ROLES
+    return {
+        "server": server,
+        "run": run,
+        "rss_empty_bytes": dict.fromkeys(roles, 70 * 2**20),
+        "keepalive": {
+            "leases": 10_000,
+            "asked_per_s": 3000.0,
+            "answered_per_s": 2990.0,
+            "achieved_ratio": 2990 / 3000,
+            "rtt_p50_ms": rtt_p99 / 4,
+            "rtt_p99_ms": rtt_p99,
+            "send_late_p99_ms": 5.0,
+            "leader_cpu_us_per_keepalive": leader_cpu,
+            "cluster_cpu_us_per_keepalive": leader_cpu * 2,
+            "client_cpu_cores": 0.4,
+            "client_cpu_us_per_keepalive": 130.0,
+            "granted_ttl": 10,
+            "setup_s": 10.0,
+            "loadavg_1m": 2.5,
+            "lost": 0,
+            "errors": [],
+            "rss_bytes": {**dict.fromkeys(roles, 80 * 2**20), "leader": 90 * 2**20},
+            "member_cpu_cores": dict.fromkeys(roles, 0.2),
+        },
+        "expiry": {
+            "granted_ttl": 2,
+            "all_gone_s": 2.0 + run / 10,
+            "first_gone_s": 2.0,
+            "spread_s": run / 10,
+            "cluster_cpu_cores_expiring": 0.5,
+            "setup_s": 1.0,
+            "keys_left": 0,
+            "put_idle": {"puts": 250, "p50_ms": 2.0, "p99_ms": 5.0},
+            "put_expiring": {"puts": 200, "p50_ms": 3.0, "p99_ms": 9.0},
+            "put_errors": {},
+        },
+    }
+
+
+def lease_fixture(
+    leases: int = 10_000, duration_s: float = 60.0, failed: bool = False
+) -> dict[str, Any]:
+    runs = [
+        lease_run("mcp-config", 1, 8.0, 300.0),
+        lease_run("mcp-config", 2, 12.0, 200.0),
+        lease_run("mcp-config", 3, 10.0, 250.0),
+        *([{"server": "mcp-config", "run": 4, "error": "TimeoutError: boom"}] if failed else []),
+        lease_run("etcd", 1, 4.0, 50.0),
+        lease_run("etcd", 2, 5.0, 50.0),
+        lease_run("etcd", 3, 6.0, 50.0),
+    ]
+    return {
+        "started_at": "2026-01-02T14:00:00+0000",
+        "settings": {"runs": 3, "leases": leases, "ttl": 10, "duration_s": duration_s}
+        | {"clients": 2, "expire_leases": 1000, "expire_ttl": 2, "writer_rate": 100.0},
+        "summary": {s: lease_bench.summarize(runs, s) for s in ("mcp-config", "etcd")},
+        "runs": runs,
+    }
+
+
 def results() -> dict[str, dict[str, Any]]:
     return {
         "kv": kv_fixture(),
         "watch": watch_fixture(),
         "failover": failover_fixture(),
         "memory": memory_fixture(),
+        "lease": lease_fixture(),
     }
 
 
@@ -247,6 +310,64 @@ def test_memory_summary_is_the_median_of_complete_runs() -> None:
     assert s["bytes_per_watcher"] == pytest.approx(25 * 2**20 / 1000)
     assert s["roles"]["leader"]["bytes_per_key"] == pytest.approx(10 * 2**20 / 10_000)
     assert s["roles"]["watched follower"]["rss_watchers_bytes"] == pytest.approx(105 * 2**20)
+
+
+# -- leases (issue #14) ---------------------------------------------------------------------
+def test_lease_summary_is_the_median_of_complete_runs() -> None:
+    lease = lease_fixture(failed=True)
+    assert "lease: failed mcp-config run 4" in report.protocol_gaps({"lease": lease})
+    ours = lease["summary"]["mcp-config"]
+    assert ours["runs"] == 3  # the failed run is left out
+    assert ours["keepalive"]["rtt_p99_ms"] == 10.0
+    assert ours["keepalive"]["leader_cpu_us_per_keepalive"] == 250.0
+    assert ours["keepalive"]["leader_bytes_per_lease"] == pytest.approx(20 * 2**20 / 10_000)
+    assert ours["expiry"]["all_gone_s"] == pytest.approx(2.2)
+    assert ours["expiry"]["all_all_gone_s"] == [2.1, 2.2, 2.3]
+    assert ours["expiry"]["put_expiring"]["p99_ms"] == 9.0
+
+
+def test_lease_tables_put_ours_next_to_etcd_with_the_ratio() -> None:
+    lines = report._lease_tables(lease_fixture())
+    assert lines[0] == "### Leases (issue #14): keepalives and expiry (median of 3)"
+    cpu = next(line for line in lines if line.startswith("| leader CPU per keepalive"))
+    assert cpu == "| leader CPU per keepalive, µs | 250 | 50 | 5.00 |"
+    rtt = next(line for line in lines if line.startswith("| round trip p99"))
+    assert rtt == "| round trip p99, ms | 10.00 | 5.00 | 2.00 |"
+    gone = next(line for line in lines if line.startswith("| last keepalive → every key gone"))
+    assert gone == "| last keepalive → every key gone, s | 2.20 | 2.20 | 1.00 |"
+    assert any(line.startswith("Load average (1 min) during each keepalive") for line in lines)
+    # A result without etcd renders dashes, not an error.
+    only_ours = lease_fixture()
+    del only_ours["summary"]["etcd"]
+    cpu = next(
+        line
+        for line in report._lease_tables(only_ours)
+        if line.startswith("| leader CPU per keepalive")
+    )
+    assert cpu == "| leader CPU per keepalive, µs | 250 | — | — |"
+
+
+def test_a_short_lease_run_is_flagged() -> None:
+    gaps = report.protocol_gaps({"lease": lease_fixture(leases=200, duration_s=10)})
+    assert "lease: 200 leases kept alive (full: 10000)" in gaps
+    assert "lease: 10 s of keepalives (full: 60)" in gaps
+
+
+def test_all_runs_the_lease_part(tmp_path: Path) -> None:
+    args = bench_all.parse_args(["--only", "lease", "--duration", "5", "--out-dir", str(tmp_path)])
+    argv = bench_all.part_argv("lease", args)
+    assert argv[1:3] == ["-m", "bench.lease_bench"]
+    assert argv[argv.index("--duration") + 1] == "5" and argv[argv.index("--runs") + 1] == "3"
+    args = bench_all.parse_args(["--smoke", "--only", "lease"])
+    try:
+        argv = bench_all.part_argv("lease", args)
+        assert argv[argv.index("--leases") + 1] == "200"
+        assert argv[argv.index("--expire-leases") + 1] == "100"
+        assert "--no-save" not in argv  # the smoke report is written to the temp dir
+    finally:
+        args.out_dir.rmdir()
+    smoke = lease_bench.parse_args(["--smoke"])
+    assert (smoke.runs, smoke.leases, smoke.duration, smoke.expire_leases) == (1, 200, 10.0, 100)
 
 
 # -- the gRPC floor (optional third KV server) -----------------------------------------------
@@ -398,7 +519,7 @@ def test_render_block_links_sources_and_plots_relative_to_the_readme(tmp_path: P
     assert "(results/2026-01-02-kv.json)" in block
     assert f"](results/{report.THROUGHPUT_PNG})" in block
     assert "### Targets (issue #9)" in block and "Not the full protocol" in block
-    for heading in ("### KV", "### Watch", "### Failover", "### Memory"):
+    for heading in ("### KV", "### Watch", "### Failover", "### Memory", "### Leases"):
         assert heading in block
 
 
@@ -437,7 +558,7 @@ def test_plots_are_drawn_from_the_saved_json(tmp_path: Path) -> None:
 def test_bench_imports_without_matplotlib() -> None:
     code = (
         "import sys; sys.modules['matplotlib'] = None\n"  # any import of it now fails
-        "import bench.all, bench.report, bench.memory_bench\n"
+        "import bench.all, bench.report, bench.memory_bench, bench.lease_bench\n"
     )
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=60)
 
