@@ -13,6 +13,9 @@ until B's keys are gone, then healed.
   history has a DELETE of A's keys (so no expiry — the old leader's, cut
   off, or the new leader's — was ever committed). A's keepalives reached the
   old leader while it still believed it led and then the new leader.
+- A lease granted on the majority side during the cut is unknown to the cut-off
+  leader: its keepalive there is answered UNAVAILABLE, never the final "ttl 0,
+  lease not found" (that leader has not heard from a majority lately).
 - Owner B's lease is expired by the majority side while the cut lasts, within
   TTL + grace + the max election timeout (+ a margin for the fence entry,
   the clock's tick and the poll) of B's stop, never before B's last positive
@@ -98,6 +101,11 @@ def test_a_kept_alive_lease_survives_a_cut_off_leader_and_a_dead_owners_lease_ex
             network.cut(_host(nodes[old]), [_host(nodes[n]) for n in majority])
             cut_at = time.monotonic()
             stopped_at = worker.call("lease_silence", name="B")
+            # A lease granted on the majority side after the cut, asked of the cut-off
+            # leader while PySyncObj still calls it leader (FALLBACK_S): it must not
+            # answer the final "ttl 0, lease not found" for a lease it cannot know.
+            probe = worker.call("lease_probe_unknown", grant_on=majority, ask=old, timeout_s=3.0)
+            probed_at = time.monotonic()
             try:
                 gone = worker.call(
                     "lease_wait_gone",
@@ -155,6 +163,10 @@ def test_a_kept_alive_lease_survives_a_cut_off_leader_and_a_dead_owners_lease_ex
     # believed it led for leader_fallback_ms), then a majority member did.
     assert any(op.member == old for op in during_cut), "the old leader never renewed A in the cut"
     assert any(op.member in majority for op in during_cut), "A never reached the new leader"
+
+    # -- a lease the cut-off leader cannot know --------------------------------------
+    assert probed_at - cut_at < FALLBACK_S, "probed after the old leader stepped down"
+    assert probe == "Unavailable", f"the cut-off leader answered {probe} for a lease it cannot know"
 
     # -- B: expired by the majority, in time, never early ----------------------------
     last_b = max(op.invoke for op in b_ops if op.renewed)

@@ -62,6 +62,7 @@ from tests.chaos.workload import (
     key_name,
     run_op,
 )
+from tests.leaseclient import LeaseClient
 from tests.watchcheck import StreamRecord, trailers, wait_all_covered
 
 POLL_S = 0.05
@@ -72,6 +73,8 @@ BURST_WRITE_TIMEOUT_S = 10.0
 REFERENCE_PROGRESS_MS = 200
 PROBE_THREADS = 4
 PROBE_STATUS_S = 0.1
+# The TTL of the lease that lease_probe_unknown grants (it is never kept alive).
+TTL_PROBE_S = 10
 # After the lease workload stops, every lease key must expire within this:
 # TTL (3 s) + a new leader's grace (4 s) + margin for a leader change and load.
 LEASE_DRAIN_S = 30.0
@@ -272,6 +275,29 @@ class Worker:
 
         result: float = _wait(f"{renewals} keepalives of {name}", renewed, timeout_s)
         return result
+
+    def cmd_lease_probe_unknown(self, grant_on: list[str], ask: str, timeout_s: float) -> str:
+        """Grant a lease through whichever of ``grant_on`` leads, then send one
+        keepalive for it to ``ask`` (a member that cannot know it, e.g. a leader
+        cut off before the grant). Returns what ``ask`` said: ``ttl=N`` or the
+        error's kind."""
+
+        def grant() -> int | None:
+            for name in grant_on:
+                try:
+                    return int(client.grant(TTL_PROBE_S, endpoint=self.members[name]).id)
+                except McpError:
+                    continue
+            return None
+
+        names = [*grant_on, ask]
+        with LeaseClient([self.members[n] for n in names], timeout_s=1.0) as client:
+            lease_id: int = _wait(f"a lease granted through {grant_on}", grant, timeout_s)
+            try:
+                (answer,) = client.keepalive_once(self.members[ask], [lease_id], timeout_s=2.0)
+            except McpError as e:
+                return type(e).__name__
+        return f"ttl={answer.ttl}"
 
     def cmd_lease_silence(self, name: str) -> float:
         """The owner stops keeping its lease alive (a dead owner); returns when."""
