@@ -7,6 +7,8 @@ client. The state machine assumes requests passed these checks.
 
 from __future__ import annotations
 
+import re
+
 from mcpctl import limits
 from mcpctl._proto.mcp.v1 import kv_pb2 as kv
 from mcpctl._proto.mcp.v1 import raft_pb2 as raft
@@ -199,8 +201,6 @@ def check_watch(req: watch.WatchRequest) -> None:
 
 
 def check_member(name: str, raft_address: str, client_address: str) -> None:
-    import re
-
     if not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", name):
         raise InvalidArgument("member.name: 1..64 characters of A-Z a-z 0-9 . _ -")
     for field, value in (("raft_address", raft_address), ("client_address", client_address)):

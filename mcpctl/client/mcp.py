@@ -23,7 +23,7 @@ from mcpctl.client._client import Client
 from mcpctl.client._values import Event, Header, new_request_id
 from mcpctl.mcp.plan import Change, Op
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # imported lazily at run time: `mcpctl get` should not load them
     from mcpctl._proto.mcp.v1 import config_pb2 as config
     from mcpctl._proto.mcp.v1 import config_pb2_grpc as config_grpc
 
