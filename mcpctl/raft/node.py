@@ -30,7 +30,6 @@ import contextlib
 import logging
 import random
 import time
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -42,6 +41,7 @@ from mcpctl._proto.mcp.v1 import raft_pb2 as raft
 from mcpctl.errors import Unavailable
 from mcpctl.raft import decisions
 from mcpctl.raft.cipher import PeerCipher
+from mcpctl.raft.housekeeping import TickCalls, close_overdue
 from mcpctl.raft.snapshot import SnapshotFile, StoreConsumer
 from mcpctl.raft.status import (
     IndexClock,
@@ -84,34 +84,6 @@ LEADER_GONE_JITTER_S = 0.05
 PEER_KEEPALIVE_S = 1.0
 
 
-class TickCalls:
-    """Calls waiting to run on the tick thread: a bounded queue that refuses, loudly.
-
-    Appended from any thread, run by the tick thread (deque's append and
-    popleft are atomic). Past ``calls_max`` a push raises ``Unavailable`` and
-    logs a warning: a call is never dropped silently.
-    """
-
-    def __init__(self, calls_max: int = limits.RAFT_TICK_CALLS_MAX) -> None:
-        self._calls: deque[Callable[[], None]] = deque()
-        self._calls_max = calls_max
-
-    def push(self, fn: Callable[[], None]) -> None:
-        waiting = len(self._calls)
-        if waiting >= self._calls_max:
-            log.warning("raft tick thread is behind; call refused", waiting=waiting)
-            raise Unavailable(f"the Raft thread is behind ({waiting} calls waiting); retry")
-        self._calls.append(fn)
-
-    def run_all(self) -> int:
-        """Run what is waiting, oldest first; returns how many ran."""
-        ran = 0
-        while self._calls:
-            self._calls.popleft()()
-            ran += 1
-        return ran
-
-
 class RaftNode:
     """A running Raft member: propose batches, read the store, see status."""
 
@@ -135,6 +107,8 @@ class RaftNode:
         self._watchdog = TickWatchdog(limits.TICK_FAILURES_MAX)
         # Tick thread only: when each not-yet-identified incoming connection was first seen.
         self._handshakes: dict[Any, float] = {}
+        # Tick thread only: when each outgoing connect still in progress was first seen.
+        self._connecting: dict[Any, float] = {}
         self._rebind_at = 0.0
         self._keepalive_at = 0.0
         # Tick thread only: the last log index seen on the first tick, and the latch.
@@ -211,22 +185,23 @@ class RaftNode:
             log.info("leader connection closed; electing soon", leader=leader)
 
     def _guard_listener(self) -> None:
-        """Two PySyncObj 0.3.17 gaps on the Raft port (tests/fuzz/test_wire_fuzz.py).
+        """Three PySyncObj 0.3.17 gaps on Raft connections (tests/fuzz/test_wire_fuzz.py,
+        tests/unit/test_raft_decisions.py).
 
-        An incoming connection's timeout is checked only when it has an event,
-        so one that never sends is never closed; and the listener unbinds for
-        good when accept() fails (EMFILE). Close connections that have not
-        finished the handshake within the connection timeout, and bind the
-        listener again when it unbound.
+        A connection's timeout is checked only when it has an event: an incoming
+        one that never sends is never closed, and an outgoing connect to an
+        address where nobody answers (a peer restarted on a new IP while the old
+        one was cached: the SYNs go unanswered for ~2 min) stays "connecting",
+        so PySyncObj never dials again with a fresh DNS answer and the peer
+        never hears from this member. And the listener unbinds for good when
+        accept() fails (EMFILE). Close connections that have not finished the
+        handshake, or the connect, within the connection timeout (PySyncObj
+        then dials again), and bind the listener again when it unbound.
         """
         now = time.monotonic()
-        unknown = self._sync.unknown_connections()
-        for conn in [c for c in self._handshakes if c not in unknown]:
-            del self._handshakes[conn]
         timeout_s = self._sync.conf.connectionTimeout
-        for conn in list(unknown):
-            if now - self._handshakes.setdefault(conn, now) > timeout_s:
-                conn.disconnect()  # PySyncObj drops it from the unknown set
+        close_overdue(self._sync.unknown_connections(), self._handshakes, now, timeout_s)
+        close_overdue(self._sync.connecting(), self._connecting, now, timeout_s)
         if now < self._rebind_at:
             return
         try:

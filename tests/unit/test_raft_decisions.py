@@ -20,7 +20,8 @@ from structlog.testing import capture_logs
 from mcpctl.errors import Unavailable
 from mcpctl.raft import decisions, syncobj
 from mcpctl.raft.decisions import PrevoteStep
-from mcpctl.raft.node import TickCalls
+from mcpctl.raft.housekeeping import TickCalls, close_overdue
+from mcpctl.raft.inventory import INVENTORY
 
 # -- pre-vote: when to ask -------------------------------------------------------------
 # leader, timer expired, connected to anyone, has others, transfer, since won, expected
@@ -275,7 +276,7 @@ def test_install_patches_only_when_called(fresh_install: None) -> None:
 
 
 def test_every_inventory_entry_says_where_and_why() -> None:
-    for item in syncobj.INVENTORY:
+    for item in INVENTORY:
         file, _, line = item.where.partition(":")
         assert file.endswith(".py") and line.isdigit() and item.why, item
 
@@ -314,3 +315,26 @@ def test_tick_calls_refuse_loudly_at_the_limit_and_never_drop_one() -> None:
 )
 def test_leader_has_quorum_contact(ages: list[float], contact: bool) -> None:
     assert decisions.leader_has_quorum_contact(ages, window_s=0.5) is contact
+
+
+class FakeConnection:
+    def __init__(self) -> None:
+        self.closed = False
+
+    def disconnect(self) -> None:
+        self.closed = True
+
+
+def test_connections_past_the_timeout_are_closed_and_gone_ones_forgotten() -> None:
+    """PySyncObj checks a connection's timeout only on its events: a connect to an
+    address where nobody answers, or an incoming connection that never speaks,
+    would stay forever. Past the connection timeout they are closed (PySyncObj
+    then dials again, with a fresh DNS answer)."""
+    stuck, fresh, gone = FakeConnection(), FakeConnection(), FakeConnection()
+    seen: dict[object, float] = {}
+    assert close_overdue([stuck, gone], seen, now=0.0, timeout_s=3.5) == 0
+    assert close_overdue([stuck, fresh], seen, now=2.0, timeout_s=3.5) == 0
+    assert gone not in seen  # it connected (or went away): forgotten
+    assert close_overdue([stuck, fresh], seen, now=3.6, timeout_s=3.5) == 1
+    assert stuck.closed and not fresh.closed and stuck not in seen
+    assert close_overdue([fresh], seen, now=5.6, timeout_s=3.5) == 1 and fresh.closed
