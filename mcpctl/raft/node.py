@@ -185,18 +185,18 @@ class RaftNode:
             log.info("leader connection closed; electing soon", leader=leader)
 
     def _guard_listener(self) -> None:
-        """Three PySyncObj 0.3.17 gaps on Raft connections (tests/fuzz/test_wire_fuzz.py,
+        """PySyncObj 0.3.17 gaps on Raft connections (tests/fuzz/test_wire_fuzz.py,
         tests/unit/test_raft_decisions.py).
 
-        A connection's timeout is checked only when it has an event: an incoming
-        one that never sends is never closed, and an outgoing connect to an
-        address where nobody answers (a peer restarted on a new IP while the old
-        one was cached: the SYNs go unanswered for ~2 min) stays "connecting",
-        so PySyncObj never dials again with a fresh DNS answer and the peer
-        never hears from this member. And the listener unbinds for good when
-        accept() fails (EMFILE). Close connections that have not finished the
-        handshake, or the connect, within the connection timeout (PySyncObj
-        then dials again), and bind the listener again when it unbound.
+        A connection's timeout is checked only when it has an event (or, for an
+        established one, when something is sent on it): an incoming connection
+        that never sends is never closed, and an outgoing connect nobody answers
+        can stay "connecting" for the kernel's SYN retries (minutes) while
+        PySyncObj never dials again with a fresh DNS answer. And the listener
+        unbinds for good when accept() fails (EMFILE). Close connections that
+        have not finished the handshake, or the connect, within the connection
+        timeout (PySyncObj then dials again), and bind the listener again when
+        it unbound.
         """
         now = time.monotonic()
         timeout_s = self._sync.conf.connectionTimeout
