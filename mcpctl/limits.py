@@ -72,6 +72,14 @@ LEASE_CHECKPOINT_DRIFT_MS_MIN: Final = 500
 LEASE_TICK_S: Final = 0.1
 # Open KeepAlive streams per member; beyond: RESOURCE_EXHAUSTED.
 LEASE_KEEPALIVE_STREAMS_MAX: Final = 1000
+# Lease ids in one batched keepalive request (LeaseKeepAliveRequest.ids);
+# beyond: INVALID_ARGUMENT and the stream ends. The SDK sends at most this many.
+LEASE_KEEPALIVE_BATCH_MAX: Final = 1000
+# A pause of the leader's clock loop longer than this (the process stopped, the
+# event loop starved of CPU or blocked) is not counted against any lease: every
+# deadline moves by the pause, because keepalives sent meanwhile are still
+# queued, unread. Shorter pauses count (they are within the keepalive margin).
+LEASE_CLOCK_PAUSE_S_MAX: Final = 0.5
 # A grant with id 0: random ids tried before giving up (a clash in 63 bits is
 # next to impossible; the bound only keeps the loop finite). Past it: UNAVAILABLE.
 LEASE_ID_ATTEMPTS_MAX: Final = 8

@@ -123,10 +123,20 @@ class LeaseClient:
         self, endpoint: str, ids: list[int], timeout_s: float | None = None
     ) -> list[lease.LeaseKeepAliveResponse]:
         """One stream: one request per id, their answers, then the stream ends."""
-        requests = iter([lease.LeaseKeepAliveRequest(id=i) for i in ids])
+        return self.keepalive_requests(
+            endpoint, [lease.LeaseKeepAliveRequest(id=i) for i in ids], timeout_s
+        )
+
+    def keepalive_requests(
+        self,
+        endpoint: str,
+        requests: list[lease.LeaseKeepAliveRequest],
+        timeout_s: float | None = None,
+    ) -> list[lease.LeaseKeepAliveResponse]:
+        """One stream: these requests, their answers, then the stream ends."""
         deadline = self.timeout_s if timeout_s is None else timeout_s
         try:
-            return list(self.lease_stub(endpoint).KeepAlive(requests, timeout=deadline))
+            return list(self.lease_stub(endpoint).KeepAlive(iter(requests), timeout=deadline))
         except grpc.RpcError as err:
             raise _error(err) from None
 

@@ -17,7 +17,7 @@ import grpc
 
 from mcpctl import limits
 from mcpctl.client._rules import Timing, error_of
-from mcpctl.client._values import LeaseKeepAlive
+from mcpctl.client._values import Header, LeaseKeepAlive
 from mcpctl.errors import DeadlineExceeded, McpError, ResourceExhausted, Unavailable
 
 if TYPE_CHECKING:
@@ -42,8 +42,9 @@ class _Stream:
         answers do not come within ``wait_s``."""
         from mcpctl._proto.mcp.v1 import lease_pb2
 
-        for lease_id in ids:
-            self._requests.put(lease_pb2.LeaseKeepAliveRequest(id=lease_id))
+        batch = limits.LEASE_KEEPALIVE_BATCH_MAX  # one message per batch, not per lease
+        for i in range(0, len(ids), batch):
+            self._requests.put(lease_pb2.LeaseKeepAliveRequest(ids=ids[i : i + batch]))
         expired = threading.Event()
 
         def give_up() -> None:
@@ -54,11 +55,14 @@ class _Stream:
         timer.daemon = True
         timer.start()
         answers: dict[int, LeaseKeepAlive] = {}
+        wanted = set(ids)
         try:
-            while len(answers) < len(ids):
+            while len(answers) < len(wanted):
                 msg = next(self._call)
-                if msg.id in ids:
-                    answers[msg.id] = LeaseKeepAlive.of(msg)
+                header = Header.of(msg.header)
+                for r in msg.renewals:
+                    if r.id in wanted:
+                        answers[r.id] = LeaseKeepAlive(header, r.id, r.ttl, r.error)
         except StopIteration:
             raise Unavailable(f"{self.endpoint} ended the keepalive stream") from None
         except grpc.RpcError as e:

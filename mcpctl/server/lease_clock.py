@@ -13,6 +13,12 @@ Every ``LEASE_TICK_S`` ``step`` looks at the Raft status:
   was started in (``proposer_term``; the store drops it when that is not the
   term of the entry carrying it). One of each in flight at a time.
 
+A pause of the loop itself (the process stopped, the loop starved of CPU or
+blocked) longer than ``LEASE_CLOCK_PAUSE_S_MAX`` is not counted: ``clock()``
+stands still for it, so every deadline moves by the pause. Keepalives sent
+during it are still queued, unread; counting it would expire leases whose
+owners did everything right.
+
 The clock learns of grants, revokes and expiries from applied entries
 (``on_applied``, wired in ``build_node`` next to the watch hub): called on
 the Raft tick thread, it hands them to the loop.
@@ -57,6 +63,8 @@ class LeaseStats:
     keepalives: int = 0
     checkpoints: int = 0
     fenced: int = 0
+    pauses: int = 0  # loop pauses not counted (LEASE_CLOCK_PAUSE_S_MAX)
+    paused_s: float = 0.0
 
 
 def store_seed(store: Store) -> list[tuple[int, int, int]]:
@@ -90,12 +98,24 @@ class LeaseClock:
         self._write = write
         self._seed = seed
         self._timeout_s = proposal_timeout_s
-        self.clock = clock
+        self._source = clock
         self._schedule: Callable[[Callable[[], None]], object] | None = None
         self._task: asyncio.Task[None] | None = None
         self._promoting: asyncio.Task[None] | None = None
         self._expiring: asyncio.Task[None] | None = None
         self._checkpointing: asyncio.Task[None] | None = None
+
+    def clock(self) -> float:
+        """The lease clock: monotonic time less the loop pauses not counted."""
+        return self._source() - self.stats.paused_s
+
+    def woke_late(self, late_s: float) -> None:
+        """The loop ran the clock ``late_s`` after it asked: a pause longer than
+        ``LEASE_CLOCK_PAUSE_S_MAX`` is not counted against any lease."""
+        if late_s > limits.LEASE_CLOCK_PAUSE_S_MAX:
+            self.stats.pauses += 1
+            self.stats.paused_s += late_s
+            log.warning("lease clock paused; not counted", paused_s=round(late_s, 3))
 
     def serving(self, term: int) -> bool:
         """The clock runs for ``term`` (the caller checked this member leads in it)."""
@@ -120,7 +140,9 @@ class LeaseClock:
                 self.step()
             except Exception:  # never let one bad step stop expiries for good
                 log.exception("lease clock step failed")
+            asked = self._source()
             await asyncio.sleep(limits.LEASE_TICK_S)
+            self.woke_late(self._source() - asked - limits.LEASE_TICK_S)
 
     # -- from the tick thread -----------------------------------------------------------
     def on_applied(self, results: Sequence[Applied]) -> None:

@@ -17,7 +17,7 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 
 from mcpctl import limits, validate
@@ -25,6 +25,7 @@ from mcpctl._proto.mcp.v1 import kv_pb2 as kv
 from mcpctl._proto.mcp.v1 import lease_pb2 as lease
 from mcpctl._proto.mcp.v1 import raft_pb2 as raft
 from mcpctl.errors import (
+    InvalidArgument,
     LeaseExists,
     LeaseNotFound,
     PermissionDenied,
@@ -122,26 +123,45 @@ class Leases:
             self.keepalive_streams -= 1
 
     def keepalive(self, req: lease.LeaseKeepAliveRequest) -> lease.LeaseKeepAliveResponse:
-        """Renew one lease on the leader's clock; unknown (any id): ttl 0, "lease not found"."""
+        """Renew on the leader's clock; unknown (any id): ttl 0, "lease not found".
+        A request with ``ids`` is answered by one response with a renewal each."""
+        if req.ids:
+            if req.id or len(req.ids) > limits.LEASE_KEEPALIVE_BATCH_MAX:
+                raise InvalidArgument(
+                    "a batched keepalive has id 0 and at most "
+                    f"{limits.LEASE_KEEPALIVE_BATCH_MAX} ids (LEASE_KEEPALIVE_BATCH_MAX)"
+                )
+            renewals = [
+                lease.LeaseRenewal(id=i, ttl=ttl, error="" if ttl else LEASE_NOT_FOUND)
+                for i, ttl in zip(req.ids, self._renew(req.ids), strict=True)
+            ]
+            return lease.LeaseKeepAliveResponse(header=self._node.header(), renewals=renewals)
+        (ttl,) = self._renew([req.id])
+        if not ttl:
+            return lease.LeaseKeepAliveResponse(
+                header=self._node.header(), id=req.id, ttl=0, error=LEASE_NOT_FOUND
+            )
+        return lease.LeaseKeepAliveResponse(header=self._node.header(), id=req.id, ttl=ttl)
+
+    def _renew(self, ids: Sequence[int]) -> list[int]:
+        """Each lease's TTL after renewing it, 0 for one that is gone (unknown,
+        expired or expiring): one store read for all of them."""
         lessor = self._lessor()
-        self._clock.stats.keepalives += 1
-        ttl_s = self._node.read(lambda s: s.lease_ttl_s(req.id)) if req.id > 0 else None
-        renewed = None
-        if ttl_s is not None:
-            renewed = lessor.renew(req.id, ttl_s, self._clock.clock())
-        header = self._node.header()
-        if renewed is None and not self._node.raft.leads_with_quorum_contact():
+        self._clock.stats.keepalives += len(ids)
+        granted = self._node.read(lambda s: [s.lease_ttl_s(i) if i > 0 else None for i in ids])
+        now = self._clock.clock()
+        ttls = [
+            (lessor.renew(i, ttl_s, now) or 0) if ttl_s is not None else 0
+            for i, ttl_s in zip(ids, granted, strict=True)
+        ]
+        if 0 in ttls and not self._node.raft.leads_with_quorum_contact():
             # "lease not found" is final for a client; a leader cut off from the
             # majority cannot know a lease the new leader granted since.
             raise Unavailable(
                 "this leader has not heard from a majority lately (it may be cut off); "
                 "ask another member"
             )
-        if renewed is None:
-            return lease.LeaseKeepAliveResponse(
-                header=header, id=req.id, ttl=0, error=LEASE_NOT_FOUND
-            )
-        return lease.LeaseKeepAliveResponse(header=header, id=req.id, ttl=renewed)
+        return ttls
 
     async def time_to_live(
         self, req: lease.LeaseTimeToLiveRequest, timeout_s: float, *, forwarded: bool

@@ -153,6 +153,12 @@ class NodeCollector(Collector):
             "Lease expiries/checkpoints of this member the store dropped as stale",
             value=stats.fenced,
         )
+        yield CounterMetricFamily(
+            "mcp_lease_clock_paused_seconds",
+            "Pauses of the leader's lease-clock loop not counted against leases "
+            "(each longer than LEASE_CLOCK_PAUSE_S_MAX)",
+            value=stats.paused_s,
+        )
         yield GaugeMetricFamily(
             "mcp_lease_keepalive_streams",
             "Open keepalive streams on this member",

@@ -20,6 +20,7 @@ import pytest
 
 from mcpctl import limits
 from mcpctl._proto.mcp.v1 import kv_pb2 as kv
+from mcpctl._proto.mcp.v1 import lease_pb2 as lease
 from mcpctl._proto.mcp.v1 import watch_pb2 as watch
 from mcpctl._proto.mcp.v1 import watch_pb2_grpc as watch_grpc
 from mcpctl.errors import (
@@ -121,6 +122,33 @@ def test_bad_input(cluster: Cluster, leases: LeaseClient) -> None:
     with pytest.raises(McpError, match="lease already exists"):
         leases.grant(30, lease_id=held.id)
     assert leases.time_to_live(held.id).granted_ttl == 30
+
+
+def test_batched_keepalive_renews_many_leases_with_one_message(
+    cluster: Cluster, leases: LeaseClient
+) -> None:
+    """LeaseKeepAliveRequest.ids: one answer listing each lease in order (unknown
+    ids: ttl 0 "lease not found"); id and ids together, or more than
+    LEASE_KEEPALIVE_BATCH_MAX ids: INVALID_ARGUMENT, and the node keeps serving."""
+    leader = cluster.leader()
+    held = [leases.grant(30).id, leases.grant(20).id]
+    ids = [held[0], 999_999, held[1], -1]
+    (answer,) = leases.keepalive_requests(leader.endpoint, [lease.LeaseKeepAliveRequest(ids=ids)])
+    assert [(r.id, r.ttl, r.error) for r in answer.renewals] == [
+        (held[0], 30, ""),
+        (999_999, 0, "lease not found"),
+        (held[1], 20, ""),
+        (-1, 0, "lease not found"),
+    ]
+    assert answer.header.raft_term > 0
+    too_many = [held[0]] * (limits.LEASE_KEEPALIVE_BATCH_MAX + 1)
+    for bad in (
+        lease.LeaseKeepAliveRequest(id=held[0], ids=[held[1]]),
+        lease.LeaseKeepAliveRequest(ids=too_many),
+    ):
+        with pytest.raises(InvalidArgument, match="LEASE_KEEPALIVE_BATCH_MAX"):
+            leases.keepalive_requests(leader.endpoint, [bad])
+    assert leases.time_to_live(held[1]).granted_ttl == 20
 
 
 def _holder(cluster: Cluster, key: str, ttl: int) -> tuple[subprocess.Popen[str], int]:

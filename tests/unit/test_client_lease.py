@@ -146,12 +146,33 @@ def granted(ttl: int = 9, lease_id: int = LEASE_ID) -> kv.LeaseGrantResponse:
     return kv.LeaseGrantResponse(header=kv.ResponseHeader(revision=3), id=lease_id, ttl=ttl)
 
 
+def renewals(ttls: Callable[[int], int]) -> Callable[[Sent], lease_pb2.LeaseKeepAliveResponse]:
+    """The answer to one keepalive: ``ttls(id)`` for each id asked (0: gone), in
+    the batched form when asked with ``ids``."""
+
+    def answer(sent: Sent) -> lease_pb2.LeaseKeepAliveResponse:
+        if not sent.request.ids:
+            ttl = ttls(sent.request.id)
+            return lease_pb2.LeaseKeepAliveResponse(
+                id=sent.request.id, ttl=ttl, error="" if ttl else "lease not found"
+            )
+        return lease_pb2.LeaseKeepAliveResponse(
+            renewals=[
+                lease_pb2.LeaseRenewal(
+                    id=i, ttl=ttls(i), error="" if ttls(i) else "lease not found"
+                )
+                for i in sent.request.ids
+            ]
+        )
+
+    return answer
+
+
 def renewed(ttl: int = 9) -> Callable[[Sent], lease_pb2.LeaseKeepAliveResponse]:
-    return lambda sent: lease_pb2.LeaseKeepAliveResponse(id=sent.request.id, ttl=ttl)
+    return renewals(lambda _: ttl)
 
 
-def gone(sent: Sent) -> lease_pb2.LeaseKeepAliveResponse:
-    return lease_pb2.LeaseKeepAliveResponse(id=sent.request.id, ttl=0, error="lease not found")
+gone = renewals(lambda _: 0)
 
 
 def not_the_leader() -> Any:
@@ -195,7 +216,7 @@ def test_a_lease_is_renewed_every_third_of_its_ttl(clock: SteppedClock) -> None:
     for _ in range(3):
         clock.advance()
     assert [s.at_s - 1000.0 for s in net.keepalives()] == [3.0, 6.0, 9.0]
-    assert [s.request.id for s in net.keepalives()] == [LEASE_ID] * 3
+    assert [list(s.request.ids) for s in net.keepalives()] == [[LEASE_ID]] * 3
     assert seen == [9, 9, 9]
     assert not lease.lost.is_set()
     assert len(net.streams) == 1, "one stream, kept open from round to round"
@@ -203,15 +224,14 @@ def test_a_lease_is_renewed_every_third_of_its_ttl(clock: SteppedClock) -> None:
 
 
 def test_one_stream_carries_every_lease_of_the_client(clock: SteppedClock) -> None:
-    """Two leases due at the same time are renewed on the same stream, in one round."""
-    net = LeaseNet(
-        clock, {"a:1": [granted(9, 1), granted(9, 2), renewed(9), renewed(9), renewed(9)]}
-    )
+    """Two leases due at the same time are renewed on the same stream, in one round,
+    with one batched message (LeaseKeepAliveRequest.ids)."""
+    net = LeaseNet(clock, {"a:1": [granted(9, 1), granted(9, 2), renewed(9), renewed(9)]})
     client = client_of(net, clock)
     client.grant(9)
     client.grant(9)
     clock.advance()
-    assert [(s.request.id, s.at_s) for s in net.keepalives()] == [(1, 1003.0), (2, 1003.0)]
+    assert [(list(s.request.ids), s.at_s) for s in net.keepalives()] == [([1, 2], 1003.0)]
     assert len(net.streams) == 1
     client.close()
 
@@ -311,7 +331,8 @@ def test_a_lease_not_renewed_within_its_ttl_is_lost(clock: SteppedClock) -> None
 
 def test_a_failing_on_lost_callback_does_not_stop_the_other_leases(clock: SteppedClock) -> None:
     """on_lost runs on the keeper's thread; if it raises, the other leases are still renewed."""
-    net = LeaseNet(clock, {"a:1": [granted(9, 1), granted(9, 2), gone, renewed(9), renewed(9)]})
+    first_gone = renewals(lambda i: 0 if i == 1 else 9)
+    net = LeaseNet(clock, {"a:1": [granted(9, 1), granted(9, 2), first_gone, renewed(9)]})
 
     def boom(_: Lease) -> None:
         raise RuntimeError("user code")
@@ -322,7 +343,7 @@ def test_a_failing_on_lost_callback_does_not_stop_the_other_leases(clock: Steppe
     clock.advance()
     clock.advance()
     assert first.lost.is_set() and not second.lost.is_set()
-    assert [s.request.id for s in net.keepalives()] == [1, 2, 2]
+    assert [list(s.request.ids) for s in net.keepalives()] == [[1, 2], [2]]
     client.close()
 
 

@@ -350,3 +350,33 @@ def test_applied_grants_and_ends_reach_the_clock() -> None:
         clock.stop()
 
     run(scenario)
+
+
+def test_a_pause_of_the_clocks_loop_is_not_counted_against_leases() -> None:
+    """The loop stood still (SIGSTOP, starved of CPU): keepalives sent meanwhile are
+    unread, so the pause does not count; a short lateness (within
+    LEASE_CLOCK_PAUSE_S_MAX) does, and the lease still expires on time after it."""
+
+    async def scenario() -> None:
+        node = FakeNode(status=RaftStatus(role=Role.LEADER, term=2))
+        grant(node, 7, 10)
+        clock = driver(node)
+        await promoted(node, clock)
+        assert clock.lessor.renew(7, 10, clock.clock()) == 10
+        clock.woke_late(limits.LEASE_CLOCK_PAUSE_S_MAX)  # within the margin: counted
+        assert clock.stats.pauses == 0
+        node.now += 8.0
+        clock.woke_late(8.0)  # the loop stood still for 8 s
+        assert clock.stats.pauses == 1 and clock.stats.paused_s == 8.0
+        node.now += 9.0  # 17 s since the renewal, 9 s of them counted
+        clock.step()
+        await settle()
+        assert not [w for w in node.writes if w.HasField("lease_expire")]
+        assert clock.lessor.remaining_s(7, clock.clock()) == pytest.approx(1.0)
+        node.now += 1.0
+        clock.step()
+        await settle()
+        (expire,) = [w for w in node.writes if w.HasField("lease_expire")]
+        assert list(expire.lease_expire.ids) == [7]
+
+    run(scenario)

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from mcpctl._proto.mcp.v1 import kv_pb2 as mcp_dot_v1_dot_kv__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12mcp/v1/lease.proto\x12\x06mcp.v1\x1a\x0fmcp/v1/kv.proto\"#\n\x15LeaseKeepAliveRequest\x12\n\n\x02id\x18\x01 \x01(\x03\"h\n\x16LeaseKeepAliveResponse\x12&\n\x06header\x18\x01 \x01(\x0b\x32\x16.mcp.v1.ResponseHeader\x12\n\n\x02id\x18\x02 \x01(\x03\x12\x0b\n\x03ttl\x18\x03 \x01(\x03\x12\r\n\x05\x65rror\x18\x04 \x01(\t\"2\n\x16LeaseTimeToLiveRequest\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x0c\n\x04keys\x18\x02 \x01(\x08\"}\n\x17LeaseTimeToLiveResponse\x12&\n\x06header\x18\x01 \x01(\x0b\x32\x16.mcp.v1.ResponseHeader\x12\n\n\x02id\x18\x02 \x01(\x03\x12\x0b\n\x03ttl\x18\x03 \x01(\x03\x12\x13\n\x0bgranted_ttl\x18\x04 \x01(\x03\x12\x0c\n\x04keys\x18\x05 \x03(\x0c\"\x14\n\x12LeaseLeasesRequest\"\x19\n\x0bLeaseStatus\x12\n\n\x02id\x18\x01 \x01(\x03\"b\n\x13LeaseLeasesResponse\x12&\n\x06header\x18\x01 \x01(\x0b\x32\x16.mcp.v1.ResponseHeader\x12#\n\x06leases\x18\x02 \x03(\x0b\x32\x13.mcp.v1.LeaseStatus2\xec\x02\n\x05Lease\x12>\n\x05Grant\x12\x19.mcp.v1.LeaseGrantRequest\x1a\x1a.mcp.v1.LeaseGrantResponse\x12\x41\n\x06Revoke\x12\x1a.mcp.v1.LeaseRevokeRequest\x1a\x1b.mcp.v1.LeaseRevokeResponse\x12N\n\tKeepAlive\x12\x1d.mcp.v1.LeaseKeepAliveRequest\x1a\x1e.mcp.v1.LeaseKeepAliveResponse(\x01\x30\x01\x12M\n\nTimeToLive\x12\x1e.mcp.v1.LeaseTimeToLiveRequest\x1a\x1f.mcp.v1.LeaseTimeToLiveResponse\x12\x41\n\x06Leases\x12\x1a.mcp.v1.LeaseLeasesRequest\x1a\x1b.mcp.v1.LeaseLeasesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12mcp/v1/lease.proto\x12\x06mcp.v1\x1a\x0fmcp/v1/kv.proto\"0\n\x15LeaseKeepAliveRequest\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x0b\n\x03ids\x18\x02 \x03(\x03\"6\n\x0cLeaseRenewal\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x0b\n\x03ttl\x18\x02 \x01(\x03\x12\r\n\x05\x65rror\x18\x03 \x01(\t\"\x90\x01\n\x16LeaseKeepAliveResponse\x12&\n\x06header\x18\x01 \x01(\x0b\x32\x16.mcp.v1.ResponseHeader\x12\n\n\x02id\x18\x02 \x01(\x03\x12\x0b\n\x03ttl\x18\x03 \x01(\x03\x12\r\n\x05\x65rror\x18\x04 \x01(\t\x12&\n\x08renewals\x18\x05 \x03(\x0b\x32\x14.mcp.v1.LeaseRenewal\"2\n\x16LeaseTimeToLiveRequest\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x0c\n\x04keys\x18\x02 \x01(\x08\"}\n\x17LeaseTimeToLiveResponse\x12&\n\x06header\x18\x01 \x01(\x0b\x32\x16.mcp.v1.ResponseHeader\x12\n\n\x02id\x18\x02 \x01(\x03\x12\x0b\n\x03ttl\x18\x03 \x01(\x03\x12\x13\n\x0bgranted_ttl\x18\x04 \x01(\x03\x12\x0c\n\x04keys\x18\x05 \x03(\x0c\"\x14\n\x12LeaseLeasesRequest\"\x19\n\x0bLeaseStatus\x12\n\n\x02id\x18\x01 \x01(\x03\"b\n\x13LeaseLeasesResponse\x12&\n\x06header\x18\x01 \x01(\x0b\x32\x16.mcp.v1.ResponseHeader\x12#\n\x06leases\x18\x02 \x03(\x0b\x32\x13.mcp.v1.LeaseStatus2\xec\x02\n\x05Lease\x12>\n\x05Grant\x12\x19.mcp.v1.LeaseGrantRequest\x1a\x1a.mcp.v1.LeaseGrantResponse\x12\x41\n\x06Revoke\x12\x1a.mcp.v1.LeaseRevokeRequest\x1a\x1b.mcp.v1.LeaseRevokeResponse\x12N\n\tKeepAlive\x12\x1d.mcp.v1.LeaseKeepAliveRequest\x1a\x1e.mcp.v1.LeaseKeepAliveResponse(\x01\x30\x01\x12M\n\nTimeToLive\x12\x1e.mcp.v1.LeaseTimeToLiveRequest\x1a\x1f.mcp.v1.LeaseTimeToLiveResponse\x12\x41\n\x06Leases\x12\x1a.mcp.v1.LeaseLeasesRequest\x1a\x1b.mcp.v1.LeaseLeasesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,19 +33,21 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'mcp.v1.lease_pb2', _globals
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_LEASEKEEPALIVEREQUEST']._serialized_start=47
-  _globals['_LEASEKEEPALIVEREQUEST']._serialized_end=82
-  _globals['_LEASEKEEPALIVERESPONSE']._serialized_start=84
-  _globals['_LEASEKEEPALIVERESPONSE']._serialized_end=188
-  _globals['_LEASETIMETOLIVEREQUEST']._serialized_start=190
-  _globals['_LEASETIMETOLIVEREQUEST']._serialized_end=240
-  _globals['_LEASETIMETOLIVERESPONSE']._serialized_start=242
-  _globals['_LEASETIMETOLIVERESPONSE']._serialized_end=367
-  _globals['_LEASELEASESREQUEST']._serialized_start=369
-  _globals['_LEASELEASESREQUEST']._serialized_end=389
-  _globals['_LEASESTATUS']._serialized_start=391
-  _globals['_LEASESTATUS']._serialized_end=416
-  _globals['_LEASELEASESRESPONSE']._serialized_start=418
-  _globals['_LEASELEASESRESPONSE']._serialized_end=516
-  _globals['_LEASE']._serialized_start=519
-  _globals['_LEASE']._serialized_end=883
+  _globals['_LEASEKEEPALIVEREQUEST']._serialized_end=95
+  _globals['_LEASERENEWAL']._serialized_start=97
+  _globals['_LEASERENEWAL']._serialized_end=151
+  _globals['_LEASEKEEPALIVERESPONSE']._serialized_start=154
+  _globals['_LEASEKEEPALIVERESPONSE']._serialized_end=298
+  _globals['_LEASETIMETOLIVEREQUEST']._serialized_start=300
+  _globals['_LEASETIMETOLIVEREQUEST']._serialized_end=350
+  _globals['_LEASETIMETOLIVERESPONSE']._serialized_start=352
+  _globals['_LEASETIMETOLIVERESPONSE']._serialized_end=477
+  _globals['_LEASELEASESREQUEST']._serialized_start=479
+  _globals['_LEASELEASESREQUEST']._serialized_end=499
+  _globals['_LEASESTATUS']._serialized_start=501
+  _globals['_LEASESTATUS']._serialized_end=526
+  _globals['_LEASELEASESRESPONSE']._serialized_start=528
+  _globals['_LEASELEASESRESPONSE']._serialized_end=626
+  _globals['_LEASE']._serialized_start=629
+  _globals['_LEASE']._serialized_end=993
 # @@protoc_insertion_point(module_scope)

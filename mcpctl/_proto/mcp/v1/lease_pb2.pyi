@@ -38,19 +38,57 @@ class LeaseKeepAliveRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ID_FIELD_NUMBER: _builtins.int
+    IDS_FIELD_NUMBER: _builtins.int
     id: _builtins.int
+    @_builtins.property
+    def ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Renew these leases with one message (not in etcd), answered by one
+        response whose renewals follow the same order. id must then be 0; at most
+        LEASE_KEEPALIVE_BATCH_MAX ids (INVALID_ARGUMENT, the stream ends).
+        """
+
     def __init__(
         self,
         *,
         id: _builtins.int = ...,
+        ids: _abc.Iterable[_builtins.int] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "ids", b"ids"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___LeaseKeepAliveRequest: _TypeAlias = LeaseKeepAliveRequest  # noqa: Y015
+
+@_typing.final
+class LeaseRenewal(_message.Message):
+    """One lease's answer in a batched keepalive: as LeaseKeepAliveResponse."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    TTL_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    id: _builtins.int
+    ttl: _builtins.int
+    """Seconds left after this renewal; 0: the lease is gone."""
+    error: _builtins.str
+    """"lease not found" when ttl is 0 because the lease does not exist."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.int = ...,
+        ttl: _builtins.int = ...,
+        error: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "id", b"id", "ttl", b"ttl"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LeaseRenewal: _TypeAlias = LeaseRenewal  # noqa: Y015
 
 @_typing.final
 class LeaseKeepAliveResponse(_message.Message):
@@ -60,6 +98,7 @@ class LeaseKeepAliveResponse(_message.Message):
     ID_FIELD_NUMBER: _builtins.int
     TTL_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
+    RENEWALS_FIELD_NUMBER: _builtins.int
     id: _builtins.int
     ttl: _builtins.int
     """Seconds left after this renewal (the granted TTL); 0: the lease is gone."""
@@ -67,6 +106,10 @@ class LeaseKeepAliveResponse(_message.Message):
     """"lease not found" when ttl is 0 because the lease does not exist."""
     @_builtins.property
     def header(self) -> _kv_pb2.ResponseHeader: ...
+    @_builtins.property
+    def renewals(self) -> _containers.RepeatedCompositeFieldContainer[Global___LeaseRenewal]:
+        """The answers to a request with ids (then id, ttl and error are unset)."""
+
     def __init__(
         self,
         *,
@@ -74,10 +117,11 @@ class LeaseKeepAliveResponse(_message.Message):
         id: _builtins.int = ...,
         ttl: _builtins.int = ...,
         error: _builtins.str = ...,
+        renewals: _abc.Iterable[Global___LeaseRenewal] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["header", b"header"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "header", b"header", "id", b"id", "ttl", b"ttl"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "header", b"header", "id", b"id", "renewals", b"renewals", "ttl", b"ttl"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

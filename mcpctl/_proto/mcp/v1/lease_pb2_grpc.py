@@ -87,7 +87,9 @@ class LeaseServicer:
         """One stream carries keepalives for many leases: each request renews the
         lease to its full TTL and is answered with the TTL left. An unknown or
         expired id is answered with ttl 0 and error "lease not found" (the stream
-        goes on, as etcd's: ttl <= 0 means the lease is gone).
+        goes on, as etcd's: ttl <= 0 means the lease is gone). A request with
+        ids renews all of them and is answered by one response listing each
+        (not in etcd: one message instead of one per lease; the SDK uses it).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -60,7 +60,9 @@ class LeaseStub:
     """One stream carries keepalives for many leases: each request renews the
     lease to its full TTL and is answered with the TTL left. An unknown or
     expired id is answered with ttl 0 and error "lease not found" (the stream
-    goes on, as etcd's: ttl <= 0 means the lease is gone).
+    goes on, as etcd's: ttl <= 0 means the lease is gone). A request with
+    ids renews all of them and is answered by one response listing each
+    (not in etcd: one message instead of one per lease; the SDK uses it).
     """
     TimeToLive: _grpc.UnaryUnaryMultiCallable[_lease_pb2.LeaseTimeToLiveRequest, _lease_pb2.LeaseTimeToLiveResponse]
     """The lease's granted and remaining TTL (and its keys when asked).
@@ -87,7 +89,9 @@ class LeaseAsyncStub(LeaseStub):
     """One stream carries keepalives for many leases: each request renews the
     lease to its full TTL and is answered with the TTL left. An unknown or
     expired id is answered with ttl 0 and error "lease not found" (the stream
-    goes on, as etcd's: ttl <= 0 means the lease is gone).
+    goes on, as etcd's: ttl <= 0 means the lease is gone). A request with
+    ids renews all of them and is answered by one response listing each
+    (not in etcd: one message instead of one per lease; the SDK uses it).
     """
     TimeToLive: _aio.UnaryUnaryMultiCallable[_lease_pb2.LeaseTimeToLiveRequest, _lease_pb2.LeaseTimeToLiveResponse]  # type: ignore[assignment]
     """The lease's granted and remaining TTL (and its keys when asked).
@@ -129,7 +133,9 @@ class LeaseServicer(metaclass=_abc_1.ABCMeta):
         """One stream carries keepalives for many leases: each request renews the
         lease to its full TTL and is answered with the TTL left. An unknown or
         expired id is answered with ttl 0 and error "lease not found" (the stream
-        goes on, as etcd's: ttl <= 0 means the lease is gone).
+        goes on, as etcd's: ttl <= 0 means the lease is gone). A request with
+        ids renews all of them and is answered by one response listing each
+        (not in etcd: one message instead of one per lease; the SDK uses it).
         """
 
     @_abc_1.abstractmethod
