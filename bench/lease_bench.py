@@ -61,6 +61,7 @@ from bench.etcd_proto import rpc_pb2_grpc as rpc_grpc
 from bench.kv_bench import _loadavg, _versions
 from bench.watch_bench import memory_reading
 from bench.workload import percentile, proc_cpu_s, self_cpu_s
+from mcpctl import limits
 from mcpctl._proto.mcp.v1 import kv_pb2 as kv
 from mcpctl._proto.mcp.v1 import kv_pb2_grpc as kv_grpc
 from mcpctl._proto.mcp.v1 import lease_pb2 as mlease
@@ -81,6 +82,9 @@ RPC_TIMEOUT_S = 10.0
 SETUP_CONCURRENCY = 64  # grants + puts in flight, over all client processes
 SETUP_ATTEMPTS_MAX = 5
 SEND_TICK_S = 0.005  # the sender wakes this often and sends every renewal due
+# --batch: mcp-config's batched keepalive (one message per sender tick), at most
+# its LEASE_KEEPALIVE_BATCH_MAX ids per message.
+KEEPALIVE_BATCH_MAX = limits.LEASE_KEEPALIVE_BATCH_MAX
 DRAIN_TIMEOUT_S = 10.0
 READY_TIMEOUT_S = 300.0  # every client process granted its leases
 IDLE_BASELINE_S = 3.0  # writer on the idle cluster before the expiry set-up
@@ -122,6 +126,14 @@ class LeaseOps(abc.ABC):
     def keepalive_answer(self, resp: Any) -> tuple[int, int]:
         """(lease id, TTL left) of an answer; TTL <= 0: the lease is gone."""
 
+    def keepalive_batch(self, lease_ids: list[int]) -> Any:
+        """One request renewing every one of ``lease_ids`` (``--batch``)."""
+        raise NotImplementedError(f"{type(self).__name__} has no batched keepalive")
+
+    def keepalive_answers(self, resp: Any) -> list[tuple[int, int]]:
+        """(lease id, TTL left) of each lease an answer covers."""
+        return [self.keepalive_answer(resp)]
+
     @abc.abstractmethod
     async def count(self, prefix: bytes) -> int:
         """Keys under ``prefix`` (linearizable)."""
@@ -155,6 +167,14 @@ class McpLeaseOps(LeaseOps):
 
     def keepalive_answer(self, resp: Any) -> tuple[int, int]:
         return resp.id, resp.ttl
+
+    def keepalive_batch(self, lease_ids: list[int]) -> Any:
+        return mlease.LeaseKeepAliveRequest(ids=lease_ids)
+
+    def keepalive_answers(self, resp: Any) -> list[tuple[int, int]]:
+        if resp.renewals:
+            return [(r.id, r.ttl) for r in resp.renewals]
+        return [self.keepalive_answer(resp)]
 
     async def count(self, prefix: bytes) -> int:
         req = kv.RangeRequest(key=prefix, prefix=True, count_only=True)
@@ -251,9 +271,10 @@ class Keeper:
     every answer is matched to its request (answers come in request order on a
     stream, for both servers; a mismatch is counted)."""
 
-    def __init__(self, ops: LeaseOps, period_s: float) -> None:
+    def __init__(self, ops: LeaseOps, period_s: float, batch: bool = False) -> None:
         self.ops = ops
         self.period_s = period_s
+        self.batch = batch  # the leases due in one sender tick go in one message
         self.stats = KeeperStats()
         self.window = (math.inf, math.inf)
         self._heap: list[tuple[float, int]] = []
@@ -282,24 +303,36 @@ class Keeper:
         ]
 
     async def _send(self, lease_id: int, due: float | None) -> None:
+        await self._send_many([(lease_id, due)])
+
+    async def _send_many(self, leases: list[tuple[int, float | None]]) -> None:
+        """Renew these: one message each, or one for all of them with ``batch``."""
         async with self._write_lock:
             t = time.monotonic()
-            self._pending.append((lease_id, t))
-            self.stats.sent_total += 1
-            if self.window[0] <= t < self.window[1]:
-                self.stats.sent += 1
-                if due is not None:
-                    self.stats.late_s.append(t - due)
-            await self._call.write(self._requests[lease_id])
+            for lease_id, due in leases:
+                self._pending.append((lease_id, t))
+                self.stats.sent_total += 1
+                if self.window[0] <= t < self.window[1]:
+                    self.stats.sent += 1
+                    if due is not None:
+                        self.stats.late_s.append(t - due)
+            if self.batch:
+                await self._call.write(self.ops.keepalive_batch([i for i, _ in leases]))
+                return
+            for lease_id, _ in leases:
+                await self._call.write(self._requests[lease_id])
 
     async def _sender(self) -> None:
         try:
             while True:
                 now = time.monotonic()
+                due_now: list[tuple[int, float | None]] = []
                 while not self._paused and self._heap and self._heap[0][0] <= now:
                     due, lease_id = heapq.heappop(self._heap)
                     heapq.heappush(self._heap, (due + self.period_s, lease_id))
-                    await self._send(lease_id, due)
+                    due_now.append((lease_id, due))
+                for i in range(0, len(due_now), KEEPALIVE_BATCH_MAX):
+                    await self._send_many(due_now[i : i + KEEPALIVE_BATCH_MAX])
                 await asyncio.sleep(SEND_TICK_S)
         except Exception as e:  # the stream failed: the reader or the result says how
             self.error = self.error or f"send: {type(e).__name__}: {e}"
@@ -312,18 +345,18 @@ class Keeper:
                     self.error = self.error or "keepalive stream ended by the server"
                     return
                 t = time.monotonic()
-                lease_id, ttl = self.ops.keepalive_answer(resp)
-                sent_id, t_sent = self._pending.popleft()
-                self.stats.answered_total += 1
-                self.last_answer_t = t
-                if sent_id != lease_id:
-                    self.stats.out_of_order += 1
-                if ttl <= 0:
-                    self.stats.lost += 1
-                if self.window[0] <= t < self.window[1]:
-                    self.stats.answered += 1
-                if self.window[0] <= t_sent < self.window[1]:
-                    self.stats.rtt_s.append(t - t_sent)
+                for lease_id, ttl in self.ops.keepalive_answers(resp):
+                    sent_id, t_sent = self._pending.popleft()
+                    self.stats.answered_total += 1
+                    self.last_answer_t = t
+                    if sent_id != lease_id:
+                        self.stats.out_of_order += 1
+                    if ttl <= 0:
+                        self.stats.lost += 1
+                    if self.window[0] <= t < self.window[1]:
+                        self.stats.answered += 1
+                    if self.window[0] <= t_sent < self.window[1]:
+                        self.stats.rtt_s.append(t - t_sent)
         except grpc.aio.AioRpcError as e:
             if e.code() != grpc.StatusCode.CANCELLED:
                 self.error = self.error or f"read: {e.code().name} {e.details()}"
@@ -338,8 +371,9 @@ class Keeper:
         """Stop the schedule, renew every lease once more, wait for every answer;
         returns the time the last answer arrived."""
         self._paused = True
-        for lease_id in list(self._requests):
-            await self._send(lease_id, None)
+        leases: list[tuple[int, float | None]] = [(i, None) for i in self._requests]
+        for i in range(0, len(leases), KEEPALIVE_BATCH_MAX):
+            await self._send_many(leases[i : i + KEEPALIVE_BATCH_MAX])
         await self.drain()
         if self._pending:
             raise RuntimeError(f"{len(self._pending)} keepalives of the last round unanswered")
@@ -406,6 +440,7 @@ class WorkerPlan:
     count: int
     ttl: int
     concurrency: int
+    batch: bool = False
 
 
 def keepalive_process(plan: WorkerPlan, conn: multiprocessing.connection.Connection) -> None:
@@ -425,7 +460,7 @@ async def _keepalive_main(
 ) -> dict[str, Any]:
     channel = grpc.aio.insecure_channel(plan.endpoint)
     ops = LEASE_OPS[plan.server](channel)
-    keeper = Keeper(ops, plan.ttl / 3)
+    keeper = Keeper(ops, plan.ttl / 3, batch=plan.batch)
     try:
         await keeper.start()
         t0 = time.monotonic()
@@ -491,6 +526,7 @@ async def keepalive_phase(
             count=count,
             ttl=args.ttl,
             concurrency=max(1, SETUP_CONCURRENCY // args.clients),
+            batch=args.batch and adapter.name == MCP,
         )
         first += count
         parent_end, child_end = ctx.Pipe()
@@ -844,9 +880,10 @@ def keepalive_lines(report: dict[str, Any]) -> list[str]:
     """The keepalive table (shared with bench/report.py)."""
     s = report["settings"]
     sm = report["summary"]
+    batched = "; mcp-config batched, as its SDK sends them" if s.get("batch") else ""
     lines = [
         f"{s['leases']:,} leases x 1 key, TTL {s['ttl']} s, renewed every TTL/3 on "
-        f"{s['clients']} keepalive stream(s) to the leader (one client process each), "
+        f"{s['clients']} keepalive stream(s) to the leader (one client process each{batched}), "
         f"{s['duration_s']:g} s measured (median of {s['runs']}):",
         "",
         "| | mcp-config | etcd | mcp-config / etcd |",
@@ -996,6 +1033,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--duration", type=float, default=60.0, help="measured keepalive seconds (60)")
     p.add_argument("--clients", type=int, default=2, help="keepalive client processes (2)")
     p.add_argument(
+        "--batch",
+        action="store_true",
+        help="mcp-config only: renew the leases due together with one batched message "
+        "(LeaseKeepAliveRequest.ids, as the SDK does) instead of one message each",
+    )
+    p.add_argument(
         "--expire-leases", type=int, default=1000, help="leases left to expire (1000; 0 = skip)"
     )
     p.add_argument("--expire-ttl", type=int, default=2, help="their TTL, s (2: both minimums)")
@@ -1050,6 +1093,7 @@ async def bench(args: argparse.Namespace, adapters: list[Adapter]) -> dict[str, 
             "ttl": args.ttl,
             "duration_s": args.duration,
             "clients": args.clients,
+            "batch": args.batch,
             "expire_leases": args.expire_leases,
             "expire_ttl": args.expire_ttl,
             "writer_rate": args.writer_rate,
