@@ -6,6 +6,7 @@ The client is tests/leaseclient.py (the SDK's lease API comes later).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import subprocess
 import sys
@@ -21,12 +22,14 @@ import pytest
 from mcpctl import limits
 from mcpctl._proto.mcp.v1 import kv_pb2 as kv
 from mcpctl._proto.mcp.v1 import lease_pb2 as lease
+from mcpctl._proto.mcp.v1 import lease_pb2_grpc as lease_grpc
 from mcpctl._proto.mcp.v1 import watch_pb2 as watch
 from mcpctl._proto.mcp.v1 import watch_pb2_grpc as watch_grpc
 from mcpctl.errors import (
     InvalidArgument,
     LeaseNotFound,
     McpError,
+    ResourceExhausted,
     Unavailable,
 )
 from mcpctl.server.lessor import lease_grace_s
@@ -149,6 +152,33 @@ def test_batched_keepalive_renews_many_leases_with_one_message(
         with pytest.raises(InvalidArgument, match="LEASE_KEEPALIVE_BATCH_MAX"):
             leases.keepalive_requests(leader.endpoint, [bad])
     assert leases.time_to_live(held[1]).granted_ttl == 20
+
+
+def test_leases_max_through_the_service(cluster: Cluster, leases: LeaseClient) -> None:
+    """LEASES_MAX leases exist: one more grant is RESOURCE_EXHAUSTED naming the
+    limit, nothing granted; a revoke makes room again."""
+
+    async def grant_all() -> list[int]:
+        async with grpc.aio.insecure_channel(cluster.leader().endpoint) as channel:
+            stub = lease_grpc.LeaseStub(channel)
+            todo = iter(range(limits.LEASES_MAX))
+            ids: list[int] = []
+
+            async def worker() -> None:
+                for _ in todo:
+                    r = await stub.Grant(kv.LeaseGrantRequest(ttl=3600), timeout=30)
+                    ids.append(r.id)
+
+            await asyncio.gather(*(worker() for _ in range(32)))
+            return ids
+
+    ids = asyncio.run(grant_all())
+    assert len(set(ids)) == limits.LEASES_MAX
+    with pytest.raises(ResourceExhausted, match="LEASES_MAX"):
+        leases.grant(60)
+    assert len(leases.leases()) == limits.LEASES_MAX
+    leases.revoke(ids[0])
+    assert leases.time_to_live(leases.grant(60).id).granted_ttl == 60
 
 
 def _holder(cluster: Cluster, key: str, ttl: int) -> tuple[subprocess.Popen[str], int]:
