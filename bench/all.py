@@ -61,7 +61,7 @@ FULL_ARGS: dict[str, list[str]] = {
     "watch": ["--idle-watchers", "0"],  # memory_bench measures watchers (with 10k keys)
     "failover": [],
     "memory": [],
-    "lease": [],
+    "lease": ["--batch"],
 }
 SMOKE_ARGS: dict[str, list[str]] = {
     "kv": ["--duration", "1", "--warmup", "0.3", "--concurrency", "1,64", "--keys", "2000",
