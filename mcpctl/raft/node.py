@@ -326,6 +326,11 @@ class RaftNode:
                 term=status.term,
                 leader=status.leader,
             )
+        # Connection changes to each peer (rare; what a stalled member's log
+        # must show: whom it can and cannot reach).
+        for peer, up in status.connected.items():
+            if previous.connected.get(peer, False) != up:
+                log.info("raft peer connected" if up else "raft peer disconnected", peer=peer)
 
     # -- any thread ------------------------------------------------------------
     @property

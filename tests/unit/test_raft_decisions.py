@@ -338,3 +338,25 @@ def test_connections_past_the_timeout_are_closed_and_gone_ones_forgotten() -> No
     assert close_overdue([stuck, fresh], seen, now=3.6, timeout_s=3.5) == 1
     assert stuck.closed and not fresh.closed and stuck not in seen
     assert close_overdue([fresh], seen, now=5.6, timeout_s=3.5) == 1 and fresh.closed
+
+
+# -- what a member's log says about its peers -------------------------------------------------
+def test_peer_connection_changes_are_logged_once_each() -> None:
+    """A member logs each peer's connect and disconnect (what a stalled member's log
+    must show), and nothing while nothing changes."""
+    from mcpctl.raft.node import RaftNode
+    from mcpctl.raft.status import RaftStatus
+
+    a, b = "10.0.0.2:7001", "10.0.0.3:7001"
+    steps = [{a: False, b: False}, {a: True, b: False}, {a: True, b: False}, {a: False, b: True}]
+    with capture_logs() as logs:
+        previous = RaftStatus()
+        for connected in steps:
+            status = RaftStatus(connected=connected)
+            RaftNode._log_changes(previous, status)
+            previous = status
+    assert [(e["event"], e["peer"]) for e in logs] == [
+        ("raft peer connected", a),
+        ("raft peer disconnected", a),
+        ("raft peer connected", b),
+    ]
