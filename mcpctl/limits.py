@@ -153,6 +153,15 @@ WATCH_LEADER_CHECK_S: Final = 0.1
 WATCH_RESUME_ATTEMPTS_MAX: Final = 30
 # ConfigWatcher: how often it cross-checks its view against a read at a bookmark.
 CONFIG_WATCHER_CHECK_S_DEFAULT: Final = 30.0
+# ConfigWatcher's last-good cache file (mcpctl/client/cache.py): a copy whose
+# file would be larger is not written (the previous file stays, a warning is
+# logged); a larger file is ignored when read. Above what one prefix read can
+# return (RANGE_RESPONSE_BYTES_MAX) once base64-encoded.
+CLIENT_CACHE_BYTES_MAX: Final = 32 * MIB
+# The cache file is rewritten at most this often (a burst of changes costs one
+# write, not one per change); a pending change is written at the next watch
+# message or progress notification after the interval, and at stop().
+CLIENT_CACHE_SAVE_INTERVAL_S: Final = 1.0
 
 # --- web console (docs/console.md) ---------------------------------------------
 # A request body (apply, rollback) is at most this big; beyond: 413. Twice the
