@@ -193,3 +193,25 @@ CONSOLE_SAMPLES_MAX: Final = 600
 CONSOLE_STREAM_QUEUE_MAX: Final = 4
 # How long open streams get to finish when the node stops.
 CONSOLE_STOP_GRACE_S: Final = 1
+
+# --- mcpctl render (docs/render.md) ----------------------------------------------
+# The agent config file, and templates in it; beyond: a one-line config error.
+RENDER_CONFIG_BYTES_MAX: Final = 256 * KIB
+RENDER_TEMPLATES_MAX: Final = 64
+# Keys plus prefixes one template reads; beyond: a one-line config error.
+RENDER_READS_MAX: Final = 64
+# A template source file; beyond: a one-line config error at start-up.
+RENDER_TEMPLATE_BYTES_MAX: Final = 1 * MIB
+# A rendered file; beyond: that render fails (nothing written, the last good
+# file stays, the reason is printed).
+RENDER_OUTPUT_BYTES_MAX: Final = 8 * MIB
+# check_cmd / reload_cmd: default and largest timeout, seconds; a command still
+# running then is killed and counts as failed.
+RENDER_CMD_TIMEOUT_S_DEFAULT: Final = 30.0
+RENDER_CMD_TIMEOUT_S_MAX: Final = 600.0
+# Bytes of a failed command's output kept in the message that reports it.
+RENDER_CMD_OUTPUT_BYTES_MAX: Final = 2 * KIB
+# wait.min / wait.max (debounce), seconds: the largest allowed.
+RENDER_WAIT_S_MAX: Final = 3600.0
+# Lines of a --dry-run diff printed per template; the rest is counted, not shown.
+RENDER_DIFF_LINES_MAX: Final = 2000
