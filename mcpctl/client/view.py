@@ -55,6 +55,10 @@ log = logging.getLogger("mcpctl.client.view")
 
 _T = TypeVar("_T")
 
+# The live fleet (DESIGN §13): instances register under here with their
+# leases; it is not part of the desired config the view decodes.
+INSTANCES_PREFIX = layout.ROOT + "instances/"
+
 # Top-level sections other than `models`, in document order.
 SECTIONS = ("server", "routing", "auth", "rate_limits", "logging")
 
@@ -219,7 +223,11 @@ class McpConfigView:
 
     def _evaluate(self, revision: int, *, only_if_first: bool = False) -> None:
         with self._evaluating:
-            snapshot = self._watcher.snapshot()
+            snapshot = {
+                k: kv
+                for k, kv in self._watcher.snapshot().items()
+                if not k.startswith(INSTANCES_PREFIX)
+            }
             versions = {k: kv.mod_revision for k, kv in snapshot.items()}
             with self._cond:
                 if versions == self._evaluated or (only_if_first and self._evaluated is not None):
@@ -266,7 +274,18 @@ class McpConfigView:
 
 
 def _versions(watcher: ConfigWatcher) -> dict[str, int]:
-    return {k: kv.mod_revision for k, kv in watcher.snapshot().items()}
+    return {
+        k: kv.mod_revision
+        for k, kv in watcher.snapshot().items()
+        if not k.startswith(INSTANCES_PREFIX)
+    }
 
 
-__all__ = ["ConfigUpdate", "InvalidConfig", "McpConfigView", "diff_configs", "model_changes"]
+__all__ = [
+    "INSTANCES_PREFIX",
+    "ConfigUpdate",
+    "InvalidConfig",
+    "McpConfigView",
+    "diff_configs",
+    "model_changes",
+]

@@ -23,10 +23,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from mcpctl.client import Client
-from mcpctl.client.view import ConfigUpdate, InvalidConfig, McpConfigView
+from mcpctl.client.view import INSTANCES_PREFIX, ConfigUpdate, InvalidConfig, McpConfigView
 from mcpctl.client.watcher import Change, ConfigWatcher
 from mcpctl.errors import DeadlineExceeded, Unavailable
-from mcpctl.render.config import INSTANCES_PREFIX, AgentConfig, Template
+from mcpctl.render.config import AgentConfig, Template
 from mcpctl.render.install import Outcome, Status, install
 from mcpctl.render.template import Data, RenderError, compile_template, environment, render
 

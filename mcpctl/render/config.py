@@ -29,9 +29,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mcpctl import limits
-
-# Where live instances are registered: /mcp/instances/<model>/<id> -> JSON.
-INSTANCES_PREFIX = "/mcp/instances/"
+from mcpctl.client.view import INSTANCES_PREFIX  # /mcp/instances/<model>/<id> -> JSON
 
 
 class RenderConfigError(Exception):

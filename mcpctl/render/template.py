@@ -34,8 +34,9 @@ import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
 from mcpctl import limits
+from mcpctl.client.view import INSTANCES_PREFIX
 from mcpctl.mcp.schema import McpConfig
-from mcpctl.render.config import INSTANCES_PREFIX, Template
+from mcpctl.render.config import Template
 
 log = logging.getLogger("mcpctl.render")
 

@@ -253,3 +253,63 @@ def test_missing_key_fails_loudly(cluster: Cluster, tmp_path: Path) -> None:
     assert done.returncode == 1
     assert "render failed: key /app/value is missing" in done.stderr
     assert not (tmp_path / "out" / "app.conf").exists()
+
+
+def _examples_agent(tmp: Path) -> tuple[Path, Path, Path]:
+    """deploy/examples/render/agent.yaml with its files in ``tmp`` and no
+    commands (nginx and node are not on the test machine)."""
+    examples = Path(__file__).resolve().parents[2] / "deploy" / "examples" / "render"
+    doc = yaml.safe_load((examples / "agent.yaml").read_text())
+    doc["cache_dir"] = str(tmp / "cache")
+    nginx, node = doc["templates"]
+    for spec, name in ((nginx, "upstreams.conf"), (node, "gateway.json")):
+        spec.update(src=str(examples / spec["src"]), dest=str(tmp / name), wait={"min": 0.2})
+        spec.pop("check_cmd")
+        spec.pop("reload_cmd")
+    path = tmp / "agent.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path, tmp / "upstreams.conf", tmp / "gateway.json"
+
+
+def test_fleet_and_mcp_examples_from_a_cold_start(
+    cluster: Cluster, tmp_path: Path, daemon_log: Path
+) -> None:
+    """The examples on live data; then the agent starts with every member down
+    (from the cache), and converges once they are back."""
+    from mcpctl.client.mcp import McpClient
+
+    agent, upstreams, gateway = _examples_agent(tmp_path)
+    document = (Path(__file__).resolve().parents[2] / "deploy/examples/mcp_config.yaml").read_text()
+    with cluster.client() as c:
+        McpClient(c).apply(document)
+        c.put("/mcp/instances/llama-3-8b/i-1", json.dumps({"address": "10.0.0.7:8000"}))
+    done = _once(cluster, agent)
+    assert done.returncode == 0, done.stderr
+    assert "server 10.0.0.7:8000 weight=1;  # i-1" in upstreams.read_text()
+    assert "llama-3-8b" in [m["name"] for m in json.loads(gateway.read_text())["models"]]
+
+    for node in cluster.nodes:
+        cluster.stop(node)
+    with open(daemon_log, "w") as log:
+        proc = subprocess.Popen(
+            _cli(cluster, "-c", str(agent)), stdout=log, stderr=subprocess.STDOUT
+        )
+    try:
+        wait_for(
+            "the agent to start from the cache",
+            lambda: "rendering from the last-good cache" in daemon_log.read_text() or None,
+            WAIT_S,
+        )
+        cluster.start_all()
+        with cluster.client() as c:
+            c.put("/mcp/instances/llama-3-8b/i-2", json.dumps({"address": "10.0.0.8:8000"}))
+        wait_for(
+            "the new instance in the nginx file",
+            lambda: "10.0.0.8:8000" in upstreams.read_text() or None,
+            WAIT_S,
+        )
+        assert "10.0.0.7:8000" in upstreams.read_text()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(30)
+    assert code == 0, daemon_log.read_text()

@@ -153,6 +153,8 @@ def test_view_starts_from_a_cached_config(tmp_path: Path, dead: Client) -> None:
 
     doc = yaml.safe_load(Path("deploy/examples/mcp_config.yaml").read_text())
     keys = layout.encode(McpConfig.model_validate(doc))
+    # A live instance under /mcp/instances/ is not part of the desired config.
+    keys["/mcp/instances/llama-3-8b/i-1"] = b'{"address": "10.0.0.7:8000"}'
     kvs = tuple(KeyValue(k, v, 3, 3 + i, 1) for i, (k, v) in enumerate(sorted(keys.items())))
     copy = cache.CachedCopy(layout.ROOT, 40, time.time() - 5, 1, tuple(dead.endpoints), kvs)
     cache.save(cache.cache_path(tmp_path, layout.ROOT), copy)
@@ -160,5 +162,6 @@ def test_view_starts_from_a_cached_config(tmp_path: Path, dead: Client) -> None:
     try:
         assert view.stale and view.staleness_s >= 4.0
         assert sorted(view.models) == sorted(m["name"] for m in doc["models"])
+        assert view.invalid is None
     finally:
         view.stop()
