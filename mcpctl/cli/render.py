@@ -63,8 +63,8 @@ def run(args: argparse.Namespace) -> int:
         except RenderError as e:
             raise UsageError("render", str(e)) from None
         if args.once or args.dry_run:
-            agent.start(wait=False)
             try:
+                agent.start(wait=False)
                 outcomes = agent.render_all()
             finally:
                 agent.stop()

@@ -15,9 +15,11 @@ the unified diff instead.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import os
 import shlex
+import signal
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -76,22 +78,30 @@ def run_command(cmd: str, timeout_s: float, *, src: Path | None = None) -> str |
     if src is not None:
         cmd = cmd.replace("{src}", shlex.quote(str(src)))
     try:
-        done = subprocess.run(
+        # Its own process group: a timeout kills what the shell started too
+        # (a grandchild holding the output pipe would otherwise hang us).
+        proc = subprocess.Popen(
             ["/bin/sh", "-c", cmd],
             stdin=subprocess.DEVNULL,
-            capture_output=True,
-            timeout=timeout_s,
-            check=False,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
-    except subprocess.TimeoutExpired:
-        return f"`{cmd}` did not finish within {timeout_s:g} s (killed)"
     except OSError as e:
         return f"`{cmd}` could not run: {e.strerror}"
-    if done.returncode == 0:
+    try:
+        output, _ = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        return f"`{cmd}` did not finish within {timeout_s:g} s (killed)"
+    if proc.returncode == 0:
         return None
-    output = (done.stdout + done.stderr)[-limits.RENDER_CMD_OUTPUT_BYTES_MAX :]
-    said = " ".join(output.decode("utf-8", "replace").split())
-    return f"`{cmd}` exited {done.returncode}" + (f": {said}" if said else "")
+    said = " ".join(
+        output[-limits.RENDER_CMD_OUTPUT_BYTES_MAX :].decode("utf-8", "replace").split()
+    )
+    return f"`{cmd}` exited {proc.returncode}" + (f": {said}" if said else "")
 
 
 def install(t: Template, content: bytes, *, dry_run: bool = False) -> Outcome:

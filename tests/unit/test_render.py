@@ -11,6 +11,7 @@ tests/integration/test_render.py.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -178,8 +179,11 @@ def test_install_rules(tmp_path: Path) -> None:
     assert t.dest.with_name("out.bak").read_bytes() == b"good 1\n"
     assert log.read_text() == "r\nr\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "out.bak", "reloads", "t.j2"]
-    slow = t.model_copy(update={"check_cmd": "sleep 5", "command_timeout_s": 0.2})
+    # A grandchild holding the output pipe is killed with the shell, not waited for.
+    slow = t.model_copy(update={"check_cmd": "sleep 30; true", "command_timeout_s": 0.2})
+    started = time.monotonic()
     assert "did not finish within 0.2 s" in install(slow, b"good 3\n").detail
+    assert time.monotonic() - started < 20
     broken_reload = t.model_copy(update={"reload_cmd": "echo nope >&2; exit 3"})
     out = install(broken_reload, b"good 4\n")
     assert out.status is Status.RELOAD_FAILED and out.detail.endswith("exited 3: nope")
