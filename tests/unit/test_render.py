@@ -257,3 +257,28 @@ def test_examples_render(tmp_path: Path) -> None:
     assert gateway["listen"] == {"host": "0.0.0.0", "port": 8080}
     no_log_level = json.loads(_render(node, Data(instances=instances, mcp=mcp)))
     assert no_log_level["log_level"] == "info"
+
+
+def test_cli_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A bad agent config: one line, exit 2; a template that does not compile:
+    exit 2 with file and line; no member and no cache: exit 3."""
+    from mcpctl.cli import main as cli_main
+    from mcpctl.cli.exitcodes import Exit
+
+    dead = f"127.0.0.1:{free_ports(1)[0]}"
+    agent = tmp_path / "agent.yaml"
+    agent.write_text("templates: [{src: t.j2, dest: rel, reads: {keys: [/a]}}]")
+    assert cli_main.main(["--endpoints", dead, "render", "-c", str(agent), "--once"]) == 2
+    err = capsys.readouterr().err
+    assert err == f"mcpctl render: {agent}: templates[0].dest: rel is not an absolute path\n"
+
+    (tmp_path / "t.j2").write_text("ok\n{% for %}\n")
+    agent.write_text(f"templates: [{{src: t.j2, dest: {tmp_path}/out, reads: {{keys: [/a]}}}}]")
+    assert cli_main.main(["--endpoints", dead, "render", "-c", str(agent)]) == Exit.USAGE
+    assert capsys.readouterr().err.startswith(f"mcpctl render: {tmp_path}/t.j2:2: ")
+
+    (tmp_path / "t.j2").write_text("{{ key('/a') }}\n")
+    code = cli_main.main(["--endpoints", dead, "render", "-c", str(agent), "--once"])
+    assert code == Exit.UNAVAILABLE
+    assert "mcpctl: unavailable: " in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
