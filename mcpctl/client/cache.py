@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import json
 import logging
@@ -133,6 +134,8 @@ def save(path: Path, copy: CachedCopy) -> bool:
     """Write ``copy`` to ``path`` atomically; False (old file kept, warning logged)
     when it is larger than ``CLIENT_CACHE_BYTES_MAX`` or the disk refuses it."""
     data = encode(copy)
+    with contextlib.suppress(OSError):  # write_atomic reports a real failure
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # it holds values
     if len(data) > limits.CLIENT_CACHE_BYTES_MAX:
         log.warning(
             "not caching %s at revision %d: %d bytes is over CLIENT_CACHE_BYTES_MAX (%d); "
