@@ -215,3 +215,8 @@ RENDER_CMD_OUTPUT_BYTES_MAX: Final = 2 * KIB
 RENDER_WAIT_S_MAX: Final = 3600.0
 # Lines of a --dry-run diff printed per template; the rest is counted, not shown.
 RENDER_DIFF_LINES_MAX: Final = 2000
+# Before a render, how long the agent waits for every source (watched prefix,
+# MCP view) to reach the newest revision one of them has, so a txn across two
+# prefixes is never rendered half-applied; past it, it renders what it has
+# (a warning). An idle watch moves on with its progress notification (1 s).
+RENDER_SOURCES_WAIT_S: Final = 5.0

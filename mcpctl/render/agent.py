@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from mcpctl import limits
 from mcpctl.client import Client
 from mcpctl.client.view import INSTANCES_PREFIX, ConfigUpdate, InvalidConfig, McpConfigView
 from mcpctl.client.watcher import Change, ConfigWatcher
@@ -144,7 +145,26 @@ class Agent:
         if self._view is not None:
             self._view.stop()
 
+    def _catch_up(self) -> None:
+        """Let every source reach the newest revision any of them has: a txn that
+        spans two watched prefixes is then whole in the render, not half of it
+        (an idle watch moves on with its progress notifications, every second).
+        Bounded by RENDER_SOURCES_WAIT_S; past it, the render goes on."""
+        sources: list[ConfigWatcher | McpConfigView] = [*self._watchers]
+        if self._view is not None:
+            sources.append(self._view)
+        if len(sources) < 2 or self.stale:
+            return
+        target = max(w.revision for w in self._watchers)
+        deadline = self._clock() + limits.RENDER_SOURCES_WAIT_S
+        for source in sources:
+            left = deadline - self._clock()
+            if left <= 0 or not source.wait_for_revision(target, left):
+                log.warning("render: a source is not at revision %d yet; rendering", target)
+                return
+
     def data(self) -> Data:
+        self._catch_up()
         kvs: dict[str, bytes] = {}
         revision = 0
         for w in self._watchers:

@@ -6,7 +6,9 @@ real process that re-reads its file on SIGHUP (tests/render_reader.py).
 - a failing check_cmd leaves the file in place (and no reload), a .bak is kept;
 - --dry-run prints the diff and changes nothing (file, mtime, no command run);
 - an identical render writes nothing;
-- with every member stopped, --once renders from the last-good cache.
+- with every member stopped, --once renders from the last-good cache;
+- a txn across two watched prefixes is never rendered half-applied;
+- the deploy/examples templates on live data, and a daemon cold start.
 """
 
 from __future__ import annotations
@@ -319,3 +321,40 @@ def test_fleet_and_mcp_examples_from_a_cold_start(
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(30)
     assert code == 0, daemon_log.read_text()
+
+
+def test_a_txn_across_two_watched_prefixes_is_rendered_whole(
+    cluster: Cluster, tmp_path: Path, daemon_log: Path
+) -> None:
+    """Two watches (/app/value and /app/extra/); each txn writes the same
+    number to both. Every installed file must show one number, never two."""
+    from mcpctl.client import put_op
+
+    conf = tmp_path / "out" / "app.conf"
+    history = tmp_path / "history"
+    agent = _agent(
+        tmp_path,
+        reload_cmd=f"cat {conf} >> {history}; echo --- >> {history}",
+        wait={"min": 0, "max": 0},  # render on every change: no debounce to hide a half txn
+    )
+    with cluster.client() as c:
+        c.txn(success=[put_op("/app/value", "0"), put_op("/app/extra/n", "0")])
+        with open(daemon_log, "w") as log:
+            proc = subprocess.Popen(
+                _cli(cluster, "-c", str(agent)), stdout=log, stderr=subprocess.STDOUT
+            )
+        try:
+            wait_for("the first render", lambda: history.exists() or None, WAIT_S)
+            for i in range(1, 30):
+                c.txn(success=[put_op("/app/value", str(i)), put_op("/app/extra/n", str(i))])
+            wait_for(
+                "the last txn rendered",
+                lambda: "value=29\n" in history.read_text() or None,
+                WAIT_S,
+            )
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(30)
+    for snapshot in history.read_text().split("---\n")[:-1]:
+        lines = dict(line.split("=", 1) for line in snapshot.splitlines() if "=" in line)
+        assert lines["value"] == lines["extra /app/extra/n"], snapshot
