@@ -161,6 +161,15 @@ WATCH_LEADER_CHECK_S: Final = 0.1
 WATCH_RESUME_ATTEMPTS_MAX: Final = 30
 # ConfigWatcher: how often it cross-checks its view against a read at a bookmark.
 CONFIG_WATCHER_CHECK_S_DEFAULT: Final = 30.0
+# ConfigWatcher's last-good cache file (mcpctl/client/cache.py): a copy whose
+# file would be larger is not written (the previous file stays, a warning is
+# logged); a larger file is ignored when read. Above what one prefix read can
+# return (RANGE_RESPONSE_BYTES_MAX) once base64-encoded.
+CLIENT_CACHE_BYTES_MAX: Final = 32 * MIB
+# The cache file is rewritten at most this often (a burst of changes costs one
+# write, not one per change); a pending change is written at the next watch
+# message or progress notification after the interval, and at stop().
+CLIENT_CACHE_SAVE_INTERVAL_S: Final = 1.0
 
 # --- web console (docs/console.md) ---------------------------------------------
 # A request body (apply, rollback) is at most this big; beyond: 413. Twice the
@@ -192,3 +201,30 @@ CONSOLE_SAMPLES_MAX: Final = 600
 CONSOLE_STREAM_QUEUE_MAX: Final = 4
 # How long open streams get to finish when the node stops.
 CONSOLE_STOP_GRACE_S: Final = 1
+
+# --- mcpctl render (docs/render.md) ----------------------------------------------
+# The agent config file, and templates in it; beyond: a one-line config error.
+RENDER_CONFIG_BYTES_MAX: Final = 256 * KIB
+RENDER_TEMPLATES_MAX: Final = 64
+# Keys plus prefixes one template reads; beyond: a one-line config error.
+RENDER_READS_MAX: Final = 64
+# A template source file; beyond: a one-line config error at start-up.
+RENDER_TEMPLATE_BYTES_MAX: Final = 1 * MIB
+# A rendered file; beyond: that render fails (nothing written, the last good
+# file stays, the reason is printed).
+RENDER_OUTPUT_BYTES_MAX: Final = 8 * MIB
+# check_cmd / reload_cmd: default and largest timeout, seconds; a command still
+# running then is killed and counts as failed.
+RENDER_CMD_TIMEOUT_S_DEFAULT: Final = 30.0
+RENDER_CMD_TIMEOUT_S_MAX: Final = 600.0
+# Bytes of a failed command's output kept in the message that reports it.
+RENDER_CMD_OUTPUT_BYTES_MAX: Final = 2 * KIB
+# wait.min / wait.max (debounce), seconds: the largest allowed.
+RENDER_WAIT_S_MAX: Final = 3600.0
+# Lines of a --dry-run diff printed per template; the rest is counted, not shown.
+RENDER_DIFF_LINES_MAX: Final = 2000
+# Before a render, how long the agent waits for every source (watched prefix,
+# MCP view) to reach the newest revision one of them has, so a txn across two
+# prefixes is never rendered half-applied; past it, it renders what it has
+# (a warning). An idle watch moves on with its progress notification (1 s).
+RENDER_SOURCES_WAIT_S: Final = 5.0

@@ -32,6 +32,7 @@ COMMANDS = (
     "export",
     "history",
     "rollback",
+    "render",
 )
 TIMEOUT_ENV = "MCPCTL_TIMEOUT"
 # Command names that differ from their module's name.

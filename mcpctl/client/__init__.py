@@ -5,7 +5,8 @@
   (``mcpctl.client.core`` maps the small private modules it is made of);
 - ``Lease`` (``client.grant(ttl)``): a lease kept alive in the background,
   reporting its loss (``lost``, ``on_lost``); docs/leases.md;
-- ``ConfigWatcher`` (``watcher``): a live copy of a prefix that re-arms itself;
+- ``ConfigWatcher`` (``watcher``): a live copy of a prefix that re-arms itself,
+  optionally kept on disk as a last-good cache (``cache``, docs/sdk.md);
 - ``McpClient`` (``mcp``): apply, export, history and rollback of the MCP document;
 - ``McpConfigView`` (``view``): a typed, validated, hot-reloaded MCP config.
 

@@ -11,6 +11,11 @@ change it decodes the whole copy as one document (``layout.decode``):
   problem (never a value), the problem is logged, and ``config`` stays the
   last valid one.
 
+With ``cache_dir``, the last valid config is kept on disk (the watcher's
+last-good cache, saved only while /mcp/ decodes): a service that starts while
+the cluster is unreachable gets that config (``stale`` True, ``staleness_s``
+its age) until the cluster answers; ``require_fresh=True`` refuses instead.
+
 An apply is one revision, so a service never sees half of one. Callbacks run
 one at a time, in revision order (on the watcher's thread; the first one on
 the thread that calls ``start``); exceptions they raise are logged. Every
@@ -32,6 +37,7 @@ property is safe from any thread.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -48,6 +54,10 @@ from mcpctl.mcp.schema import McpConfig, Model, SchemaError
 log = logging.getLogger("mcpctl.client.view")
 
 _T = TypeVar("_T")
+
+# The live fleet (DESIGN §13): instances register under here with their
+# leases; it is not part of the desired config the view decodes.
+INSTANCES_PREFIX = layout.ROOT + "instances/"
 
 # Top-level sections other than `models`, in document order.
 SECTIONS = ("server", "routing", "auth", "rate_limits", "logging")
@@ -107,6 +117,8 @@ class McpConfigView:
         on_error: Callable[[Exception], None] | None = None,
         check_interval_s: float = limits.CONFIG_WATCHER_CHECK_S_DEFAULT,
         progress_interval_ms: int = 1000,
+        cache_dir: str | os.PathLike[str] | None = None,
+        require_fresh: bool = False,
     ) -> None:
         self._on_update = on_update
         self._on_invalid = on_invalid
@@ -118,6 +130,9 @@ class McpConfigView:
             check_interval_s=check_interval_s,
             progress_interval_ms=progress_interval_ms,
             initial_changes=True,
+            cache_dir=cache_dir,
+            require_fresh=require_fresh,
+            cache_when=self._valid_now,
         )
         # Evaluations run one at a time (callbacks included), in revision order.
         self._evaluating = threading.Lock()
@@ -165,6 +180,16 @@ class McpConfigView:
             return self._invalid
 
     @property
+    def stale(self) -> bool:
+        """True while ``config`` comes from the last-good cache (cluster unreachable)."""
+        return self._watcher.stale
+
+    @property
+    def staleness_s(self) -> float:
+        """Age in seconds of the cached config in use; 0.0 when fresh."""
+        return self._watcher.staleness_s
+
+    @property
     def models(self) -> dict[str, Model]:
         """The models of ``config`` by name."""
         config = self.config
@@ -188,12 +213,21 @@ class McpConfigView:
                 self._cond.wait(left)
 
     # -- evaluation --------------------------------------------------------------------
+    def _valid_now(self) -> bool:
+        """The watcher's copy is the valid config in use (worth caching)."""
+        with self._cond:
+            return self._config is not None and self._invalid is None
+
     def _changed(self, changes: list[Change]) -> None:
         self._evaluate(max(ch.revision for ch in changes))
 
     def _evaluate(self, revision: int, *, only_if_first: bool = False) -> None:
         with self._evaluating:
-            snapshot = self._watcher.snapshot()
+            snapshot = {
+                k: kv
+                for k, kv in self._watcher.snapshot().items()
+                if not k.startswith(INSTANCES_PREFIX)
+            }
             versions = {k: kv.mod_revision for k, kv in snapshot.items()}
             with self._cond:
                 if versions == self._evaluated or (only_if_first and self._evaluated is not None):
@@ -240,7 +274,18 @@ class McpConfigView:
 
 
 def _versions(watcher: ConfigWatcher) -> dict[str, int]:
-    return {k: kv.mod_revision for k, kv in watcher.snapshot().items()}
+    return {
+        k: kv.mod_revision
+        for k, kv in watcher.snapshot().items()
+        if not k.startswith(INSTANCES_PREFIX)
+    }
 
 
-__all__ = ["ConfigUpdate", "InvalidConfig", "McpConfigView", "diff_configs", "model_changes"]
+__all__ = [
+    "INSTANCES_PREFIX",
+    "ConfigUpdate",
+    "InvalidConfig",
+    "McpConfigView",
+    "diff_configs",
+    "model_changes",
+]
