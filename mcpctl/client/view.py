@@ -42,6 +42,7 @@ from mcpctl import limits
 from mcpctl.client._client import Client
 from mcpctl.client.watcher import Change, ConfigWatcher
 from mcpctl.errors import NotFound
+from mcpctl.fleet.keys import is_fleet_key
 from mcpctl.mcp import layout
 from mcpctl.mcp.schema import McpConfig, Model, SchemaError
 
@@ -194,6 +195,8 @@ class McpConfigView:
     def _evaluate(self, revision: int, *, only_if_first: bool = False) -> None:
         with self._evaluating:
             snapshot = self._watcher.snapshot()
+            # The live fleet (docs/fleet.md) changes often and is not config.
+            snapshot = {k: kv for k, kv in snapshot.items() if not is_fleet_key(k)}
             versions = {k: kv.mod_revision for k, kv in snapshot.items()}
             with self._cond:
                 if versions == self._evaluated or (only_if_first and self._evaluated is not None):
