@@ -227,6 +227,69 @@ def test_bad_input_is_refused_naming_the_field(cluster: Cluster) -> None:
     assert "model:" in proc.stderr
 
 
+INSTANCE_TOKEN = "instance-i1-token-0123456789"
+OPERATOR_TOKEN = "operator-token-0123456789ab"
+ROUTER_TOKEN = "router-token-0123456789abcd"
+
+
+def test_an_instance_token_writes_only_its_own_keys(tmp_path: Path) -> None:
+    """The role docs/fleet.md shows: an instance's token registers itself (lease,
+    put, report, revoke); writing another instance's key or its own operator state
+    is PERMISSION_DENIED; the operator's token drains it; a readonly router picks."""
+    from mcpctl.errors import PermissionDenied
+    from mcpctl.fleet.operator import set_operator
+    from mcpctl.server.auth import hash_token
+
+    auth = {
+        "enabled": True,
+        "roles": [
+            {"name": "instance-m-i1",
+             "permissions": [{"prefix": "/mcp/instances/m/i1", "access": "write"}]},
+            {"name": "fleet-operator",
+             "permissions": [{"prefix": "/mcp/operator/instances/", "access": "write"}]},
+        ],
+        "tokens": [
+            {"name": "m-i1", "role": "instance-m-i1", "sha256": hash_token(INSTANCE_TOKEN)},
+            {"name": "ops", "role": "fleet-operator", "sha256": hash_token(OPERATOR_TOKEN)},
+            {"name": "router", "role": "readonly", "sha256": hash_token(ROUTER_TOKEN)},
+        ],
+    }  # fmt: skip
+    cluster = Cluster(tmp_path, extra_config={"auth": auth})
+    try:
+        for node in cluster.nodes:
+            cluster.start(node)
+
+        def token_client(token: str) -> Client:
+            return Client(cluster.endpoints, token=token, timeout=5.0, attempts_max=3)
+
+        def ready() -> bool:
+            with token_client(ROUTER_TOKEN) as c:
+                c.get("/mcp/", prefix=True, count_only=True)
+            return True
+
+        wait_for("the cluster to serve", ready)
+        with token_client(INSTANCE_TOKEN) as mine, token_client(ROUTER_TOKEN) as router:
+            reg = Registration(mine, model="m", endpoint="http://i1.test:80", instance_id="i1")
+            reg.start()
+            reg.report(in_flight=3)
+            other = keys.instance_key("m", "i2")
+            with pytest.raises(PermissionDenied, match="may not write '/mcp/instances/m/i2'"):
+                mine.put(other, json.dumps({"endpoint": "http://evil.test:80"}))
+            with pytest.raises(PermissionDenied):
+                mine.put(keys.operator_key("m", "i1"), json.dumps({"draining": False}))
+            with pytest.raises(PermissionDenied):
+                Registration(mine, model="m", endpoint="http://x.test:80", instance_id="i2").start()
+            with InstancePicker(router, "m") as picker:
+                assert picker.pick() == "http://i1.test:80"
+                with token_client(OPERATOR_TOKEN) as ops:
+                    set_operator(ops, "m", "i1", draining=True)
+                wait_for("the drain", lambda: picker.pick_target() is None)
+            reg.close()  # the revoke needs write on its key: allowed
+            assert router.get(reg.key).kvs == []
+    finally:
+        cluster.close()
+
+
 def test_instances_survive_a_leader_kill(cluster: Cluster) -> None:
     """kill -9 of the leader: a registered instance (TTL 3 s) is still there past
     TTL + grace, and its load reports keep arriving. (Runs last.)"""
