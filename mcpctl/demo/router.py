@@ -145,7 +145,10 @@ def handler(pickers: Pickers, default_model: str) -> type[BaseHTTPRequestHandler
                     status, answer = forward(target.endpoint, self.path, body)
                 except Unreached:
                     continue  # nothing sent: once more, elsewhere
-                except OSError as e:  # sent, no answer: not retried (it may have run)
+                except (
+                    OSError,
+                    http.client.HTTPException,
+                ) as e:  # sent: not retried (it may have run)
                     self._error(502, f"{target.endpoint}: {e}")
                     return
                 headers = {"X-Mcp-Endpoint": target.endpoint, "X-Mcp-Attempts": str(len(tried))}
