@@ -25,7 +25,7 @@ from types import FrameType
 from mcpctl import limits
 from mcpctl.client import Client
 from mcpctl.errors import McpError
-from mcpctl.fleet.registration import Registration
+from mcpctl.fleet.registration import Registration, default_id
 
 # A request body is at most this big (the demo's answers are tiny).
 BODY_BYTES_MAX = 64 * 1024
@@ -34,9 +34,9 @@ BODY_BYTES_MAX = 64 * 1024
 class Counter:
     """In-flight requests and a smoothed latency, reported to the Registration."""
 
-    def __init__(self, registration: Registration) -> None:
+    def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._registration = registration
+        self.registration: Registration | None = None  # set once it exists
         self.in_flight = 0
         self.served = 0
         self.latency_ms = 0.0
@@ -44,14 +44,16 @@ class Counter:
     def begin(self) -> None:
         with self._lock:
             self.in_flight += 1
-            self._registration.report(in_flight=self.in_flight)
+            if self.registration is not None:
+                self.registration.report(in_flight=self.in_flight)
 
     def end(self, latency_ms: float) -> None:
         with self._lock:
             self.in_flight -= 1
             self.served += 1
             self.latency_ms = 0.8 * self.latency_ms + 0.2 * latency_ms
-            self._registration.report(in_flight=self.in_flight, latency_ms=self.latency_ms)
+            if self.registration is not None:
+                self.registration.report(in_flight=self.in_flight, latency_ms=self.latency_ms)
 
 
 def handler(
@@ -102,7 +104,7 @@ def handler(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True)
-    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--port", type=int, required=True, help="0: any free port")
     parser.add_argument("--host", default="127.0.0.1", help="listen address")
     parser.add_argument(
         "--advertise", default=None, help="the endpoint URL to register (default http://HOST:PORT)"
@@ -114,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--endpoints", default=None, help="host:port list (env MCPCTL_ENDPOINTS)")
     parser.add_argument("--token", default=os.environ.get("MCPCTL_TOKEN"), help="env MCPCTL_TOKEN")
     args = parser.parse_args(argv)
-    endpoint = args.advertise or f"http://{args.host}:{args.port}"
+    ident = args.id if args.id is not None else default_id()
     done = threading.Event()
 
     def stop(signum: int, frame: FrameType | None) -> None:
@@ -122,6 +124,13 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    counter = Counter()
+    serve = handler(args.model, ident, counter, args.delay_ms / 1000)
+    try:
+        server = ThreadingHTTPServer((args.host, args.port), serve)
+    except OSError as e:
+        parser.error(f"--port {args.port}: {e.strerror}")
+    endpoint = args.advertise or f"http://{args.host}:{server.server_address[1]}"
     with Client(args.endpoints, token=args.token) as client:
         try:
             registration = Registration(
@@ -130,13 +139,11 @@ def main(argv: list[str] | None = None) -> int:
                 endpoint=endpoint,
                 weight=args.weight,
                 ttl=args.ttl,
-                instance_id=args.id,
+                instance_id=ident,
             )
         except McpError as e:
             parser.error(e.message)
-        counter = Counter(registration)
-        serve = handler(args.model, registration.id, counter, args.delay_ms / 1000)
-        server = ThreadingHTTPServer((args.host, args.port), serve)
+        counter.registration = registration
         server.daemon_threads = True
         threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
         while not done.is_set():

@@ -21,6 +21,7 @@ import signal
 import threading
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from types import FrameType
 from typing import Final
 
@@ -162,7 +163,8 @@ def handler(pickers: Pickers, default_model: str) -> type[BaseHTTPRequestHandler
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--port", type=int, required=True, help="0: any free port")
+    parser.add_argument("--url-file", default=None, help="write the router's URL here once up")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--model", required=True, help="the model when a body names none")
     parser.add_argument("--policy", choices=POLICIES, default="weighted")
@@ -187,10 +189,17 @@ def main(argv: list[str] | None = None) -> int:
                 done.wait(1.0)
         else:
             return 0
-        server = ThreadingHTTPServer((args.host, args.port), handler(pickers, args.model))
+        try:
+            server = ThreadingHTTPServer((args.host, args.port), handler(pickers, args.model))
+        except OSError as e:
+            pickers.stop()
+            parser.error(f"--port {args.port}: {e.strerror}")
         server.daemon_threads = True
         threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
-        print(f"routing {args.model} on http://{args.host}:{args.port}", flush=True)
+        url = f"http://{args.host}:{server.server_address[1]}"
+        if args.url_file:
+            Path(args.url_file).write_text(url + "\n")
+        print(f"routing {args.model} on {url}", flush=True)
         done.wait()
         server.shutdown()
         pickers.stop()

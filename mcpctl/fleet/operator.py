@@ -61,7 +61,7 @@ class Row:
             "weight": i.weight,
             "enabled": i.operator.enabled,
             "draining": i.operator.draining,
-            "lease": f"{i.lease:x}",
+            "lease": f"{i.lease:016x}",
             "zone": i.info.zone,
             "version": i.info.version,
         }
