@@ -75,12 +75,12 @@ def instance_worker(
             regs.append(reg)
         conn.send(("registered", count))
         rng = random.Random(first)
-        level = 0
+        levels = [0] * len(regs)
         while not conn.poll(1.0):
-            level = 10 - level  # 0 <-> 10: beyond the deadband
-            for reg in regs:
+            for n, reg in enumerate(regs):
                 if rng.random() < fraction:
-                    reg.report(in_flight=level + rng.randrange(2))
+                    levels[n] = 10 - levels[n]  # 0 <-> 10: beyond the deadband
+                    reg.report(in_flight=levels[n])
         conn.recv()
         for reg in regs:
             reg.close()

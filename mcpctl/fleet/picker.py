@@ -73,6 +73,8 @@ class InstancePicker:
         self._lock = threading.Lock()
         self._infos: dict[tuple[str, str], tuple[InstanceInfo, int, int]] = {}
         self._operator: dict[tuple[str, str], OperatorState] = {}
+        # model -> its instances as last built (dropped when one of them changes).
+        self._pools: dict[str, list[Instance]] = {}
         self._config: McpConfig | None = None
         self._config_dirty = True
         self.invalid: dict[str, str] = {}
@@ -104,14 +106,19 @@ class InstancePicker:
 
     # -- reading -------------------------------------------------------------------
     def instances(self, model: str | None = None) -> list[Instance]:
-        """Every registered instance of ``model`` (default: the picker's), by id."""
+        """Every registered instance of ``model`` (default: the picker's), by id.
+        Built once per change of that model (a pick does not rebuild it)."""
         want = self.model if model is None else model
         with self._lock:
-            return [
-                Instance(m, i, info, self._operator.get((m, i), DEFAULT_OPERATOR), lease, rev)
-                for (m, i), (info, lease, rev) in sorted(self._infos.items())
-                if m == want
-            ]
+            cached = self._pools.get(want)
+            if cached is None:
+                cached = [
+                    Instance(m, i, info, self._operator.get((m, i), DEFAULT_OPERATOR), lease, rev)
+                    for (m, i), (info, lease, rev) in sorted(self._infos.items())
+                    if m == want
+                ]
+                self._pools[want] = cached
+            return list(cached)
 
     def config(self) -> McpConfig | None:
         """The static MCP config last read (None: none, or not valid)."""
@@ -175,6 +182,9 @@ class InstancePicker:
 
     def _apply(self, ch: Change, kv: KeyValue | None) -> bool:
         """One change to the fleet copy; True when it concerns this picker's model."""
+        where = keys.split(ch.key, keys.INSTANCES) or keys.split(ch.key, keys.OPERATOR)
+        if where is not None:
+            self._pools.pop(where[0], None)
         if (where := keys.split(ch.key, keys.INSTANCES)) is not None:
             if ch.value is None or kv is None:
                 self._infos.pop(where, None)
