@@ -125,6 +125,32 @@ CLIENT_LEASES_MAX: Final = 1000
 # so two renewals in a row can fail before it runs out.
 CLIENT_KEEPALIVE_TTL_DIVISOR: Final = 3
 
+# --- the live fleet (mcpctl/fleet/, docs/fleet.md) ------------------------------
+# A Registration writes its load at most once per this many seconds (so N
+# instances cost at most N Raft writes/s); a change inside the interval waits
+# for its end (the newest value is written, never a queue of them).
+FLEET_REPORT_INTERVAL_S_MIN: Final = 1.0
+# ...and only when the load moved beyond the deadband: in_flight or queue by at
+# least max(FLEET_DEADBAND_REQUESTS_MIN, FLEET_DEADBAND_FRACTION x the written
+# value), latency by FLEET_DEADBAND_FRACTION and 5 ms, or healthy flipped;
+FLEET_DEADBAND_REQUESTS_MIN: Final = 2
+FLEET_DEADBAND_FRACTION: Final = 0.2
+FLEET_DEADBAND_LATENCY_MS_MIN: Final = 5.0
+# ...or, unchanged, every this many seconds (a refresh).
+FLEET_REPORT_REFRESH_S: Final = 30.0
+# A Registration's lease TTL when none is given (seconds).
+FLEET_TTL_S_DEFAULT: Final = 10
+# Re-registration after the lease is lost: backoff from MIN doubling to MAX (jittered).
+FLEET_REREGISTER_BACKOFF_S_MIN: Final = 0.5
+FLEET_REREGISTER_BACKOFF_S_MAX: Final = 10.0
+# InstancePicker: when fewer than this fraction of a model's enabled,
+# non-draining instances are healthy, pick from all of them (Nacos' protect
+# threshold); 0 turns it off.
+FLEET_PROTECT_THRESHOLD_DEFAULT: Final = 0.5
+# An InstancePicker tracks at most this many instances (over all models);
+# more: the extra registrations are ignored and logged (a router's memory stays bounded).
+FLEET_PICKER_INSTANCES_MAX: Final = 10_000
+
 # --- security ------------------------------------------------------------------
 # Per-identity budget (requests/s, burst) for the whole cluster when auth is
 # on; each member enforces 1/voters of it. Beyond: RESOURCE_EXHAUSTED with a

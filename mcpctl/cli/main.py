@@ -33,10 +33,12 @@ COMMANDS = (
     "history",
     "rollback",
     "render",
+    "instances",
+    "drain",
 )
 TIMEOUT_ENV = "MCPCTL_TIMEOUT"
 # Command names that differ from their module's name.
-ALIASES = {"del": "delete"}
+ALIASES = {"del": "delete", "undrain": "drain"}
 # Global flags that take a value (the next argument, unless written --flag=value).
 _VALUE_FLAGS = frozenset(
     ("--endpoints", "--timeout", "--token", "--cacert", "--cert", "--key", "-w", "--write-out")

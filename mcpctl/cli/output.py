@@ -125,6 +125,14 @@ class Printer(ABC):
     def lease_list(self, res: LeaseList) -> None:
         """Every live lease's id."""
 
+    @abstractmethod
+    def instances(self, rows: Sequence[dict[str, Any]]) -> None:
+        """The live fleet: one row per instance (``mcpctl.fleet.operator.Row.json``)."""
+
+    @abstractmethod
+    def operator(self, model: str, ident: str, state: dict[str, Any], revision: int) -> None:
+        """An instance's operator state after drain/undrain."""
+
 
 class SimplePrinter(Printer):
     """Lines of text, etcdctl's ``-w simple``: values as they are, one per line."""
@@ -221,6 +229,13 @@ class SimplePrinter(Printer):
         for lease_id in res.ids:
             self.out.write(lease_hex(lease_id) + "\n")
 
+    def instances(self, rows: Sequence[dict[str, Any]]) -> None:
+        self.out.writelines(" ".join(row) + "\n" for row in _instance_rows(rows))
+
+    def operator(self, model: str, ident: str, state: dict[str, Any], revision: int) -> None:
+        what = "draining" if state["draining"] else "not draining"
+        self.out.write(f"{model}/{ident}: {what} (revision {revision})\n")
+
 
 class TablePrinter(SimplePrinter):
     """rich tables (240 columns when not on a terminal); what is no list of rows
@@ -303,6 +318,9 @@ class TablePrinter(SimplePrinter):
 
     def lease_list(self, res: LeaseList) -> None:
         self._table(["id"], [[lease_hex(i)] for i in res.ids])
+
+    def instances(self, rows: Sequence[dict[str, Any]]) -> None:
+        self._table(list(INSTANCE_COLUMNS), _instance_rows(rows))
 
 
 class JsonPrinter(Printer):
@@ -410,6 +428,12 @@ class JsonPrinter(Printer):
         leases = [{"id": lease_hex(i)} for i in res.ids]
         self._json({"header": header_json(res.header), "leases": leases})
 
+    def instances(self, rows: Sequence[dict[str, Any]]) -> None:
+        self._json({"instances": list(rows)})
+
+    def operator(self, model: str, ident: str, state: dict[str, Any], revision: int) -> None:
+        self._json({"model": model, "id": ident, "revision": revision, **state})
+
 
 # -w NAME -> its printer; main's -w choices are these names.
 PRINTERS: dict[str, type[Printer]] = {p.fmt: p for p in (SimplePrinter, JsonPrinter, TablePrinter)}
@@ -447,6 +471,20 @@ STATUS_COLUMNS = {
     "last contact ms": "last_contact_ms",
     "health": "health",
 }
+
+
+# The instances table's columns -> Row.json fields (mcpctl/fleet/operator.py).
+INSTANCE_COLUMNS = dict(
+    zip(
+        ("model", "id", "endpoint", "healthy", "in-flight", "weight", "ttl left", "draining"),
+        ("model", "id", "endpoint", "healthy", "in_flight", "weight", "ttl", "draining"),
+        strict=True,
+    )
+)
+
+
+def _instance_rows(rows: Sequence[dict[str, Any]]) -> list[list[str]]:
+    return [[_cell(r.get(k)) for k in INSTANCE_COLUMNS.values()] for r in rows]
 
 
 def _cell(value: Any) -> str:

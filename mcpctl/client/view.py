@@ -48,6 +48,7 @@ from mcpctl import limits
 from mcpctl.client._client import Client
 from mcpctl.client.watcher import Change, ConfigWatcher
 from mcpctl.errors import NotFound
+from mcpctl.fleet.keys import INSTANCES, is_fleet_key
 from mcpctl.mcp import layout
 from mcpctl.mcp.schema import McpConfig, Model, SchemaError
 
@@ -57,7 +58,7 @@ _T = TypeVar("_T")
 
 # The live fleet (DESIGN §13): instances register under here with their
 # leases; it is not part of the desired config the view decodes.
-INSTANCES_PREFIX = layout.ROOT + "instances/"
+INSTANCES_PREFIX = INSTANCES  # /mcp/instances/<model>/<id> (docs/fleet.md)
 
 # Top-level sections other than `models`, in document order.
 SECTIONS = ("server", "routing", "auth", "rate_limits", "logging")
@@ -223,11 +224,9 @@ class McpConfigView:
 
     def _evaluate(self, revision: int, *, only_if_first: bool = False) -> None:
         with self._evaluating:
-            snapshot = {
-                k: kv
-                for k, kv in self._watcher.snapshot().items()
-                if not k.startswith(INSTANCES_PREFIX)
-            }
+            snapshot = self._watcher.snapshot()
+            # The live fleet (docs/fleet.md) changes often and is not config.
+            snapshot = {k: kv for k, kv in snapshot.items() if not is_fleet_key(k)}
             versions = {k: kv.mod_revision for k, kv in snapshot.items()}
             with self._cond:
                 if versions == self._evaluated or (only_if_first and self._evaluated is not None):
@@ -274,11 +273,7 @@ class McpConfigView:
 
 
 def _versions(watcher: ConfigWatcher) -> dict[str, int]:
-    return {
-        k: kv.mod_revision
-        for k, kv in watcher.snapshot().items()
-        if not k.startswith(INSTANCES_PREFIX)
-    }
+    return {k: kv.mod_revision for k, kv in watcher.snapshot().items() if not is_fleet_key(k)}
 
 
 __all__ = [

@@ -26,6 +26,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from mcpctl.errors import InvalidArgument, NotFound
+from mcpctl.fleet.keys import is_fleet_key
 from mcpctl.mcp.schema import Loc, McpConfig, SchemaError, dotted, load_yaml, to_data, validate
 
 ROOT: Final = "/mcp/"
@@ -97,10 +98,11 @@ def _join(key: str, rest: Loc) -> str:
 
 
 def decode(kvs: Mapping[str, bytes]) -> McpConfig:
-    """The document the keys under ``/mcp/`` hold.
+    """The document the keys under ``/mcp/`` hold (fleet keys skipped).
 
     ``NotFound`` when there are none; ``SchemaError`` naming keys otherwise.
     """
+    kvs = {k: v for k, v in kvs.items() if not is_fleet_key(k)}
     if not kvs:
         raise NotFound(f"no MCP config under {ROOT}")
     problems: list[str] = []

@@ -35,6 +35,7 @@ from mcpctl.errors import (
     InvalidArgument,
     ResourceExhausted,
 )
+from mcpctl.fleet.keys import is_fleet_key
 
 Op = Literal["add", "change", "delete"]
 
@@ -252,22 +253,46 @@ async def apply(
         raise InvalidArgument("apply.expected_revision: must not be negative")
     desired = layout.encode(schema.parse_document(document))
     budget = _Budget(timeout_s)
-    current, read_revision = await read(backend, ROOT_KEY, True, expected_revision, budget)
+    everything, read_revision = await read(backend, ROOT_KEY, True, expected_revision, budget)
+    current = config_keys(everything)
     changes = diff(current, desired)
     if dry_run or (not changes and not expected_revision):
         return Outcome(changes, read_revision, 0)
-    revision = await write(
-        backend,
-        ROOT_KEY,
-        True,
-        changes,
-        read_revision,
-        len(current),
-        request_id,
-        budget,
-        stale=f"the live MCP config changed since revision {read_revision}; re-run apply",
-    )
-    return Outcome(changes, read_revision, revision)
+    req = txn_request(changes, config_guard(current, read_revision), request_id)
+    resp = await backend.txn(req, budget.left())
+    if not resp.succeeded:
+        raise CompareFailed(
+            f"the live MCP config changed since revision {read_revision}; re-run apply"
+        )
+    return Outcome(changes, read_revision, resp.header.revision if changes else 0)
+
+
+def config_keys(kvs: Mapping[str, bytes]) -> dict[str, bytes]:
+    """``kvs`` without the live fleet's keys (docs/fleet.md): desired config only."""
+    return {k: v for k, v in kvs.items() if not is_fleet_key(k)}
+
+
+# The parts of the MCP layout (layout.py; here as text: layout imports pydantic).
+_SECTION_KEYS = ("/mcp/auth", "/mcp/logging", "/mcp/routing", "/mcp/server")
+_PREFIXES = ("/mcp/models/", "/mcp/rate_limits/")
+
+
+def config_guard(current: Mapping[str, bytes], read_revision: int) -> list[kv.Compare]:
+    """Compares that hold only if no desired-config key under /mcp/ changed
+    since ``read_revision``: the fleet under /mcp/ changes all the time (load
+    reports) and must not make every apply fail, so /mcp/ is guarded part by
+    part: each section key, each layout prefix (and its count), and each other
+    key ``current`` holds (apply deletes those)."""
+    out: list[kv.Compare] = []
+    for key in _SECTION_KEYS:
+        out += guard(key.encode(), False, read_revision, int(key in current))
+    for prefix in _PREFIXES:
+        count = sum(1 for k in current if k.startswith(prefix))
+        out += guard(prefix.encode(), True, read_revision, count)
+    others = [k for k in current if k not in _SECTION_KEYS and not k.startswith(_PREFIXES)]
+    for key in sorted(others):
+        out += guard(key.encode(), False, read_revision, 1)
+    return out
 
 
 async def export(backend: KVBackend, revision: int, timeout_s: float) -> tuple[str, int]:
@@ -278,7 +303,7 @@ async def export(backend: KVBackend, revision: int, timeout_s: float) -> tuple[s
         raise InvalidArgument("export.revision: must not be negative")
     kvs, read_revision = await read(backend, ROOT_KEY, True, revision, _Budget(timeout_s))
     try:
-        doc = layout.decode(kvs)
+        doc = layout.decode(config_keys(kvs))
     except schema.SchemaError as e:
         title = f"the keys under {layout.ROOT} at revision {read_revision} are not a valid config"
         raise FailedPrecondition(schema.describe(e.problems, title)) from None

@@ -32,6 +32,7 @@ Revisions are compared exactly.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import functools
 import os
@@ -347,6 +348,10 @@ def tour(tmp_path: Path) -> Iterator[Tour]:
                 os.killpg(t.dev.proc.pid, signal.SIGKILL)
         for pid in node_pids(root / ".mcp-dev").values():
             os.kill(pid, signal.SIGKILL)
+        # The fleet part's background demo processes write their pids here.
+        for pid_file in (root / ".mcp-dev").glob("*.pid"):
+            with contextlib.suppress(ValueError, OSError):
+                os.kill(int(pid_file.read_text()), signal.SIGKILL)
 
 
 def start_cluster(t: Tour, block: Block) -> None:
