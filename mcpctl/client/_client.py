@@ -20,7 +20,7 @@ from mcpctl._proto.mcp.v1 import kv_pb2 as kv
 from mcpctl._proto.mcp.v1 import kv_pb2_grpc as kv_grpc
 from mcpctl.client._keepalive import Keeper
 from mcpctl.client._lease import Lease, LeaseCalls, lease_id_of
-from mcpctl.client._rules import Attempts, Timing, error_of, moves_on
+from mcpctl.client._rules import Attempts, Connections, Timing, error_of, not_connected
 from mcpctl.client._transport import (
     TOKEN_ENV,
     ChannelFactory,
@@ -28,6 +28,7 @@ from mcpctl.client._transport import (
     endpoints_from_env,
     grpc_channels,
     tls_credentials,
+    wait_connected,
 )
 from mcpctl.client._values import (
     DeleteResult,
@@ -97,6 +98,7 @@ class Client(LeaseCalls):
         self._lease_stubs: dict[str, lease_grpc.LeaseStub] = {}
         self._channel_lock = threading.Lock()  # the lease keeper's thread opens channels too
         self._current = 0
+        self._connections = Connections()
         token = token if token is not None else os.environ.get(TOKEN_ENV) or None
         self._metadata: tuple[tuple[str, str], ...] = (
             (("authorization", f"Bearer {token}"),) if token else ()
@@ -117,6 +119,16 @@ class Client(LeaseCalls):
             if channel is None:
                 channel = self._channels[endpoint] = self._open_channel(endpoint)
             return channel
+
+    def _connect(self, endpoint: str, timeout_s: float) -> bool:
+        """True when ``endpoint``'s channel is connected (known, or ready within
+        ``timeout_s``); a request is sent only then (``_rules``: sent or not)."""
+        if self._connections.known(endpoint):
+            return True
+        if not wait_connected(self._channel(endpoint), timeout_s):
+            return False
+        self._connections.up(endpoint)
+        return True
 
     def _endpoint(self) -> str:
         return self.endpoints[self._current % len(self.endpoints)]
@@ -149,17 +161,26 @@ class Client(LeaseCalls):
             if remaining_s <= 0:
                 break
             endpoint = self._endpoint()
-            try:
-                return pick(endpoint)(request, timeout=remaining_s, metadata=self._metadata)
-            except grpc.RpcError as e:
-                err, from_server = error_of(e)
-            if not moves_on(err):
-                raise err
+            sent = from_server = False
+            if self._connect(endpoint, remaining_s):
+                sent = True
+                try:
+                    resp = pick(endpoint)(
+                        request, timeout=attempts.remaining_s(), metadata=self._metadata
+                    )
+                    self._connections.up(endpoint)
+                    return resp
+                except grpc.RpcError as e:
+                    err, from_server = error_of(e)
+                self._connections.seen(endpoint, from_server)
+            else:
+                err = not_connected(endpoint)
+            pause_s = attempts.after(err, from_server, sent, attempt, len(self.endpoints))
             self._current += 1
-            if attempts.failed(err, from_server, len(self.endpoints)):
-                break  # no endpoint took a connection: nothing listens, fail now
-            if (attempt + 1) % len(self.endpoints) == 0:
-                self._timing.sleep(attempts.pause_s())
+            if pause_s is None:
+                break
+            if pause_s > 0:
+                self._timing.sleep(pause_s)
         raise attempts.outcome(request, self.endpoints)
 
     # -- KV --------------------------------------------------------------------

@@ -10,10 +10,19 @@
   ``CLIENT_BACKOFF_S_MAX``, never past the deadline.
 - Nothing listens: when every endpoint in a row refused the connection, the
   call fails at once with that ``Unavailable`` (no pause, no more rounds).
+- Sent or not: a client sends a request only on a channel it knows is
+  connected (``Connections``: a call on it succeeded, or it waited for the
+  channel to be ready first). An attempt whose channel did not connect was
+  never sent; that is a fact the client made, not a guess from grpc's
+  error text.
 - Outcome: a write (a request with a request id) that may have been applied
-  by some attempt ends ``OutcomeUnknown``; only a connection never made or a
-  member's own ``Unavailable`` answer proves it was not. Reads end with the
-  last error, or ``DeadlineExceeded`` when the deadline passed.
+  by some attempt ends ``OutcomeUnknown``; only a request never sent or a
+  member's own ``Unavailable`` answer (its ``mcp-error`` trailer) proves it
+  was not. Reads end with the last error, or ``DeadlineExceeded`` when the
+  deadline passed.
+
+``Attempts`` holds these decisions for one call; the sync ``Client`` and the
+asyncio ``mcpctl.aio.Client`` run the same object, each with its own I/O.
 - Mapping: ``error_of`` rebuilds the ``mcpctl.errors`` class from the status.
 
 Nothing here reads a clock or sleeps by itself: time comes in as ``Timing``.
@@ -58,18 +67,36 @@ class Timing:
     wait: Callable[[threading.Event, float | None], bool] = _wait
 
 
-# How grpc says a call never reached a server: nothing listens (or the
-# connection attempt timed out), or the host name does not resolve.
-NOT_SENT_MARKERS = ("failed to connect", "DNS resolution failed", "errors resolving")
+class Connections:
+    """Which endpoints have a channel known to be connected.
+
+    An endpoint is known connected after a call on it got an answer (a
+    response or a member's error) or after its channel was seen ready; a
+    transport failure (no ``mcp-error`` trailer) forgets it, so the next
+    attempt there waits for the channel first. Set operations only: the
+    lease keeper's thread shares it safely under the GIL."""
+
+    def __init__(self) -> None:
+        self._up: set[str] = set()
+
+    def known(self, endpoint: str) -> bool:
+        return endpoint in self._up
+
+    def up(self, endpoint: str) -> None:
+        self._up.add(endpoint)
+
+    def seen(self, endpoint: str, from_server: bool) -> None:
+        """A call there failed: a member's answer proves the connection, a
+        transport failure ends what is known of it."""
+        if from_server:
+            self._up.add(endpoint)
+        else:
+            self._up.discard(endpoint)
 
 
-def not_sent(err: McpError, from_server: bool) -> bool:
-    """The transport could not reach the endpoint: the request never left."""
-    return (
-        not from_server
-        and type(err) is Unavailable
-        and any(marker in err.message for marker in NOT_SENT_MARKERS)
-    )
+def not_connected(endpoint: str) -> Unavailable:
+    """The error of an attempt whose channel did not connect (never sent)."""
+    return Unavailable(f"failed to connect to {endpoint}")
 
 
 def moves_on(err: McpError) -> bool:
@@ -111,22 +138,35 @@ class Attempts:
     def remaining_s(self) -> float:
         return self.deadline - self._timing.monotonic()
 
-    def failed(self, err: McpError, from_server: bool, endpoints: int) -> bool:
+    def failed(self, err: McpError, from_server: bool, sent: bool, endpoints: int) -> bool:
         """Record an attempt that ended ``err`` (one that ``moves_on``); True
-        when the call should stop now because no endpoint took a connection."""
+        when the call should stop now because no endpoint took a connection.
+
+        ``sent``: the request left (its channel was connected); False only
+        when the client never issued it."""
         self.last = err
         # A transport failure after the request left may still have
-        # delivered it; only a connection never made or the node's own
+        # delivered it; only a request never sent or the node's own
         # "unavailable" answer proves a write was not applied.
-        never_sent = not_sent(err, from_server)
         self.unknown = self.unknown or (
-            isinstance(err, OutcomeUnknown | DeadlineExceeded)
-            or (not from_server and not never_sent)
+            sent and (isinstance(err, OutcomeUnknown | DeadlineExceeded) or not from_server)
         )
-        self.refused = self.refused + 1 if never_sent else 0
+        self.refused = 0 if sent else self.refused + 1
         # One endpoint or three, refused one after the other: nothing listens,
         # and grpc's own reconnect backoff would only replay the same failure.
         return self.refused >= endpoints
+
+    def after(
+        self, err: McpError, from_server: bool, sent: bool, attempt: int, endpoints: int
+    ) -> float | None:
+        """What follows a failed attempt (number ``attempt``, from 0): raises
+        ``err`` when it is the answer, None when the call must stop now, else
+        the pause before the next attempt (0: none)."""
+        if not moves_on(err):
+            raise err
+        if self.failed(err, from_server, sent, endpoints):
+            return None  # no endpoint took a connection: nothing listens, fail now
+        return self.pause_s() if (attempt + 1) % endpoints == 0 else 0.0
 
     def pause_s(self) -> float:
         """The pause after a round of every endpoint (jitter spreads retries

@@ -10,6 +10,7 @@ calls answer or raise chosen errors, per endpoint and per attempt.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
 
 import grpc
@@ -97,3 +98,32 @@ def grpc_channels(credentials: grpc.ChannelCredentials | None) -> ChannelFactory
         return grpc.insecure_channel(endpoint, options=options)
 
     return open_channel
+
+
+_SETTLED = (
+    grpc.ChannelConnectivity.READY,
+    grpc.ChannelConnectivity.TRANSIENT_FAILURE,
+    grpc.ChannelConnectivity.SHUTDOWN,
+)
+
+
+def wait_connected(channel: grpc.Channel, timeout_s: float) -> bool:
+    """Connect ``channel`` if it is idle and wait until it is ready (True) or
+    its connection attempt failed or ``timeout_s`` passed (False).
+
+    A failed attempt (refused, unresolvable host) shows as TRANSIENT_FAILURE
+    at once: the caller moves on without waiting out its deadline."""
+    settled: list[grpc.ChannelConnectivity] = []
+    done = threading.Event()
+
+    def on_change(state: grpc.ChannelConnectivity) -> None:
+        if state in _SETTLED and not settled:
+            settled.append(state)
+            done.set()
+
+    channel.subscribe(on_change, try_to_connect=True)
+    try:
+        done.wait(max(0.0, timeout_s))
+    finally:
+        channel.unsubscribe(on_change)
+    return bool(settled) and settled[0] is grpc.ChannelConnectivity.READY

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from mcpctl import limits
-from mcpctl.client._rules import error_of, not_sent
+from mcpctl.client._rules import error_of, not_connected
 from mcpctl.client._values import Event, Header, WatchBatch
 from mcpctl.errors import DeadlineExceeded, Internal, McpError, Unavailable
 
@@ -87,28 +87,44 @@ class WatchStream:
             # Until the first answer, the deadline cancels a call that hangs
             # (an endpoint that takes the connection and never answers).
             timer: threading.Timer | None = None
+            wait_s = (
+                limits.CLIENT_TIMEOUT_S_DEFAULT if deadline is None else deadline - time.monotonic()
+            )
             try:
-                call = self._call = self._client._watch_stub(endpoint).Watch(
-                    req, metadata=self._client._metadata
-                )
-                if not connected and deadline is not None:
-                    timer = threading.Timer(max(0.0, deadline - time.monotonic()), call.cancel)
-                    timer.daemon = True
-                    timer.start()
-                for msg in call:
-                    if timer is not None:
-                        timer.cancel()
-                    connected = True
-                    failures = 0
-                    backoff = limits.CLIENT_BACKOFF_S_MIN
-                    if msg.progress and msg.header.revision < self.next_revision - 1:
-                        # A member behind what this stream already delivered
-                        # (after a resume): its bookmark would go backwards.
-                        continue
-                    yield self._advance(msg)
-                if self._closed.is_set():
-                    return
-                err: McpError = Unavailable("the member ended the watch")
+                if not self._client._connect(endpoint, wait_s):
+                    # Never sent: nothing listens there (or no connection in time).
+                    err: McpError = not_connected(endpoint)
+                    last = err
+                    refused += 1
+                    if (
+                        deadline is not None
+                        and not connected
+                        and refused >= len(self._client.endpoints)
+                    ):
+                        raise err  # nothing listens at any endpoint
+                else:
+                    refused = 0
+                    call = self._call = self._client._watch_stub(endpoint).Watch(
+                        req, metadata=self._client._metadata
+                    )
+                    if not connected and deadline is not None:
+                        timer = threading.Timer(max(0.0, deadline - time.monotonic()), call.cancel)
+                        timer.daemon = True
+                        timer.start()
+                    for msg in call:
+                        if timer is not None:
+                            timer.cancel()
+                        connected = True
+                        failures = 0
+                        backoff = limits.CLIENT_BACKOFF_S_MIN
+                        if msg.progress and msg.header.revision < self.next_revision - 1:
+                            # A member behind what this stream already delivered
+                            # (after a resume): its bookmark would go backwards.
+                            continue
+                        yield self._advance(msg)
+                    if self._closed.is_set():
+                        return
+                    err = Unavailable("the member ended the watch")
             except grpc.RpcError as e:
                 if self._closed.is_set():
                     return
@@ -116,16 +132,10 @@ class WatchStream:
                     # The timer cancelled this call: the error worth showing is the last one.
                     raise self._no_answer(timeout_s, last) from None
                 err, from_server = error_of(e)
+                self._client._connections.seen(endpoint, from_server)
                 last = err
                 if not isinstance(err, Unavailable | DeadlineExceeded | Internal):
                     raise err from None
-                refused = refused + 1 if not_sent(err, from_server) else 0
-                if (
-                    deadline is not None
-                    and not connected
-                    and refused >= len(self._client.endpoints)
-                ):
-                    raise err from None  # nothing listens at any endpoint
             finally:
                 if timer is not None:
                     timer.cancel()

@@ -69,17 +69,31 @@ def said_by_node(err: McpError) -> FakeRpcError:
     return FakeRpcError(grpc.StatusCode[err.code], err.message, err.metadata())
 
 
-def refused() -> FakeRpcError:
+@dataclass(frozen=True)
+class NoConnection:
+    """The channel's connection attempt fails (TRANSIENT_FAILURE): the client
+    never sends the request. Taken when the client waits for the channel."""
+
+    why: str
+
+
+def refused() -> NoConnection:
     """Nothing listens at the endpoint: the request never left."""
+    return NoConnection("connection refused")
+
+
+def dns_failed() -> NoConnection:
+    return NoConnection("DNS resolution failed for nosuch:1")
+
+
+def refused_late() -> FakeRpcError:
+    """grpc's "failed to connect" on a channel that was connected: the client
+    sent the request, so the text proves nothing (no text is matched)."""
     return FakeRpcError(
         grpc.StatusCode.UNAVAILABLE,
         "failed to connect to all addresses; last error: UNKNOWN: "
         "ipv4:127.0.0.1:1: Failed to connect to remote host: Connection refused",
     )
-
-
-def dns_failed() -> FakeRpcError:
-    return FakeRpcError(grpc.StatusCode.UNAVAILABLE, "DNS resolution failed for nosuch:1")
 
 
 def dropped() -> FakeRpcError:
@@ -172,6 +186,16 @@ class FakeNet:
             raise found
         return found
 
+    def connect(self, endpoint: str) -> bool:
+        """The client waits for ``endpoint``'s channel: a ``NoConnection`` at the
+        head of its answers is taken (and recorded as an attempt)."""
+        queue = self.answers.get(endpoint)
+        if queue and isinstance(queue[0], NoConnection):
+            queue.pop(0)
+            self.sent.append(Sent(endpoint, "(connect)", None, 0.0, (), self.clock.now_s))
+            return False
+        return True
+
     @property
     def endpoints(self) -> list[str]:
         return [s.endpoint for s in self.sent]
@@ -195,6 +219,15 @@ class _FakeChannel:
             raise AssertionError(f"{method}: streams are not faked here")
 
         return call  # a stub is built with every method; none of these is called
+
+    def subscribe(self, callback: Callable[[grpc.ChannelConnectivity], None], **_: object) -> None:
+        ok = self._net.connect(self._endpoint)
+        callback(
+            grpc.ChannelConnectivity.READY if ok else grpc.ChannelConnectivity.TRANSIENT_FAILURE
+        )
+
+    def unsubscribe(self, _callback: object) -> None:
+        pass
 
     def close(self) -> None:
         self._net.closed.append(self._endpoint)
@@ -234,16 +267,18 @@ def scripted(answers: dict[str, list[Answer]]) -> FakeNet:
     ids=lambda f: f.__name__,
 )
 def test_unavailable_and_deadline_move_to_the_next_endpoint(
-    failure: Callable[[], FakeRpcError],
+    failure: Callable[[], FakeRpcError | NoConnection],
 ) -> None:
     """An attempt that ends Unavailable (said by a member or by the transport,
-    CANCELLED included) or DeadlineExceeded is tried again on the next endpoint,
-    at once (no pause inside a round)."""
-    net = scripted({"a:1": [failure()], "b:2": [range_ok(9)]})
+    CANCELLED included, or a channel that did not connect) or DeadlineExceeded
+    is tried again on the next endpoint, at once (no pause inside a round)."""
+    first = failure()
+    net = scripted({"a:1": [first], "b:2": [range_ok(9)]})
     result = client_of(net).get("/k")
     assert result.header.revision == 9
     assert net.endpoints == ["a:1", "b:2"]
-    assert [s.method for s in net.sent] == ["/mcp.v1.KV/Range"] * 2
+    first_method = "(connect)" if isinstance(first, NoConnection) else "/mcp.v1.KV/Range"
+    assert [s.method for s in net.sent] == [first_method, "/mcp.v1.KV/Range"]
     assert net.clock.sleeps == []
 
 
@@ -293,7 +328,7 @@ def test_a_members_error_comes_back_as_the_same_class(err: McpError) -> None:
 @pytest.mark.parametrize(
     ("rpc_error", "expected"),
     [
-        (refused(), Unavailable),
+        (refused_late(), Unavailable),
         (dropped(), Unavailable),
         (timed_out(), DeadlineExceeded),
         (cancelled(), Unavailable),
@@ -437,14 +472,23 @@ def test_when_no_endpoint_takes_a_connection_the_call_fails_fast_unavailable(
 
 
 def test_only_refusals_in_a_row_end_the_call_early() -> None:
-    """An attempt that reached a member resets the count of refusals."""
+    """An attempt that reached a member resets the count of refusals; so does
+    one sent on a connected channel that then broke (the client forgets that
+    connection and waits for the channel next time, where it is refused)."""
     net = scripted(
-        {"a:1": [refused(), refused()], "b:2": [no_leader(), refused()], "c:3": [refused()]}
+        {
+            "a:1": [refused(), refused(), refused()],
+            "b:2": [no_leader(), dropped(), refused()],
+            "c:3": [refused(), refused()],
+        }
     )
-    with pytest.raises(Unavailable):
+    with pytest.raises(Unavailable, match="failed to connect to b:2"):
         client_of(net, timeout=1000.0).get("/k")
-    assert net.endpoints == ["a:1", "b:2", "c:3", "a:1", "b:2"]
-    assert len(net.clock.sleeps) == 1
+    assert net.endpoints == ["a:1", "b:2", "c:3", "a:1", "b:2", "c:3", "a:1", "b:2"]
+    assert [s.method for s in net.sent if s.endpoint == "b:2"] == ["/mcp.v1.KV/Range"] * 2 + [
+        "(connect)"
+    ]
+    assert len(net.clock.sleeps) == 2
 
 
 # -- outcomes of writes and reads --------------------------------------------------
