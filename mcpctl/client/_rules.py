@@ -111,7 +111,8 @@ def error_of(e: grpc.RpcError) -> tuple[McpError, bool]:
     trailers = e.trailing_metadata() if hasattr(e, "trailing_metadata") else None
     metadata: dict[str, str] = {}
     for item in trailers or ():
-        key, value = item.key, item.value
+        entry: Any = item  # sync: a (key, value) namedtuple; aio: a plain tuple
+        key, value = entry[0], entry[1]
         if isinstance(value, str):
             metadata[key] = value
     if code == grpc.StatusCode.CANCELLED and ERROR_KIND_KEY not in metadata:

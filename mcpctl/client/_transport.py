@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import grpc
 
@@ -64,9 +64,32 @@ def endpoints_from_env(value: str | None = None) -> list[str]:
     return found or list(DEFAULT_ENDPOINTS)
 
 
-def tls_credentials(
+def client_endpoints(endpoints: Sequence[str] | str | None) -> list[str]:
+    """A client's endpoints: a list, a comma-separated string, or (None) env
+    MCPCTL_ENDPOINTS / the defaults; each checked by ``check_endpoint``."""
+    if endpoints is None:
+        endpoints = endpoints_from_env()
+    elif isinstance(endpoints, str):
+        endpoints = endpoints_from_env(endpoints)
+    if not endpoints:
+        raise ValueError("at least one endpoint is required")
+    return [check_endpoint(e) for e in endpoints]
+
+
+def auth_metadata(token: str | None) -> tuple[tuple[str, str], ...]:
+    """The call metadata of a bearer ``token`` (default: env MCPCTL_TOKEN)."""
+    token = token if token is not None else os.environ.get(TOKEN_ENV) or None
+    return (("authorization", f"Bearer {token}"),) if token else ()
+
+
+def client_tls(
     cacert: str | None, cert: str | None, key: str | None
-) -> grpc.ChannelCredentials | None:
+) -> tuple[bytes | None, bytes | None, bytes | None] | None:
+    """The TLS files of a client (arguments, else env MCPCTL_CACERT/_CERT/_KEY),
+    read; None when TLS is off. Both clients build credentials from these."""
+    cacert = cacert if cacert is not None else os.environ.get("MCPCTL_CACERT")
+    cert = cert if cert is not None else os.environ.get("MCPCTL_CERT")
+    key = key if key is not None else os.environ.get("MCPCTL_KEY")
     if not (cacert or cert or key):
         return None
     if bool(cert) != bool(key):
@@ -81,10 +104,20 @@ def tls_credentials(
         except OSError as e:
             raise ValueError(f"{what} {path}: {e.strerror}") from None
 
+    return read(cacert, "--cacert"), read(key, "--key"), read(cert, "--cert")
+
+
+def tls_credentials(
+    cacert: str | None, cert: str | None, key: str | None
+) -> grpc.ChannelCredentials | None:
+    """Channel credentials from TLS files (env MCPCTL_CACERT/_CERT/_KEY for
+    those not given); None when TLS is off."""
+    files = client_tls(cacert, cert, key)
+    if files is None:
+        return None
+    root, private_key, chain = files
     return grpc.ssl_channel_credentials(
-        root_certificates=read(cacert, "--cacert"),
-        private_key=read(key, "--key"),
-        certificate_chain=read(cert, "--cert"),
+        root_certificates=root, private_key=private_key, certificate_chain=chain
     )
 
 

@@ -18,6 +18,23 @@ if TYPE_CHECKING:  # imported lazily at run time: `mcpctl get` should start fast
     from mcpctl._proto.mcp.v1 import lease_pb2
 
 
+class LeaseHandle:
+    """What ``lease=`` takes besides an id: ``Lease``, ``mcpctl.aio.Lease``."""
+
+    id: int
+
+
+def lease_id_of(lease: LeaseHandle | int | None) -> int:
+    """The id of ``lease`` (a lease handle or an int id; None: 0, no lease)."""
+    if lease is None:
+        return 0
+    if isinstance(lease, LeaseHandle):
+        return lease.id
+    if isinstance(lease, bool) or not isinstance(lease, int) or lease < 0:
+        raise ValueError(f"lease must be a Lease or a lease id >= 0, not {lease!r}")
+    return lease
+
+
 def new_request_id() -> str:
     return uuid.uuid4().hex
 
@@ -99,9 +116,29 @@ class DeleteResult:
 
 @dataclass(frozen=True, slots=True)
 class TxnResult:
+    """Which branch ran (``succeeded``: the compares held) and one result per
+    operation of that branch, in order (``GetResult`` for ``Op.get``...)."""
+
     header: Header
     succeeded: bool
-    responses: list[kv.ResponseOp]
+    responses: list[GetResult | PutResult | DeleteResult]
+
+    @classmethod
+    def of(cls, r: kv.TxnResponse) -> TxnResult:
+        return cls(Header.of(r.header), r.succeeded, [_response_of(op) for op in r.responses])
+
+
+def _response_of(op: kv.ResponseOp) -> GetResult | PutResult | DeleteResult:
+    which = op.WhichOneof("response")
+    if which == "response_range":
+        g = op.response_range
+        return GetResult(Header.of(g.header), [KeyValue.of(i) for i in g.kvs], g.count, g.more)
+    if which == "response_put":
+        p = op.response_put
+        prev = KeyValue.of(p.prev_kv) if p.HasField("prev_kv") else None
+        return PutResult(Header.of(p.header), prev)
+    d = op.response_delete_range
+    return DeleteResult(Header.of(d.header), d.deleted, [KeyValue.of(i) for i in d.prev_kvs])
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,9 @@ each with one job:
 - ``_client``: ``Client``, its KV, watch, cluster and membership calls;
 - ``_lease``: ``Lease`` and the lease calls of ``Client``; ``_keepalive``: the
   thread and stream that keep a Client's leases alive;
-- ``_ops``: ``put_op``/``delete_op``, the operations of a txn;
+- ``_ops``: ``put_op``/``delete_op``, the operations of a txn (older form);
+- ``_txn``: ``Compare`` and ``Op``, a txn's conditions and operations;
+- ``_results``: typed history, cluster status and membership results;
 - ``_watch``: ``WatchStream``, a watch that resumes without a gap.
 
 Users import from ``mcpctl.client``; errors are in ``mcpctl.errors``.
