@@ -33,6 +33,7 @@ from mcpctl.errors import (
 
 __version__ = "0.1.0"
 __all__ = [
+    "AsyncClient",
     "Client",
     "Compacted",
     "Compare",
@@ -56,10 +57,12 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from mcpctl.aio import Client as AsyncClient
     from mcpctl.client import Client, Compare, Lease, Op
     from mcpctl.client.watcher import ConfigWatcher
 
 _LAZY = {
+    "AsyncClient": ("mcpctl.aio", "Client"),
     "Client": ("mcpctl.client", "Client"),
     "Compare": ("mcpctl.client", "Compare"),
     "ConfigWatcher": ("mcpctl.client.watcher", "ConfigWatcher"),
