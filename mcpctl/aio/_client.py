@@ -26,7 +26,14 @@ from mcpctl.aio._lease import Lease, OnLost, OnRenewed
 from mcpctl.aio._watch import EOF, WatchStream
 from mcpctl.client import _calls as calls
 from mcpctl.client._results import ClusterStatus, HistoryResult, Member
-from mcpctl.client._rules import Attempts, Connections, Timing, error_of, not_connected
+from mcpctl.client._rules import (
+    Attempts,
+    Endpoints,
+    Timing,
+    check_lease_room,
+    error_of,
+    not_connected,
+)
 from mcpctl.client._transport import (
     CHANNEL_OPTIONS,
     auth_metadata,
@@ -47,7 +54,7 @@ from mcpctl.client._values import (
     TxnResult,
     lease_id_of,
 )
-from mcpctl.errors import ResourceExhausted, Unavailable
+from mcpctl.errors import Unavailable
 
 if TYPE_CHECKING:
     from mcpctl._proto.mcp.v1 import kv_pb2 as kv
@@ -122,8 +129,7 @@ class Client:
         self._timing = timing or Timing()
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._stubs: dict[tuple[str, str], Any] = {}
-        self._connections = Connections()
-        self._current = 0
+        self._endpoints = Endpoints(self.endpoints)
         self._leases: dict[int, Lease] = {}
 
     # -- plumbing ------------------------------------------------------------------
@@ -134,7 +140,7 @@ class Client:
         return channel
 
     def _endpoint(self) -> str:
-        return self.endpoints[self._current % len(self.endpoints)]
+        return self._endpoints.current()
 
     def _service(self, service: str, endpoint: str) -> Any:
         stub = self._stubs.get((service, endpoint))
@@ -154,11 +160,11 @@ class Client:
     async def _connect(self, endpoint: str, timeout_s: float) -> bool:
         """True when ``endpoint``'s channel is connected (known, or ready within
         ``timeout_s``); a request is sent only then (``_rules``)."""
-        if self._connections.known(endpoint):
+        if self._endpoints.known(endpoint):
             return True
         if not await wait_connected(self._channel(endpoint), timeout_s):
             return False
-        self._connections.up(endpoint)
+        self._endpoints.up(endpoint)
         return True
 
     async def _call(
@@ -169,33 +175,26 @@ class Client:
         timeout: float | None,
     ) -> Any:
         """One logical call: endpoints in turn within one deadline (``Attempts``)."""
-        attempts = Attempts(self.timeout if timeout is None else timeout, self._timing)
-        for attempt in range(self.attempts_max):
-            remaining_s = attempts.remaining_s()
-            if remaining_s <= 0:
-                break
-            endpoint = self._endpoint()
-            sent = from_server = False
-            if await self._connect(endpoint, remaining_s):
-                sent = True
+        attempts = Attempts(
+            self._endpoints,
+            self.timeout if timeout is None else timeout,
+            self.attempts_max,
+            self._timing,
+        )
+        while (endpoint := attempts.next()) is not None:
+            if not await self._connect(endpoint, attempts.remaining_s()):
+                pause_s = attempts.failed(endpoint, not_connected(endpoint), False, sent=False)
+            else:
                 try:
                     resp = await pick(endpoint)(
                         request, timeout=attempts.remaining_s(), metadata=self._metadata
                     )
-                    self._connections.up(endpoint)
-                    return resp
+                    return attempts.answered(endpoint, resp)
                 except grpc.RpcError as e:
-                    err, from_server = error_of(e)
-                self._connections.seen(endpoint, from_server)
-            else:
-                err = not_connected(endpoint)
-            pause_s = attempts.after(err, from_server, sent, attempt, len(self.endpoints))
-            self._current += 1
-            if pause_s is None:
-                break
+                    pause_s = attempts.failed(endpoint, *error_of(e), sent=True)
             if pause_s > 0:
                 await asyncio.sleep(pause_s)
-        raise attempts.outcome(request, self.endpoints)
+        raise attempts.outcome(request)
 
     async def _run(self, call: calls.Call[R], timeout: float | None) -> R:
         resp = await self._call(
@@ -311,11 +310,7 @@ class Client:
 
     # -- leases --------------------------------------------------------------------
     def _check_room(self) -> None:
-        if len(self._leases) >= limits.CLIENT_LEASES_MAX:
-            raise ResourceExhausted(
-                f"this client keeps {limits.CLIENT_LEASES_MAX} leases alive "
-                "(CLIENT_LEASES_MAX); revoke one or use another Client"
-            )
+        check_lease_room(len(self._leases))
 
     def _keep(self, lease: Lease) -> None:
         self._check_room()

@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from mcpctl import limits
-from mcpctl.client._values import Header, LeaseHandle, TimeToLive
+from mcpctl.client._values import LeaseState, TimeToLive
 from mcpctl.errors import LeaseNotFound, McpError
 
 if TYPE_CHECKING:
@@ -33,12 +33,16 @@ OnLost = Callable[["Lease"], Awaitable[None] | None]
 OnRenewed = Callable[["Lease", int], Awaitable[None] | None]
 
 
-class Lease(LeaseHandle):
+class Lease(LeaseState):
     """A lease the asyncio Client keeps alive until ``await revoke()``, the end of
     an ``async with`` block (which revokes it) or ``await Client.close()``.
 
     ``id``; ``ttl`` (seconds, as last granted or renewed); ``lost`` (an
     ``asyncio.Event`` set when the lease is gone) with ``lost_reason``."""
+
+    lost: asyncio.Event
+    on_lost: OnLost | None
+    on_renewed: OnRenewed | None
 
     def __init__(
         self,
@@ -50,21 +54,9 @@ class Lease(LeaseHandle):
         on_lost: OnLost | None = None,
         on_renewed: OnRenewed | None = None,
     ) -> None:
-        self.id = lease_id
-        self.ttl = ttl
-        self.lost = asyncio.Event()
-        self.lost_reason: str | None = None
-        self.on_lost = on_lost
-        self.on_renewed = on_renewed
-        self.header: Header | None = None
+        super().__init__(lease_id, ttl, sent_at, asyncio.Event(), on_lost, on_renewed)
         self._client = client
         self._task: asyncio.Task[None] | None = None
-        self._renewed(sent_at, ttl)
-
-    def _renewed(self, sent_at: float, ttl: int) -> None:
-        self.ttl = ttl
-        self._next_s = sent_at + ttl / limits.CLIENT_KEEPALIVE_TTL_DIVISOR
-        self._expires_s = sent_at + ttl
 
     def _start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(
@@ -120,9 +112,6 @@ class Lease(LeaseHandle):
     async def time_to_live(self, *, keys: bool = False) -> TimeToLive:
         return await self._client.time_to_live(self.id, keys=keys)
 
-    def __int__(self) -> int:
-        return self.id
-
     async def __aenter__(self) -> Lease:
         return self
 
@@ -134,10 +123,6 @@ class Lease(LeaseHandle):
             await self.revoke()
         except McpError as e:
             log.warning("lease %016x: revoke on exit failed: %s", self.id, e)
-
-    def __repr__(self) -> str:
-        state = f"lost: {self.lost_reason}" if self.lost.is_set() else "alive"
-        return f"Lease(id={self.id:016x}, ttl={self.ttl}, {state})"
 
 
 async def _callback(fn: Callable[..., Any], *args: Any) -> None:

@@ -20,7 +20,7 @@ import grpc
 from mcpctl import limits
 from mcpctl.client._rules import error_of, not_connected
 from mcpctl.client._values import WatchBatch
-from mcpctl.client._watch import WatchCursor, WatchRetry, no_answer
+from mcpctl.client._watch import WatchBase, WatchRetry, no_answer
 from mcpctl.errors import McpError, Unavailable
 
 if TYPE_CHECKING:
@@ -32,9 +32,12 @@ if TYPE_CHECKING:
 EOF: Any = grpc.aio.EOF  # type: ignore[attr-defined]
 
 
-class WatchStream:
+class WatchStream(WatchBase):
     """Iterate ``WatchBatch``es with ``async for``; ``close()`` (or leaving an
     ``async with``) ends it. One iteration per stream."""
+
+    _client: Client
+    _closed: asyncio.Event
 
     def __init__(
         self,
@@ -43,21 +46,7 @@ class WatchStream:
         *,
         connect_timeout_s: float | None = None,
     ) -> None:
-        self._client = client
-        self._cursor = WatchCursor(request)
-        self._call: Any = None
-        self._closed = asyncio.Event()
-        self._connect_timeout_s = connect_timeout_s
-
-    @property
-    def next_revision(self) -> int:
-        return self._cursor.next_revision
-
-    def close(self) -> None:
-        self._closed.set()
-        call = self._call
-        if call is not None:
-            call.cancel()
+        super().__init__(client, request, connect_timeout_s, asyncio.Event())
 
     async def __aenter__(self) -> WatchStream:
         return self
@@ -83,6 +72,7 @@ class WatchStream:
             sent = await client._connect(
                 endpoint, limits.CLIENT_TIMEOUT_S_DEFAULT if wait_s is None else wait_s
             )
+            from_server = False
             try:
                 if not sent:
                     err: McpError = not_connected(endpoint)
@@ -119,10 +109,9 @@ class WatchStream:
                 if self._closed.is_set():
                     return
                 err, from_server = error_of(e)
-                client._connections.seen(endpoint, from_server)
             last = err
             pause = retry.failed(err, sent=sent, fail_fast=bounded)
-            client._current += 1
+            client._endpoints.failed(endpoint, from_server)
             if bounded and deadline is not None:
                 pause = min(pause, max(0.0, deadline - loop.time()))
             with contextlib.suppress(TimeoutError):

@@ -19,7 +19,7 @@ from mcpctl.client import _calls as calls
 from mcpctl.client._keepalive import Keeper
 from mcpctl.client._lease import LeaseCalls
 from mcpctl.client._results import ClusterStatus, HistoryResult, Member
-from mcpctl.client._rules import Attempts, Connections, Timing, error_of, not_connected
+from mcpctl.client._rules import Attempts, Endpoints, Timing, error_of, not_connected
 from mcpctl.client._transport import (
     ChannelFactory,
     auth_metadata,
@@ -86,8 +86,7 @@ class Client(LeaseCalls):
         self._service_stubs: dict[str, dict[str, Any]] = {}
         self._watch_stubs: dict[str, watch_grpc.WatchStub] = {}
         self._channel_lock = threading.Lock()  # the lease keeper's thread opens channels too
-        self._current = 0
-        self._connections = Connections()
+        self._endpoints = Endpoints(self.endpoints)
         self._metadata = auth_metadata(token)
         self._credentials = tls_credentials(cacert, cert, key)
         self._open_channel = channel_factory or grpc_channels(self._credentials)
@@ -105,15 +104,15 @@ class Client(LeaseCalls):
     def _connect(self, endpoint: str, timeout_s: float) -> bool:
         """True when ``endpoint``'s channel is connected (known, or ready within
         ``timeout_s``); a request is sent only then (``_rules``: sent or not)."""
-        if self._connections.known(endpoint):
+        if self._endpoints.known(endpoint):
             return True
         if not wait_connected(self._channel(endpoint), timeout_s):
             return False
-        self._connections.up(endpoint)
+        self._endpoints.up(endpoint)
         return True
 
     def _endpoint(self) -> str:
-        return self.endpoints[self._current % len(self.endpoints)]
+        return self._endpoints.current()
 
     def _watch_stub(self, endpoint: str) -> watch_grpc.WatchStub:
         from mcpctl._proto.mcp.v1 import watch_pb2_grpc as watch_grpc
@@ -131,33 +130,26 @@ class Client(LeaseCalls):
         timeout: float | None,
     ) -> Resp:
         """One logical call: try endpoints in turn within one deadline (``_rules``)."""
-        attempts = Attempts(self.timeout if timeout is None else timeout, self._timing)
-        for attempt in range(self.attempts_max):
-            remaining_s = attempts.remaining_s()
-            if remaining_s <= 0:
-                break
-            endpoint = self._endpoint()
-            sent = from_server = False
-            if self._connect(endpoint, remaining_s):
-                sent = True
+        attempts = Attempts(
+            self._endpoints,
+            self.timeout if timeout is None else timeout,
+            self.attempts_max,
+            self._timing,
+        )
+        while (endpoint := attempts.next()) is not None:
+            if not self._connect(endpoint, attempts.remaining_s()):
+                pause_s = attempts.failed(endpoint, not_connected(endpoint), False, sent=False)
+            else:
                 try:
                     resp = pick(endpoint)(
                         request, timeout=attempts.remaining_s(), metadata=self._metadata
                     )
-                    self._connections.up(endpoint)
-                    return resp
+                    return attempts.answered(endpoint, resp)
                 except grpc.RpcError as e:
-                    err, from_server = error_of(e)
-                self._connections.seen(endpoint, from_server)
-            else:
-                err = not_connected(endpoint)
-            pause_s = attempts.after(err, from_server, sent, attempt, len(self.endpoints))
-            self._current += 1
-            if pause_s is None:
-                break
+                    pause_s = attempts.failed(endpoint, *error_of(e), sent=True)
             if pause_s > 0:
                 self._timing.sleep(pause_s)
-        raise attempts.outcome(request, self.endpoints)
+        raise attempts.outcome(request)
 
     def _service(self, service: calls.Service, endpoint: str) -> Any:
         """The stub of ``service`` on ``endpoint``'s channel (cached)."""

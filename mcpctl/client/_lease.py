@@ -30,13 +30,12 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from mcpctl import limits
 from mcpctl.client import _calls as calls
 from mcpctl.client._values import (
     Header,
-    LeaseHandle,
     LeaseKeepAlive,
     LeaseList,
+    LeaseState,
     TimeToLive,
 )
 from mcpctl.errors import LeaseNotFound, McpError, Unavailable
@@ -54,7 +53,7 @@ OnLost = Callable[["Lease"], None]
 OnRenewed = Callable[["Lease", int], None]
 
 
-class Lease(LeaseHandle):
+class Lease(LeaseState):
     """A lease this Client keeps alive in the background until ``revoke()``, the
     end of a ``with`` block (which revokes it) or ``Client.close()``.
 
@@ -62,6 +61,10 @@ class Lease(LeaseHandle):
     when the lease is gone) with ``lost_reason``; ``on_lost(lease)`` and
     ``on_renewed(lease, ttl)`` run on the keeper's thread. Pass the lease (or its
     id) as ``lease=`` to ``put`` or ``put_op`` to attach keys to it."""
+
+    lost: threading.Event
+    on_lost: OnLost | None
+    on_renewed: OnRenewed | None
 
     def __init__(
         self,
@@ -73,20 +76,8 @@ class Lease(LeaseHandle):
         on_lost: OnLost | None = None,
         on_renewed: OnRenewed | None = None,
     ) -> None:
-        self.id = lease_id
-        self.ttl = ttl
-        self.lost = threading.Event()
-        self.lost_reason: str | None = None
-        self.on_lost = on_lost
-        self.on_renewed = on_renewed
-        self.header: Header | None = None  # the grant's answer (None: adopted by keep_alive)
+        super().__init__(lease_id, ttl, sent_at, threading.Event(), on_lost, on_renewed)
         self._client = client
-        self._renewed(sent_at, ttl)
-
-    def _renewed(self, sent_at: float, ttl: int) -> None:
-        self.ttl = ttl
-        self._next_s = sent_at + ttl / limits.CLIENT_KEEPALIVE_TTL_DIVISOR
-        self._expires_s = sent_at + ttl
 
     def revoke(self) -> None:
         """Stop renewing, then revoke: every attached key is deleted in one revision.
@@ -99,9 +90,6 @@ class Lease(LeaseHandle):
         """The leader's remaining TTL (and the attached keys with ``keys``)."""
         return self._client.time_to_live(self.id, keys=keys)
 
-    def __int__(self) -> int:
-        return self.id
-
     def __enter__(self) -> Lease:
         return self
 
@@ -113,10 +101,6 @@ class Lease(LeaseHandle):
             self.revoke()
         except McpError as e:
             log.warning("lease %016x: revoke on exit failed: %s", self.id, e)
-
-    def __repr__(self) -> str:
-        state = f"lost: {self.lost_reason}" if self.lost.is_set() else "alive"
-        return f"Lease(id={self.id:016x}, ttl={self.ttl}, {state})"
 
 
 class LeaseCalls:

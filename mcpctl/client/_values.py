@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from mcpctl import limits
 from mcpctl._proto.mcp.v1 import kv_pb2
 from mcpctl._proto.mcp.v1 import kv_pb2 as kv
 
@@ -22,6 +23,38 @@ class LeaseHandle:
     """What ``lease=`` takes besides an id: ``Lease``, ``mcpctl.aio.Lease``."""
 
     id: int
+
+
+class LeaseState(LeaseHandle):
+    """What the leases of both clients hold: ``id``, ``ttl`` (seconds, as last
+    granted or renewed), ``lost`` (an event set when the lease is gone: a
+    ``threading.Event`` or an ``asyncio.Event``), ``lost_reason``, the
+    callbacks, and when the next renewal is due and the lease runs out
+    (counted from when its last successful renewal was sent)."""
+
+    def __init__(
+        self, lease_id: int, ttl: int, sent_at: float, lost: Any, on_lost: Any, on_renewed: Any
+    ) -> None:
+        self.id = lease_id
+        self.ttl = ttl
+        self.lost = lost
+        self.lost_reason: str | None = None
+        self.on_lost = on_lost
+        self.on_renewed = on_renewed
+        self.header: Header | None = None  # the grant's answer (None: adopted by keep_alive)
+        self._renewed(sent_at, ttl)
+
+    def _renewed(self, sent_at: float, ttl: int) -> None:
+        self.ttl = ttl
+        self._next_s = sent_at + ttl / limits.CLIENT_KEEPALIVE_TTL_DIVISOR
+        self._expires_s = sent_at + ttl
+
+    def __int__(self) -> int:
+        return self.id
+
+    def __repr__(self) -> str:
+        state = f"lost: {self.lost_reason}" if self.lost.is_set() else "alive"
+        return f"{type(self).__name__}(id={self.id:016x}, ttl={self.ttl}, {state})"
 
 
 def lease_id_of(lease: LeaseHandle | int | None) -> int:

@@ -97,6 +97,35 @@ class WatchRetry:
         return pause
 
 
+class WatchBase:
+    """What the watch streams of both clients hold: the client, the cursor, the
+    open call and a closed flag (a ``threading.Event`` or an ``asyncio.Event``)."""
+
+    def __init__(
+        self,
+        client: Any,
+        request: watchpb.WatchRequest,
+        connect_timeout_s: float | None,
+        closed: Any,
+    ) -> None:
+        self._client = client
+        self._cursor = WatchCursor(request)
+        self._call: Any = None
+        self._closed = closed
+        self._connect_timeout_s = connect_timeout_s
+
+    @property
+    def next_revision(self) -> int:
+        return self._cursor.next_revision
+
+    def close(self) -> None:
+        """End the stream (from any thread for the sync client)."""
+        self._closed.set()
+        call = self._call
+        if call is not None:
+            call.cancel()
+
+
 def no_answer(timeout_s: float | None, endpoints: list[str], last: McpError | None) -> McpError:
     """The first connection did not come within ``connect_timeout_s``."""
     return DeadlineExceeded(
@@ -105,7 +134,7 @@ def no_answer(timeout_s: float | None, endpoints: list[str], last: McpError | No
     )
 
 
-class WatchStream:
+class WatchStream(WatchBase):
     """Iterate ``WatchBatch``es; resumes on another member after a failure.
 
     The stream remembers the next revision it needs; when a member fails
@@ -123,6 +152,9 @@ class WatchStream:
     answer arrived, reconnects follow the rule above.
     """
 
+    _client: Client
+    _closed: threading.Event
+
     def __init__(
         self,
         client: Client,
@@ -130,21 +162,7 @@ class WatchStream:
         *,
         connect_timeout_s: float | None = None,
     ) -> None:
-        self._client = client
-        self._cursor = WatchCursor(request)
-        self._call: Any = None
-        self._closed = threading.Event()
-        self._connect_timeout_s = connect_timeout_s
-
-    @property
-    def next_revision(self) -> int:
-        return self._cursor.next_revision
-
-    def close(self) -> None:
-        self._closed.set()
-        call = self._call
-        if call is not None:
-            call.cancel()
+        super().__init__(client, request, connect_timeout_s, threading.Event())
 
     def __enter__(self) -> WatchStream:
         return self
@@ -169,6 +187,7 @@ class WatchStream:
             sent = client._connect(
                 endpoint, limits.CLIENT_TIMEOUT_S_DEFAULT if wait_s is None else wait_s
             )
+            from_server = False
             try:
                 if not sent:
                     err: McpError = not_connected(endpoint)
@@ -198,13 +217,12 @@ class WatchStream:
                     # The timer cancelled this call: the error worth showing is the last one.
                     raise no_answer(timeout_s, client.endpoints, last) from None
                 err, from_server = error_of(e)
-                client._connections.seen(endpoint, from_server)
             finally:
                 if timer is not None:
                     timer.cancel()
             last = err
             pause = retry.failed(err, sent=sent, fail_fast=bounded)
-            client._current += 1
+            client._endpoints.failed(endpoint, from_server)
             if bounded and deadline is not None:
                 pause = min(pause, max(0.0, deadline - time.monotonic()))
             self._closed.wait(pause)
