@@ -193,7 +193,7 @@ class Client:
                 except grpc.RpcError as e:
                     pause_s = attempts.failed(endpoint, *error_of(e), sent=True)
             if pause_s > 0:
-                await asyncio.sleep(pause_s)
+                await self._timing.asleep(pause_s)
         raise attempts.outcome(request)
 
     async def _run(self, call: calls.Call[R], timeout: float | None) -> R:

@@ -30,10 +30,11 @@ Nothing here reads a clock or sleeps by itself: time comes in as ``Timing``.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -62,12 +63,14 @@ class Timing:
     """The clock, the pause and the jitter of the retry rules (tests pass fakes).
 
     ``wait(event, seconds)``: a pause that ``event`` cuts short (None: no bound),
-    True when it did; the lease keeper's thread waits with it."""
+    True when it did; the lease keeper's thread waits with it. ``asleep``: the
+    pause of ``mcpctl.aio.Client``."""
 
     monotonic: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
     uniform: Callable[[float, float], float] = random.uniform
     wait: Callable[[threading.Event, float | None], bool] = _wait
+    asleep: Callable[[float], Awaitable[None]] = asyncio.sleep  # the asyncio client's pause
 
 
 class Endpoints:

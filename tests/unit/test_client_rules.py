@@ -7,7 +7,9 @@ checked without a socket, a thread or a sleep. Each test states its rule.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import inspect
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, cast
 
@@ -16,6 +18,7 @@ import pytest
 
 from mcpctl import limits
 from mcpctl._proto.mcp.v1 import kv_pb2 as kv
+from mcpctl.aio import Client as AioClient
 from mcpctl.client._rules import error_of
 from mcpctl.client.core import Client, Timing
 from mcpctl.errors import (
@@ -139,8 +142,13 @@ class FakeClock:
         self.jitters.append((low, high))
         return self.pick(low, high)
 
+    async def asleep(self, seconds: float) -> None:
+        self.sleep(seconds)
+
     def timing(self) -> Timing:
-        return Timing(monotonic=self.monotonic, sleep=self.sleep, uniform=self.uniform)
+        return Timing(
+            monotonic=self.monotonic, sleep=self.sleep, uniform=self.uniform, asleep=self.asleep
+        )
 
 
 @dataclass(frozen=True)
@@ -170,6 +178,10 @@ class FakeNet:
     def channel(self, endpoint: str) -> grpc.Channel:
         self.opened.append(endpoint)
         return cast(grpc.Channel, _FakeChannel(self, endpoint))
+
+    def aio_channel(self, endpoint: str) -> grpc.aio.Channel:
+        self.opened.append(endpoint)
+        return cast(grpc.aio.Channel, _FakeAioChannel(self, endpoint))
 
     def answer(
         self, endpoint: str, method: str, request: Any, timeout: float, metadata: Any
@@ -233,6 +245,49 @@ class _FakeChannel:
         self._net.closed.append(self._endpoint)
 
 
+class _FakeAioChannel(_FakeChannel):
+    """The same fake as a ``grpc.aio`` channel: awaitable calls, ``get_state``."""
+
+    def unary_unary(self, method: str, *_: object, **__: object) -> Callable[..., Any]:
+        sync_call = super().unary_unary(method)
+
+        async def call(request: Any, timeout: float, metadata: Any = ()) -> Any:
+            return sync_call(request, timeout, metadata)
+
+        return call
+
+    def get_state(self, try_to_connect: bool = False) -> grpc.ChannelConnectivity:
+        ok = self._net.connect(self._endpoint)
+        return grpc.ChannelConnectivity.READY if ok else grpc.ChannelConnectivity.TRANSIENT_FAILURE
+
+    async def close(self, grace: float | None = None) -> None:  # type: ignore[override]
+        super().close()
+
+
+class AioFacade:
+    """``mcpctl.aio.Client`` behind the blocking calls these tests make: each
+    coroutine runs to its end on a fresh event loop (the fakes hold no loop)."""
+
+    def __init__(self, client: AioClient) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._client, name)
+        if not inspect.iscoroutinefunction(attr):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return asyncio.run(attr(*args, **kwargs))
+
+        return call
+
+    def __enter__(self) -> AioFacade:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        asyncio.run(self._client.close())
+
+
 def forever(answer: Callable[[], Answer]) -> list[Answer]:
     """More answers than any call makes attempts."""
     return [answer() for _ in range(100)]
@@ -252,7 +307,26 @@ def _no_env(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
-def client_of(net: FakeNet, *, endpoints: list[str] = ENDPOINTS, **options: Any) -> Client:
+# Every rule holds for both clients: each test runs with the sync Client and
+# with mcpctl.aio.Client (through AioFacade), on the same fakes.
+_FLAVOR = {"name": "sync"}
+
+
+@pytest.fixture(autouse=True, params=["sync", "async"])
+def flavor(request: pytest.FixtureRequest) -> Iterator[str]:
+    _FLAVOR["name"] = request.param
+    yield request.param
+    _FLAVOR["name"] = "sync"
+
+
+def client_of(net: FakeNet, *, endpoints: list[str] = ENDPOINTS, **options: Any) -> Any:
+    """The client under test (``flavor``) on ``net``'s fake channels and clock."""
+    if _FLAVOR["name"] == "async":
+        return AioFacade(
+            AioClient(
+                endpoints, channel_factory=net.aio_channel, timing=net.clock.timing(), **options
+            )
+        )
     return Client(endpoints, channel_factory=net.channel, timing=net.clock.timing(), **options)
 
 
