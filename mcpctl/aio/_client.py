@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import grpc
 
 from mcpctl import limits
+from mcpctl._proto.mcp.v1 import watch_pb2_grpc
 from mcpctl.aio._lease import Lease, OnLost, OnRenewed
 from mcpctl.aio._watch import EOF, WatchStream
 from mcpctl.client import _calls as calls
@@ -146,8 +147,6 @@ class Client:
         stub = self._stubs.get((service, endpoint))
         if stub is None:
             if service == "Watch":
-                from mcpctl._proto.mcp.v1 import watch_pb2_grpc
-
                 cls: Any = watch_pb2_grpc.WatchStub
             else:
                 cls = calls.stub_class(service)  # type: ignore[arg-type]

@@ -5,6 +5,9 @@ A ``Call`` names the service and method, carries the request, and turns the
 response into the typed result (``_values``, ``_results``). The two clients
 differ only in how they run it (``_rules`` decides retries for both), so a
 request field or a result type is written once.
+
+The cluster, lease and watch messages are imported inside the functions that
+build them, for CLI start-up time (``mcpctl get`` needs only ``kv_pb2``).
 """
 
 from __future__ import annotations
