@@ -16,7 +16,9 @@ from collections.abc import Coroutine
 from typing import Any, Protocol, TypeVar
 
 from mcpctl.aio import Client as AsyncClient
-from mcpctl.client import Client, WatchBatch
+from mcpctl.aio import ConfigWatcher as AsyncConfigWatcher
+from mcpctl.client import Client, KeyValue, WatchBatch
+from mcpctl.client.watcher import Change, ConfigWatcher
 
 T = TypeVar("T")
 Item = WatchBatch | BaseException
@@ -34,8 +36,22 @@ class LeaseLike(Protocol):
     def wait_lost(self, timeout_s: float) -> str | None: ...
 
 
+class WatcherLike(Protocol):
+    """A started ConfigWatcher: every ``on_change`` call lands in ``changes``."""
+
+    changes: queue.Queue[list[Change]]
+
+    def wait_for_revision(self, revision: int, timeout_s: float) -> bool: ...
+
+    def snapshot(self) -> dict[str, KeyValue]: ...
+
+    def stop(self) -> None: ...
+
+
 class Flavor(Protocol):
     name: str
+
+    def config_watcher(self, prefix: str) -> WatcherLike: ...
 
     def call(self, method: str, *args: Any, **kwargs: Any) -> Any: ...
 
@@ -88,6 +104,25 @@ class SyncFlavor:
 
     def grant(self, ttl: int) -> LeaseLike:
         return _SyncLease(self.client, ttl)
+
+    def config_watcher(self, prefix: str) -> WatcherLike:
+        changes: queue.Queue[list[Change]] = queue.Queue()
+        watcher = ConfigWatcher(self.client, prefix, on_change=changes.put).start()
+
+        class Handle:
+            def __init__(self) -> None:
+                self.changes = changes
+
+            def wait_for_revision(self, revision: int, timeout_s: float) -> bool:
+                return watcher.wait_for_revision(revision, timeout_s)
+
+            def snapshot(self) -> dict[str, KeyValue]:
+                return watcher.snapshot()
+
+            def stop(self) -> None:
+                watcher.stop()
+
+        return Handle()
 
     def close(self) -> None:
         self.client.close()
@@ -154,6 +189,33 @@ class AsyncFlavor:
                     return None
                 reason: str | None = lease.lost_reason
                 return reason
+
+        return Handle()
+
+    def config_watcher(self, prefix: str) -> WatcherLike:
+        changes: queue.Queue[list[Change]] = queue.Queue()
+
+        async def on_change(batch: list[Change]) -> None:  # a coroutine callback
+            changes.put(batch)
+
+        async def start() -> AsyncConfigWatcher:
+            return await AsyncConfigWatcher(self.client, prefix, on_change=on_change).start()
+
+        watcher = self.run(start())
+        flavor = self
+
+        class Handle:
+            def __init__(self) -> None:
+                self.changes = changes
+
+            def wait_for_revision(self, revision: int, timeout_s: float) -> bool:
+                return flavor.run(watcher.wait_for_revision(revision, timeout_s), timeout_s + 10)
+
+            def snapshot(self) -> dict[str, KeyValue]:
+                return watcher.snapshot()
+
+            def stop(self) -> None:
+                flavor.run(watcher.stop())
 
         return Handle()
 

@@ -4,7 +4,8 @@ The same surface as ``mcpctl.client.Client`` with ``await``: KV (get, put,
 delete, txn with ``mcpctl.Compare``/``mcpctl.Op``, history, compact), watch
 as an async iterator that resumes without a gap, leases (``grant`` returns a
 ``Lease`` renewed by an asyncio task, with ``lost`` and ``on_lost``), status
-and membership. It runs the same rules as the sync client (``mcpctl.client._rules``:
+and membership; ``ConfigWatcher`` keeps a live copy of a prefix on one task.
+It runs the same rules as the sync client (``mcpctl.client._rules``:
 endpoint rotation, bounded attempts, request ids, outcomes) and builds the
 same requests and typed results (``mcpctl.client._calls``). docs/sdk.md.
 
@@ -21,5 +22,9 @@ from __future__ import annotations
 from mcpctl.aio._client import Client
 from mcpctl.aio._lease import Lease
 from mcpctl.aio._watch import WatchStream
+from mcpctl.aio._watcher import ConfigWatcher
 
-__all__ = ["Client", "Lease", "WatchStream"]
+# The name issue #17 uses; the same class.
+AsyncConfigWatcher = ConfigWatcher
+
+__all__ = ["AsyncConfigWatcher", "Client", "ConfigWatcher", "Lease", "WatchStream"]
