@@ -130,6 +130,20 @@ def test_a_lease_is_kept_alive_and_its_loss_is_reported(flavor_name: str, cluste
         c.close()
 
 
+def test_a_lease_nobody_can_renew_is_lost_after_its_ttl(flavor_name: str, cluster: Cluster) -> None:
+    """Every member killed: renewals fail on every endpoint, and once the TTL
+    of the last renewal has run out the lease is lost, saying why."""
+    c = flavor_of(flavor_name, cluster.endpoints, timeout=2.0)
+    try:
+        lease = c.grant(2)
+        for node in cluster.nodes:
+            cluster.kill(node)
+        reason = lease.wait_lost(30.0)
+        assert reason is not None and "not renewed within its TTL" in reason, reason
+    finally:
+        c.close()
+
+
 def test_writes_and_a_watch_survive_a_leader_kill(flavor_name: str, cluster: Cluster) -> None:
     """kill -9 the leader mid-stream: each write either succeeds (on the next
     member) or says its outcome is unknown, and the watch resumes on another
