@@ -3,7 +3,8 @@
 
 Neutral ground for both sides: the CLI (``mcpctl.cli.output``) and the node's
 console (``mcpctl.server.console.api``) import it, and it imports neither, so
-server code never imports ``mcpctl.cli``. The wire type is read only.
+server code never imports ``mcpctl.cli``. It reads the wire type (the console)
+or the SDK's ``MemberHealth`` (the CLI): the same fields.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from mcpctl._proto.mcp.v1 import cluster_pb2 as cluster
+    from mcpctl.client import MemberHealth
 
 # A member whose lag is above this is shown as "lagging".
 STATUS_LAG_WARN_MS = 1000
@@ -22,7 +24,7 @@ def _known(value: int) -> int | None:
     return None if value < 0 else value
 
 
-def status_json(m: cluster.MemberHealth, leader: str) -> dict[str, Any]:
+def status_json(m: cluster.MemberHealth | MemberHealth, leader: str) -> dict[str, Any]:
     if not m.reachable:
         health = "unreachable"
     elif not leader:

@@ -52,8 +52,8 @@ from mcpctl.client import (
 from mcpctl.status_view import status_json
 
 if TYPE_CHECKING:
-    from mcpctl._proto.mcp.v1 import cluster_pb2 as cluster
     from mcpctl.backup import BackupInfo
+    from mcpctl.client import ClusterStatus, Member
     from mcpctl.client.mcp import ExportResult, HistoryResult, WriteResult
 
 
@@ -82,11 +82,11 @@ class Printer(ABC):
         """One batch of events, flushed (a watch is read as it happens)."""
 
     @abstractmethod
-    def members(self, members: Sequence[cluster.Member]) -> None:
+    def members(self, members: Sequence[Member]) -> None:
         """The voting members."""
 
     @abstractmethod
-    def status(self, resp: cluster.ClusterStatusResponse) -> None:
+    def status(self, resp: ClusterStatus) -> None:
         """Every member's health and replication lag."""
 
     @abstractmethod
@@ -170,11 +170,11 @@ class SimplePrinter(Printer):
                 self.out.write(text_of(ev.kv.value)[0] + "\n")
         self.out.flush()
 
-    def members(self, members: Sequence[cluster.Member]) -> None:
+    def members(self, members: Sequence[Member]) -> None:
         for r in _member_rows(members):
             self.out.write(", ".join(r) + "\n")
 
-    def status(self, resp: cluster.ClusterStatusResponse) -> None:
+    def status(self, resp: ClusterStatus) -> None:
         for row in _status_rows(resp):
             self.out.write(", ".join(row) + "\n")
 
@@ -277,10 +277,10 @@ class TablePrinter(SimplePrinter):
     def delete(self, res: DeleteResult) -> None:
         self._table(["deleted", "revision"], [[res.deleted, res.header.revision]])
 
-    def members(self, members: Sequence[cluster.Member]) -> None:
+    def members(self, members: Sequence[Member]) -> None:
         self._table(["name", "raft address", "client address"], _member_rows(members))
 
-    def status(self, resp: cluster.ClusterStatusResponse) -> None:
+    def status(self, resp: ClusterStatus) -> None:
         self._table(list(STATUS_COLUMNS), _status_rows(resp))
 
     def config_write(self, res: WriteResult, *, done: str, hint: str = "") -> None:
@@ -363,12 +363,12 @@ class JsonPrinter(Printer):
             self._json(obj)
         self.out.flush()
 
-    def members(self, members: Sequence[cluster.Member]) -> None:
+    def members(self, members: Sequence[Member]) -> None:
         self._json(
             {"members": [dict(zip(MEMBER_FIELDS, r, strict=True)) for r in _member_rows(members)]}
         )
 
-    def status(self, resp: cluster.ClusterStatusResponse) -> None:
+    def status(self, resp: ClusterStatus) -> None:
         members = [status_json(m, resp.leader) for m in resp.members]
         self._json({"leader": resp.leader or None, "members": members})
 
@@ -449,11 +449,11 @@ def printer(fmt: str, out: TextIO | None = None) -> Printer:
 MEMBER_FIELDS = ("name", "raft_address", "client_address")
 
 
-def _member_rows(members: Sequence[cluster.Member]) -> list[list[str]]:
+def _member_rows(members: Sequence[Member]) -> list[list[str]]:
     return [[m.name, m.raft_address, m.client_address] for m in members]
 
 
-def _status_rows(resp: cluster.ClusterStatusResponse) -> list[list[str]]:
+def _status_rows(resp: ClusterStatus) -> list[list[str]]:
     members = [status_json(m, resp.leader) for m in resp.members]
     return [[_cell(m[key]) for key in STATUS_COLUMNS.values()] for m in members]
 

@@ -10,9 +10,13 @@
 - ``McpClient`` (``mcp``): apply, export, history and rollback of the MCP document;
 - ``McpConfigView`` (``view``): a typed, validated, hot-reloaded MCP config.
 
-Errors are in ``mcpctl.errors``. Only the core modules are imported eagerly:
-the others pull in pydantic or threads, and the CLI should not pay for them
-when it does not use them.
+Transactions are built with ``Compare`` and ``Op`` (``_txn``); every result
+is a typed dataclass (``_values``, ``_results``): nothing here asks a service
+to import ``mcpctl._proto``. The asyncio client is ``mcpctl.aio.Client``.
+
+Errors are in ``mcpctl.errors`` (and exported by ``mcpctl``). Only the core
+modules are imported eagerly: the others pull in pydantic or threads, and
+the CLI should not pay for them when it does not use them.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from typing import TYPE_CHECKING, Any
 from mcpctl.client._client import Client
 from mcpctl.client._lease import Lease
 from mcpctl.client._ops import delete_op, put_op
+from mcpctl.client._results import ClusterStatus, HistoryEntry, HistoryResult, Member, MemberHealth
+from mcpctl.client._txn import Compare, CompareOn, Op
 from mcpctl.client._values import (
     DeleteResult,
     Event,
@@ -47,11 +53,16 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Client",
+    "ClusterStatus",
+    "Compare",
+    "CompareOn",
     "ConfigWatcher",
     "DeleteResult",
     "Event",
     "GetResult",
     "Header",
+    "HistoryEntry",
+    "HistoryResult",
     "KeyValue",
     "Lease",
     "LeaseGrant",
@@ -59,7 +70,10 @@ __all__ = [
     "LeaseList",
     "McpClient",
     "McpConfigView",
+    "Member",
+    "MemberHealth",
     "MemberStatus",
+    "Op",
     "PutResult",
     "TimeToLive",
     "TxnResult",

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from mcpctl import limits
-from mcpctl.client._rules import Timing, error_of
+from mcpctl.client._rules import Timing, check_lease_room, error_of
 from mcpctl.client._values import Header, LeaseKeepAlive
-from mcpctl.errors import DeadlineExceeded, McpError, ResourceExhausted, Unavailable
+from mcpctl.errors import DeadlineExceeded, McpError, Unavailable
 
 if TYPE_CHECKING:
     from mcpctl.client._lease import Lease
@@ -106,11 +106,7 @@ class Keeper:
     def check_room(self) -> None:
         """``ResourceExhausted`` when this Client keeps ``CLIENT_LEASES_MAX`` leases."""
         with self._lock:
-            if len(self._leases) >= limits.CLIENT_LEASES_MAX:
-                raise ResourceExhausted(
-                    f"this client keeps {limits.CLIENT_LEASES_MAX} leases alive "
-                    "(CLIENT_LEASES_MAX); revoke one or use another Client"
-                )
+            check_lease_room(len(self._leases))
 
     def add(self, lease: Lease) -> None:
         self.check_room()

@@ -28,25 +28,32 @@ import contextlib
 import logging
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from mcpctl import limits
-from mcpctl._proto.mcp.v1 import kv_pb2 as kv
-from mcpctl.client._values import Header, LeaseGrant, LeaseKeepAlive, LeaseList, TimeToLive
+from mcpctl.client import _calls as calls
+from mcpctl.client._values import (
+    Header,
+    LeaseKeepAlive,
+    LeaseList,
+    LeaseState,
+    TimeToLive,
+)
 from mcpctl.errors import LeaseNotFound, McpError, Unavailable
 
 if TYPE_CHECKING:
     from mcpctl._proto.mcp.v1 import lease_pb2_grpc as lease_grpc
+    from mcpctl.client._calls import Call
     from mcpctl.client._keepalive import Keeper
     from mcpctl.client._rules import Timing
 
 log = logging.getLogger("mcpctl.client.lease")
+R = TypeVar("R")
 
 OnLost = Callable[["Lease"], None]
 OnRenewed = Callable[["Lease", int], None]
 
 
-class Lease:
+class Lease(LeaseState):
     """A lease this Client keeps alive in the background until ``revoke()``, the
     end of a ``with`` block (which revokes it) or ``Client.close()``.
 
@@ -54,6 +61,10 @@ class Lease:
     when the lease is gone) with ``lost_reason``; ``on_lost(lease)`` and
     ``on_renewed(lease, ttl)`` run on the keeper's thread. Pass the lease (or its
     id) as ``lease=`` to ``put`` or ``put_op`` to attach keys to it."""
+
+    lost: threading.Event
+    on_lost: OnLost | None
+    on_renewed: OnRenewed | None
 
     def __init__(
         self,
@@ -65,20 +76,8 @@ class Lease:
         on_lost: OnLost | None = None,
         on_renewed: OnRenewed | None = None,
     ) -> None:
-        self.id = lease_id
-        self.ttl = ttl
-        self.lost = threading.Event()
-        self.lost_reason: str | None = None
-        self.on_lost = on_lost
-        self.on_renewed = on_renewed
-        self.header: Header | None = None  # the grant's answer (None: adopted by keep_alive)
+        super().__init__(lease_id, ttl, sent_at, threading.Event(), on_lost, on_renewed)
         self._client = client
-        self._renewed(sent_at, ttl)
-
-    def _renewed(self, sent_at: float, ttl: int) -> None:
-        self.ttl = ttl
-        self._next_s = sent_at + ttl / limits.CLIENT_KEEPALIVE_TTL_DIVISOR
-        self._expires_s = sent_at + ttl
 
     def revoke(self) -> None:
         """Stop renewing, then revoke: every attached key is deleted in one revision.
@@ -91,9 +90,6 @@ class Lease:
         """The leader's remaining TTL (and the attached keys with ``keys``)."""
         return self._client.time_to_live(self.id, keys=keys)
 
-    def __int__(self) -> int:
-        return self.id
-
     def __enter__(self) -> Lease:
         return self
 
@@ -105,21 +101,6 @@ class Lease:
             self.revoke()
         except McpError as e:
             log.warning("lease %016x: revoke on exit failed: %s", self.id, e)
-
-    def __repr__(self) -> str:
-        state = f"lost: {self.lost_reason}" if self.lost.is_set() else "alive"
-        return f"Lease(id={self.id:016x}, ttl={self.ttl}, {state})"
-
-
-def lease_id_of(lease: Lease | int | None) -> int:
-    """The id of ``lease`` (a ``Lease`` or an int id; None: 0, no lease)."""
-    if lease is None:
-        return 0
-    if isinstance(lease, Lease):
-        return lease.id
-    if isinstance(lease, bool) or not isinstance(lease, int) or lease < 0:
-        raise ValueError(f"lease must be a Lease or a lease id >= 0, not {lease!r}")
-    return lease
 
 
 class LeaseCalls:
@@ -136,6 +117,8 @@ class LeaseCalls:
         ) -> Any: ...
 
         def _lease_stub(self, endpoint: str) -> lease_grpc.LeaseStub: ...
+
+        def _run(self, call: Call[R], timeout: float | None) -> R: ...
 
     def grant(
         self,
@@ -155,9 +138,7 @@ class LeaseCalls:
         if keep_alive:
             self._keeper.check_room()
         sent_at = self._timing.monotonic()
-        req = kv.LeaseGrantRequest(ttl=ttl, id=id)
-        resp = self._call(lambda e: self._lease_stub(e).Grant, req, timeout=timeout)
-        granted = LeaseGrant.of(resp)
+        granted = self._run(calls.grant(ttl, id=id), timeout)
         lease = Lease(
             self, granted.id, granted.ttl, sent_at, on_lost=on_lost, on_renewed=on_renewed
         )
@@ -189,7 +170,6 @@ class LeaseCalls:
     def keep_alive_once(self, lease_id: int, *, timeout: float | None = None) -> LeaseKeepAlive:
         """Renew a lease once (on the leader; followers send the client on).
         ``LeaseNotFound`` when it is gone (the answer was TTL 0)."""
-        from mcpctl._proto.mcp.v1 import lease_pb2
 
         def pick(endpoint: str) -> Callable[..., Any]:
             def call(request: Any, timeout: float, metadata: Any) -> Any:
@@ -200,34 +180,21 @@ class LeaseCalls:
 
             return call
 
-        req = lease_pb2.LeaseKeepAliveRequest(id=lease_id)
-        answer = LeaseKeepAlive.of(self._call(pick, req, timeout=timeout))
-        if answer.ttl <= 0:
-            raise LeaseNotFound(f"lease {lease_id:016x} not found (expired or revoked)")
-        return answer
+        req = calls.keep_alive_request(lease_id)
+        return calls.keep_alive_answer(lease_id, self._call(pick, req, timeout=timeout))
 
     def revoke(self, lease: Lease | int, *, timeout: float | None = None) -> Header:
         """Revoke a lease: its keys are deleted in one revision. ``LeaseNotFound``."""
         if isinstance(lease, Lease):
             self._keeper.remove(lease)
-        req = kv.LeaseRevokeRequest(id=lease_id_of(lease))
-        resp = self._call(lambda e: self._lease_stub(e).Revoke, req, timeout=timeout)
-        return Header.of(resp.header)
+        return self._run(calls.revoke(lease), timeout)
 
     def time_to_live(
         self, lease: Lease | int, *, keys: bool = False, timeout: float | None = None
     ) -> TimeToLive:
         """The leader's remaining and granted TTL (and keys). ``LeaseNotFound``."""
-        from mcpctl._proto.mcp.v1 import lease_pb2
-
-        req = lease_pb2.LeaseTimeToLiveRequest(id=lease_id_of(lease), keys=keys)
-        resp = self._call(lambda e: self._lease_stub(e).TimeToLive, req, timeout=timeout)
-        return TimeToLive.of(resp)
+        return self._run(calls.time_to_live(lease, keys=keys), timeout)
 
     def leases(self, *, timeout: float | None = None) -> LeaseList:
         """Every live lease's id."""
-        from mcpctl._proto.mcp.v1 import lease_pb2
-
-        req = lease_pb2.LeaseLeasesRequest()
-        resp = self._call(lambda e: self._lease_stub(e).Leases, req, timeout=timeout)
-        return LeaseList.of(resp)
+        return self._run(calls.leases(), timeout)

@@ -7,15 +7,14 @@ takes; ``put_op(lease=...)`` attaches the key to a lease as ``put`` does.
 from __future__ import annotations
 
 from mcpctl._proto.mcp.v1 import kv_pb2 as kv
-from mcpctl.client._lease import Lease, lease_id_of
-from mcpctl.client._values import encode_key, encode_value
+from mcpctl.client._values import LeaseHandle, encode_key, encode_value, lease_id_of
 
 
 def put_op(
     key: str | bytes,
     value: str | bytes,
     *,
-    lease: Lease | int | None = None,
+    lease: LeaseHandle | int | None = None,
     prev_kv: bool = False,
 ) -> kv.RequestOp:
     """A put inside a txn; ``lease`` (a ``Lease`` or its id) attaches the key to it."""

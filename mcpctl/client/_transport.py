@@ -10,7 +10,8 @@ calls answer or raise chosen errors, per endpoint and per attempt.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Sequence
 
 import grpc
 
@@ -63,9 +64,32 @@ def endpoints_from_env(value: str | None = None) -> list[str]:
     return found or list(DEFAULT_ENDPOINTS)
 
 
-def tls_credentials(
+def client_endpoints(endpoints: Sequence[str] | str | None) -> list[str]:
+    """A client's endpoints: a list, a comma-separated string, or (None) env
+    MCPCTL_ENDPOINTS / the defaults; each checked by ``check_endpoint``."""
+    if endpoints is None:
+        endpoints = endpoints_from_env()
+    elif isinstance(endpoints, str):
+        endpoints = endpoints_from_env(endpoints)
+    if not endpoints:
+        raise ValueError("at least one endpoint is required")
+    return [check_endpoint(e) for e in endpoints]
+
+
+def auth_metadata(token: str | None) -> tuple[tuple[str, str], ...]:
+    """The call metadata of a bearer ``token`` (default: env MCPCTL_TOKEN)."""
+    token = token if token is not None else os.environ.get(TOKEN_ENV) or None
+    return (("authorization", f"Bearer {token}"),) if token else ()
+
+
+def client_tls(
     cacert: str | None, cert: str | None, key: str | None
-) -> grpc.ChannelCredentials | None:
+) -> tuple[bytes | None, bytes | None, bytes | None] | None:
+    """The TLS files of a client (arguments, else env MCPCTL_CACERT/_CERT/_KEY),
+    read; None when TLS is off. Both clients build credentials from these."""
+    cacert = cacert if cacert is not None else os.environ.get("MCPCTL_CACERT")
+    cert = cert if cert is not None else os.environ.get("MCPCTL_CERT")
+    key = key if key is not None else os.environ.get("MCPCTL_KEY")
     if not (cacert or cert or key):
         return None
     if bool(cert) != bool(key):
@@ -80,10 +104,20 @@ def tls_credentials(
         except OSError as e:
             raise ValueError(f"{what} {path}: {e.strerror}") from None
 
+    return read(cacert, "--cacert"), read(key, "--key"), read(cert, "--cert")
+
+
+def tls_credentials(
+    cacert: str | None, cert: str | None, key: str | None
+) -> grpc.ChannelCredentials | None:
+    """Channel credentials from TLS files (env MCPCTL_CACERT/_CERT/_KEY for
+    those not given); None when TLS is off."""
+    files = client_tls(cacert, cert, key)
+    if files is None:
+        return None
+    root, private_key, chain = files
     return grpc.ssl_channel_credentials(
-        root_certificates=read(cacert, "--cacert"),
-        private_key=read(key, "--key"),
-        certificate_chain=read(cert, "--cert"),
+        root_certificates=root, private_key=private_key, certificate_chain=chain
     )
 
 
@@ -97,3 +131,32 @@ def grpc_channels(credentials: grpc.ChannelCredentials | None) -> ChannelFactory
         return grpc.insecure_channel(endpoint, options=options)
 
     return open_channel
+
+
+_SETTLED = (
+    grpc.ChannelConnectivity.READY,
+    grpc.ChannelConnectivity.TRANSIENT_FAILURE,
+    grpc.ChannelConnectivity.SHUTDOWN,
+)
+
+
+def wait_connected(channel: grpc.Channel, timeout_s: float) -> bool:
+    """Connect ``channel`` if it is idle and wait until it is ready (True) or
+    its connection attempt failed or ``timeout_s`` passed (False).
+
+    A failed attempt (refused, unresolvable host) shows as TRANSIENT_FAILURE
+    at once: the caller moves on without waiting out its deadline."""
+    settled: list[grpc.ChannelConnectivity] = []
+    done = threading.Event()
+
+    def on_change(state: grpc.ChannelConnectivity) -> None:
+        if state in _SETTLED and not settled:
+            settled.append(state)
+            done.set()
+
+    channel.subscribe(on_change, try_to_connect=True)
+    try:
+        done.wait(max(0.0, timeout_s))
+    finally:
+        channel.unsubscribe(on_change)
+    return bool(settled) and settled[0] is grpc.ChannelConnectivity.READY

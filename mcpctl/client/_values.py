@@ -8,14 +8,64 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from mcpctl import limits
 from mcpctl._proto.mcp.v1 import kv_pb2
 from mcpctl._proto.mcp.v1 import kv_pb2 as kv
 
 if TYPE_CHECKING:  # imported lazily at run time: `mcpctl get` should start fast
     from mcpctl._proto.mcp.v1 import cluster_pb2 as cluster
     from mcpctl._proto.mcp.v1 import lease_pb2
+
+
+class LeaseHandle:
+    """What ``lease=`` takes besides an id: ``Lease``, ``mcpctl.aio.Lease``."""
+
+    id: int
+
+
+class LeaseState(LeaseHandle):
+    """What the leases of both clients hold: ``id``, ``ttl`` (seconds, as last
+    granted or renewed), ``lost`` (an event set when the lease is gone: a
+    ``threading.Event`` or an ``asyncio.Event``), ``lost_reason``, the
+    callbacks, and when the next renewal is due and the lease runs out
+    (counted from when its last successful renewal was sent)."""
+
+    def __init__(
+        self, lease_id: int, ttl: int, sent_at: float, lost: Any, on_lost: Any, on_renewed: Any
+    ) -> None:
+        self.id = lease_id
+        self.ttl = ttl
+        self.lost = lost
+        self.lost_reason: str | None = None
+        self.on_lost = on_lost
+        self.on_renewed = on_renewed
+        self.header: Header | None = None  # the grant's answer (None: adopted by keep_alive)
+        self._renewed(sent_at, ttl)
+
+    def _renewed(self, sent_at: float, ttl: int) -> None:
+        self.ttl = ttl
+        self._next_s = sent_at + ttl / limits.CLIENT_KEEPALIVE_TTL_DIVISOR
+        self._expires_s = sent_at + ttl
+
+    def __int__(self) -> int:
+        return self.id
+
+    def __repr__(self) -> str:
+        state = f"lost: {self.lost_reason}" if self.lost.is_set() else "alive"
+        return f"{type(self).__name__}(id={self.id:016x}, ttl={self.ttl}, {state})"
+
+
+def lease_id_of(lease: LeaseHandle | int | None) -> int:
+    """The id of ``lease`` (a lease handle or an int id; None: 0, no lease)."""
+    if lease is None:
+        return 0
+    if isinstance(lease, LeaseHandle):
+        return lease.id
+    if isinstance(lease, bool) or not isinstance(lease, int) or lease < 0:
+        raise ValueError(f"lease must be a Lease or a lease id >= 0, not {lease!r}")
+    return lease
 
 
 def new_request_id() -> str:
@@ -99,9 +149,29 @@ class DeleteResult:
 
 @dataclass(frozen=True, slots=True)
 class TxnResult:
+    """Which branch ran (``succeeded``: the compares held) and one result per
+    operation of that branch, in order (``GetResult`` for ``Op.get``...)."""
+
     header: Header
     succeeded: bool
-    responses: list[kv.ResponseOp]
+    responses: list[GetResult | PutResult | DeleteResult]
+
+    @classmethod
+    def of(cls, r: kv.TxnResponse) -> TxnResult:
+        return cls(Header.of(r.header), r.succeeded, [_response_of(op) for op in r.responses])
+
+
+def _response_of(op: kv.ResponseOp) -> GetResult | PutResult | DeleteResult:
+    which = op.WhichOneof("response")
+    if which == "response_range":
+        g = op.response_range
+        return GetResult(Header.of(g.header), [KeyValue.of(i) for i in g.kvs], g.count, g.more)
+    if which == "response_put":
+        p = op.response_put
+        prev = KeyValue.of(p.prev_kv) if p.HasField("prev_kv") else None
+        return PutResult(Header.of(p.header), prev)
+    d = op.response_delete_range
+    return DeleteResult(Header.of(d.header), d.deleted, [KeyValue.of(i) for i in d.prev_kvs])
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,12 +8,17 @@ each with one job:
 - ``_transport``: endpoints (``check_endpoint``, ``endpoints_from_env``), TLS
   and the ``ChannelFactory`` seam (real gRPC channels by default);
 - ``_rules``: the retry and outcome rules of one call (which errors move on,
-  bounded attempts and backoff, ``OutcomeUnknown``, error mapping), with
-  time injected as ``Timing``;
+  bounded attempts and backoff, sent or never sent, ``OutcomeUnknown``,
+  error mapping) as ``Attempts`` over ``Endpoints``, with time injected as
+  ``Timing``; both clients run them;
+- ``_calls``: what each call sends and how its answer reads, one ``Call``
+  per method, shared with the asyncio client (``mcpctl.aio``);
 - ``_client``: ``Client``, its KV, watch, cluster and membership calls;
 - ``_lease``: ``Lease`` and the lease calls of ``Client``; ``_keepalive``: the
   thread and stream that keep a Client's leases alive;
-- ``_ops``: ``put_op``/``delete_op``, the operations of a txn;
+- ``_ops``: ``put_op``/``delete_op``, the operations of a txn (older form);
+- ``_txn``: ``Compare`` and ``Op``, a txn's conditions and operations;
+- ``_results``: typed history, cluster status and membership results;
 - ``_watch``: ``WatchStream``, a watch that resumes without a gap.
 
 Users import from ``mcpctl.client``; errors are in ``mcpctl.errors``.

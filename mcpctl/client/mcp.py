@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from mcpctl.client._client import Client
-from mcpctl.client._values import Event, Header, new_request_id
+from mcpctl.client._results import HistoryEntry, HistoryResult
+from mcpctl.client._values import Header, new_request_id
 from mcpctl.mcp.plan import Change, Op
 
 if TYPE_CHECKING:  # imported lazily at run time: `mcpctl get` should not load them
@@ -58,26 +59,6 @@ class ExportResult:
     header: Header
     document: str
     revision: int
-
-
-@dataclass(frozen=True, slots=True)
-class HistoryEntry:
-    revision: int
-    # Wall-clock ms since the epoch on the member that proposed the write.
-    ts_ms: int
-    event: Event
-    # Who wrote it (the token's name; "anonymous" with auth off).
-    identity: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class HistoryResult:
-    header: Header
-    # Newest first.
-    entries: list[HistoryEntry]
-    # History starts here: older changes are gone.
-    compact_revision: int
-    more: bool
 
 
 class McpClient:
@@ -159,16 +140,7 @@ class McpClient:
         self, key: str, *, prefix: bool = False, limit: int = 0, timeout: float | None = None
     ) -> HistoryResult:
         """A key's (or prefix's) changes still in history, newest first."""
-        resp = self._client.history(key, prefix=prefix, limit=limit, timeout=timeout)
-        return HistoryResult(
-            Header.of(resp.header),
-            [
-                HistoryEntry(e.revision, e.ts_ms, Event.of(e.event), e.identity)
-                for e in resp.entries
-            ],
-            resp.compact_revision,
-            resp.more,
-        )
+        return self._client.history(key, prefix=prefix, limit=limit, timeout=timeout)
 
 
 def _write_result(

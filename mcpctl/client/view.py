@@ -106,6 +106,28 @@ def diff_configs(revision: int, old: McpConfig | None, new: McpConfig) -> Config
     return ConfigUpdate(revision, new, old, added, removed, changed, sections)
 
 
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What one evaluation of /mcp/ decided (``judge``): a valid ``config`` and
+    the ``update`` to report (None when it equals the one in use), or why the
+    copy is ``invalid``."""
+
+    config: McpConfig | None
+    update: ConfigUpdate | None
+    invalid: InvalidConfig | None
+
+
+def judge(values: dict[str, bytes], old: McpConfig | None, kept: int, revision: int) -> Verdict:
+    """Decode the copy of /mcp/ at ``revision`` as one document, against the
+    config in use (``old``, from revision ``kept``). Both views call it."""
+    try:
+        new = layout.decode(values)
+    except (SchemaError, NotFound) as e:
+        problems = e.problems if isinstance(e, SchemaError) else [e.message]
+        return Verdict(None, None, InvalidConfig(revision, tuple(problems), kept))
+    return Verdict(new, diff_configs(revision, old, new) if new != old else None, None)
+
+
 class McpConfigView:
     """A typed view of the MCP config under ``/mcp/`` (see the module docstring)."""
 
@@ -224,36 +246,27 @@ class McpConfigView:
 
     def _evaluate(self, revision: int, *, only_if_first: bool = False) -> None:
         with self._evaluating:
-            snapshot = self._watcher.snapshot()
-            # The live fleet (docs/fleet.md) changes often and is not config.
-            snapshot = {k: kv for k, kv in snapshot.items() if not is_fleet_key(k)}
+            snapshot = config_only(self._watcher.snapshot())
             versions = {k: kv.mod_revision for k, kv in snapshot.items()}
             with self._cond:
                 if versions == self._evaluated or (only_if_first and self._evaluated is not None):
                     return
-            try:
-                new = layout.decode({k: kv.value for k, kv in snapshot.items()})
-            except (SchemaError, NotFound) as e:
-                problems = e.problems if isinstance(e, SchemaError) else [e.message]
-                self._reject(revision, versions, problems)
+            with self._cond:
+                old, kept = self._config, self._revision
+            verdict = judge({k: kv.value for k, kv in snapshot.items()}, old, kept, revision)
+            if verdict.invalid is not None:
+                self._reject(verdict.invalid, versions)
                 return
             with self._cond:
-                old = self._config
-                self._config, self._revision, self._invalid = new, revision, None
-            if new != old:
-                self._call(self._on_update, diff_configs(revision, old, new))
+                self._config, self._revision, self._invalid = verdict.config, revision, None
+            if verdict.update is not None:
+                self._call(self._on_update, verdict.update)
             self._done(versions)
 
-    def _reject(self, revision: int, versions: dict[str, int], problems: list[str]) -> None:
+    def _reject(self, invalid: InvalidConfig, versions: dict[str, int]) -> None:
         with self._cond:
-            kept = self._revision
-            invalid = self._invalid = InvalidConfig(revision, tuple(problems), kept)
-        log.warning(
-            "MCP config at revision %d is invalid; keeping revision %d: %s",
-            revision,
-            kept,
-            "; ".join(problems),
-        )
+            self._invalid = invalid
+        log_invalid(invalid)
         self._call(self._on_invalid, invalid)
         self._done(versions)
 
@@ -272,8 +285,23 @@ class McpConfigView:
             log.exception("MCP config view callback failed")
 
 
+def log_invalid(invalid: InvalidConfig) -> None:
+    log.warning(
+        "MCP config at revision %d is invalid; keeping revision %d: %s",
+        invalid.revision,
+        invalid.kept_revision,
+        "; ".join(invalid.problems),
+    )
+
+
+def config_only(snapshot: dict[str, KeyValue]) -> dict[str, KeyValue]:
+    """The keys of a copy of /mcp/ that are config: the live fleet (docs/fleet.md)
+    changes often and is not."""
+    return {k: kv for k, kv in snapshot.items() if not is_fleet_key(k)}
+
+
 def _versions(watcher: ConfigWatcher) -> dict[str, int]:
-    return {k: kv.mod_revision for k, kv in watcher.snapshot().items() if not is_fleet_key(k)}
+    return {k: kv.mod_revision for k, kv in config_only(watcher.snapshot()).items()}
 
 
 __all__ = [
@@ -281,6 +309,9 @@ __all__ = [
     "ConfigUpdate",
     "InvalidConfig",
     "McpConfigView",
+    "Verdict",
+    "config_only",
     "diff_configs",
+    "judge",
     "model_changes",
 ]

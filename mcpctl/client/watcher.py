@@ -37,33 +37,27 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from mcpctl import limits
 from mcpctl.client import cache
 from mcpctl.client._client import Client
+from mcpctl.client._prefix import (
+    Change,
+    apply_batch,
+    copy_differs,
+    initial_changes,
+    relist_changes,
+)
 from mcpctl.client._values import GetResult, KeyValue, WatchBatch
 from mcpctl.client._watch import WatchStream
 from mcpctl.errors import Compacted, DeadlineExceeded, McpError, Unavailable
+
+__all__ = ["Change", "ConfigWatcher"]
 
 log = logging.getLogger("mcpctl.client.watcher")
 
 # Pause between attempts when the cluster cannot be reached at all.
 RETRY_PAUSE_S = 1.0
-
-
-def _differ(a: KeyValue, b: KeyValue) -> bool:
-    # The value too: a cache from another cluster may share mod revisions.
-    return a.mod_revision != b.mod_revision or a.value != b.value
-
-
-@dataclass(frozen=True, slots=True)
-class Change:
-    type: str  # "PUT" or "DELETE"
-    key: str
-    value: bytes | None  # None for DELETE
-    prev_value: bytes | None  # None when the key did not exist before
-    revision: int
 
 
 class ConfigWatcher:
@@ -129,7 +123,7 @@ class ConfigWatcher:
                 self._cluster_id = res.header.cluster_id
                 self._lock.notify_all()
         if self._initial_changes and kvs:
-            self._notify([Change("PUT", kv.key, kv.value, None, kv.mod_revision) for kv in kvs])
+            self._notify(initial_changes(kvs))
         self._save(force=True)
         self._thread = threading.Thread(target=self._run, name=f"watch {self.prefix}", daemon=True)
         self._thread.start()
@@ -231,21 +225,8 @@ class ConfigWatcher:
                     self._save()
 
     def _apply(self, batch: WatchBatch) -> None:
-        changes = []
         with self._lock:
-            for ev in batch.events:
-                prev = self._data.get(ev.kv.key)
-                prev_value = prev.value if prev is not None else None
-                if ev.type == "DELETE":
-                    self._data.pop(ev.kv.key, None)
-                    changes.append(
-                        Change("DELETE", ev.kv.key, None, prev_value, ev.kv.mod_revision)
-                    )
-                else:
-                    self._data[ev.kv.key] = ev.kv
-                    changes.append(
-                        Change("PUT", ev.kv.key, ev.kv.value, prev_value, ev.kv.mod_revision)
-                    )
+            changes = apply_batch(self._data, batch)
             self._revision = max(self._revision, batch.revision)
             self._lock.notify_all()
         self._notify(changes)
@@ -265,17 +246,7 @@ class ConfigWatcher:
         revision = res.header.revision
         self._converged(res)
         with self._lock:
-            old = self._data
-            changes = [
-                Change("PUT", k, kv.value, old[k].value if k in old else None, kv.mod_revision)
-                for k, kv in sorted(fresh.items())
-                if k not in old or _differ(old[k], kv)
-            ]
-            changes += [
-                Change("DELETE", k, None, kv.value, revision)
-                for k, kv in sorted(old.items())
-                if k not in fresh
-            ]
+            changes = relist_changes(self._data, fresh, revision)
             self._data = fresh
             self._revision = revision
             self._lock.notify_all()
@@ -294,12 +265,11 @@ class ConfigWatcher:
             res = self._client.get(self.prefix, prefix=True, revision=bookmark)
         except McpError:
             return  # compacted or unavailable: the next check tries again
-        expected = {kv.key: kv.mod_revision for kv in res.kvs}
         with self._lock:
             if self._revision != bookmark:
                 return  # moved on meanwhile; compare next time
-            actual = {k: kv.mod_revision for k, kv in self._data.items()}
-        if actual != expected:
+            differs = copy_differs(self._data, res.kvs)
+        if differs:
             self.repairs += 1
             log.error(
                 "config watcher copy of %s differs at revision %d; relisting", self.prefix, bookmark

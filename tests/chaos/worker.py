@@ -360,8 +360,7 @@ class Worker:
         with Client([self.members[name]], timeout=5.0, attempts_max=1) as c:
             resp = c.history(key, prefix=prefix)
         return [
-            [e.revision, kv.Event.EventType.Name(e.event.type), e.identity, e.event.kv.key.decode()]
-            for e in reversed(resp.entries)
+            [e.revision, e.event.type, e.identity, e.event.kv.key] for e in reversed(resp.entries)
         ]
 
     def cmd_ops(self, since: float) -> list[str]:

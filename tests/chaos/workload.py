@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from mcpctl._proto.mcp.v1 import kv_pb2 as kv
-from mcpctl.client import Client
+from mcpctl.client import Client, GetResult
 from mcpctl.errors import (
     DeadlineExceeded,
     McpError,
@@ -179,7 +179,9 @@ def _cas(
         "succeeded": res.succeeded,
     }
     if not res.succeeded and res.responses:  # a replayed retry carries no read
-        kvs = res.responses[0].response_range.kvs
+        read = res.responses[0]
+        assert isinstance(read, GetResult)
+        kvs = read.kvs
         out["observed"] = kvs[0].value.decode() if kvs else None
         out["observed_revision"] = kvs[0].mod_revision if kvs else 0
         out["observed_known"] = True

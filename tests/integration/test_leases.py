@@ -94,7 +94,7 @@ def test_grant_attach_keepalive_revoke_round_trip(cluster: Cluster, leases: Leas
     # The revoke is in the key's history under the revoker's identity.
     with cluster.client() as c:
         newest = c.history("/lease/a").entries[0]
-    assert newest.event.type == kv.Event.DELETE and newest.identity == "anonymous"
+    assert newest.event.type == "DELETE" and newest.identity == "anonymous"
 
 
 def test_bad_input(cluster: Cluster, leases: LeaseClient) -> None:

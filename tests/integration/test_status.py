@@ -8,15 +8,14 @@ import time
 
 import pytest
 
-from mcpctl._proto.mcp.v1 import cluster_pb2 as clusterpb
-from mcpctl.client import Client
+from mcpctl.client import Client, MemberHealth
 from mcpctl.errors import McpError
 from tests.cluster import Cluster, wait_for
 
 pytestmark = pytest.mark.cluster
 
 
-def rows(c: Client) -> dict[str, clusterpb.MemberHealth]:
+def rows(c: Client) -> dict[str, MemberHealth]:
     return {m.member_name: m for m in c.cluster_status().members}
 
 
@@ -28,7 +27,7 @@ def test_idle_cluster_reports_zero_lag_everywhere_from_every_node(cluster: Clust
     for node in cluster.nodes:
         with cluster.client(node) as c:
 
-            def settled(c: Client = c) -> dict[str, clusterpb.MemberHealth] | None:
+            def settled(c: Client = c) -> dict[str, MemberHealth] | None:
                 r = rows(c)
                 ok = all(m.entries_behind == 0 and m.lag_ms == 0 for m in r.values())
                 return r if ok else None
@@ -69,7 +68,7 @@ def test_paused_follower_shows_growing_lag_then_recovers(cluster: Cluster) -> No
     try:
         with cluster.client(*others) as c:
 
-            def lagged() -> dict[str, clusterpb.MemberHealth] | None:
+            def lagged() -> dict[str, MemberHealth] | None:
                 r = rows(c)
                 return r if r[paused.name].lag_ms >= 2500 else None
 

@@ -13,8 +13,7 @@ from typing import Any
 
 import pytest
 
-from mcpctl._proto.mcp.v1 import cluster_pb2 as clusterpb
-from mcpctl.client import Client
+from mcpctl.client import Client, MemberHealth
 from mcpctl.errors import McpError
 from tests.cluster import Cluster, NodeProc, wait_for
 
@@ -68,7 +67,7 @@ def test_status_right_after_leader_kill_reports_unknown_not_the_whole_log(
     # The survivors, heard by the new leader, are known and caught up.
     with cluster.client(new) as c:
 
-        def caught_up() -> dict[str, clusterpb.MemberHealth] | None:
+        def caught_up() -> dict[str, MemberHealth] | None:
             r = {m.member_name: m for m in c.cluster_status().members}
             ok = all(r[n.name].entries_behind == 0 and r[n.name].lag_ms == 0 for n in survivors)
             return r if ok else None

@@ -29,7 +29,7 @@ from tests.unit.test_client_rules import (
     Sent,
     _FakeChannel,
     dropped,
-    refused,
+    refused_late,
     said_by_node,
 )
 
@@ -264,9 +264,9 @@ def test_after_every_member_failed_the_keeper_pauses_with_backoff(clock: Stepped
     net = LeaseNet(
         clock,
         {
-            "a:1": [granted(30), refused(), dropped(), renewed(30)],
+            "a:1": [granted(30), refused_late(), dropped(), renewed(30)],
             "b:2": [not_the_leader(), not_the_leader()],
-            "c:3": [refused(), refused()],
+            "c:3": [refused_late(), refused_late()],
         },
     )
     client = client_of(net, clock)

@@ -7,7 +7,9 @@ checked without a socket, a thread or a sleep. Each test states its rule.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import inspect
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, cast
 
@@ -16,6 +18,7 @@ import pytest
 
 from mcpctl import limits
 from mcpctl._proto.mcp.v1 import kv_pb2 as kv
+from mcpctl.aio import Client as AioClient
 from mcpctl.client._rules import error_of
 from mcpctl.client.core import Client, Timing
 from mcpctl.errors import (
@@ -69,17 +72,31 @@ def said_by_node(err: McpError) -> FakeRpcError:
     return FakeRpcError(grpc.StatusCode[err.code], err.message, err.metadata())
 
 
-def refused() -> FakeRpcError:
+@dataclass(frozen=True)
+class NoConnection:
+    """The channel's connection attempt fails (TRANSIENT_FAILURE): the client
+    never sends the request. Taken when the client waits for the channel."""
+
+    why: str
+
+
+def refused() -> NoConnection:
     """Nothing listens at the endpoint: the request never left."""
+    return NoConnection("connection refused")
+
+
+def dns_failed() -> NoConnection:
+    return NoConnection("DNS resolution failed for nosuch:1")
+
+
+def refused_late() -> FakeRpcError:
+    """grpc's "failed to connect" on a channel that was connected: the client
+    sent the request, so the text proves nothing (no text is matched)."""
     return FakeRpcError(
         grpc.StatusCode.UNAVAILABLE,
         "failed to connect to all addresses; last error: UNKNOWN: "
         "ipv4:127.0.0.1:1: Failed to connect to remote host: Connection refused",
     )
-
-
-def dns_failed() -> FakeRpcError:
-    return FakeRpcError(grpc.StatusCode.UNAVAILABLE, "DNS resolution failed for nosuch:1")
 
 
 def dropped() -> FakeRpcError:
@@ -125,8 +142,13 @@ class FakeClock:
         self.jitters.append((low, high))
         return self.pick(low, high)
 
+    async def asleep(self, seconds: float) -> None:
+        self.sleep(seconds)
+
     def timing(self) -> Timing:
-        return Timing(monotonic=self.monotonic, sleep=self.sleep, uniform=self.uniform)
+        return Timing(
+            monotonic=self.monotonic, sleep=self.sleep, uniform=self.uniform, asleep=self.asleep
+        )
 
 
 @dataclass(frozen=True)
@@ -157,6 +179,10 @@ class FakeNet:
         self.opened.append(endpoint)
         return cast(grpc.Channel, _FakeChannel(self, endpoint))
 
+    def aio_channel(self, endpoint: str) -> grpc.aio.Channel:
+        self.opened.append(endpoint)
+        return cast(grpc.aio.Channel, _FakeAioChannel(self, endpoint))
+
     def answer(
         self, endpoint: str, method: str, request: Any, timeout: float, metadata: Any
     ) -> Any:
@@ -171,6 +197,16 @@ class FakeNet:
         if isinstance(found, BaseException):
             raise found
         return found
+
+    def connect(self, endpoint: str) -> bool:
+        """The client waits for ``endpoint``'s channel: a ``NoConnection`` at the
+        head of its answers is taken (and recorded as an attempt)."""
+        queue = self.answers.get(endpoint)
+        if queue and isinstance(queue[0], NoConnection):
+            queue.pop(0)
+            self.sent.append(Sent(endpoint, "(connect)", None, 0.0, (), self.clock.now_s))
+            return False
+        return True
 
     @property
     def endpoints(self) -> list[str]:
@@ -196,8 +232,60 @@ class _FakeChannel:
 
         return call  # a stub is built with every method; none of these is called
 
+    def subscribe(self, callback: Callable[[grpc.ChannelConnectivity], None], **_: object) -> None:
+        ok = self._net.connect(self._endpoint)
+        callback(
+            grpc.ChannelConnectivity.READY if ok else grpc.ChannelConnectivity.TRANSIENT_FAILURE
+        )
+
+    def unsubscribe(self, _callback: object) -> None:
+        pass
+
     def close(self) -> None:
         self._net.closed.append(self._endpoint)
+
+
+class _FakeAioChannel(_FakeChannel):
+    """The same fake as a ``grpc.aio`` channel: awaitable calls, ``get_state``."""
+
+    def unary_unary(self, method: str, *_: object, **__: object) -> Callable[..., Any]:
+        sync_call = super().unary_unary(method)
+
+        async def call(request: Any, timeout: float, metadata: Any = ()) -> Any:
+            return sync_call(request, timeout, metadata)
+
+        return call
+
+    def get_state(self, try_to_connect: bool = False) -> grpc.ChannelConnectivity:
+        ok = self._net.connect(self._endpoint)
+        return grpc.ChannelConnectivity.READY if ok else grpc.ChannelConnectivity.TRANSIENT_FAILURE
+
+    async def close(self, grace: float | None = None) -> None:  # type: ignore[override]
+        super().close()
+
+
+class AioFacade:
+    """``mcpctl.aio.Client`` behind the blocking calls these tests make: each
+    coroutine runs to its end on a fresh event loop (the fakes hold no loop)."""
+
+    def __init__(self, client: AioClient) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._client, name)
+        if not inspect.iscoroutinefunction(attr):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return asyncio.run(attr(*args, **kwargs))
+
+        return call
+
+    def __enter__(self) -> AioFacade:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        asyncio.run(self._client.close())
 
 
 def forever(answer: Callable[[], Answer]) -> list[Answer]:
@@ -219,7 +307,26 @@ def _no_env(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
-def client_of(net: FakeNet, *, endpoints: list[str] = ENDPOINTS, **options: Any) -> Client:
+# Every rule holds for both clients: each test runs with the sync Client and
+# with mcpctl.aio.Client (through AioFacade), on the same fakes.
+_FLAVOR = {"name": "sync"}
+
+
+@pytest.fixture(autouse=True, params=["sync", "async"])
+def flavor(request: pytest.FixtureRequest) -> Iterator[str]:
+    _FLAVOR["name"] = request.param
+    yield request.param
+    _FLAVOR["name"] = "sync"
+
+
+def client_of(net: FakeNet, *, endpoints: list[str] = ENDPOINTS, **options: Any) -> Any:
+    """The client under test (``flavor``) on ``net``'s fake channels and clock."""
+    if _FLAVOR["name"] == "async":
+        return AioFacade(
+            AioClient(
+                endpoints, channel_factory=net.aio_channel, timing=net.clock.timing(), **options
+            )
+        )
     return Client(endpoints, channel_factory=net.channel, timing=net.clock.timing(), **options)
 
 
@@ -234,16 +341,18 @@ def scripted(answers: dict[str, list[Answer]]) -> FakeNet:
     ids=lambda f: f.__name__,
 )
 def test_unavailable_and_deadline_move_to_the_next_endpoint(
-    failure: Callable[[], FakeRpcError],
+    failure: Callable[[], FakeRpcError | NoConnection],
 ) -> None:
     """An attempt that ends Unavailable (said by a member or by the transport,
-    CANCELLED included) or DeadlineExceeded is tried again on the next endpoint,
-    at once (no pause inside a round)."""
-    net = scripted({"a:1": [failure()], "b:2": [range_ok(9)]})
+    CANCELLED included, or a channel that did not connect) or DeadlineExceeded
+    is tried again on the next endpoint, at once (no pause inside a round)."""
+    first = failure()
+    net = scripted({"a:1": [first], "b:2": [range_ok(9)]})
     result = client_of(net).get("/k")
     assert result.header.revision == 9
     assert net.endpoints == ["a:1", "b:2"]
-    assert [s.method for s in net.sent] == ["/mcp.v1.KV/Range"] * 2
+    first_method = "(connect)" if isinstance(first, NoConnection) else "/mcp.v1.KV/Range"
+    assert [s.method for s in net.sent] == [first_method, "/mcp.v1.KV/Range"]
     assert net.clock.sleeps == []
 
 
@@ -293,7 +402,7 @@ def test_a_members_error_comes_back_as_the_same_class(err: McpError) -> None:
 @pytest.mark.parametrize(
     ("rpc_error", "expected"),
     [
-        (refused(), Unavailable),
+        (refused_late(), Unavailable),
         (dropped(), Unavailable),
         (timed_out(), DeadlineExceeded),
         (cancelled(), Unavailable),
@@ -437,14 +546,23 @@ def test_when_no_endpoint_takes_a_connection_the_call_fails_fast_unavailable(
 
 
 def test_only_refusals_in_a_row_end_the_call_early() -> None:
-    """An attempt that reached a member resets the count of refusals."""
+    """An attempt that reached a member resets the count of refusals; so does
+    one sent on a connected channel that then broke (the client forgets that
+    connection and waits for the channel next time, where it is refused)."""
     net = scripted(
-        {"a:1": [refused(), refused()], "b:2": [no_leader(), refused()], "c:3": [refused()]}
+        {
+            "a:1": [refused(), refused(), refused()],
+            "b:2": [no_leader(), dropped(), refused()],
+            "c:3": [refused(), refused()],
+        }
     )
-    with pytest.raises(Unavailable):
+    with pytest.raises(Unavailable, match="failed to connect to b:2"):
         client_of(net, timeout=1000.0).get("/k")
-    assert net.endpoints == ["a:1", "b:2", "c:3", "a:1", "b:2"]
-    assert len(net.clock.sleeps) == 1
+    assert net.endpoints == ["a:1", "b:2", "c:3", "a:1", "b:2", "c:3", "a:1", "b:2"]
+    assert [s.method for s in net.sent if s.endpoint == "b:2"] == ["/mcp.v1.KV/Range"] * 2 + [
+        "(connect)"
+    ]
+    assert len(net.clock.sleeps) == 2
 
 
 # -- outcomes of writes and reads --------------------------------------------------
