@@ -1,8 +1,9 @@
 """The render agent: watch what the templates read, render on change, debounced.
 
 Sources: one ``ConfigWatcher`` per watched prefix (the templates' keys and
-prefixes, and for ``reads.instances`` both ``/mcp/instances/`` and
-``/mcp/operator/instances/``, minus those another one covers) and one
+prefixes, and for ``reads.instances`` ``/mcp/``, which holds both
+``/mcp/instances/`` and ``/mcp/operator/instances/``, minus those another one
+covers) and one
 ``McpConfigView`` when a template reads ``mcp``; all on one ``Client`` and
 one last-good cache directory. They resume after a member fails or a leader
 changes and re-read after a compaction (``mcpctl.client.watcher``), so the
@@ -29,7 +30,7 @@ from mcpctl.client.view import ConfigUpdate, InvalidConfig, McpConfigView
 from mcpctl.client.watcher import Change, ConfigWatcher
 from mcpctl.errors import DeadlineExceeded, Unavailable
 from mcpctl.render import fleet
-from mcpctl.render.config import FLEET_READS, AgentConfig, Template
+from mcpctl.render.config import FLEET_READS, FLEET_WATCH, AgentConfig, Template
 from mcpctl.render.install import Outcome, Status, install
 from mcpctl.render.template import Data, RenderError, compile_template, environment, render
 
@@ -45,7 +46,7 @@ def watched_prefixes(templates: Iterable[Template]) -> list[str]:
     for t in templates:
         wanted.update(t.reads.keys, t.reads.prefixes)
         if t.reads.instances:
-            wanted.update(FLEET_READS)
+            wanted.add(FLEET_WATCH)
     ordered = sorted(wanted)
     return [p for p in ordered if not any(p != q and p.startswith(q) for q in ordered)]
 

@@ -32,10 +32,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from mcpctl import limits
 from mcpctl.fleet import keys as fleet_keys
+from mcpctl.mcp import layout
 
-# What `reads.instances` watches: registrations and their operator state (a
+# What `reads.instances` covers: registrations and their operator state (a
 # drain changes the second only).
 FLEET_READS = (fleet_keys.INSTANCES, fleet_keys.OPERATOR)
+# ... and the one prefix watched for both: one watch is one consistent stream,
+# so a render never waits for an idle second watch to catch up (~1 s).
+FLEET_WATCH = layout.ROOT  # "/mcp/", as InstancePicker watches
 
 
 class RenderConfigError(Exception):

@@ -306,15 +306,15 @@ def test_watched_prefixes_cover_every_read(tmp_path: Path) -> None:
     assert watched_prefixes([a]) == ["/app/", "/other"]
     assert watched_prefixes([a, b]) == ["/app/", "/mcp/", "/other"]
     # A drain writes only the operator key: it must be watched, and re-render.
-    assert watched_prefixes([a, fleet]) == [
-        "/app/",
-        "/mcp/instances/",
-        "/mcp/operator/instances/",
-        "/other",
-    ]
+    # One watch holds both halves of the fleet (no catch-up between two).
+    assert watched_prefixes([a, fleet]) == ["/app/", "/mcp/", "/other"]
+    assert watched_prefixes([fleet]) == ["/mcp/"]
+    for key in (keys.operator_key("m", "i"), keys.instance_key("m", "i")):
+        assert [p for p in watched_prefixes([fleet]) if key.startswith(p)]
     assert fleet.reads.covers(keys.operator_key("m", "i"))
     assert fleet.reads.covers(keys.instance_key("m", "i"))
     assert not fleet.reads.covers("/mcp/operator/other")
+    assert not fleet.reads.covers("/mcp/models/llama")  # the document: not the fleet
     assert not a.reads.covers(keys.operator_key("m", "i"))
 
 
