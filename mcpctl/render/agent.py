@@ -2,12 +2,13 @@
 
 Sources: one ``ConfigWatcher`` per watched prefix (the templates' keys and
 prefixes, and for ``reads.instances`` ``/mcp/``, which holds both
-``/mcp/instances/`` and ``/mcp/operator/instances/``, minus those another one
-covers) and one
-``McpConfigView`` when a template reads ``mcp``; all on one ``Client`` and
-one last-good cache directory. They resume after a member fails or a leader
-changes and re-read after a compaction (``mcpctl.client.watcher``), so the
-agent only ever sees a consistent, gap-free copy.
+``/mcp/instances/`` and ``/mcp/operator/instances/``, minus those another
+one covers) and one ``McpConfigView`` when a template reads ``mcp``; all on
+one ``Client`` and one last-good cache directory. They resume after a member
+fails or a leader changes and re-read after a compaction
+(``mcpctl.client.watcher``), so the agent only ever sees a consistent,
+gap-free copy. The fleet is decoded (``mcpctl.render.fleet``) at each render
+of a template that reads it.
 
 A change marks the templates whose reads cover it; the render loop (one
 thread: the caller's) renders a marked template once its burst has been
@@ -168,7 +169,8 @@ class Agent:
                 log.warning("render: a source is not at revision %d yet; rendering", target)
                 return
 
-    def data(self) -> Data:
+    def data(self, *, with_fleet: bool = True) -> Data:
+        """What the sources hold now; the fleet decoded only ``with_fleet``."""
         self._catch_up()
         kvs: dict[str, bytes] = {}
         fleet_kvs: list[KeyValue] = []
@@ -176,7 +178,7 @@ class Agent:
         for w in self._watchers:
             for k, kv in w.snapshot().items():
                 kvs[k] = kv.value
-                if k.startswith(FLEET_READS):
+                if with_fleet and k.startswith(FLEET_READS):
                     fleet_kvs.append(kv)
             revision = max(revision, w.revision)
         instances, invalid = fleet.decode(fleet_kvs) if fleet_kvs else ([], {})
@@ -244,7 +246,7 @@ class Agent:
     # -- rendering -----------------------------------------------------------------
     def render_one(self, i: int) -> Outcome:
         t = self._config.templates[i]
-        data = self.data()
+        data = self.data(with_fleet=t.reads.instances)
         self.renders += 1
         try:
             content = render(self._compiled[i], t, data)
