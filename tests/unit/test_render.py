@@ -75,6 +75,10 @@ def _render(t: Template, data: Data) -> str:
             " {src: b, dest: /x, reads: {mcp: true}}]",
             "config: two templates write /x",
         ),
+        (
+            "templates: [{src: a, dest: /x, reads: {instances: true, protect_threshold: 2}}]",
+            "templates[0].reads.protect_threshold: Input should be less than or equal to 1",
+        ),
     ],
 )
 def test_config_errors_are_one_line(doc: str, error: str) -> None:
