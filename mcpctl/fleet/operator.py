@@ -18,6 +18,7 @@ from mcpctl.fleet import keys
 from mcpctl.fleet.registration import check_model
 from mcpctl.fleet.schema import (
     DEFAULT_OPERATOR,
+    UNREADABLE_OPERATOR,
     OperatorState,
     check_id,
     decode_instance,
@@ -80,7 +81,7 @@ def list_instances(client: Client, model: str | None = None) -> list[Row]:
             try:
                 operator[where] = decode_operator(kv.key, kv.value)
             except SchemaError:
-                operator[where] = OperatorState(draining=True)
+                operator[where] = UNREADABLE_OPERATOR
     rows = []
     for kv in found.kvs:
         where = keys.split(kv.key)

@@ -24,6 +24,7 @@ from mcpctl.errors import NotFound, Unavailable
 from mcpctl.fleet import keys
 from mcpctl.fleet.schema import (
     DEFAULT_OPERATOR,
+    UNREADABLE_OPERATOR,
     InstanceInfo,
     OperatorState,
     decode_instance,
@@ -211,7 +212,7 @@ class InstancePicker:
                     self._operator[where] = decode_operator(ch.key, ch.value)
                 except SchemaError as e:  # an unreadable drain is still a drain
                     self._skip(ch.key, e.message)
-                    self._operator[where] = OperatorState(draining=True)
+                    self._operator[where] = UNREADABLE_OPERATOR
         else:
             return False
         return where[0] == self.model

@@ -75,6 +75,9 @@ class OperatorState(_Model):
 
 
 DEFAULT_OPERATOR: Final = OperatorState()
+# An operator state that cannot be read counts as a drain (docs/fleet.md): a
+# bad hand-written value must not put an instance back into service.
+UNREADABLE_OPERATOR: Final = OperatorState(draining=True)
 
 
 def _validate(model: type[_Model], data: Any, what: str) -> Any:
@@ -126,6 +129,7 @@ def check_id(instance_id: str) -> str:
 
 __all__ = [
     "DEFAULT_OPERATOR",
+    "UNREADABLE_OPERATOR",
     "InstanceInfo",
     "Load",
     "OperatorState",

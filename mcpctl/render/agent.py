@@ -1,11 +1,14 @@
 """The render agent: watch what the templates read, render on change, debounced.
 
 Sources: one ``ConfigWatcher`` per watched prefix (the templates' keys and
-prefixes, and ``/mcp/instances/``, minus those another one covers) and one
-``McpConfigView`` when a template reads ``mcp``; all on one ``Client`` and
-one last-good cache directory. They resume after a member fails or a leader
-changes and re-read after a compaction (``mcpctl.client.watcher``), so the
-agent only ever sees a consistent, gap-free copy.
+prefixes, and for ``reads.instances`` ``/mcp/``, which holds both
+``/mcp/instances/`` and ``/mcp/operator/instances/``, minus those another
+one covers) and one ``McpConfigView`` when a template reads ``mcp``; all on
+one ``Client`` and one last-good cache directory. They resume after a member
+fails or a leader changes and re-read after a compaction
+(``mcpctl.client.watcher``), so the agent only ever sees a consistent,
+gap-free copy. The fleet is decoded (``mcpctl.render.fleet``) at each render
+of a template that reads it.
 
 A change marks the templates whose reads cover it; the render loop (one
 thread: the caller's) renders a marked template once its burst has been
@@ -23,11 +26,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from mcpctl import limits
-from mcpctl.client import Client
-from mcpctl.client.view import INSTANCES_PREFIX, ConfigUpdate, InvalidConfig, McpConfigView
+from mcpctl.client import Client, KeyValue
+from mcpctl.client.view import ConfigUpdate, InvalidConfig, McpConfigView
 from mcpctl.client.watcher import Change, ConfigWatcher
 from mcpctl.errors import DeadlineExceeded, Unavailable
-from mcpctl.render.config import AgentConfig, Template
+from mcpctl.render import fleet
+from mcpctl.render.config import FLEET_READS, FLEET_WATCH, AgentConfig, Template
 from mcpctl.render.install import Outcome, Status, install
 from mcpctl.render.template import Data, RenderError, compile_template, environment, render
 
@@ -43,7 +47,7 @@ def watched_prefixes(templates: Iterable[Template]) -> list[str]:
     for t in templates:
         wanted.update(t.reads.keys, t.reads.prefixes)
         if t.reads.instances:
-            wanted.add(INSTANCES_PREFIX)
+            wanted.add(FLEET_WATCH)
     ordered = sorted(wanted)
     return [p for p in ordered if not any(p != q and p.startswith(q) for q in ordered)]
 
@@ -97,6 +101,8 @@ class Agent:
         self._marks = 0  # bumped by every change: no wakeup is lost
         self.renders = 0
         self.installs = 0
+        # Fleet keys skipped at the last render -> why (not valid registrations).
+        self.invalid: dict[str, str] = {}
 
     def _indexes(self) -> range:
         return range(len(self._config.templates))
@@ -163,18 +169,31 @@ class Agent:
                 log.warning("render: a source is not at revision %d yet; rendering", target)
                 return
 
-    def data(self) -> Data:
+    def data(self, *, with_fleet: bool = True) -> Data:
+        """What the sources hold now; the fleet decoded only ``with_fleet``."""
         self._catch_up()
         kvs: dict[str, bytes] = {}
+        fleet_kvs: list[KeyValue] = []
         revision = 0
         for w in self._watchers:
-            kvs.update((k, kv.value) for k, kv in w.snapshot().items())
+            for k, kv in w.snapshot().items():
+                kvs[k] = kv.value
+                if with_fleet and k.startswith(FLEET_READS):
+                    fleet_kvs.append(kv)
             revision = max(revision, w.revision)
-        instances = {k: v for k, v in kvs.items() if k.startswith(INSTANCES_PREFIX)}
+        instances, invalid = fleet.decode(fleet_kvs) if fleet_kvs else ([], {})
+        self._skipped(invalid)
         mcp = self._view.config if self._view is not None else None
         if self._view is not None:
             revision = max(revision, self._view.revision)
         return Data(kvs, instances, mcp, revision, self.stale)
+
+    def _skipped(self, invalid: dict[str, str]) -> None:
+        """Log each fleet key skipped, once per problem (as pickers do)."""
+        for key, problem in invalid.items():
+            if self.invalid.get(key) != problem:
+                log.warning("render: %s skipped: %s", key, problem)
+        self.invalid = invalid
 
     # -- changes -----------------------------------------------------------------
     def _changed(self, changes: list[Change]) -> None:
@@ -227,7 +246,7 @@ class Agent:
     # -- rendering -----------------------------------------------------------------
     def render_one(self, i: int) -> Outcome:
         t = self._config.templates[i]
-        data = self.data()
+        data = self.data(with_fleet=t.reads.instances)
         self.renders += 1
         try:
             content = render(self._compiled[i], t, data)

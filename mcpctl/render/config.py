@@ -12,7 +12,9 @@
           keys: [/app/nginx/port]
           prefixes: [/app/nginx/]
           mcp: true                         # the typed MCP config (McpConfigView)
-          instances: true                   # live instances under /mcp/instances/
+          instances: true                   # the live fleet: /mcp/instances/ and
+                                            # /mcp/operator/instances/ (drains)
+          protect_threshold: 0.5            # for `serving` (the picker's default)
         check_cmd: nginx -t -c {src}        # {src}: the candidate file
         reload_cmd: nginx -s reload
         wait: {min: 0.5, max: 5}            # debounce, seconds
@@ -29,7 +31,15 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mcpctl import limits
-from mcpctl.client.view import INSTANCES_PREFIX  # /mcp/instances/<model>/<id> -> JSON
+from mcpctl.fleet import keys as fleet_keys
+from mcpctl.mcp import layout
+
+# What `reads.instances` covers: registrations and their operator state (a
+# drain changes the second only).
+FLEET_READS = (fleet_keys.INSTANCES, fleet_keys.OPERATOR)
+# ... and the one prefix watched for both: one watch is one consistent stream,
+# so a render never waits for an idle second watch to catch up (~1 s).
+FLEET_WATCH = layout.ROOT  # "/mcp/", as InstancePicker watches
 
 
 class RenderConfigError(Exception):
@@ -67,6 +77,8 @@ class Reads(_Strict):
     prefixes: list[KeyName] = []
     mcp: bool = False
     instances: bool = False
+    # `serving` = what a picker would choose from (mcpctl.fleet.select.candidates).
+    protect_threshold: float = Field(default=limits.FLEET_PROTECT_THRESHOLD_DEFAULT, ge=0, le=1)
 
     @model_validator(mode="after")
     def _bounded(self) -> Reads:
@@ -82,7 +94,7 @@ class Reads(_Strict):
         return (
             key in self.keys
             or any(key.startswith(p) for p in self.prefixes)
-            or (self.instances and key.startswith(INSTANCES_PREFIX))
+            or (self.instances and key.startswith(FLEET_READS))
         )
 
 

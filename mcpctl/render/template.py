@@ -7,9 +7,10 @@ A template sees (docs/render.md):
 - ``prefix(p)``: the keys under ``p`` (within its reads) -> values, sorted;
 - ``mcp`` / ``models``: the typed MCP config and its models by name
   (``reads.mcp``), undefined while there is no valid config;
-- ``instances``: model -> the live instances registered under
-  ``/mcp/instances/<model>/<id>`` (each the JSON object of its value, plus
-  ``id``, ``model`` and ``key``), sorted by id (``reads.instances``);
+- ``instances``: model -> its registered instances, by id, as the fleet
+  decodes them (``mcpctl.render.fleet``: endpoint, host, port, effective
+  weight, operator state, health and load, ...), and ``serving``: model ->
+  the ones a picker would choose from (``reads.instances``);
 - ``revision``, ``stale``; filters ``fromjson`` (and Jinja's ``tojson``).
 
 ``trim_blocks`` and ``lstrip_blocks`` are on: a line holding only a block
@@ -24,8 +25,7 @@ values are data, never code.
 from __future__ import annotations
 
 import json
-import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,11 +34,10 @@ import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
 from mcpctl import limits
-from mcpctl.client.view import INSTANCES_PREFIX
+from mcpctl.fleet.select import Instance
 from mcpctl.mcp.schema import McpConfig
 from mcpctl.render.config import Template
-
-log = logging.getLogger("mcpctl.render")
+from mcpctl.render.fleet import by_model
 
 _MISSING: Any = object()
 
@@ -49,11 +48,11 @@ class RenderError(Exception):
 
 @dataclass(frozen=True)
 class Data:
-    """What the sources hold now: keys (of every watched key or prefix),
-    instance keys, the MCP config (None: none valid yet)."""
+    """What the sources hold now: keys (of every watched key or prefix), the
+    live fleet (``fleet.decode``), the MCP config (None: none valid yet)."""
 
     kvs: Mapping[str, bytes] = field(default_factory=dict)
-    instances: Mapping[str, bytes] = field(default_factory=dict)
+    instances: Sequence[Instance] = ()
     mcp: McpConfig | None = None
     revision: int = 0
     stale: bool = False
@@ -105,31 +104,6 @@ def compile_template(env: SandboxedEnvironment, t: Template) -> jinja2.Template:
         raise RenderError(f"{t.src}:{e.lineno}: {e.message}") from None
 
 
-def instances_of(raw: Mapping[str, bytes]) -> dict[str, list[dict[str, Any]]]:
-    """``/mcp/instances/<model>/<id>`` -> JSON, grouped by model, sorted by id.
-    A key of another shape or a value that is not a JSON object is skipped
-    (with a warning): one bad registration must not block every render."""
-    out: dict[str, list[dict[str, Any]]] = {}
-    for key in sorted(raw):
-        model, sep, ident = key.removeprefix(INSTANCES_PREFIX).partition("/")
-        if not model or not sep or not ident or "/" in ident:
-            log.warning("render: skipping %s: not /mcp/instances/<model>/<id>", key)
-            continue
-        try:
-            value = json.loads(raw[key])
-        except ValueError:
-            log.warning("render: skipping instance %s: its value is not JSON", key)
-            continue
-        if not isinstance(value, dict):
-            log.warning("render: skipping instance %s: its value is not a JSON object", key)
-            continue
-        value.setdefault("id", ident)
-        value.setdefault("model", model)
-        value.setdefault("key", key)
-        out.setdefault(model, []).append(value)
-    return out
-
-
 def context(t: Template, data: Data) -> dict[str, Any]:
     reads = t.reads
     visible = {
@@ -163,7 +137,7 @@ def context(t: Template, data: Data) -> dict[str, Any]:
         ctx["mcp"] = data.mcp
         ctx["models"] = {m.name: m for m in data.mcp.models}
     if reads.instances:
-        ctx["instances"] = instances_of(data.instances)
+        ctx["instances"], ctx["serving"] = by_model(data.instances, reads.protect_threshold)
     return ctx
 
 

@@ -8,7 +8,9 @@ real process that re-reads its file on SIGHUP (tests/render_reader.py).
 - an identical render writes nothing;
 - with every member stopped, --once renders from the last-good cache;
 - a txn across two watched prefixes is never rendered half-applied;
-- the deploy/examples templates on live data, and a daemon cold start.
+- the deploy/examples templates on live data (SDK registrations; a drain by
+  `mcpctl drain`, through the operator key, re-renders), and a daemon cold
+  start.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from typing import Any
 import pytest
 import yaml
 
+from mcpctl.fleet import keys
+from mcpctl.fleet.schema import InstanceInfo, encode
 from tests.cluster import Cluster, wait_for
 
 pytestmark = pytest.mark.cluster
@@ -279,6 +283,102 @@ def _examples_agent(tmp: Path) -> tuple[Path, Path, Path]:
     return path, tmp / "upstreams.conf", tmp / "gateway.json"
 
 
+def _info(endpoint: str) -> bytes:
+    """A registration as the fleet encodes it (with no lease: it must outlive
+    the cluster being stopped here)."""
+    return encode(InstanceInfo(endpoint=endpoint))
+
+
+def _mcpctl(cluster: Cluster, *args: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "mcpctl", "--endpoints", ",".join(cluster.endpoints), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def test_the_fleet_example_follows_registrations_and_drains(
+    cluster: Cluster, tmp_path: Path, daemon_log: Path
+) -> None:
+    """Two instances registered by the SDK (leases, load reports); the nginx
+    example as a daemon. `mcpctl drain` (the operator key only) takes one out
+    of the upstream, `undrain` puts it back, an unhealthy report takes it
+    out, and a closed registration leaves the file. A value that is not a
+    registration is skipped with a warning."""
+    from mcpctl.fleet.registration import Registration
+
+    agent, upstreams, _ = _examples_agent(tmp_path)
+    doc = yaml.safe_load(agent.read_text())
+    doc["templates"] = doc["templates"][:1]  # the nginx one: no MCP document needed
+    agent.write_text(yaml.safe_dump(doc))
+    model = "llama-3-8b"
+    a_line = "    server 127.0.0.1:8101 weight=2;  # a\n"
+    b_line = "    server 127.0.0.1:8102 weight=1;  # b\n"
+
+    def upstream_has(*wanted: str, absent: tuple[str, ...] = ()) -> bool | None:
+        text = upstreams.read_text() if upstreams.exists() else ""
+        return (all(w in text for w in wanted) and not any(x in text for x in absent)) or None
+
+    with cluster.client() as c:
+        a = Registration(
+            c, model=model, endpoint="http://127.0.0.1:8101", weight=2, instance_id="a"
+        )
+        b = Registration(c, model=model, endpoint="http://127.0.0.1:8102", instance_id="b")
+        with a, open(daemon_log, "w") as log:
+            b.start()
+            proc = subprocess.Popen(
+                _cli(cluster, "-c", str(agent)), stdout=log, stderr=subprocess.STDOUT
+            )
+            try:
+                wait_for("both instances", lambda: upstream_has(a_line, b_line), WAIT_S)
+                # Not a registration (the schema the examples once guessed): skipped,
+                # said once, never a crash.
+                c.put(keys.instance_key(model, "junk"), json.dumps({"address": "10.0.0.9:80"}))
+                wait_for(
+                    "the bad value reported",
+                    lambda: (
+                        f"{keys.instance_key(model, 'junk')} skipped: endpoint: required;"
+                        " address: unknown field"
+                        in daemon_log.read_text()
+                        or None
+                    ),
+                    WAIT_S,
+                )
+                _mcpctl(cluster, "drain", model, "b")
+                wait_for(
+                    "the drained instance left out",
+                    lambda: upstream_has(
+                        a_line, "    # b 127.0.0.1:8102 left out: draining\n", absent=(b_line,)
+                    ),
+                    WAIT_S,
+                )
+                _mcpctl(cluster, "undrain", model, "b")
+                wait_for(
+                    "the undrained instance back", lambda: upstream_has(a_line, b_line), WAIT_S
+                )
+                b.report(healthy=False)
+                wait_for(
+                    "the unhealthy instance left out",
+                    lambda: upstream_has(a_line, "left out: unhealthy", absent=(b_line,)),
+                    WAIT_S,
+                )
+                b.close()
+                wait_for(
+                    "the closed registration gone",
+                    lambda: upstream_has(a_line, absent=("# b",)),
+                    WAIT_S,
+                )
+            finally:
+                b.close()
+                proc.send_signal(signal.SIGTERM)
+                code = proc.wait(30)
+    assert code == 0, daemon_log.read_text()
+    assert daemon_log.read_text().count("junk skipped") == 1  # once, not per render
+
+
 def test_fleet_and_mcp_examples_from_a_cold_start(
     cluster: Cluster, tmp_path: Path, daemon_log: Path
 ) -> None:
@@ -290,7 +390,7 @@ def test_fleet_and_mcp_examples_from_a_cold_start(
     document = (Path(__file__).resolve().parents[2] / "deploy/examples/mcp_config.yaml").read_text()
     with cluster.client() as c:
         McpClient(c).apply(document)
-        c.put("/mcp/instances/llama-3-8b/i-1", json.dumps({"address": "10.0.0.7:8000"}))
+        c.put(keys.instance_key("llama-3-8b", "i-1"), _info("http://10.0.0.7:8000"))
     done = _once(cluster, agent)
     assert done.returncode == 0, done.stderr
     assert "server 10.0.0.7:8000 weight=1;  # i-1" in upstreams.read_text()
@@ -310,7 +410,7 @@ def test_fleet_and_mcp_examples_from_a_cold_start(
         )
         cluster.start_all()
         with cluster.client() as c:
-            c.put("/mcp/instances/llama-3-8b/i-2", json.dumps({"address": "10.0.0.8:8000"}))
+            c.put(keys.instance_key("llama-3-8b", "i-2"), _info("http://10.0.0.8:8000"))
         wait_for(
             "the new instance in the nginx file",
             lambda: "10.0.0.8:8000" in upstreams.read_text() or None,

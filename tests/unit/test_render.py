@@ -1,5 +1,6 @@
 """``mcpctl render`` without a cluster: the agent config (one-line errors,
-limits), what a template sees (strict undefined, defaults, instances), the
+limits), what a template sees (strict undefined, defaults, the live fleet as
+the fleet decodes it: operator drains, the picker's candidates), the
 install rules on real files and commands (identical -> untouched, failed
 check -> old file kept, .bak, perms), the debounce on a manual clock, and the
 examples in deploy/examples/render/ (they must render).
@@ -19,11 +20,15 @@ import pytest
 import yaml
 
 from mcpctl import limits
-from mcpctl.client import Client
+from mcpctl.client import Client, KeyValue
+from mcpctl.fleet import keys
+from mcpctl.fleet.schema import InstanceInfo, Load, OperatorState, encode
+from mcpctl.fleet.select import candidates
 from mcpctl.mcp.schema import McpConfig
 from mcpctl.render import Agent, Data, RenderConfigError, Status, parse_config
 from mcpctl.render.agent import watched_prefixes
 from mcpctl.render.config import Template
+from mcpctl.render.fleet import decode
 from mcpctl.render.install import install
 from mcpctl.render.template import RenderError, compile_template, environment, render
 from tests.cluster import free_ports
@@ -69,6 +74,10 @@ def _render(t: Template, data: Data) -> str:
             "templates: [{src: a, dest: /x, reads: {mcp: true}},"
             " {src: b, dest: /x, reads: {mcp: true}}]",
             "config: two templates write /x",
+        ),
+        (
+            "templates: [{src: a, dest: /x, reads: {instances: true, protect_threshold: 2}}]",
+            "templates[0].reads.protect_threshold: Input should be less than or equal to 1",
         ),
     ],
 )
@@ -129,24 +138,129 @@ def test_output_size_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
         _render(t, Data(kvs={"/a": b"x" * 11}))
 
 
-def test_instances_group_by_model_and_skip_bad_ones(tmp_path: Path) -> None:
-    t = _config(tmp_path, "{{ instances | tojson }}", reads={"instances": True})
-    raw = {
-        "/mcp/instances/llama/b": b'{"address": "10.0.0.2:80"}',
-        "/mcp/instances/llama/a": b'{"address": "10.0.0.1:80"}',
-        "/mcp/instances/llama/bad": b"not json",
-        "/mcp/instances/llama/list": b"[1]",
-        "/mcp/instances/flat": b"{}",
+def _kv(key: str, value: bytes | InstanceInfo | OperatorState, lease: int = 0) -> KeyValue:
+    raw = value if isinstance(value, bytes) else encode(value)
+    return KeyValue(key, raw, 1, 1, 1, lease)
+
+
+def _reg(model: str, ident: str, lease: int = 0, **info: Any) -> KeyValue:
+    return _kv(keys.instance_key(model, ident), InstanceInfo(**info), lease)
+
+
+def _op(model: str, ident: str, **state: Any) -> KeyValue:
+    return _kv(keys.operator_key(model, ident), OperatorState(**state))
+
+
+def test_instances_follow_the_fleet(tmp_path: Path) -> None:
+    """``instances``/``serving`` from the fleet's own decoding: the operator's
+    drain, disable and weight override win; host and port from the endpoint
+    (the scheme's default port); bad values skipped and listed, an unreadable
+    operator state taken as a drain."""
+    t = _config(
+        tmp_path, "{{ instances | tojson }}\n{{ serving | tojson }}", reads={"instances": True}
+    )
+    kvs = [
+        _reg(
+            "llama",
+            "b",
+            0x2A,
+            endpoint="https://gpu-2.example",
+            weight=2,
+            zone="z1",
+            tags={"gpu": "a100"},
+            version="1.2",
+            capacity=8,
+            started_at=5.0,
+            load=Load(in_flight=3, queue=1, latency_ms=12.5),
+        ),
+        _reg("llama", "a", endpoint="http://10.0.0.1:8000"),
+        _reg("llama", "c", endpoint="http://[fd00::3]:81"),
+        _reg("llama", "d", endpoint="http://10.0.0.4:80", weight=5),
+        _reg("llama", "e", endpoint="http://10.0.0.5:80"),
+        _reg("llama", "f", endpoint="http://10.0.0.6:80"),
+        _op("llama", "a", draining=True),
+        _op("llama", "c", weight=7),
+        _op("llama", "d", enabled=False),
+        _kv(keys.operator_key("llama", "e"), b'{"drain": true}'),  # unreadable: a drain
+        _kv(keys.operator_key("llama", "gone"), OperatorState(draining=True)),  # no instance
+        _kv(keys.instance_key("llama", "bad"), b'{"address": "10.0.0.9:80"}'),
+        _kv(keys.instance_key("llama", "notjson"), b"not json"),
+        _kv("/mcp/instances/flat", b"{}"),
+        _kv("/app/other", b"x"),
+    ]
+    found, invalid = decode(kvs)
+    assert invalid == {
+        "/mcp/operator/instances/llama/e": "drain: unknown field (taken as draining)",
+        "/mcp/instances/llama/bad": "endpoint: required; address: unknown field",
+        "/mcp/instances/llama/notjson": "/mcp/instances/llama/notjson: not JSON",
+        "/mcp/instances/flat": "not /mcp/instances/<model>/<id>",
     }
-    got = json.loads(_render(t, Data(instances=raw)))
-    assert [i["id"] for i in got["llama"]] == ["a", "b"]
-    assert got["llama"][0] == {
-        "address": "10.0.0.1:80",
-        "id": "a",
+    out = _render(t, Data(instances=found)).splitlines()
+    every, serving = json.loads(out[0]), json.loads(out[1])
+    assert list(every) == ["llama"]
+    assert [i["id"] for i in every["llama"]] == ["a", "b", "c", "d", "e", "f"]
+    b = every["llama"][1]
+    assert b == {
+        "id": "b",
         "model": "llama",
-        "key": "/mcp/instances/llama/a",
+        "key": "/mcp/instances/llama/b",
+        "endpoint": "https://gpu-2.example",
+        "host": "gpu-2.example",
+        "port": 443,
+        "address": "gpu-2.example:443",
+        "weight": 2,
+        "enabled": True,
+        "draining": False,
+        "available": True,
+        "healthy": True,
+        "in_flight": 3,
+        "queue": 1,
+        "latency_ms": 12.5,
+        "capacity": 8,
+        "zone": "z1",
+        "tags": {"gpu": "a100"},
+        "version": "1.2",
+        "started_at": 5.0,
+        "lease": "000000000000002a",
     }
-    assert list(got) == ["llama"]
+    a, _, c, d, e, f = every["llama"]
+    assert (a["host"], a["port"], a["draining"], a["available"]) == ("10.0.0.1", 8000, True, False)
+    assert (c["host"], c["address"], c["weight"]) == ("fd00::3", "[fd00::3]:81", 7)
+    assert (d["enabled"], d["available"], d["weight"]) == (False, False, 5)
+    assert (e["draining"], e["available"]) == (True, False)
+    assert f["port"] == 80 and f["lease"] == "0000000000000000"
+    assert [i["id"] for i in serving["llama"]] == ["b", "c", "f"]
+
+
+def test_serving_is_the_pickers_candidates(tmp_path: Path) -> None:
+    """``serving`` = ``select.candidates`` with the template's protect threshold:
+    unhealthy instances left out, unless fewer than the threshold are healthy."""
+    t = _config(tmp_path, "{{ serving | tojson }}", reads={"instances": True})
+    sick = Load(healthy=False)
+    kvs = [
+        _reg("m", "a", endpoint="http://h:1"),
+        _reg("m", "b", endpoint="http://h:2", load=sick),
+        _reg("m", "z", endpoint="http://h:3", weight=0),
+        _reg("n", "a", endpoint="http://h:4", load=sick),
+        _reg("n", "b", endpoint="http://h:5", load=sick),
+        _reg("o", "a", endpoint="http://h:6"),
+        _op("o", "a", draining=True),
+    ]
+    found, _ = decode(kvs)
+    got = json.loads(_render(t, Data(instances=found)))
+    assert {m: [i["id"] for i in v] for m, v in got.items()} == {
+        "m": ["a"],  # 1 of 2 healthy: at the 0.5 default, healthy only; weight 0 never
+        "n": ["a", "b"],  # none healthy: the protect threshold serves all
+        "o": [],  # drained: nothing (the template says what to do)
+    }
+    for model in got:
+        pool = candidates([i for i in found if i.model == model], 0.5)
+        assert [i["id"] for i in got[model]] == [i.id for i in pool]
+    strict = _config(
+        tmp_path, "{{ serving | tojson }}", reads={"instances": True, "protect_threshold": 0}
+    )
+    got = json.loads(_render(strict, Data(instances=found)))
+    assert got["n"] == []  # 0: never serve the unhealthy
 
 
 def test_install_rules(tmp_path: Path) -> None:
@@ -192,8 +306,20 @@ def test_install_rules(tmp_path: Path) -> None:
 def test_watched_prefixes_cover_every_read(tmp_path: Path) -> None:
     a = _config(tmp_path, "x", reads={"keys": ["/app/x", "/other"], "prefixes": ["/app/"]})
     b = _config(tmp_path, "x", reads={"instances": True, "prefixes": ["/mcp/"]})
+    fleet = _config(tmp_path, "x", reads={"instances": True})
     assert watched_prefixes([a]) == ["/app/", "/other"]
     assert watched_prefixes([a, b]) == ["/app/", "/mcp/", "/other"]
+    # A drain writes only the operator key: it must be watched, and re-render.
+    # One watch holds both halves of the fleet (no catch-up between two).
+    assert watched_prefixes([a, fleet]) == ["/app/", "/mcp/", "/other"]
+    assert watched_prefixes([fleet]) == ["/mcp/"]
+    for key in (keys.operator_key("m", "i"), keys.instance_key("m", "i")):
+        assert [p for p in watched_prefixes([fleet]) if key.startswith(p)]
+    assert fleet.reads.covers(keys.operator_key("m", "i"))
+    assert fleet.reads.covers(keys.instance_key("m", "i"))
+    assert not fleet.reads.covers("/mcp/operator/other")
+    assert not fleet.reads.covers("/mcp/models/llama")  # the document: not the fleet
+    assert not a.reads.covers(keys.operator_key("m", "i"))
 
 
 class Clock:
@@ -236,19 +362,31 @@ def test_examples_render(tmp_path: Path) -> None:
     nginx, node = config.templates
     doc = yaml.safe_load((EXAMPLES / "mcp_config.yaml").read_text())
     mcp = McpConfig.model_validate(doc)
-    instances = {
-        "/mcp/instances/llama-3-8b/i-2": b'{"address": "10.0.0.8:8000", "weight": 2}',
-        "/mcp/instances/llama-3-8b/i-1": b'{"address": "10.0.0.7:8000"}',
-        "/mcp/instances/llama-3-8b/i-3": b'{"address": "10.0.0.9:8000", "drain": true}',
-        "/mcp/instances/gpt-4o/g-1": b'{"address": "10.1.0.1:443", "drain": false}',
-    }
+    instances, invalid = decode(
+        [
+            _reg("llama-3-8b", "i-2", endpoint="http://10.0.0.8:8000", weight=2),
+            _reg("llama-3-8b", "i-1", endpoint="http://10.0.0.7:8000"),
+            _reg("llama-3-8b", "i-3", endpoint="http://10.0.0.9:8000"),
+            _op("llama-3-8b", "i-3", draining=True),
+            _reg("gpt-4o", "g-1", endpoint="https://10.1.0.1"),
+            _op("gpt-4o", "g-1", weight=3),
+            _reg("mistral", "m-1", endpoint="http://10.2.0.1:80"),
+            _op("mistral", "m-1", enabled=False),
+        ]
+    )
+    assert not invalid
     data = Data(kvs={"/app/gateway/log_level": b"debug"}, instances=instances, mcp=mcp)
     upstreams = _render(nginx, data)
     assert "upstream mcp_llama_3_8b {\n" in upstreams
     assert "    server 10.0.0.7:8000 weight=1;  # i-1\n" in upstreams
     assert "    server 10.0.0.8:8000 weight=2;  # i-2\n" in upstreams
-    assert "10.0.0.9" not in upstreams  # draining
-    assert "    server 10.1.0.1:443 weight=1;  # g-1\n" in upstreams
+    assert "    # i-3 10.0.0.9:8000 left out: draining\n" in upstreams
+    assert "server 10.0.0.9" not in upstreams
+    assert "    server 10.1.0.1:443 weight=3;  # g-1\n" in upstreams  # the override
+    assert (
+        "upstream mcp_mistral {\n    server 127.0.0.1:9 down;  # no instance to serve\n"
+        "    # m-1 10.2.0.1:80 left out: disabled\n}\n"
+    ) in upstreams
     assert "\n\n\n" not in upstreams
     gateway = json.loads(_render(node, data))
     assert gateway["log_level"] == "debug"
