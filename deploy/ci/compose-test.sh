@@ -41,7 +41,8 @@ DOCKER=/usr/bin/docker # Debian's CLI, matching its engine (not whatever is firs
 IMAGE=mcp-config:latest
 BASE_TAG=mcp-base:local
 ENDPOINTS=127.0.0.1:17101,127.0.0.1:17102,127.0.0.1:17103
-HOST_PORTS=(17101 17102 17103 17301 17302 17303)
+HOST_PORTS=(17101 17102 17103 17301 17302 17303 18000)
+ROUTER=http://127.0.0.1:18000
 declare -A PORT_OF=([n1]=17101 [n2]=17102 [n3]=17103)
 BASE_CACHE_DIR=${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/mcp-config
 BASE_CACHE_MAX_AGE_DAYS=7
@@ -202,6 +203,8 @@ for port in "${HOST_PORTS[@]}"; do
     "$PY" - "$port" <<'EOF' || die "127.0.0.1:$port is in use: docker-compose.yml publishes it"
 import socket, sys
 with socket.socket() as s:
+    # As docker-proxy binds: a listener conflicts, TIME_WAIT of an earlier run does not.
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.bind(("127.0.0.1", int(sys.argv[1])))
 EOF
 done
@@ -457,6 +460,36 @@ wait_for "the subscriber logs the change of gpt-4o" 30 \
 passed "the subscriber hot-reloaded a changed model"
 log "the subscriber's log:"
 subscriber_log | sed 's/^/  | /'
+
+# The live fleet (docs/fleet.md): two demo instances behind the demo router;
+# stopping one (SIGTERM: it revokes its lease) removes it from routing.
+fleet_ids() { # the instance ids the router's picker sees, sorted, space-separated
+    timeout 10 "$PY" -c 'import json, sys, urllib.request
+d = json.load(urllib.request.urlopen(sys.argv[1] + "/fleet", timeout=5))
+print(" ".join(sorted(i["id"] for i in d["instances"])))' "$ROUTER"
+}
+fleet_is() { [[ $(fleet_ids) == "$1" ]]; }
+answers() { # answers N: the instances that answered N requests through the router, with counts
+    timeout 60 "$PY" -c 'import collections, json, sys, urllib.request
+seen = collections.Counter()
+for _ in range(int(sys.argv[2])):
+    req = urllib.request.Request(sys.argv[1] + "/v1/completions", data=b"{\"prompt\": \"hi\"}")
+    seen[json.load(urllib.request.urlopen(req, timeout=10))["instance"]] += 1
+print(" ".join(f"{k}={v}" for k, v in sorted(seen.items())))' "$ROUTER" "$1"
+}
+wait_for "the router sees instance-a and instance-b" 60 fleet_is "instance-a instance-b"
+spread=$(answers 40)
+[[ $spread == instance-a=*" "instance-b=* ]] || die "40 requests through the router: $spread"
+passed "the router spreads requests over both instances ($spread)"
+dc stop instance-a >/dev/null 2>&1
+# Within 5 s, less than its 10 s lease TTL: the SIGTERM revoked the lease.
+wait_for "instance-a out of the router's view" 5 fleet_is "instance-b"
+spread=$(answers 40)
+[[ $spread == "instance-b=40" ]] || die "after stopping instance-a: $spread"
+[[ $(timeout 30 "$MCPCTL" --endpoints "$ENDPOINTS" -w json instances llama-3-8b |
+    "$PY" -c 'import json, sys; print(" ".join(r["id"] for r in json.load(sys.stdin)["instances"]))') == instance-b ]] ||
+    die "mcpctl instances still lists instance-a"
+passed "stopping instance-a removed it from routing: 40 of 40 requests went to instance-b"
 
 # A member restarted on a NEW IP address must be reachable by its peers at
 # once (the node keeps PySyncObj's peer address cache at 2 s instead of 600 s).

@@ -46,6 +46,7 @@ from typing import TypeVar
 
 from mcpctl import limits
 from mcpctl.client._client import Client
+from mcpctl.client._values import KeyValue
 from mcpctl.client.watcher import Change, ConfigWatcher
 from mcpctl.errors import NotFound
 from mcpctl.fleet.keys import INSTANCES, is_fleet_key

@@ -194,9 +194,15 @@ class Registration:
             lease.revoke()
             raise
         with self._cond:
-            self._lease = lease
-            self._written, self._written_at = load, time.monotonic()
-            self.registrations += 1
+            stopped = self._stop
+            if not stopped:
+                self._lease = lease
+                self._written, self._written_at = load, time.monotonic()
+                self.registrations += 1
+        if stopped:  # close() gave up waiting for this registration: undo it
+            with contextlib.suppress(McpError):
+                lease.revoke()
+            return
         self.registered.set()
         log.info("%s registered on lease %016x (ttl %d s)", self.key, lease.id, lease.ttl)
 

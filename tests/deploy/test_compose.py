@@ -61,6 +61,9 @@ def model() -> dict[str, Any]:
     return loaded
 
 
+FLEET = ("instance-a", "instance-b", "router")
+
+
 def node_services(model: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {name: model["services"][name] for name in NODES}
 
@@ -73,7 +76,7 @@ def test_compose_config_validates() -> None:
 
 def test_services_and_project(model: dict[str, Any]) -> None:
     assert model["name"] == "mcp-config"
-    assert set(model["services"]) == {*NODES, "subscriber"}
+    assert set(model["services"]) == {*NODES, "subscriber", *FLEET}
     for name, svc in model["services"].items():
         assert svc.get("init") is True, f"{name}: init: true (SIGTERM, zombies)"
         assert svc.get("image") == "mcp-config:latest", name
@@ -155,6 +158,26 @@ def test_subscriber_waits_for_healthy_nodes_and_watches_all(model: dict[str, Any
     endpoints = cmd[cmd.index("--endpoints") + 1].split(",")
     assert endpoints == [f"{n}:7101" for n in NODES]
     assert cmd[cmd.index("--prefix") + 1] == "/mcp/models/"
+
+
+def test_fleet_services_register_and_route_through_the_nodes(model: dict[str, Any]) -> None:
+    """Two demo instances advertise their service names; the router is published on
+    127.0.0.1 only; all wait for healthy nodes (docs/fleet.md)."""
+    for name in FLEET:
+        svc = model["services"][name]
+        assert {n: d["condition"] for n, d in svc["depends_on"].items()} == dict.fromkeys(
+            NODES, "service_healthy"
+        ), name
+        cmd = svc["command"]
+        assert cmd[cmd.index("--endpoints") + 1].split(",") == [f"{n}:7101" for n in NODES]
+        assert cmd[cmd.index("--model") + 1] == "llama-3-8b"
+    for name in ("instance-a", "instance-b"):
+        cmd = model["services"][name]["command"]
+        assert cmd[cmd.index("--advertise") + 1] == f"http://{name}:8000"
+        assert cmd[cmd.index("--id") + 1] == name
+        assert "ports" not in model["services"][name]
+    (port,) = model["services"]["router"]["ports"]
+    assert port["host_ip"] == "127.0.0.1" and int(port["published"]) == 18000
 
 
 @pytest.mark.parametrize("service", NODES)

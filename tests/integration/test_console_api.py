@@ -127,6 +127,7 @@ def test_auth_is_the_grpc_auth(secured: Cluster) -> None:
             "auth": True,
             "member": node.name,
             "can_write_mcp": False,
+            "can_drain": False,
         }
         assert reader.post("/api/mcp/apply", json={"document": GOOD_DOC}).status_code == 200
         real = {"document": GOOD_DOC, "dry_run": False, "expected_revision": 1}
@@ -139,6 +140,39 @@ def test_auth_is_the_grpc_auth(secured: Cluster) -> None:
         one_line_error(models.get("/api/keys?prefix=/mcp/"), 403, "permission_denied")
     with http(node, ADMIN) as admin:
         assert admin.get("/api/whoami").json()["can_write_mcp"] is True
+
+
+def test_fleet_page_api_lists_instances_and_drains_behind_write(secured: Cluster) -> None:
+    """/api/fleet lists a registered instance with its lease TTL (docs/fleet.md);
+    a reader's drain is 403, an admin's drains (the operator key is written) and
+    undrains (the key is deleted); a bad model name is a one-line 400."""
+    from mcpctl.client import Client
+    from mcpctl.fleet.registration import Registration
+
+    node = secured.nodes[0]
+    with (
+        Client(secured.endpoints, token=ADMIN, timeout=10) as c,
+        Registration(c, model="fm", endpoint="http://fm1.test:80", instance_id="fm1"),
+    ):
+        with http(node, READER) as reader:
+            got = reader.get("/api/fleet").json()
+            (model,) = [m for m in got["models"] if m["model"] == "fm"]
+            (row,) = model["instances"]
+            assert row["id"] == "fm1" and row["endpoint"] == "http://fm1.test:80"
+            assert 0 < row["ttl"] <= 30 and row["draining"] is False
+            body = {"model": "fm", "id": "fm1", "draining": True}
+            one_line_error(reader.post("/api/fleet/drain", json=body), 403, "permission_denied")
+        with http(node, ADMIN) as admin:
+            assert admin.post("/api/fleet/drain", json=body).json()["draining"] is True
+            assert c.get("/mcp/operator/instances/fm/fm1").kvs
+            assert admin.get("/api/fleet").json()["models"][0]["instances"][0]["draining"]
+            undrain = {**body, "draining": False}
+            assert admin.post("/api/fleet/drain", json=undrain).json()["draining"] is False
+            assert not c.get("/mcp/operator/instances/fm/fm1").kvs
+            bad = {**body, "model": "bad model"}
+            assert (
+                "model:" in one_line_error(admin.post("/api/fleet/drain", json=bad), 400)["message"]
+            )
 
 
 def test_keys_values_and_history_pages(secured: Cluster) -> None:

@@ -45,10 +45,12 @@ from mcpctl._proto.mcp.v1 import config_pb2 as config
 from mcpctl._proto.mcp.v1 import kv_pb2 as kv
 from mcpctl._proto.mcp.v1 import lease_pb2 as lease_pb
 from mcpctl.errors import InvalidArgument, McpError, NotFound, Unavailable
+from mcpctl.fleet.keys import OPERATOR
 from mcpctl.mcp import plan, schema
 from mcpctl.server import auth
 from mcpctl.server.console.diff import display_text, line_diff
 from mcpctl.server.console.feed import Snapshot, StatusFeed, now_ms
+from mcpctl.server.console.fleet import FleetApi
 from mcpctl.server.console.http import Hardening, error_response, read_json
 from mcpctl.server.console.stream import SseResponse
 from mcpctl.server.leases import Leases
@@ -60,6 +62,7 @@ log = structlog.get_logger("mcpctl.server.console")
 
 STATIC_DIR = Path(__file__).parent / "static"
 _MCP_ROOT = b"/mcp/"
+_FLEET_OPERATOR = OPERATOR.encode()
 
 
 # -- request helpers --------------------------------------------------------------------
@@ -150,6 +153,7 @@ class ConsoleApi:
                 "auth": self.guard.enabled,
                 "member": self.node.identity.member_name,
                 "can_write_mcp": role.allows(_MCP_ROOT, True, auth.Access.WRITE),
+                "can_drain": role.allows(_FLEET_OPERATOR, True, auth.Access.WRITE),
             }
         )
 
@@ -409,6 +413,7 @@ def build_app(
     leases: Leases | None = None,
 ) -> ASGIApp:
     api = ConsoleApi(node, guard, feed, leases)
+    fleet = FleetApi(api)
     get, post = ["GET"], ["POST"]
 
     def endpoint(name: str, fn: Handler) -> Handler:
@@ -426,6 +431,8 @@ def build_app(
         Route("/api/mcp", endpoint("mcp", api.mcp_view), methods=get),
         Route("/api/mcp/apply", endpoint("apply", api.mcp_apply), methods=post),
         Route("/api/rollback", endpoint("rollback", api.rollback), methods=post),
+        Route("/api/fleet", endpoint("fleet", fleet.fleet), methods=get),
+        Route("/api/fleet/drain", endpoint("fleet_drain", fleet.drain), methods=post),
         Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
     ]
     app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})

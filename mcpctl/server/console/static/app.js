@@ -122,11 +122,12 @@ async function whoami() {
 
 // -- pages -----------------------------------------------------------------------------
 function route() {
-  const page = location.hash === "#config" ? "config" : "cluster";
-  for (const p of ["cluster", "config"]) {
+  const page = { "#config": "config", "#fleet": "fleet" }[location.hash] || "cluster";
+  for (const p of ["cluster", "config", "fleet"]) {
     show("page-" + p, p === page);
     $("nav-" + p).classList.toggle("active", p === page);
   }
+  if (window.fleetPage) window.fleetPage.visible(page === "fleet");  // static/fleet.js
   if (page === "config" && !state.configLoaded) {
     state.configLoaded = true;
     listKeys();
