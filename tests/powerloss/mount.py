@@ -1,0 +1,98 @@
+"""Start, crash and stop a power-loss filesystem (``tests.powerloss.lazyfs``).
+
+``unavailable_reason()`` says why FUSE cannot run here (no /dev/fuse, no
+fusermount3, no libfuse, not allowed to mount), for a clear skip; in CI
+(``CI=true``) the tests fail instead of skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import TracebackType
+
+from tests.powerloss.lazyfs import CONTROL
+
+MOUNT_TIMEOUT_S = 10.0
+REPO = Path(__file__).resolve().parents[2]
+
+
+def unavailable_reason() -> str | None:
+    if not os.path.exists("/dev/fuse"):
+        return "no /dev/fuse on this machine"
+    if shutil.which("fusermount3") is None:
+        return "fusermount3 is missing (Debian package fuse3)"
+    try:
+        import mfusepy  # noqa: F401
+    except (ImportError, OSError) as e:
+        return f"mfusepy cannot load libfuse: {e}"
+    return None
+
+
+class PowerLossMount:
+    """A mounted ``PowerLossFS`` at ``mountpoint`` over ``backing``."""
+
+    def __init__(self, backing: Path, mountpoint: Path, log: Path) -> None:
+        self.backing = backing
+        self.mountpoint = mountpoint
+        self._log_path = log
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.backing.mkdir(parents=True, exist_ok=True)
+        self.mountpoint.mkdir(parents=True, exist_ok=True)
+        log = open(self._log_path, "ab")  # noqa: SIM115 (the child keeps it)
+        self._proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tests.powerloss.lazyfs",
+                str(self.backing),
+                str(self.mountpoint),
+            ],
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        deadline = time.monotonic() + MOUNT_TIMEOUT_S
+        while not os.path.ismount(self.mountpoint):
+            if self._proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(
+                    f"power-loss filesystem did not mount at {self.mountpoint}: "
+                    + self._log_path.read_text(errors="replace")[-2000:]
+                )
+            time.sleep(0.02)
+
+    def crash(self) -> None:
+        """The power cut: everything not fsynced is gone (kill the programs first)."""
+        with open(str(self.mountpoint) + CONTROL, "wb", buffering=0) as f:
+            f.write(b"crash")
+
+    def stop(self) -> None:
+        if os.path.ismount(self.mountpoint):
+            subprocess.run(["fusermount3", "-u", "-z", str(self.mountpoint)], check=False)
+        if self._proc is not None:
+            try:
+                self._proc.wait(timeout=MOUNT_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+            self._proc = None
+
+    def __enter__(self) -> PowerLossMount:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
