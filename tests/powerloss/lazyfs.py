@@ -12,7 +12,12 @@ programs see), and only what was synced becomes "on disk":
 - writing ``crash`` to ``<mount>/.powerloss`` is the power cut: everything not
   synced is dropped, what was synced is what the programs see from then on,
   and the backing directory is rewritten to hold exactly that (so a later
-  mount, or a look from outside, sees the same).
+  mount, or a look from outside, sees the same);
+- ``crash-before-rename NAME`` arms a cut at an exact point: the first rename
+  onto a file called NAME is not done, the power is cut instead, and every
+  call but the control file's fails with EIO (the machine is "off") until
+  ``thaw`` (after the test killed the programs). Reading the control file
+  says how many cuts happened.
 
 The kernel page cache is kept out of the way (``direct_io``, no attribute or
 entry caching), so a read after the cut shows the cut. Memory-mapped writes
@@ -66,6 +71,8 @@ class PowerLossFS(mfusepy.Operations):  # type: ignore[misc]
         self._durable_data: dict[int, bytes] = {}
         self._next_ino = 1
         self.crashes = 0
+        self._armed_rename: str | None = None
+        self._frozen = False
         self._load()
 
     # -- state ---------------------------------------------------------------------
@@ -121,13 +128,28 @@ class PowerLossFS(mfusepy.Operations):  # type: ignore[misc]
             else:
                 target.write_bytes(bytes(self._inodes[ino].data))
 
+    def _control(self, command: bytes) -> None:
+        word, _, arg = command.strip().decode().partition(" ")
+        if word == "crash":
+            self.crash()
+        elif word == "crash-before-rename" and arg:
+            self._armed_rename = arg
+        elif word == "thaw":
+            self._frozen = False
+        else:
+            raise mfusepy.FuseOSError(errno.EINVAL)
+
     def _ino(self, path: str) -> int:
+        if self._frozen:
+            raise mfusepy.FuseOSError(errno.EIO)
         ino = self._names.get(path)
         if ino is None:
             raise mfusepy.FuseOSError(errno.ENOENT)
         return ino
 
     def _node(self, path: str, fh: int | None = None) -> Inode:
+        if self._frozen:
+            raise mfusepy.FuseOSError(errno.EIO)
         if fh:
             node = self._inodes.get(fh)
             if node is not None:
@@ -139,6 +161,8 @@ class PowerLossFS(mfusepy.Operations):  # type: ignore[misc]
         with self._lock:
             if path == CONTROL:
                 return {"st_mode": stat.S_IFREG | 0o666, "st_nlink": 1, "st_size": 0}
+            if self._frozen and path != "/":
+                raise mfusepy.FuseOSError(errno.EIO)
             node = self._node(path, fh)
             return {
                 "st_mode": node.mode,
@@ -172,6 +196,7 @@ class PowerLossFS(mfusepy.Operations):  # type: ignore[misc]
     def fsyncdir(self, path: str, datasync: int, fh: int) -> int:
         """A directory's entries become durable (not its files' contents)."""
         with self._lock:
+            self._ino(path)
             prefix = path.rstrip("/") + "/"
 
             def child(p: str) -> bool:
@@ -229,10 +254,8 @@ class PowerLossFS(mfusepy.Operations):  # type: ignore[misc]
     def write(self, path: str, data: bytes, offset: int, fh: int) -> int:
         with self._lock:
             if path == CONTROL:
-                if data.strip() == b"crash":
-                    self.crash()
-                    return len(data)
-                raise mfusepy.FuseOSError(errno.EINVAL)
+                self._control(data)
+                return len(data)
             node = self._node(path, fh)
             if offset > len(node.data):
                 node.data.extend(b"\0" * (offset - len(node.data)))
@@ -254,6 +277,8 @@ class PowerLossFS(mfusepy.Operations):  # type: ignore[misc]
     def fsync(self, path: str, datasync: int, fh: int) -> int:
         """A file's contents become durable (its name only with its directory)."""
         with self._lock:
+            if self._frozen:
+                raise mfusepy.FuseOSError(errno.EIO)
             ino = fh if fh in self._inodes else self._ino(path)
             self._durable_data[ino] = bytes(self._inodes[ino].data)
             return 0
@@ -268,6 +293,11 @@ class PowerLossFS(mfusepy.Operations):  # type: ignore[misc]
         with self._lock:
             ino = self._ino(old)
             self._ino(_parent(new))
+            if self._armed_rename is not None and os.path.basename(new) == self._armed_rename:
+                self._armed_rename = None
+                self.crash()
+                self._frozen = True
+                raise mfusepy.FuseOSError(errno.EIO)
             moved = {p: i for p, i in self._names.items() if p == old or p.startswith(old + "/")}
             for p in moved:
                 del self._names[p]

@@ -71,8 +71,23 @@ class PowerLossMount:
 
     def crash(self) -> None:
         """The power cut: everything not fsynced is gone (kill the programs first)."""
+        self._control(b"crash")
+
+    def crash_before_rename(self, name: str) -> None:
+        """Cut the power at the first rename onto a file called ``name``; the
+        filesystem then fails every call until ``thaw``."""
+        self._control(f"crash-before-rename {name}".encode())
+
+    def thaw(self) -> None:
+        self._control(b"thaw")
+
+    def crashes(self) -> int:
+        with open(str(self.mountpoint) + CONTROL, "rb", buffering=0) as f:
+            return int(f.read(64).split()[1])
+
+    def _control(self, command: bytes) -> None:
         with open(str(self.mountpoint) + CONTROL, "wb", buffering=0) as f:
-            f.write(b"crash")
+            f.write(command)
 
     def stop(self) -> None:
         if os.path.ismount(self.mountpoint):
