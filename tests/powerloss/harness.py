@@ -40,6 +40,13 @@ def require_fuse() -> None:
 class PowerCluster:
     cluster: Cluster
     mounts: dict[str, PowerLossMount]
+    root: Path
+
+    def mount_for(self, node: NodeProc) -> PowerLossMount:
+        """Put a (new) member's data dir on a power-loss filesystem of its own."""
+        m = _mount(self.root, node)
+        self.mounts[node.name] = m
+        return m
 
     def node(self, name: str) -> NodeProc:
         return next(n for n in self.cluster.nodes if n.name == name)
@@ -74,18 +81,22 @@ def power_cluster(root: Path, durability: str, **raft: object) -> Iterator[Power
     mounts: dict[str, PowerLossMount] = {}
     try:
         for n in cluster.nodes:
-            m = PowerLossMount(
-                root / "backing" / n.name, root / "fs" / n.name, root / f"{n.name}.fs.log"
-            )
-            m.start()
-            mounts[n.name] = m
-            n.data_dir.symlink_to(m.mountpoint, target_is_directory=True)
+            mounts[n.name] = _mount(root, n)
         cluster.start_all()
-        yield PowerCluster(cluster, mounts)
+        yield PowerCluster(cluster, mounts, root)
     finally:
         cluster.close()
         for m in mounts.values():
             m.stop()
+
+
+def _mount(root: Path, node: NodeProc) -> PowerLossMount:
+    m = PowerLossMount(
+        root / "backing" / node.name, root / "fs" / node.name, root / f"{node.name}.fs.log"
+    )
+    m.start()
+    node.data_dir.symlink_to(m.mountpoint, target_is_directory=True)
+    return m
 
 
 @dataclass
