@@ -461,4 +461,12 @@ class RaftNode:
         deadline = time.monotonic() + timeout_s
         while self._sync.tick_thread_alive() and time.monotonic() < deadline:
             time.sleep(0.01)
+        syncs, records, seconds = self._sync.journal_stats()
+        log.info(
+            "raft journal syncs",
+            durability=str(self.settings.durability),
+            syncs=syncs,
+            records=records,
+            sync_seconds=round(seconds, 3),
+        )
         return not self._sync.tick_thread_alive()

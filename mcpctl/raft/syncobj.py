@@ -194,9 +194,12 @@ class RaftSyncObj(SyncObj):  # type: ignore[misc]
         if len(self._deferred_acks) >= limits.RAFT_DEFERRED_ACKS_MAX:
             self.sync_journal()
 
-    def journal(self) -> DurableJournal:
-        raft_log: DurableJournal = self._SyncObj__raftLog
-        return raft_log
+    def journal_stats(self) -> tuple[int, int, float]:
+        """Group commit so far: (fdatasyncs, records they covered, seconds in them)."""
+        raft_log = self._SyncObj__raftLog
+        if not isinstance(raft_log, DurableJournal):
+            return 0, 0, 0.0
+        return raft_log.syncs, raft_log.synced_records, raft_log.sync_seconds
 
     def sync_journal(self) -> None:
         """Group commit: one fdatasync for everything appended since the last one,
