@@ -41,10 +41,11 @@ class PowerCluster:
     cluster: Cluster
     mounts: dict[str, PowerLossMount]
     root: Path
+    sync_delay_s: float = 0.0
 
     def mount_for(self, node: NodeProc) -> PowerLossMount:
         """Put a (new) member's data dir on a power-loss filesystem of its own."""
-        m = _mount(self.root, node)
+        m = _mount(self.root, node, self.sync_delay_s)
         self.mounts[node.name] = m
         return m
 
@@ -64,6 +65,11 @@ class PowerCluster:
         for n in chosen:
             self.mounts[n.name].crash()
 
+    def lose_disk(self, node: NodeProc) -> None:
+        """The member's disk is replaced by an empty one (after a power cut)."""
+        for entry in node.data_dir.iterdir():
+            entry.unlink()
+
     def durable_meta(self, node: NodeProc) -> dict[str, object]:
         """The term/vote/commit record as it is on "disk" (read after a crash)."""
         try:
@@ -74,25 +80,30 @@ class PowerCluster:
 
 
 @contextmanager
-def power_cluster(root: Path, durability: str, **raft: object) -> Iterator[PowerCluster]:
+def power_cluster(
+    root: Path, durability: str, *, sync_delay_s: float = 0.0, **raft: object
+) -> Iterator[PowerCluster]:
     require_fuse()
     (root / "cluster").mkdir()
     cluster = Cluster(root / "cluster", extra_config={"raft": {"durability": durability, **raft}})
     mounts: dict[str, PowerLossMount] = {}
     try:
         for n in cluster.nodes:
-            mounts[n.name] = _mount(root, n)
+            mounts[n.name] = _mount(root, n, sync_delay_s)
         cluster.start_all()
-        yield PowerCluster(cluster, mounts, root)
+        yield PowerCluster(cluster, mounts, root, sync_delay_s)
     finally:
         cluster.close()
         for m in mounts.values():
             m.stop()
 
 
-def _mount(root: Path, node: NodeProc) -> PowerLossMount:
+def _mount(root: Path, node: NodeProc, sync_delay_s: float = 0.0) -> PowerLossMount:
     m = PowerLossMount(
-        root / "backing" / node.name, root / "fs" / node.name, root / f"{node.name}.fs.log"
+        root / "backing" / node.name,
+        root / "fs" / node.name,
+        root / f"{node.name}.fs.log",
+        sync_delay_s=sync_delay_s,
     )
     m.start()
     node.data_dir.symlink_to(m.mountpoint, target_is_directory=True)

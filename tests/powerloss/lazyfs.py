@@ -17,13 +17,17 @@ programs see), and only what was synced becomes "on disk":
   onto a file called NAME is not done, the power is cut instead, and every
   call but the control file's fails with EIO (the machine is "off") until
   ``thaw`` (after the test killed the programs). Reading the control file
-  says how many cuts happened.
+  says how many cuts happened;
+- ``sync-delay SECONDS`` makes every later file fsync that slow (a slow disk:
+  the whole filesystem waits), which widens any window between a write being
+  acknowledged and being durable.
 
 The kernel page cache is kept out of the way (``direct_io``, no attribute or
 entry caching), so a read after the cut shows the cut. Memory-mapped writes
 are not modelled: ``direct_io`` mounts refuse shared writable mmaps (our Raft
 journal writes with ``pwrite``). Run as ``python -m tests.powerloss.lazyfs
-BACKING MOUNTPOINT``; ``tests.powerloss.mount`` starts and stops it.
+BACKING MOUNTPOINT`` (``POWERLOSS_SYNC_DELAY_S``: a slow disk, seconds per
+file fsync); ``tests.powerloss.mount`` starts and stops it.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from typing import Any
 import mfusepy
 
 CONTROL = "/.powerloss"
+SYNC_DELAY_ENV = "POWERLOSS_SYNC_DELAY_S"
 
 
 @dataclass
@@ -57,13 +62,17 @@ def _parent(path: str) -> str:
 
 
 class PowerLossFS(mfusepy.Operations):  # type: ignore[misc]
-    """See the module docstring. One lock around everything: simple, and fast
-    enough for three Raft members."""
+    """See the module docstring. Calls run on libfuse's threads, one lock
+    around each (except a slow fsync's wait): simple, and fast enough."""
 
     use_ns = True
 
-    def __init__(self, backing: Path) -> None:
+    def __init__(self, backing: Path, sync_delay_s: float = 0.0) -> None:
         self._backing = backing
+        # A slow disk: every fsync of a file takes this long (the whole
+        # filesystem waits), which widens any window between a write being
+        # acknowledged and being durable.
+        self._sync_delay_s = sync_delay_s
         self._lock = threading.Lock()
         self._inodes: dict[int, Inode] = {}
         self._names: dict[str, int] = {}  # what programs see: path -> inode
@@ -136,6 +145,8 @@ class PowerLossFS(mfusepy.Operations):  # type: ignore[misc]
             self._armed_rename = arg
         elif word == "thaw":
             self._frozen = False
+        elif word == "sync-delay" and arg:
+            self._sync_delay_s = float(arg)
         else:
             raise mfusepy.FuseOSError(errno.EINVAL)
 
@@ -280,7 +291,16 @@ class PowerLossFS(mfusepy.Operations):  # type: ignore[misc]
             if self._frozen:
                 raise mfusepy.FuseOSError(errno.EIO)
             ino = fh if fh in self._inodes else self._ino(path)
-            self._durable_data[ino] = bytes(self._inodes[ino].data)
+            data = bytes(self._inodes[ino].data)
+            crashes, delay_s = self.crashes, self._sync_delay_s
+        if delay_s:
+            # The disk is busy (other calls go on); a power cut meanwhile wins.
+            time.sleep(delay_s)
+        with self._lock:
+            if self.crashes != crashes:
+                raise mfusepy.FuseOSError(errno.EIO)
+            if ino in self._inodes:
+                self._durable_data[ino] = data
             return 0
 
     def flush(self, path: str, fh: int) -> int:
@@ -350,10 +370,9 @@ def main(argv: list[str]) -> int:
     backing, mountpoint = Path(argv[1]), argv[2]
     backing.mkdir(parents=True, exist_ok=True)
     mfusepy.FUSE(
-        PowerLossFS(backing),
+        PowerLossFS(backing, float(os.environ.get(SYNC_DELAY_ENV, "0"))),
         mountpoint,
         foreground=True,
-        nothreads=True,
         direct_io=True,
         attr_timeout=0,
         entry_timeout=0,

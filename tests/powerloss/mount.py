@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from tests.powerloss.lazyfs import CONTROL
+from tests.powerloss.lazyfs import CONTROL, SYNC_DELAY_ENV
 
 MOUNT_TIMEOUT_S = 10.0
 REPO = Path(__file__).resolve().parents[2]
@@ -36,8 +36,11 @@ def unavailable_reason() -> str | None:
 class PowerLossMount:
     """A mounted ``PowerLossFS`` at ``mountpoint`` over ``backing``."""
 
-    def __init__(self, backing: Path, mountpoint: Path, log: Path) -> None:
+    def __init__(
+        self, backing: Path, mountpoint: Path, log: Path, *, sync_delay_s: float = 0.0
+    ) -> None:
         self.backing = backing
+        self.sync_delay_s = sync_delay_s
         self.mountpoint = mountpoint
         self._log_path = log
         self._proc: subprocess.Popen[bytes] | None = None
@@ -55,6 +58,7 @@ class PowerLossMount:
                 str(self.mountpoint),
             ],
             cwd=REPO,
+            env={**os.environ, SYNC_DELAY_ENV: str(self.sync_delay_s)},
             stdout=log,
             stderr=subprocess.STDOUT,
         )
@@ -77,6 +81,10 @@ class PowerLossMount:
         """Cut the power at the first rename onto a file called ``name``; the
         filesystem then fails every call until ``thaw``."""
         self._control(f"crash-before-rename {name}".encode())
+
+    def slow_syncs(self, seconds: float) -> None:
+        """Every file fsync from now on takes ``seconds`` (a slow disk)."""
+        self._control(f"sync-delay {seconds}".encode())
 
     def thaw(self) -> None:
         self._control(b"thaw")

@@ -54,3 +54,35 @@ def test_durability_none_loses_acknowledged_writes_in_a_power_cut(tmp_path: Path
         problems = cut_and_check(pc)
     assert any("lost" in p for p in problems), problems
     assert any("term went back" in p for p in problems), problems
+
+
+# Every fsync on the followers' filesystems takes this long (the leader's is
+# fast): a follower that answered AppendEntries before its sync finished
+# would let the leader commit, and the client see success, inside that window.
+SLOW_SYNC_S = 0.05
+
+
+def test_acknowledged_writes_are_on_a_follower_disk_when_the_leader_disk_is_lost(
+    tmp_path: Path,
+) -> None:
+    """A write is acknowledged only once a majority has it *on disk*: after a
+    power cut in which the leader's disk is lost too, the followers still
+    hold every acknowledged write (slow disks, so a follower answering before
+    its sync would lose some)."""
+    with power_cluster(tmp_path, "fsync") as pc:
+        c = pc.cluster
+        leader = c.leader()
+        for n in c.nodes:
+            if n is not leader:
+                pc.mounts[n.name].slow_syncs(SLOW_SYNC_S)
+        writers = Writers([leader.endpoint])
+        writers.start()
+        writers.wait_acked(ACKED_BEFORE_CUT)
+        pc.power_cut()
+        acked = writers.stop()
+        pc.lose_disk(leader)
+        c.start_all()
+        stores = converged_stores(pc, writers.prefix)
+        assert all(s == stores[0] for s in stores)
+        lost = [k for k, v in acked.items() if stores[0].get(k, ("",))[0] != v]
+        assert lost == [], f"lost {len(lost)} of {len(acked)} acknowledged writes"
