@@ -209,7 +209,17 @@ class DurableJournal(Journal):  # type: ignore[misc]
         if self._durable:
             self._dirty = True  # the header goes out with the next sync
         else:
-            os.pwrite(self._fd, _U32.pack(self._end), _LAST_RECORD_OFFSET_AT)
+            self._write_end()
+
+    def _write_end(self) -> None:
+        os.pwrite(self._fd, _U32.pack(self._end), _LAST_RECORD_OFFSET_AT)
+
+    def _shrunk(self) -> None:
+        """The end moved back: the header says so at once (records written
+        over the old ones are then never read back as the old ones after a
+        process crash), and the change is synced with the next batch."""
+        self._write_end()
+        self._dirty = self._durable
 
     def sync(self) -> bool:
         """Make every change since the last sync durable (one fdatasync); False
@@ -217,7 +227,7 @@ class DurableJournal(Journal):  # type: ignore[misc]
         if not self._dirty:
             return False
         started = time.perf_counter()
-        os.pwrite(self._fd, _U32.pack(self._end), _LAST_RECORD_OFFSET_AT)
+        self._write_end()
         os.fdatasync(self._fd)
         self._dirty = False
         self.syncs += 1
@@ -230,7 +240,7 @@ class DurableJournal(Journal):  # type: ignore[misc]
         self._entries = []
         self._offsets = []
         self._end = FIRST_RECORD_OFFSET
-        self._written()
+        self._shrunk()
 
     def deleteEntriesFrom(self, entryFrom: int) -> None:
         if entryFrom >= len(self._entries):
@@ -238,7 +248,7 @@ class DurableJournal(Journal):  # type: ignore[misc]
         self._end = self._offsets[entryFrom]
         del self._entries[entryFrom:]
         del self._offsets[entryFrom:]
-        self._written()
+        self._shrunk()
 
     def deleteEntriesTo(self, entryTo: int) -> None:
         """Drop the entries a snapshot now holds: the shortened journal is a new

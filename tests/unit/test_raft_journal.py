@@ -165,3 +165,17 @@ def test_durable_replace_gives_the_whole_new_file(tmp_path: Path) -> None:
     (tmp_path / "snap").write_bytes(b"old")
     jr.durable_replace(str(tmp_path / "snap.tmp"), str(tmp_path / "snap"))
     assert (tmp_path / "snap").read_bytes() == b"new" and not (tmp_path / "snap.tmp").exists()
+
+
+def test_a_truncation_reaches_the_header_before_the_sync(tmp_path: Path) -> None:
+    """Entries replaced after a conflict: a process crash before the next sync
+    leaves the shorter journal, never the new records read as the old ones."""
+    path = tmp_path / "raft.journal"
+    j = reopen(path)
+    fill(j, 1, 11, term=1)
+    j.sync()
+    j.deleteEntriesFrom(5)
+    fill(j, 6, 11, term=2)  # same sizes, other term: written over the old records
+    assert [(e[1], e[2]) for e in reopen(path)] == [(i, 1) for i in range(1, 6)]
+    j.sync()
+    assert [e[2] for e in reopen(path)][5:] == [2] * 5
