@@ -45,8 +45,7 @@ from typing import Any
 
 import mfusepy
 
-CONTROL = "/.powerloss"
-SYNC_DELAY_ENV = "POWERLOSS_SYNC_DELAY_S"
+from tests.powerloss.protocol import CONTROL, SYNC_DELAY_ENV
 
 
 @dataclass

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from tests.powerloss.lazyfs import CONTROL, SYNC_DELAY_ENV
+from tests.powerloss.protocol import CONTROL, SYNC_DELAY_ENV
 
 MOUNT_TIMEOUT_S = 10.0
 REPO = Path(__file__).resolve().parents[2]
@@ -28,7 +28,7 @@ def unavailable_reason() -> str | None:
         return "fusermount3 is missing (Debian package fuse3)"
     try:
         import mfusepy  # noqa: F401
-    except (ImportError, OSError) as e:
+    except Exception as e:  # mfusepy raises a bare EnvironmentError without libfuse
         return f"mfusepy cannot load libfuse: {e}"
     return None
 
