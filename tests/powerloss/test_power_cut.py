@@ -45,6 +45,7 @@ def cut_and_check(pc: PowerCluster) -> list[str]:
 def test_fsync_keeps_every_acknowledged_write_through_a_power_cut(tmp_path: Path) -> None:
     with power_cluster(tmp_path, "fsync") as pc:
         problems = cut_and_check(pc)
+        assert not any("raft.durability is none" in n.log_text() for n in pc.cluster.nodes)
     assert problems == []
 
 
@@ -52,6 +53,7 @@ def test_durability_none_loses_acknowledged_writes_in_a_power_cut(tmp_path: Path
     """The expected-failure half: nothing synced, so the cut takes writes and terms."""
     with power_cluster(tmp_path, "none") as pc:
         problems = cut_and_check(pc)
+        assert all("raft.durability is none" in n.log_text() for n in pc.cluster.nodes)
     assert any("lost" in p for p in problems), problems
     assert any("term went back" in p for p in problems), problems
 
