@@ -179,3 +179,31 @@ def test_a_truncation_reaches_the_header_before_the_sync(tmp_path: Path) -> None
     assert [(e[1], e[2]) for e in reopen(path)] == [(i, 1) for i in range(1, 6)]
     j.sync()
     assert [e[2] for e in reopen(path)][5:] == [2] * 5
+
+
+def test_held_acks_past_the_limit_are_synced_and_sent_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RAFT_DEFERRED_ACKS_MAX: a follower holding that many AppendEntries answers
+    syncs its journal and sends them, before its tick would have."""
+    from pysyncobj import SyncObjConf
+
+    from mcpctl import limits
+    from mcpctl.raft.cipher import PeerCipher
+    from mcpctl.raft.syncobj import RaftSyncObj
+
+    monkeypatch.setattr(limits, "RAFT_DEFERRED_ACKS_MAX", 3)
+    conf = SyncObjConf(
+        autoTick=False,
+        journalFile=str(tmp_path / "raft.journal"),
+        fullDumpFile=str(tmp_path / "raft.snapshot"),
+    )
+    sync = RaftSyncObj("127.0.0.1:1", ["127.0.0.1:2"], conf, cipher=PeerCipher("x" * 32))
+    assert sync.defers_acks
+    ack = {"type": "next_node_idx", "next_node_idx": 2, "reset": False, "success": True}
+    sync.defer_ack(object(), ack)
+    sync.defer_ack(object(), ack)
+    assert sync.journal_stats()[0] == 0 and len(sync._deferred_acks) == 2
+    sync.defer_ack(object(), ack)
+    assert sync.journal_stats()[:2] == (1, 1)  # the first entry (no-op), one fdatasync
+    assert sync._deferred_acks == []
