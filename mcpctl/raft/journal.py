@@ -51,6 +51,11 @@ _LAST_RECORD_OFFSET_AT = _NAME_SIZE + _VERSION_SIZE + 4
 _U32 = struct.Struct("<I")
 _IDX_TERM = struct.Struct("<QQ")
 META_SUFFIX = ".meta"
+# The process exits with this when an fdatasync of the journal fails: after a
+# failed fsync the kernel may have dropped the dirty pages and a retry can
+# report success for data that is gone (PostgreSQL's "fsyncgate"), so the
+# member restarts from what is really on disk instead of acknowledging.
+EXIT_SYNC_FAILED = 72
 
 
 class Durability(enum.StrEnum):

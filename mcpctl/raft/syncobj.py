@@ -16,6 +16,8 @@ in ``mcpctl.raft.decisions``. Line numbers below are of PySyncObj 0.3.17.
 from __future__ import annotations
 
 import importlib.metadata
+import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -34,7 +36,13 @@ from mcpctl import limits
 from mcpctl.raft import decisions
 from mcpctl.raft.cipher import PeerCipher
 from mcpctl.raft.inventory import INVENTORY
-from mcpctl.raft.journal import Durability, DurableJournal, create_journal, durable_replace
+from mcpctl.raft.journal import (
+    EXIT_SYNC_FAILED,
+    Durability,
+    DurableJournal,
+    create_journal,
+    durable_replace,
+)
 from mcpctl.raft.journal import register as register_durability
 from mcpctl.raft.snapshot import DUMP_FILE, JOURNAL_FILE, SnapshotFile, read_snapshot_entries
 from mcpctl.raft.status import ProposeError, RaftSettings
@@ -208,7 +216,13 @@ class RaftSyncObj(SyncObj):  # type: ignore[misc]
         the tick's poll."""
         raft_log = self._SyncObj__raftLog
         if isinstance(raft_log, DurableJournal):
-            raft_log.sync()
+            try:
+                raft_log.sync()
+            except OSError:
+                # Never acknowledge after a failed sync (journal.EXIT_SYNC_FAILED).
+                log.critical("raft journal fdatasync failed; exiting", exc_info=True)
+                logging.shutdown()
+                os._exit(EXIT_SYNC_FAILED)
         if self._deferred_acks:
             acks, self._deferred_acks = self._deferred_acks, []
             transport = self._SyncObj__transport

@@ -18,6 +18,7 @@ programs see), and only what was synced becomes "on disk":
   call but the control file's fails with EIO (the machine is "off") until
   ``thaw`` (after the test killed the programs). Reading the control file
   says how many cuts happened;
+- ``fail-syncs`` makes every later file fsync fail with EIO (a dying disk);
 - ``sync-delay SECONDS`` makes every later file fsync that slow (a slow disk:
   the whole filesystem waits), which widens any window between a write being
   acknowledged and being durable.
@@ -80,6 +81,7 @@ class PowerLossFS(mfusepy.Operations):  # type: ignore[misc]
         self._next_ino = 1
         self.crashes = 0
         self._armed_rename: str | None = None
+        self._fail_syncs = False
         self._frozen = False
         self._load()
 
@@ -144,6 +146,8 @@ class PowerLossFS(mfusepy.Operations):  # type: ignore[misc]
             self._armed_rename = arg
         elif word == "thaw":
             self._frozen = False
+        elif word == "fail-syncs":
+            self._fail_syncs = True
         elif word == "sync-delay" and arg:
             self._sync_delay_s = float(arg)
         else:
@@ -287,7 +291,7 @@ class PowerLossFS(mfusepy.Operations):  # type: ignore[misc]
     def fsync(self, path: str, datasync: int, fh: int) -> int:
         """A file's contents become durable (its name only with its directory)."""
         with self._lock:
-            if self._frozen:
+            if self._frozen or self._fail_syncs:
                 raise mfusepy.FuseOSError(errno.EIO)
             ino = fh if fh in self._inodes else self._ino(path)
             data = bytes(self._inodes[ino].data)

@@ -86,6 +86,10 @@ class PowerLossMount:
         """Every file fsync from now on takes ``seconds`` (a slow disk)."""
         self._control(f"sync-delay {seconds}".encode())
 
+    def fail_syncs(self) -> None:
+        """Every file fsync from now on fails with EIO (a dying disk)."""
+        self._control(b"fail-syncs")
+
     def thaw(self) -> None:
         self._control(b"thaw")
 
