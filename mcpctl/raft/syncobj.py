@@ -7,7 +7,8 @@ replacement. Nothing is patched at import time: ``RaftNode`` calls
 ``install()`` before it builds its ``RaftSyncObj``.
 
 ``RaftSyncObj`` is PySyncObj's ``SyncObj`` with our additions (pre-vote, the
-next-index rule, callbacks PySyncObj would never call, the AES-GCM cipher)
+next-index rule, callbacks PySyncObj would never call, the AES-GCM cipher,
+durability: our journal synced once per batch before acks, ``journal.py``)
 and small accessors, so that ``RaftNode`` reads and moves PySyncObj's state
 only through named methods here. The decisions themselves are pure functions
 in ``mcpctl.raft.decisions``. Line numbers below are of PySyncObj 0.3.17.
