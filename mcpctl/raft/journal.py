@@ -165,7 +165,12 @@ class DurableJournal(Journal):  # type: ignore[misc]
         if not os.path.exists(path):
             write_replace(path, _header(FIRST_RECORD_OFFSET))
         with open(path, "rb") as f:
-            data = f.read()
+            # Up to the header's end offset only: PySyncObj's mmap'd journals
+            # grew by doubling and never shrank (the rest is old or zeros).
+            data = f.read(FIRST_RECORD_OFFSET)
+            if len(data) == FIRST_RECORD_OFFSET:
+                end = _U32.unpack_from(data, _LAST_RECORD_OFFSET_AT)[0]
+                data += f.read(max(0, end - FIRST_RECORD_OFFSET))
         self._entries, self._offsets = parse_records(data)
         self._end = (
             self._offsets[-1] + len(_record(*self._entries[-1]))
