@@ -195,7 +195,10 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         shutil.rmtree(probe_dir, ignore_errors=True)
     report: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d"),
-        "machine": {"cpus": os.cpu_count(), "loadavg": " ".join(map(str, os.getloadavg()))},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "loadavg": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+        },
         "settings": {
             "duration_s": args.duration,
             "warmup_s": args.warmup,
