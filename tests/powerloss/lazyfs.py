@@ -18,6 +18,8 @@ programs see), and only what was synced becomes "on disk":
   call but the control file's fails with EIO (the machine is "off") until
   ``thaw`` (after the test killed the programs). Reading the control file
   says how many cuts happened;
+- ``crash-on-write BYTES`` likewise cuts the power at the first write whose
+  data contains BYTES (that write is not done);
 - ``fail-syncs`` makes every later file fsync fail with EIO (a dying disk);
 - ``sync-delay SECONDS`` makes every later file fsync that slow (a slow disk:
   the whole filesystem waits), which widens any window between a write being
@@ -82,6 +84,7 @@ class PowerLossFS(mfusepy.Operations):  # type: ignore[misc]
         self.crashes = 0
         self._armed_rename: str | None = None
         self._fail_syncs = False
+        self._armed_write: bytes | None = None
         self._frozen = False
         self._load()
 
@@ -146,6 +149,8 @@ class PowerLossFS(mfusepy.Operations):  # type: ignore[misc]
             self._armed_rename = arg
         elif word == "thaw":
             self._frozen = False
+        elif word == "crash-on-write" and arg:
+            self._armed_write = arg.encode()
         elif word == "fail-syncs":
             self._fail_syncs = True
         elif word == "sync-delay" and arg:
@@ -271,6 +276,11 @@ class PowerLossFS(mfusepy.Operations):  # type: ignore[misc]
                 self._control(data)
                 return len(data)
             node = self._node(path, fh)
+            if self._armed_write is not None and self._armed_write in data:
+                self._armed_write = None
+                self.crash()
+                self._frozen = True
+                raise mfusepy.FuseOSError(errno.EIO)
             if offset > len(node.data):
                 node.data.extend(b"\0" * (offset - len(node.data)))
             node.data[offset : offset + len(data)] = data

@@ -86,6 +86,11 @@ class PowerLossMount:
         """Every file fsync from now on takes ``seconds`` (a slow disk)."""
         self._control(f"sync-delay {seconds}".encode())
 
+    def crash_on_write(self, pattern: str) -> None:
+        """Cut the power at the first write containing ``pattern``; the
+        filesystem then fails every call until ``thaw``."""
+        self._control(f"crash-on-write {pattern}".encode())
+
     def fail_syncs(self) -> None:
         """Every file fsync from now on fails with EIO (a dying disk)."""
         self._control(b"fail-syncs")
