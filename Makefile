@@ -13,7 +13,7 @@ PROTO_OUT := mcpctl/_proto
 PROTOS := $(wildcard protos/mcp/v1/*.proto)
 
 .PHONY: venv run test test-unit test-integration lint proto bench clean deploy-tools \
-	compose-config compose-test chaos chromium
+	compose-config compose-test chaos chromium fuse
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,9 +40,15 @@ chromium:
 	@test -x /usr/bin/chromium || [ "$$(id -u)" != 0 ] || { apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
+## fuse: Debian's fuse3 (fusermount3, libfuse3) for the power-loss tests
+## (tests/powerloss), installed with apt when missing and running as root.
+fuse:
+	@command -v fusermount3 >/dev/null || [ "$$(id -u)" != 0 ] || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends fuse3 >/dev/null; }
+
 ## test: unit and integration tests (real clusters on 127.0.0.1), the console in a
 ## real browser, and the offline checks of docker-compose.yml and deploy/k8s (no Docker needed)
-test: $(STAMP) $(DEPLOY_STAMP) chromium
+test: $(STAMP) $(DEPLOY_STAMP) chromium fuse
 	$(PY) -m pytest -q tests
 
 test-unit: $(STAMP)

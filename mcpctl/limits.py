@@ -102,6 +102,10 @@ RAFT_COMMAND_QUEUE_MAX: Final = 10_000
 # hand-over requests). Past it the caller gets UNAVAILABLE and a warning is
 # logged: a call is never dropped silently.
 RAFT_TICK_CALLS_MAX: Final = 64
+# A follower's AppendEntries answers held until the entries they acknowledge
+# are fsynced (raft.durability: fsync; the sync runs every tick). At the limit
+# the journal is synced at once and the answers go out: never dropped.
+RAFT_DEFERRED_ACKS_MAX: Final = 1_024
 
 # Records of when log indexes appeared, for time-based replication lag
 # (one per tick in which the log grew; ~100 s of continuous writes at 10 ms).

@@ -55,7 +55,9 @@ INVENTORY: tuple[Private, ...] = (
     Private(
         "SyncObj._SyncObj__loadDumpFile",
         "syncobj.py:1472",
-        "overridden: entries a snapshot install skipped fail (UNKNOWN_OUTCOME)",
+        "overridden: entries a snapshot install skipped fail (UNKNOWN_OUTCOME); the "
+        "journal is first aligned to the snapshot (its check at syncobj.py:1490-1495 would "
+        "throw the whole journal away after a crash between the two renames)",
     ),
     Private(
         "SyncObj._SyncObj__onLeaderChanged",
@@ -95,7 +97,37 @@ INVENTORY: tuple[Private, ...] = (
     Private("_SyncObj__transferInProgress", "syncobj.py:165", "read: a transfer skips pre-vote"),
     Private("_SyncObj__transport", "syncobj.py:208", "used: send our messages, guard the port"),
     Private("_SyncObj__raftNextIndex", "syncobj.py:178", "read and restored: next indexes"),
-    Private("_SyncObj__raftLog", "syncobj.py:166", "read: the last log index"),
+    Private(
+        "_SyncObj__raftLog",
+        "syncobj.py:166",
+        "read: the last log index; synced before acks (it is our DurableJournal)",
+    ),
+    Private(
+        "syncobj.createJournal",
+        "syncobj.py:166",
+        "replaced: builds our DurableJournal (pwrite + one fdatasync per batch)",
+    ),
+    Private(
+        "journal.Journal",
+        "journal.py:9",
+        "subclassed: the interface SyncObj calls on its log (add, delete*, meta)",
+    ),
+    Private(
+        "serializer.atomicReplace",
+        "serializer.py:93",
+        "replaced: snapshot renames (also :198, received) sync the file, then the directory",
+    ),
+    Private(
+        "TCPTransport.send",
+        "transport.py:556",
+        "overridden: a follower's next_node_idx waits until its entries are synced",
+    ),
+    Private("Transport._syncObj", "transport.py:202", "read: the SyncObj that defers acks"),
+    Private(
+        "pickle.dumps/loads/to_bytes, version.VERSION",
+        "pickle.py:48",
+        "called: the journal's and .meta's own encoding, kept byte-compatible",
+    ),
     Private("_SyncObj__lastResponseTime", "syncobj.py:179", "read: follower contact ages"),
     Private(
         "_SyncObj__leaderCommitIndex",

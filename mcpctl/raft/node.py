@@ -42,6 +42,7 @@ from mcpctl.errors import Unavailable
 from mcpctl.raft import decisions
 from mcpctl.raft.cipher import PeerCipher
 from mcpctl.raft.housekeeping import TickCalls, close_overdue
+from mcpctl.raft.journal import Durability
 from mcpctl.raft.snapshot import SnapshotFile, StoreConsumer
 from mcpctl.raft.status import (
     IndexClock,
@@ -95,6 +96,12 @@ class RaftNode:
         tick_calls_max: int = limits.RAFT_TICK_CALLS_MAX,
     ) -> None:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+        if settings.durability == Durability.NONE:
+            log.warning(
+                "raft.durability is none: nothing is fsynced, so a power cut or kernel "
+                "crash of a majority can lose acknowledged writes (process crashes cannot)",
+                data_dir=str(settings.data_dir),
+            )
         self.settings = settings
         self.consumer = StoreConsumer(history_limits)
         snapshots = SnapshotFile(self.consumer)
@@ -121,6 +128,7 @@ class RaftNode:
             syncobj_conf(settings, snapshots),
             consumers=[self.consumer],
             cipher=PeerCipher(settings.secret),
+            durability=settings.durability,
         )
         self._sync.addOnTickCallback(self._on_tick)
 
@@ -458,4 +466,12 @@ class RaftNode:
         deadline = time.monotonic() + timeout_s
         while self._sync.tick_thread_alive() and time.monotonic() < deadline:
             time.sleep(0.01)
+        syncs, records, seconds = self._sync.journal_stats()
+        log.info(
+            "raft journal syncs",
+            durability=str(self.settings.durability),
+            syncs=syncs,
+            records=records,
+            sync_seconds=round(seconds, 3),
+        )
         return not self._sync.tick_thread_alive()

@@ -121,6 +121,26 @@ def write_snapshot_file(
         f.write(store)
 
 
+def read_snapshot_entries(path: str | None) -> tuple[Any, Any] | None:
+    """The (last, previous) log entries a snapshot file holds; None when there is
+    no readable snapshot there (PySyncObj then reports it when it loads it)."""
+    if path is None:
+        return None
+    try:
+        with open(path, "rb") as f:
+            head = f.read(_SNAP_HEAD.size)
+            magic, header_len = _SNAP_HEAD.unpack(head)
+            if magic != _SNAP_MAGIC:
+                return None
+            header = json.loads(f.read(header_len))
+            entries = []
+            for idx, term, size in header["entries"]:
+                entries.append((f.read(size), idx, term))
+    except (OSError, ValueError, KeyError, struct.error):
+        return None
+    return entries[0], entries[1]
+
+
 class SnapshotFile:
     """PySyncObj's ``serializer``/``deserializer`` hooks, in our own format.
 

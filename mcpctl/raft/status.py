@@ -17,6 +17,7 @@ from pathlib import Path
 from pysyncobj import FAIL_REASON
 
 from mcpctl import limits
+from mcpctl.raft.journal import Durability
 
 
 class Role(IntEnum):
@@ -58,6 +59,7 @@ class RaftSettings:
     tick_s: float = 0.01
     compaction_min_entries: int = 20_000
     compaction_min_time_s: int = 300
+    durability: Durability = Durability.FSYNC
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,8 @@ replacement. Nothing is patched at import time: ``RaftNode`` calls
 ``install()`` before it builds its ``RaftSyncObj``.
 
 ``RaftSyncObj`` is PySyncObj's ``SyncObj`` with our additions (pre-vote, the
-next-index rule, callbacks PySyncObj would never call, the AES-GCM cipher)
+next-index rule, callbacks PySyncObj would never call, the AES-GCM cipher,
+durability: our journal synced once per batch before acks, ``journal.py``)
 and small accessors, so that ``RaftNode`` reads and moves PySyncObj's state
 only through named methods here. The decisions themselves are pure functions
 in ``mcpctl.raft.decisions``. Line numbers below are of PySyncObj 0.3.17.
@@ -16,21 +17,35 @@ in ``mcpctl.raft.decisions``. Line numbers below are of PySyncObj 0.3.17.
 from __future__ import annotations
 
 import importlib.metadata
+import logging
+import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import structlog
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, tcp_server
+from pysyncobj import serializer as pysyncobj_serializer
+from pysyncobj import syncobj as pysyncobj_syncobj
 from pysyncobj.monotonic import monotonic as raft_clock
 from pysyncobj.syncobj import _RAFT_STATE
 from pysyncobj.tcp_connection import CONNECTION_STATE, TcpConnection
 from pysyncobj.tcp_server import SERVER_STATE
+from pysyncobj.transport import TCPTransport
 
 from mcpctl import limits
 from mcpctl.raft import decisions
 from mcpctl.raft.cipher import PeerCipher
 from mcpctl.raft.inventory import INVENTORY
-from mcpctl.raft.snapshot import DUMP_FILE, JOURNAL_FILE, SnapshotFile
+from mcpctl.raft.journal import (
+    EXIT_SYNC_FAILED,
+    Durability,
+    DurableJournal,
+    create_journal,
+    durable_replace,
+)
+from mcpctl.raft.journal import register as register_durability
+from mcpctl.raft.snapshot import DUMP_FILE, JOURNAL_FILE, SnapshotFile, read_snapshot_entries
 from mcpctl.raft.status import ProposeError, RaftSettings
 
 log = structlog.get_logger("mcpctl.raft.syncobj")
@@ -74,13 +89,23 @@ def install() -> None:
             f"{PYSYNCOBJ_VERSION} (mcpctl/raft/syncobj.py INVENTORY): install pysyncobj=="
             f"{PYSYNCOBJ_VERSION}"
         )
-    owners = {"SyncObj": SyncObj, "TcpConnection": TcpConnection}
+    owners = {
+        "SyncObj": SyncObj,
+        "TcpConnection": TcpConnection,
+        "TCPTransport": TCPTransport,
+        "syncobj": pysyncobj_syncobj,
+        "serializer": pysyncobj_serializer,
+    }
     for item in INVENTORY:
         owner, _, attr = item.name.partition(".")
         if owner in owners and not hasattr(owners[owner], attr):
             raise PySyncObjMismatch(f"pysyncobj {version} has no {item.name} ({item.where})")
     # PySyncObj's TcpServer builds its incoming connections from this module-level name.
     tcp_server.TcpConnection = _HandshakeBoundedConnection
+    # Our journal (synced before acks) and snapshot renames (synced), by the
+    # module-level names PySyncObj builds and renames them with.
+    pysyncobj_syncobj.createJournal = create_journal
+    pysyncobj_serializer.atomicReplace = durable_replace
     _installed = True
 
 
@@ -108,6 +133,25 @@ class _HandshakeBoundedConnection(TcpConnection):  # type: ignore[misc]
         return more
 
 
+class _AckDeferringTransport(TCPTransport):  # type: ignore[misc]
+    """PySyncObj's transport, except that a follower's answer to AppendEntries
+    (``next_node_idx``) waits in ``RaftSyncObj`` until the entries it
+    acknowledges are durable (``RaftSyncObj.sync_journal``)."""
+
+    def send(self, node: Any, message: Any) -> bool:
+        owner = self._syncObj
+        if (
+            isinstance(message, dict)
+            and message.get("type") == "next_node_idx"
+            and isinstance(owner, RaftSyncObj)
+            and owner.defers_acks
+        ):
+            owner.defer_ack(node, message)
+            return True
+        sent: bool = super().send(node, message)
+        return sent
+
+
 class RaftSyncObj(SyncObj):  # type: ignore[misc]
     """PySyncObj's SyncObj with pre-vote, the next-index rule, no lost callbacks,
     ``PeerCipher`` as its encryptor, and accessors for ``RaftNode``.
@@ -122,16 +166,69 @@ class RaftSyncObj(SyncObj):  # type: ignore[misc]
     # Forwarded commands waiting for the leader's reply (request id -> callback).
     _SyncObj__commandsWaitingReply: dict[int, Callable[[Any, int], None]]
 
-    def __init__(self, *args: Any, cipher: PeerCipher, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        self_address: str,
+        partners: list[str],
+        conf: SyncObjConf,
+        *,
+        cipher: PeerCipher,
+        durability: Durability = Durability.FSYNC,
+        **kwargs: Any,
+    ) -> None:
         install()
         self._peer_cipher = cipher
+        # Durability (``sync_journal``): acks held until their entries are synced.
+        self.defers_acks = durability == Durability.FSYNC
+        self._deferred_acks: list[tuple[Any, dict[str, Any]]] = []
+        register_durability(Path(conf.journalFile).parent, durability)
         # Pre-vote and leader contact; tick thread only.
         self.leader_heard_at = 0.0
         self._prevote_term = 0
         self._prevote_grants: set[Any] = set()
         self._prevote_won_at = -PREVOTE_VALID_S
-        super().__init__(*args, **kwargs)
+        super().__init__(
+            self_address, partners, conf, transportClass=_AckDeferringTransport, **kwargs
+        )
         check_instance(self)
+        # Also right before the tick's poll: the leader's fdatasync then runs
+        # while its AppendEntries travel (the tick's start catches the rest).
+        self.addOnTickCallback(self.sync_journal)
+
+    # -- durability ----------------------------------------------------------------
+    def defer_ack(self, node: Any, message: dict[str, Any]) -> None:
+        """Hold an AppendEntries answer until ``sync_journal``; past
+        ``RAFT_DEFERRED_ACKS_MAX`` held, sync and send now."""
+        self._deferred_acks.append((node, message))
+        if len(self._deferred_acks) >= limits.RAFT_DEFERRED_ACKS_MAX:
+            self.sync_journal()
+
+    def journal_stats(self) -> tuple[int, int, float]:
+        """Group commit so far: (fdatasyncs, records they covered, seconds in them)."""
+        raft_log = self._SyncObj__raftLog
+        if not isinstance(raft_log, DurableJournal):
+            return 0, 0, 0.0
+        return raft_log.syncs, raft_log.synced_records, raft_log.sync_seconds
+
+    def sync_journal(self) -> None:
+        """Group commit: one fdatasync for everything appended since the last one,
+        then the acks that waited for it, in order. Runs at the start of every
+        tick, before the leader counts its own log toward commit, and before
+        the tick's poll."""
+        raft_log = self._SyncObj__raftLog
+        if isinstance(raft_log, DurableJournal):
+            try:
+                raft_log.sync()
+            except OSError:
+                # Never acknowledge after a failed sync (journal.EXIT_SYNC_FAILED).
+                log.critical("raft journal fdatasync failed; exiting", exc_info=True)
+                logging.shutdown()
+                os._exit(EXIT_SYNC_FAILED)
+        if self._deferred_acks:
+            acks, self._deferred_acks = self._deferred_acks, []
+            transport = self._SyncObj__transport
+            for node, message in acks:
+                TCPTransport.send(transport, node, message)
 
     @property
     def encryptor(self) -> PeerCipher:
@@ -206,6 +303,7 @@ class RaftSyncObj(SyncObj):  # type: ignore[misc]
 
     # -- pre-vote ------------------------------------------------------------------
     def _onTick(self, timeToWait: float = 0.0) -> None:
+        self.sync_journal()
         self._hold_election_for_prevote()
         super()._onTick(timeToWait)
 
@@ -317,7 +415,16 @@ class RaftSyncObj(SyncObj):  # type: ignore[misc]
         applied one by one here, so callbacks waiting for those indexes (a
         forwarded command the leader had placed, a leader's own entry) were
         never called. Call them with UNKNOWN_OUTCOME: the snapshot may or may
-        not hold the command, and it does not say which."""
+        not hold the command, and it does not say which.
+
+        Before that, a journal that still holds the entries before the snapshot
+        (a crash between the snapshot's rename and the journal's) is shortened
+        to start at the snapshot (``DurableJournal.align_to``)."""
+        raft_log = self._SyncObj__raftLog
+        if not clearJournal and isinstance(raft_log, DurableJournal):
+            entries = read_snapshot_entries(self.conf.fullDumpFile)
+            if entries is not None and raft_log.align_to(prev=entries[1], last=entries[0]):
+                log.info("journal aligned to the snapshot after a crash", index=entries[1][1])
         SyncObj._SyncObj__loadDumpFile(self, clearJournal)
         waiting = self._SyncObj__commandsWaitingCommit
         applied = self._SyncObj__raftLastApplied

@@ -213,6 +213,7 @@ def build_raft(cfg: NodeConfig, secret: str) -> RaftNode:
         tick_s=r.tick_ms / 1000,
         compaction_min_entries=r.compaction_min_entries,
         compaction_min_time_s=r.compaction_min_time_s,
+        durability=r.durability,
     )
     history = HistoryLimits(
         revisions_max=cfg.limits.history_revisions_max,

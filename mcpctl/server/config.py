@@ -38,6 +38,7 @@ from pydantic import (
 )
 
 from mcpctl import limits
+from mcpctl.raft.journal import Durability
 
 ENV_PREFIX = "MCP_"
 
@@ -112,6 +113,10 @@ class RaftSettings(_Model):
     # Snapshot + truncate the Raft log after this many entries / seconds.
     compaction_min_entries: Annotated[int, Field(ge=100, le=10_000_000)] = 20_000
     compaction_min_time_s: Annotated[int, Field(ge=1, le=86_400)] = 300
+    # fsync: log entries are fdatasynced (one sync per appended batch) before a
+    # member acknowledges them, term and vote before the message that depends
+    # on them; none: nothing is synced (a power cut can lose acknowledged writes).
+    durability: Durability = Durability.FSYNC
 
     @field_validator("listen")
     @classmethod

@@ -484,3 +484,18 @@ def test_model_validate_directly_matches_load(tmp_path: Path) -> None:
     """load() builds exactly the NodeConfig that the same document validates to."""
     doc = base_doc(raft={"heartbeat_ms": 25})
     assert config.load(write_yaml(tmp_path, doc), env={}) == NodeConfig.model_validate(doc)
+
+
+# -- durability ------------------------------------------------------------------------
+
+
+def test_durability_defaults_to_fsync_and_accepts_none(tmp_path: Path) -> None:
+    cfg = config.load(write_yaml(tmp_path, base_doc()), env={})
+    assert cfg.raft.durability == "fsync"
+    cfg = config.load(write_yaml(tmp_path, base_doc(raft={"durability": "none"})), env={})
+    assert cfg.raft.durability == "none"
+
+
+def test_bad_durability_is_a_one_line_error(tmp_path: Path) -> None:
+    message = load_error(write_yaml(tmp_path, base_doc(raft={"durability": "sometimes"})))
+    assert "durability" in message
