@@ -30,8 +30,8 @@ from pathlib import Path
 
 import grpc
 
-from bench.etcd_proto import rpc_pb2 as rpc
-from bench.etcd_proto import rpc_pb2_grpc as rpc_grpc
+from mcpctl._proto.etcd.etcdserverpb import rpc_pb2 as rpc
+from mcpctl._proto.etcd.etcdserverpb import rpc_pb2_grpc as rpc_grpc
 from mcpctl._proto.mcp.v1 import kv_pb2 as kv
 from mcpctl._proto.mcp.v1 import kv_pb2_grpc as kv_grpc
 from mcpctl._proto.mcp.v1 import watch_pb2 as mwatch

@@ -184,3 +184,17 @@ CONSOLE_SAMPLES_MAX: Final = 600
 CONSOLE_STREAM_QUEUE_MAX: Final = 4
 # How long open streams get to finish when the node stops.
 CONSOLE_STOP_GRACE_S: Final = 1
+
+# --- etcd v3 API (docs/etcd-compat.md) ---------------------------------------
+# An etcd txn (or a put with ignore_value/ignore_lease, a delete over a byte
+# range that is not a prefix) is planned on the store as it is and applied
+# guarded; when the keys it read changed meanwhile it is planned again, at most
+# this many times. Past it: UNAVAILABLE (etcd clients retry it).
+ETCD_TXN_ATTEMPTS_MAX: Final = 8
+# Watches one etcd Watch stream may hold at once (each is a watch stream of the
+# hub, also counted by WATCHES_PER_CONNECTION_MAX). Past it the create is
+# answered canceled with a reason, the stream goes on.
+ETCD_WATCHES_PER_STREAM_MAX: Final = 1000
+# Answers queued for one etcd Watch stream (all its watches); a full queue holds
+# the watches back and the hub catches them up from history when the client reads.
+ETCD_WATCH_STREAM_QUEUE_MAX: Final = 64

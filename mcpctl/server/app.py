@@ -33,6 +33,7 @@ from mcpctl.raft.status import RaftSettings
 from mcpctl.server import auth, reflection, security
 from mcpctl.server.auth import Guard
 from mcpctl.server.config import NodeConfig
+from mcpctl.server.etcd import add_services as add_etcd_services
 from mcpctl.server.hub import HubLimits, WatchHub
 from mcpctl.server.identity import Identity, cluster_key
 from mcpctl.server.kv import ClusterServicer, KVServicer, WatchServicer
@@ -111,6 +112,7 @@ async def create_server(
     add_service(server, WatchServicer(hub, guard), watch_service)
     add_service(server, LeaseServicer(parts.leases, metrics, guard), lease_service)
     add_config_service(server, node, metrics, guard)
+    add_etcd_services(server, node, hub, parts.leases, metrics, guard, tls=credentials is not None)
     checked = DecodeChecked(server)
     health_pb2_grpc.add_HealthServicer_to_server(health or HealthServicer(), checked)
     names = [s.full_name for s in (*SERVICES, *EXTRA_SERVICES)]
