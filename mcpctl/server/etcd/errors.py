@@ -46,8 +46,8 @@ AUTH_FAILED = (
     "etcdserver: authentication failed, invalid user ID or password",
 )
 AUTH_NOT_ENABLED = ("FAILED_PRECONDITION", "etcdserver: authentication is not enabled")
-# Cancel reason of a watch whose start revision was compacted (etcd's text).
-WATCH_COMPACTED = COMPACTED[1]
+# Cancel reason of a create whose watch_id is in use on the stream (etcd's text).
+DUPLICATE_WATCH_ID = "mvcc: duplicate watch ID provided on the WatchStream"
 
 
 def error(kind: tuple[str, str]) -> EtcdError:

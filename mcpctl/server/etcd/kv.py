@@ -91,9 +91,7 @@ class KVServicer:
         if request.ignore_value or request.ignore_lease:
             one = rpc.TxnRequest(success=[rpc.RequestOp(request_put=request)])
             done = await self._txn(one, timeout_s)
-            return rpc.PutResponse(
-                header=done.header, prev_kv=done.responses[0].response_put.prev_kv
-            )
+            return done.responses[0].response_put  # with the txn's header
         put = kv.PutRequest(
             key=request.key, value=request.value, lease=request.lease, prev_kv=request.prev_kv
         )
@@ -141,9 +139,7 @@ class KVServicer:
             attempt = self._node.read(lambda s: txn.plan(s, request))
             got = await self._node.txn(attempt.request, timeout_s)
             if got.succeeded:
-                resp = attempt.answer(got)
-                resp.header.CopyFrom(header(got.header))
-                return resp
+                return attempt.answer(got, header(got.header))
         raise EtcdError(
             "UNAVAILABLE",
             f"mcp-config: the keys this txn reads changed under it {limits.ETCD_TXN_ATTEMPTS_MAX} "

@@ -14,7 +14,7 @@ txn is atomic and its compares hold at the revision it commits at, as in etcd.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from mcpctl import limits, validate
@@ -24,6 +24,7 @@ from mcpctl.errors import InvalidArgument, McpError
 from mcpctl.server.etcd import ranges
 from mcpctl.server.etcd.convert import KeySpan, key_value
 from mcpctl.server.etcd.errors import (
+    DUPLICATE_KEY,
     EMPTY_KEY,
     KEY_NOT_FOUND,
     LEASE_PROVIDED,
@@ -48,9 +49,17 @@ class Plan:
     answers: list[Answer] = field(default_factory=list)
     _guarded: set[tuple[bytes, bool]] = field(default_factory=set)
 
-    def answer(self, resp: kv.TxnResponse) -> rpc.TxnResponse:
+    def answer(self, resp: kv.TxnResponse, head: rpc.ResponseHeader) -> rpc.TxnResponse:
+        """etcd's answer; every op's response carries the txn's header, as etcd's."""
         ops = iter(resp.responses)
-        return rpc.TxnResponse(succeeded=self.succeeded, responses=[a(ops) for a in self.answers])
+        out = rpc.TxnResponse(header=head, succeeded=self.succeeded)
+        for a in self.answers:
+            op = a(ops)
+            which = op.WhichOneof("response")
+            assert which is not None
+            getattr(op, which).header.CopyFrom(head)
+            out.responses.append(op)
+        return out
 
     def guard_key(self, store: Store, key: bytes) -> None:
         """The key must still have the mod_revision it has now (0: still absent)."""
@@ -111,6 +120,25 @@ def check(req: rpc.TxnRequest) -> None:
     for c in req.compare:
         if not c.key:
             raise error(EMPTY_KEY)
+    for branch in (req.success, req.failure):
+        _check_writes(branch)
+
+
+def _check_writes(ops: Iterable[rpc.RequestOp]) -> None:
+    """etcd's rule: a put's key is put once and is in no deleted range of the branch."""
+    puts: set[bytes] = set()
+    deletes: list[KeySpan] = []
+    for op in ops:
+        which = op.WhichOneof("request")
+        if which == "request_put":
+            if op.request_put.key in puts:
+                raise error(DUPLICATE_KEY)
+            puts.add(op.request_put.key)
+        elif which == "request_delete_range":
+            d = op.request_delete_range
+            deletes.append(KeySpan.of(d.key, d.range_end))
+    if any(span.contains(key) for span in deletes for key in puts):
+        raise error(DUPLICATE_KEY)
 
 
 def plan(store: Store, req: rpc.TxnRequest) -> Plan:

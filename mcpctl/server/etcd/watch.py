@@ -23,7 +23,7 @@ from mcpctl.errors import Compacted, InvalidArgument, McpError, Unavailable
 from mcpctl.server import auth
 from mcpctl.server.errors import BadRequest, rpc_stream
 from mcpctl.server.etcd.convert import KeySpan, event, header
-from mcpctl.server.etcd.errors import WATCH_COMPACTED, etcd_error
+from mcpctl.server.etcd.errors import DUPLICATE_WATCH_ID, etcd_error
 from mcpctl.server.hub import WatchHub
 from mcpctl.server.node import Node
 
@@ -113,7 +113,7 @@ class _Session:
     async def _create(self, create: rpc.WatchCreateRequest) -> None:
         wid = create.watch_id
         if wid > 0 and wid in self._watches:
-            await self._refuse(NO_WATCH_ID, "etcdserver: mvcc: duplicate watch ID provided")
+            await self._refuse(NO_WATCH_ID, DUPLICATE_WATCH_ID)
             return
         if wid <= 0:
             while self._next_id in self._watches:
@@ -179,13 +179,13 @@ class _Session:
             finally:  # closes the hub's watcher now, not when collected
                 await stream.aclose()  # type: ignore[attr-defined]
         except Compacted as e:
+            # As etcd 3.4: header revision 0, compact_revision, no reason (clients
+            # turn compact_revision into ErrCompacted themselves).
+            head = self._header()
+            head.revision = 0
             await self._out.put(
                 rpc.WatchResponse(
-                    header=self._header(),
-                    watch_id=wid,
-                    canceled=True,
-                    compact_revision=e.compact_revision,
-                    cancel_reason=WATCH_COMPACTED,
+                    header=head, watch_id=wid, canceled=True, compact_revision=e.compact_revision
                 )
             )
         except Unavailable as e:
