@@ -97,6 +97,8 @@ class KeySpan:
             return Span(self.key, False)
         if not self.end:
             return Span(b"", True)
+        if self.end == prefix_end(self.key):
+            return Span(self.key, True)  # a prefix range: exactly that prefix
         n = 0
         for a, b in zip(self.key, self.end, strict=False):
             if a != b:
