@@ -9,6 +9,7 @@ narrowest such selection holding the span (its longest common prefix), and
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from mcpctl import limits
@@ -20,6 +21,7 @@ from mcpctl.server.identity import stable_id
 from mcpctl.state.keyspace import Span
 
 
+@functools.lru_cache(maxsize=64)
 def member_id(cluster_id: int, name: str) -> int:
     """A member's etcd id: the same on every member (MemberList, Status.leader and
     headers agree), from the cluster id and the member's name."""
