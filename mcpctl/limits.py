@@ -198,3 +198,8 @@ ETCD_WATCHES_PER_STREAM_MAX: Final = 1000
 # Answers queued for one etcd Watch stream (all its watches); a full queue holds
 # the watches back and the hub catches them up from history when the client reads.
 ETCD_WATCH_STREAM_QUEUE_MAX: Final = 64
+# etcd's JSON gateway (etcd_gateway.listen): a request body at most this big
+# (a value at VALUE_BYTES_MAX_DEFAULT, base64, plus the JSON around it); past it:
+# HTTP 429 RESOURCE_EXHAUSTED. Connections: as the console's, past it HTTP 503.
+ETCD_GATEWAY_BODY_BYTES_MAX: Final = 2 * MIB
+ETCD_GATEWAY_CONNECTIONS_MAX: Final = 64
