@@ -184,6 +184,7 @@ def compaction(r: Recorder, p: bytes) -> None:
     r.call("read compacted", kv.Range, rpc.RangeRequest(key=k, revision=r.rev(1)))
     r.call("read at compact rev", kv.Range, rpc.RangeRequest(key=k, revision=r.rev(2)))
     r.call("compact older", kv.Compact, rpc.CompactionRequest(revision=r.rev(1)))
+    r.call("compact same", kv.Compact, rpc.CompactionRequest(revision=r.rev(2)))
     # A watch from a compacted revision: created, then canceled with compact_revision.
     w = WatchStream(r)
     try:
@@ -263,6 +264,28 @@ def leases(r: Recorder, p: bytes) -> None:
     r.call("key gone", kv.Range, rpc.RangeRequest(key=p + b"k"))
     r.call("revoke again", ls.LeaseRevoke, rpc.LeaseRevokeRequest(ID=lid))
     r.call("ttl unknown", ls.LeaseTimeToLive, rpc.LeaseTimeToLiveRequest(ID=lid))
+
+
+@scenario
+def lease_expiry(r: Recorder, p: bytes) -> None:
+    """A lease nobody keeps alive expires: its keys are deleted (one DELETE event each)."""
+    lid = 0x7E58_0000 + len(p)
+    r.call("grant", r.lease.LeaseGrant, rpc.LeaseGrantRequest(ID=lid, TTL=2))
+    for k in (b"a", b"b"):
+        r.call("put", r.kv.Put, rpc.PutRequest(key=p + k, value=b"v", lease=lid))
+    w = WatchStream(r)
+    try:
+        create = rpc.WatchCreateRequest(key=p, range_end=_end(p), start_revision=r.rev(1))
+        w.send(rpc.WatchRequest(create_request=create))
+        events: list[object] = []
+        while len(events) < 4:  # two puts (history), then the expiry's two deletes
+            for ev in w.next(timeout=30).events:
+                events.append(r.norm(ev))
+        r.record("events", events)
+    finally:
+        w.close()
+    r.call("gone", r.kv.Range, rpc.RangeRequest(key=p, range_end=_end(p)))
+    r.call("ttl", r.lease.LeaseTimeToLive, rpc.LeaseTimeToLiveRequest(ID=lid))
 
 
 # -- Cluster, Maintenance ------------------------------------------------------------------

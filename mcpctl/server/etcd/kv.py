@@ -155,7 +155,7 @@ class KVServicer:
         current, compacted = node.read(lambda s: (s.revision, s.compact_revision))
         if request.revision > current:
             raise error(FUTURE_REV)
-        if request.revision < compacted:
-            raise error(COMPACTED)
+        if request.revision < compacted or (0 < compacted == request.revision):
+            raise error(COMPACTED)  # as etcd: compacting again to the same revision too
         got = await node.compact(kv.CompactionRequest(revision=request.revision), timeout_s)
         return rpc.CompactionResponse(header=header(got.header))
