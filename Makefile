@@ -13,7 +13,7 @@ PROTO_OUT := mcpctl/_proto
 PROTOS := $(wildcard protos/mcp/v1/*.proto protos/etcd/*/*.proto)
 
 .PHONY: venv run test test-unit test-integration lint proto bench clean deploy-tools \
-	compose-config compose-test chaos chromium etcd
+	compose-config compose-test chaos chromium etcd etcd-node
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -48,9 +48,16 @@ etcd:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 		etcd-server etcd-client >/dev/null; }
 
+## etcd-node: Node's etcd3 client from npm (pinned) into .node/ for
+## tests/etcd/test_node_client.py; skipped when node/npm are missing (the test says so).
+ETCD3_NPM := etcd3@1.1.2
+etcd-node:
+	@test -d .node/node_modules/etcd3 || ! command -v npm >/dev/null || \
+		npm install --no-audit --no-fund --silent --no-save --prefix .node $(ETCD3_NPM)
+
 ## test: unit and integration tests (real clusters on 127.0.0.1), the console in a
 ## real browser, and the offline checks of docker-compose.yml and deploy/k8s (no Docker needed)
-test: $(STAMP) $(DEPLOY_STAMP) chromium etcd
+test: $(STAMP) $(DEPLOY_STAMP) chromium etcd etcd-node
 	$(PY) -m pytest -q tests
 
 test-unit: $(STAMP)
