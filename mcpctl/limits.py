@@ -191,6 +191,8 @@ CONSOLE_STOP_GRACE_S: Final = 1
 # guarded; when the keys it read changed meanwhile it is planned again, at most
 # this many times. Past it: UNAVAILABLE (etcd clients retry it).
 ETCD_TXN_ATTEMPTS_MAX: Final = 8
+# Nesting depth of etcd txns (request_txn inside request_txn); deeper: UNIMPLEMENTED.
+ETCD_TXN_DEPTH_MAX: Final = 8
 # Watches one etcd Watch stream may hold at once (each is a watch stream of the
 # hub, also counted by WATCHES_PER_CONNECTION_MAX). Past it the create is
 # answered canceled with a reason, the stream goes on.

@@ -171,6 +171,24 @@ def txns(r: Recorder, p: bytes) -> None:
     many = [rpc.RequestOp(request_range=rpc.RangeRequest(key=k))] * 129
     txn("too many ops", [], many)
     txn("empty key op", [], [rpc.RequestOp(request_put=rpc.PutRequest(key=b""))])
+    # Nested txns: the inner compares are evaluated too, each branch as etcd's.
+    inner_ok = rpc.TxnRequest(
+        compare=[C(key=m, target=C.VERSION, version=0)],
+        success=[rpc.RequestOp(request_put=rpc.PutRequest(key=p + b"n2", value=b"in"))],
+        failure=[rpc.RequestOp(request_range=rpc.RangeRequest(key=k))],
+    )
+    inner_fail = rpc.TxnRequest(
+        compare=[C(key=k, target=C.VALUE, value=b"zzz")],
+        success=[rpc.RequestOp(request_put=rpc.PutRequest(key=p + b"n3", value=b"no"))],
+        failure=[rpc.RequestOp(request_range=rpc.RangeRequest(key=k, keys_only=True))],
+    )
+    nested = [
+        rpc.RequestOp(request_range=rpc.RangeRequest(key=k)),
+        rpc.RequestOp(request_txn=inner_ok),
+        rpc.RequestOp(request_txn=inner_fail),
+    ]
+    txn("nested", [C(key=k, target=C.VERSION, result=C.GREATER, version=0)], nested)
+    r.call("after nested", kv.Range, rpc.RangeRequest(key=p + b"n", range_end=p + b"o"))
 
 
 @scenario

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from mcpctl import limits
 from mcpctl._proto.etcd.etcdserverpb import rpc_pb2 as rpc
 from mcpctl._proto.mcp.v1 import kv_pb2 as kv
 from mcpctl._proto.mcp.v1 import raft_pb2 as raft
@@ -142,13 +143,20 @@ def test_txn_refusals_are_etcds() -> None:
     dup = rpc.TxnRequest(success=[put, put])
     with pytest.raises(EtcdError, match="duplicate key given in txn request"):
         txn.check(dup)
-    nested = rpc.TxnRequest(success=[rpc.RequestOp(request_txn=rpc.TxnRequest())])
-    with pytest.raises(EtcdError, match="nested txns") as e:
-        txn.check(nested)
+    deep = rpc.TxnRequest()
+    for _ in range(limits.ETCD_TXN_DEPTH_MAX + 1):
+        deep = rpc.TxnRequest(success=[rpc.RequestOp(request_txn=deep)])
+    with pytest.raises(EtcdError, match="nested deeper") as e:
+        txn.check(deep)
     assert e.value.code == "UNIMPLEMENTED"
+    # A nested compare of a key written earlier in the same txn: refused with a sentence.
+    s = _store()
+    inner = rpc.TxnRequest(compare=[C(key=b"/k", target=C.VERSION, version=1)])
+    both = rpc.TxnRequest(success=[put, rpc.RequestOp(request_txn=inner)])
+    with pytest.raises(EtcdError, match="wrote before it"):
+        txn.plan(s, both)
     with pytest.raises(EtcdError, match="too many operations"):
         txn.check(rpc.TxnRequest(success=[put] * 129))
-    s = _store()
     ignore = rpc.RequestOp(request_put=rpc.PutRequest(key=b"/k", ignore_value=True))
     with pytest.raises(EtcdError, match="etcdserver: key not found"):
         txn.plan(s, rpc.TxnRequest(success=[ignore]))

@@ -10,6 +10,12 @@ still has the mod_revision it saw (a range: nothing under the covering prefix
 changed since R and no key came or went). When the guard fails something
 changed since R: the caller plans again (``ETCD_TXN_ATTEMPTS_MAX``). So the
 txn is atomic and its compares hold at the revision it commits at, as in etcd.
+
+A nested txn (``request_txn``) is planned the same way, its compares evaluated
+on the same state and guarded, its branch's ops flattened into the one store
+txn in order. Its compares must not touch keys the txn wrote before it (the
+state planned on does not have those writes yet): UNIMPLEMENTED, with the
+sentence.
 """
 
 from __future__ import annotations
@@ -47,18 +53,19 @@ class Plan:
     succeeded: bool
     request: kv.TxnRequest = field(default_factory=kv.TxnRequest)
     answers: list[Answer] = field(default_factory=list)
+    # What the planned ops write, in order (a nested txn may not compare these).
+    written: list[KeySpan] = field(default_factory=list)
     _guarded: set[tuple[bytes, bool]] = field(default_factory=set)
 
     def answer(self, resp: kv.TxnResponse, head: rpc.ResponseHeader) -> rpc.TxnResponse:
-        """etcd's answer; every op's response carries the txn's header, as etcd's."""
+        """etcd's answer. As etcd's, each op's response has a header whose revision is
+        the store's at that op: the one before the txn until its first change, the
+        txn's after; a nested txn's own header has revision 0."""
         ops = iter(resp.responses)
         out = rpc.TxnResponse(header=head, succeeded=self.succeeded)
-        for a in self.answers:
-            op = a(ops)
-            which = op.WhichOneof("response")
-            assert which is not None
-            getattr(op, which).header.CopyFrom(head)
-            out.responses.append(op)
+        out.responses.extend(a(ops) for a in self.answers)
+        base = head.revision - (1 if _stamp(out, head, 0, False, dry=True) else 0)
+        _stamp(out, head, base, False)
         return out
 
     def guard_key(self, store: Store, key: bytes) -> None:
@@ -96,8 +103,10 @@ class Plan:
         )
 
 
-def check(req: rpc.TxnRequest) -> None:
-    """etcd's checks before anything is read."""
+def check(req: rpc.TxnRequest, depth: int = 0) -> None:
+    """etcd's checks before anything is read (nested txns too)."""
+    if depth > limits.ETCD_TXN_DEPTH_MAX:
+        raise unimplemented(f"txns nested deeper than {limits.ETCD_TXN_DEPTH_MAX} are not served")
     if (
         len(req.compare) > limits.TXN_COMPARES_MAX
         or len(req.success) > limits.TXN_OPS_MAX
@@ -107,7 +116,8 @@ def check(req: rpc.TxnRequest) -> None:
     for op in [*req.success, *req.failure]:
         which = op.WhichOneof("request")
         if which == "request_txn":
-            raise unimplemented("nested txns are not served; send the inner txn on its own")
+            check(op.request_txn, depth + 1)
+            continue
         if which is None:
             continue
         inner = getattr(op, which)
@@ -122,6 +132,31 @@ def check(req: rpc.TxnRequest) -> None:
             raise error(EMPTY_KEY)
     for branch in (req.success, req.failure):
         _check_writes(branch)
+
+
+def _stamp(
+    txn: rpc.TxnResponse, head: rpc.ResponseHeader, base: int, changed: bool, dry: bool = False
+) -> bool:
+    """Set the op responses' headers (see ``Plan.answer``); whether anything changed."""
+    for op in txn.responses:
+        which = op.WhichOneof("response")
+        if which is None:
+            continue
+        if which == "response_txn":
+            if not dry:
+                op.response_txn.header.CopyFrom(head)
+                op.response_txn.header.revision = 0
+            changed = _stamp(op.response_txn, head, base, changed, dry)
+            continue
+        if which == "response_put" or (
+            which == "response_delete_range" and op.response_delete_range.deleted
+        ):
+            changed = True
+        if not dry:
+            h = getattr(op, which).header
+            h.CopyFrom(head)
+            h.revision = base + (1 if changed else 0)
+    return changed
 
 
 def _check_writes(ops: Iterable[rpc.RequestOp]) -> None:
@@ -142,22 +177,8 @@ def _check_writes(ops: Iterable[rpc.RequestOp]) -> None:
 
 
 def plan(store: Store, req: rpc.TxnRequest) -> Plan:
-    succeeded = True
     p = Plan(succeeded=True)
-    for c in req.compare:
-        span = KeySpan.of(c.key, c.range_end)
-        p.guard_span(store, span)
-        if succeeded and not _holds(c, _items(store, span)):
-            succeeded = False
-    p.succeeded = succeeded
-    for op in req.success if succeeded else req.failure:
-        which = op.WhichOneof("request")
-        if which == "request_range":
-            _range(store, p, op.request_range)
-        elif which == "request_put":
-            _put(store, p, op.request_put)
-        elif which == "request_delete_range":
-            _delete(store, p, op.request_delete_range)
+    p.succeeded = _branch(store, p, req, p.answers)
     if len(p.request.compare) > limits.TXN_COMPARES_MAX:
         raise error(TOO_MANY_OPS)
     n_ops = len(p.request.success)
@@ -167,6 +188,54 @@ def plan(store: Store, req: rpc.TxnRequest) -> Plan:
             "a delete over a byte range that is not a prefix counts one op per key"
         )
     return p
+
+
+def _branch(store: Store, p: Plan, req: rpc.TxnRequest, answers: list[Answer]) -> bool:
+    """Evaluate ``req``'s compares, plan the branch taken into ``p``; whether they held."""
+    succeeded = True
+    for c in req.compare:
+        span = KeySpan.of(c.key, c.range_end)
+        if any(_overlap(span, w) for w in p.written):
+            # The store's state here is before the txn's earlier writes.
+            raise unimplemented(
+                "a nested txn comparing keys that the same txn wrote before it is not served"
+            )
+        p.guard_span(store, span)
+        if succeeded and not _holds(c, _items(store, span)):
+            succeeded = False
+    for op in req.success if succeeded else req.failure:
+        which = op.WhichOneof("request")
+        if which == "request_range":
+            _range(store, p, op.request_range, answers)
+        elif which == "request_put":
+            _put(store, p, op.request_put, answers)
+        elif which == "request_delete_range":
+            _delete(store, p, op.request_delete_range, answers)
+        elif which == "request_txn":
+            _nested(store, p, op.request_txn, answers)
+    return succeeded
+
+
+def _nested(store: Store, p: Plan, req: rpc.TxnRequest, answers: list[Answer]) -> None:
+    inner: list[Answer] = []
+    succeeded = _branch(store, p, req, inner)
+
+    def answer(ops: Iterator[kv.ResponseOp]) -> rpc.ResponseOp:
+        out = rpc.TxnResponse(succeeded=succeeded)
+        for a in inner:
+            out.responses.append(a(ops))
+        return rpc.ResponseOp(response_txn=out)
+
+    answers.append(answer)
+
+
+def _overlap(a: KeySpan, b: KeySpan) -> bool:
+    """Whether two spans share a key (conservative for spans the store cannot hold)."""
+    if a.end is None:
+        return b.contains(a.key)
+    if b.end is None:
+        return a.contains(b.key)
+    return (not b.end or a.key < b.end) and (not a.end or b.key < a.end)
 
 
 def _items(store: Store, span: KeySpan) -> list[kv.KeyValue]:
@@ -211,10 +280,10 @@ def _compare_one(c: rpc.Compare, item: kv.KeyValue) -> bool:
     return actual < wanted  # type: ignore[operator]
 
 
-def _range(store: Store, p: Plan, r: rpc.RangeRequest) -> None:
+def _range(store: Store, p: Plan, r: rpc.RangeRequest, answers: list[Answer]) -> None:
     span = KeySpan.of(r.key, r.range_end)
     if span.single and not _storable(span.key):
-        p.answers.append(lambda ops: rpc.ResponseOp(response_range=rpc.RangeResponse()))
+        answers.append(lambda ops: rpc.ResponseOp(response_range=rpc.RangeResponse()))
         return
     if span.single:
         p.request.success.add().request_range.CopyFrom(kv.RangeRequest(key=span.key))
@@ -226,10 +295,10 @@ def _range(store: Store, p: Plan, r: rpc.RangeRequest) -> None:
         got = next(ops).response_range
         return rpc.ResponseOp(response_range=ranges.answer(r, span, got.kvs))
 
-    p.answers.append(answer)
+    answers.append(answer)
 
 
-def _put(store: Store, p: Plan, put: rpc.PutRequest) -> None:
+def _put(store: Store, p: Plan, put: rpc.PutRequest, answers: list[Answer]) -> None:
     if put.ignore_value and put.value:
         raise error(VALUE_PROVIDED)
     if put.ignore_lease and put.lease:
@@ -245,6 +314,7 @@ def _put(store: Store, p: Plan, put: rpc.PutRequest) -> None:
     p.request.success.add().request_put.CopyFrom(
         kv.PutRequest(key=put.key, value=value, lease=lease, prev_kv=put.prev_kv)
     )
+    p.written.append(KeySpan(put.key, None))
 
     def answer(ops: Iterator[kv.ResponseOp]) -> rpc.ResponseOp:
         got = next(ops).response_put
@@ -253,11 +323,12 @@ def _put(store: Store, p: Plan, put: rpc.PutRequest) -> None:
             out.prev_kv.CopyFrom(key_value(got.prev_kv))
         return rpc.ResponseOp(response_put=out)
 
-    p.answers.append(answer)
+    answers.append(answer)
 
 
-def _delete(store: Store, p: Plan, d: rpc.DeleteRangeRequest) -> None:
+def _delete(store: Store, p: Plan, d: rpc.DeleteRangeRequest, answers: list[Answer]) -> None:
     span = KeySpan.of(d.key, d.range_end)
+    p.written.append(span)
     prefix = span.store_prefix()
     if span.single and not _storable(span.key):
         n = 0
@@ -287,4 +358,4 @@ def _delete(store: Store, p: Plan, d: rpc.DeleteRangeRequest) -> None:
             out.prev_kvs.extend(key_value(i) for i in got.prev_kvs)
         return rpc.ResponseOp(response_delete_range=out)
 
-    p.answers.append(answer)
+    answers.append(answer)
