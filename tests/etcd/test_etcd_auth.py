@@ -70,6 +70,8 @@ def test_user_and_token_roles_and_refusals(secured: Cluster) -> None:
     assert bad.returncode != 0 and "etcdserver: invalid auth token" in bad.stderr
     bad = etcdctl(ep, *other, "compaction", "1", check=False)  # admin only
     assert "etcdserver: permission denied" in bad.stderr
+    bad = etcdctl(ep, *other, "user", "list", check=False)  # unserved: says so, not "denied"
+    assert "is not served" in bad.stderr and "permission denied" not in bad.stderr
 
 
 def test_etcd_writes_are_audited_with_the_identity(secured: Cluster) -> None:

@@ -12,6 +12,7 @@ import queue
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -202,3 +203,18 @@ def test_errors_use_etcds_strings(cluster: Cluster) -> None:
     bad = etcdctl(cluster.endpoints, "put", "", "v", check=False)
     assert bad.returncode != 0
     assert "key is not provided" in bad.stderr  # etcdctl's own check, or the server's
+
+
+def test_unserved_methods_say_what_to_use_instead(cluster: Cluster, tmp_path: Path) -> None:
+    ep = cluster.endpoints[:1]  # snapshot save wants exactly one endpoint
+    cases = [
+        (("member", "add", "n9", "--peer-urls=http://127.0.0.1:1"), "mcpctl members add"),
+        (("snapshot", "save", str(tmp_path / "snap.db")), "mcpctl backup"),
+        (("user", "list"), "tokens and roles in the node config"),
+        (("auth", "enable"), "auth.enabled"),
+        (("defrag",), "no database file"),
+    ]
+    for args, instead in cases:
+        bad = etcdctl(ep, *args, check=False)
+        assert bad.returncode != 0, args
+        assert "is not served" in bad.stderr and instead in bad.stderr, (args, bad.stderr)

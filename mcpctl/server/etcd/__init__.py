@@ -6,7 +6,7 @@ mcp.v1, with the same guard (auth, rate buckets), metrics and audit.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mcpctl.server.registry import add_service
 
@@ -30,13 +30,18 @@ def add_services(
     *,
     tls: bool = False,
 ) -> None:
-    from mcpctl.server.etcd import cluster, kv, lease, watch
+    from mcpctl.server.etcd import cluster, kv, lease, unserved, watch
     from mcpctl.server.etcd.guard import EtcdGuard
 
     g = EtcdGuard(guard) if guard is not None else None
-    add_service(server, kv.KVServicer(node, metrics, g), kv.SERVICE)
-    add_service(server, watch.WatchServicer(node, hub, g), watch.SERVICE)
-    add_service(server, lease.LeaseServicer(node, leases, metrics, g), lease.SERVICE)
-    add_service(server, cluster.ClusterServicer(node, metrics, g, tls=tls), cluster.CLUSTER)
-    add_service(server, cluster.MaintenanceServicer(node, metrics, g), cluster.MAINTENANCE)
-    add_service(server, cluster.AuthServicer(node, metrics, g), cluster.AUTH)
+    servicers: list[tuple[Any, Any]] = [
+        (kv.KVServicer(node, metrics, g), kv.SERVICE),
+        (watch.WatchServicer(node, hub, g), watch.SERVICE),
+        (lease.LeaseServicer(node, leases, metrics, g), lease.SERVICE),
+        (cluster.ClusterServicer(node, metrics, g, tls=tls), cluster.CLUSTER),
+        (cluster.MaintenanceServicer(node, metrics, g), cluster.MAINTENANCE),
+        (cluster.AuthServicer(node, metrics, g), cluster.AUTH),
+    ]
+    for servicer, service in servicers:
+        unserved.fill(servicer, service)
+        add_service(server, servicer, service)

@@ -17,6 +17,7 @@ from mcpctl.errors import PermissionDenied, Unauthenticated
 from mcpctl.server.auth import Guard, Identity
 from mcpctl.server.etcd.convert import KeySpan
 from mcpctl.server.etcd.errors import INVALID_AUTH_TOKEN, PERMISSION_DENIED, error
+from mcpctl.server.etcd.unserved import INSTEAD
 
 TOKEN_KEY = "token"
 _SAME = {
@@ -74,6 +75,8 @@ class EtcdGuard:
 def _equivalent(method: str, request: Any) -> tuple[str, Any]:
     if method in _SAME:
         return _SAME[method], request
+    if method in INSTEAD:  # answers UNIMPLEMENTED, changes nothing: as a Status
+        return "Status", request
     if method == "Range":
         cover = KeySpan.of(request.key, request.range_end).cover()
         return "Range", kv.RangeRequest(key=cover.key, prefix=cover.prefix)

@@ -3,9 +3,11 @@
 isort:skip_file
 etcd's v3 client API as mcp-config serves it: package etcdserverpb, with
 etcd's service, method, message and field names and numbers (the wire
-contract), written for mcp-config. Only the services and methods listed
-here are served; docs/etcd-compat.md says what each does over the
-mcp-config store and what differs from etcd.
+contract), written for mcp-config. docs/etcd-compat.md says what each
+method does over the mcp-config store and what differs from etcd. The
+methods mcp-config does not serve are declared so that they answer
+UNIMPLEMENTED with a sentence saying what to use instead; their messages
+declare only the response header (a request's fields are skipped unread).
 """
 
 from collections import abc as _abc
@@ -174,20 +176,56 @@ class ClusterStub:
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> ClusterAsyncStub: ...
+    MemberAdd: _grpc.UnaryUnaryMultiCallable[_rpc_pb2.MemberAddRequest, _rpc_pb2.MemberAddResponse]
+    MemberRemove: _grpc.UnaryUnaryMultiCallable[_rpc_pb2.MemberRemoveRequest, _rpc_pb2.MemberRemoveResponse]
+    MemberUpdate: _grpc.UnaryUnaryMultiCallable[_rpc_pb2.MemberUpdateRequest, _rpc_pb2.MemberUpdateResponse]
     MemberList: _grpc.UnaryUnaryMultiCallable[_rpc_pb2.MemberListRequest, _rpc_pb2.MemberListResponse]
+    MemberPromote: _grpc.UnaryUnaryMultiCallable[_rpc_pb2.MemberPromoteRequest, _rpc_pb2.MemberPromoteResponse]
 
 @_typing.type_check_only
 class ClusterAsyncStub(ClusterStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
+    MemberAdd: _aio.UnaryUnaryMultiCallable[_rpc_pb2.MemberAddRequest, _rpc_pb2.MemberAddResponse]  # type: ignore[assignment]
+    MemberRemove: _aio.UnaryUnaryMultiCallable[_rpc_pb2.MemberRemoveRequest, _rpc_pb2.MemberRemoveResponse]  # type: ignore[assignment]
+    MemberUpdate: _aio.UnaryUnaryMultiCallable[_rpc_pb2.MemberUpdateRequest, _rpc_pb2.MemberUpdateResponse]  # type: ignore[assignment]
     MemberList: _aio.UnaryUnaryMultiCallable[_rpc_pb2.MemberListRequest, _rpc_pb2.MemberListResponse]  # type: ignore[assignment]
+    MemberPromote: _aio.UnaryUnaryMultiCallable[_rpc_pb2.MemberPromoteRequest, _rpc_pb2.MemberPromoteResponse]  # type: ignore[assignment]
 
 class ClusterServicer(metaclass=_abc_1.ABCMeta):
+    @_abc_1.abstractmethod
+    def MemberAdd(
+        self,
+        request: _rpc_pb2.MemberAddRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_rpc_pb2.MemberAddResponse, _abc.Awaitable[_rpc_pb2.MemberAddResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def MemberRemove(
+        self,
+        request: _rpc_pb2.MemberRemoveRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_rpc_pb2.MemberRemoveResponse, _abc.Awaitable[_rpc_pb2.MemberRemoveResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def MemberUpdate(
+        self,
+        request: _rpc_pb2.MemberUpdateRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_rpc_pb2.MemberUpdateResponse, _abc.Awaitable[_rpc_pb2.MemberUpdateResponse]]: ...
+
     @_abc_1.abstractmethod
     def MemberList(
         self,
         request: _rpc_pb2.MemberListRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_rpc_pb2.MemberListResponse, _abc.Awaitable[_rpc_pb2.MemberListResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def MemberPromote(
+        self,
+        request: _rpc_pb2.MemberPromoteRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_rpc_pb2.MemberPromoteResponse, _abc.Awaitable[_rpc_pb2.MemberPromoteResponse]]: ...
 
 def add_ClusterServicer_to_server(servicer: ClusterServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
 
@@ -198,12 +236,24 @@ class MaintenanceStub:
     def __new__(cls, channel: _aio.Channel) -> MaintenanceAsyncStub: ...
     Alarm: _grpc.UnaryUnaryMultiCallable[_rpc_pb2.AlarmRequest, _rpc_pb2.AlarmResponse]
     Status: _grpc.UnaryUnaryMultiCallable[_rpc_pb2.StatusRequest, _rpc_pb2.StatusResponse]
+    Defragment: _grpc.UnaryUnaryMultiCallable[_rpc_pb2.DefragmentRequest, _rpc_pb2.DefragmentResponse]
+    Hash: _grpc.UnaryUnaryMultiCallable[_rpc_pb2.HashRequest, _rpc_pb2.HashResponse]
+    HashKV: _grpc.UnaryUnaryMultiCallable[_rpc_pb2.HashKVRequest, _rpc_pb2.HashKVResponse]
+    Snapshot: _grpc.UnaryStreamMultiCallable[_rpc_pb2.SnapshotRequest, _rpc_pb2.SnapshotResponse]
+    MoveLeader: _grpc.UnaryUnaryMultiCallable[_rpc_pb2.MoveLeaderRequest, _rpc_pb2.MoveLeaderResponse]
+    Downgrade: _grpc.UnaryUnaryMultiCallable[_rpc_pb2.DowngradeRequest, _rpc_pb2.DowngradeResponse]
 
 @_typing.type_check_only
 class MaintenanceAsyncStub(MaintenanceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     Alarm: _aio.UnaryUnaryMultiCallable[_rpc_pb2.AlarmRequest, _rpc_pb2.AlarmResponse]  # type: ignore[assignment]
     Status: _aio.UnaryUnaryMultiCallable[_rpc_pb2.StatusRequest, _rpc_pb2.StatusResponse]  # type: ignore[assignment]
+    Defragment: _aio.UnaryUnaryMultiCallable[_rpc_pb2.DefragmentRequest, _rpc_pb2.DefragmentResponse]  # type: ignore[assignment]
+    Hash: _aio.UnaryUnaryMultiCallable[_rpc_pb2.HashRequest, _rpc_pb2.HashResponse]  # type: ignore[assignment]
+    HashKV: _aio.UnaryUnaryMultiCallable[_rpc_pb2.HashKVRequest, _rpc_pb2.HashKVResponse]  # type: ignore[assignment]
+    Snapshot: _aio.UnaryStreamMultiCallable[_rpc_pb2.SnapshotRequest, _rpc_pb2.SnapshotResponse]  # type: ignore[assignment]
+    MoveLeader: _aio.UnaryUnaryMultiCallable[_rpc_pb2.MoveLeaderRequest, _rpc_pb2.MoveLeaderResponse]  # type: ignore[assignment]
+    Downgrade: _aio.UnaryUnaryMultiCallable[_rpc_pb2.DowngradeRequest, _rpc_pb2.DowngradeResponse]  # type: ignore[assignment]
 
 class MaintenanceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -220,6 +270,48 @@ class MaintenanceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_rpc_pb2.StatusResponse, _abc.Awaitable[_rpc_pb2.StatusResponse]]: ...
 
+    @_abc_1.abstractmethod
+    def Defragment(
+        self,
+        request: _rpc_pb2.DefragmentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_rpc_pb2.DefragmentResponse, _abc.Awaitable[_rpc_pb2.DefragmentResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def Hash(
+        self,
+        request: _rpc_pb2.HashRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_rpc_pb2.HashResponse, _abc.Awaitable[_rpc_pb2.HashResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def HashKV(
+        self,
+        request: _rpc_pb2.HashKVRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_rpc_pb2.HashKVResponse, _abc.Awaitable[_rpc_pb2.HashKVResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def Snapshot(
+        self,
+        request: _rpc_pb2.SnapshotRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_rpc_pb2.SnapshotResponse], _abc.AsyncIterator[_rpc_pb2.SnapshotResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def MoveLeader(
+        self,
+        request: _rpc_pb2.MoveLeaderRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_rpc_pb2.MoveLeaderResponse, _abc.Awaitable[_rpc_pb2.MoveLeaderResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def Downgrade(
+        self,
+        request: _rpc_pb2.DowngradeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_rpc_pb2.DowngradeResponse, _abc.Awaitable[_rpc_pb2.DowngradeResponse]]: ...
+
 def add_MaintenanceServicer_to_server(servicer: MaintenanceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
 
 class AuthStub:
@@ -227,19 +319,163 @@ class AuthStub:
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> AuthAsyncStub: ...
+    AuthEnable: _grpc.UnaryUnaryMultiCallable[_rpc_pb2.AuthEnableRequest, _rpc_pb2.AuthEnableResponse]
+    AuthDisable: _grpc.UnaryUnaryMultiCallable[_rpc_pb2.AuthDisableRequest, _rpc_pb2.AuthDisableResponse]
+    AuthStatus: _grpc.UnaryUnaryMultiCallable[_rpc_pb2.AuthStatusRequest, _rpc_pb2.AuthStatusResponse]
     Authenticate: _grpc.UnaryUnaryMultiCallable[_rpc_pb2.AuthenticateRequest, _rpc_pb2.AuthenticateResponse]
+    UserAdd: _grpc.UnaryUnaryMultiCallable[_rpc_pb2.AuthUserAddRequest, _rpc_pb2.AuthUserAddResponse]
+    UserGet: _grpc.UnaryUnaryMultiCallable[_rpc_pb2.AuthUserGetRequest, _rpc_pb2.AuthUserGetResponse]
+    UserList: _grpc.UnaryUnaryMultiCallable[_rpc_pb2.AuthUserListRequest, _rpc_pb2.AuthUserListResponse]
+    UserDelete: _grpc.UnaryUnaryMultiCallable[_rpc_pb2.AuthUserDeleteRequest, _rpc_pb2.AuthUserDeleteResponse]
+    UserChangePassword: _grpc.UnaryUnaryMultiCallable[_rpc_pb2.AuthUserChangePasswordRequest, _rpc_pb2.AuthUserChangePasswordResponse]
+    UserGrantRole: _grpc.UnaryUnaryMultiCallable[_rpc_pb2.AuthUserGrantRoleRequest, _rpc_pb2.AuthUserGrantRoleResponse]
+    UserRevokeRole: _grpc.UnaryUnaryMultiCallable[_rpc_pb2.AuthUserRevokeRoleRequest, _rpc_pb2.AuthUserRevokeRoleResponse]
+    RoleAdd: _grpc.UnaryUnaryMultiCallable[_rpc_pb2.AuthRoleAddRequest, _rpc_pb2.AuthRoleAddResponse]
+    RoleGet: _grpc.UnaryUnaryMultiCallable[_rpc_pb2.AuthRoleGetRequest, _rpc_pb2.AuthRoleGetResponse]
+    RoleList: _grpc.UnaryUnaryMultiCallable[_rpc_pb2.AuthRoleListRequest, _rpc_pb2.AuthRoleListResponse]
+    RoleDelete: _grpc.UnaryUnaryMultiCallable[_rpc_pb2.AuthRoleDeleteRequest, _rpc_pb2.AuthRoleDeleteResponse]
+    RoleGrantPermission: _grpc.UnaryUnaryMultiCallable[_rpc_pb2.AuthRoleGrantPermissionRequest, _rpc_pb2.AuthRoleGrantPermissionResponse]
+    RoleRevokePermission: _grpc.UnaryUnaryMultiCallable[_rpc_pb2.AuthRoleRevokePermissionRequest, _rpc_pb2.AuthRoleRevokePermissionResponse]
 
 @_typing.type_check_only
 class AuthAsyncStub(AuthStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
+    AuthEnable: _aio.UnaryUnaryMultiCallable[_rpc_pb2.AuthEnableRequest, _rpc_pb2.AuthEnableResponse]  # type: ignore[assignment]
+    AuthDisable: _aio.UnaryUnaryMultiCallable[_rpc_pb2.AuthDisableRequest, _rpc_pb2.AuthDisableResponse]  # type: ignore[assignment]
+    AuthStatus: _aio.UnaryUnaryMultiCallable[_rpc_pb2.AuthStatusRequest, _rpc_pb2.AuthStatusResponse]  # type: ignore[assignment]
     Authenticate: _aio.UnaryUnaryMultiCallable[_rpc_pb2.AuthenticateRequest, _rpc_pb2.AuthenticateResponse]  # type: ignore[assignment]
+    UserAdd: _aio.UnaryUnaryMultiCallable[_rpc_pb2.AuthUserAddRequest, _rpc_pb2.AuthUserAddResponse]  # type: ignore[assignment]
+    UserGet: _aio.UnaryUnaryMultiCallable[_rpc_pb2.AuthUserGetRequest, _rpc_pb2.AuthUserGetResponse]  # type: ignore[assignment]
+    UserList: _aio.UnaryUnaryMultiCallable[_rpc_pb2.AuthUserListRequest, _rpc_pb2.AuthUserListResponse]  # type: ignore[assignment]
+    UserDelete: _aio.UnaryUnaryMultiCallable[_rpc_pb2.AuthUserDeleteRequest, _rpc_pb2.AuthUserDeleteResponse]  # type: ignore[assignment]
+    UserChangePassword: _aio.UnaryUnaryMultiCallable[_rpc_pb2.AuthUserChangePasswordRequest, _rpc_pb2.AuthUserChangePasswordResponse]  # type: ignore[assignment]
+    UserGrantRole: _aio.UnaryUnaryMultiCallable[_rpc_pb2.AuthUserGrantRoleRequest, _rpc_pb2.AuthUserGrantRoleResponse]  # type: ignore[assignment]
+    UserRevokeRole: _aio.UnaryUnaryMultiCallable[_rpc_pb2.AuthUserRevokeRoleRequest, _rpc_pb2.AuthUserRevokeRoleResponse]  # type: ignore[assignment]
+    RoleAdd: _aio.UnaryUnaryMultiCallable[_rpc_pb2.AuthRoleAddRequest, _rpc_pb2.AuthRoleAddResponse]  # type: ignore[assignment]
+    RoleGet: _aio.UnaryUnaryMultiCallable[_rpc_pb2.AuthRoleGetRequest, _rpc_pb2.AuthRoleGetResponse]  # type: ignore[assignment]
+    RoleList: _aio.UnaryUnaryMultiCallable[_rpc_pb2.AuthRoleListRequest, _rpc_pb2.AuthRoleListResponse]  # type: ignore[assignment]
+    RoleDelete: _aio.UnaryUnaryMultiCallable[_rpc_pb2.AuthRoleDeleteRequest, _rpc_pb2.AuthRoleDeleteResponse]  # type: ignore[assignment]
+    RoleGrantPermission: _aio.UnaryUnaryMultiCallable[_rpc_pb2.AuthRoleGrantPermissionRequest, _rpc_pb2.AuthRoleGrantPermissionResponse]  # type: ignore[assignment]
+    RoleRevokePermission: _aio.UnaryUnaryMultiCallable[_rpc_pb2.AuthRoleRevokePermissionRequest, _rpc_pb2.AuthRoleRevokePermissionResponse]  # type: ignore[assignment]
 
 class AuthServicer(metaclass=_abc_1.ABCMeta):
+    @_abc_1.abstractmethod
+    def AuthEnable(
+        self,
+        request: _rpc_pb2.AuthEnableRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_rpc_pb2.AuthEnableResponse, _abc.Awaitable[_rpc_pb2.AuthEnableResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def AuthDisable(
+        self,
+        request: _rpc_pb2.AuthDisableRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_rpc_pb2.AuthDisableResponse, _abc.Awaitable[_rpc_pb2.AuthDisableResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def AuthStatus(
+        self,
+        request: _rpc_pb2.AuthStatusRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_rpc_pb2.AuthStatusResponse, _abc.Awaitable[_rpc_pb2.AuthStatusResponse]]: ...
+
     @_abc_1.abstractmethod
     def Authenticate(
         self,
         request: _rpc_pb2.AuthenticateRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_rpc_pb2.AuthenticateResponse, _abc.Awaitable[_rpc_pb2.AuthenticateResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def UserAdd(
+        self,
+        request: _rpc_pb2.AuthUserAddRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_rpc_pb2.AuthUserAddResponse, _abc.Awaitable[_rpc_pb2.AuthUserAddResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def UserGet(
+        self,
+        request: _rpc_pb2.AuthUserGetRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_rpc_pb2.AuthUserGetResponse, _abc.Awaitable[_rpc_pb2.AuthUserGetResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def UserList(
+        self,
+        request: _rpc_pb2.AuthUserListRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_rpc_pb2.AuthUserListResponse, _abc.Awaitable[_rpc_pb2.AuthUserListResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def UserDelete(
+        self,
+        request: _rpc_pb2.AuthUserDeleteRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_rpc_pb2.AuthUserDeleteResponse, _abc.Awaitable[_rpc_pb2.AuthUserDeleteResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def UserChangePassword(
+        self,
+        request: _rpc_pb2.AuthUserChangePasswordRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_rpc_pb2.AuthUserChangePasswordResponse, _abc.Awaitable[_rpc_pb2.AuthUserChangePasswordResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def UserGrantRole(
+        self,
+        request: _rpc_pb2.AuthUserGrantRoleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_rpc_pb2.AuthUserGrantRoleResponse, _abc.Awaitable[_rpc_pb2.AuthUserGrantRoleResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def UserRevokeRole(
+        self,
+        request: _rpc_pb2.AuthUserRevokeRoleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_rpc_pb2.AuthUserRevokeRoleResponse, _abc.Awaitable[_rpc_pb2.AuthUserRevokeRoleResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def RoleAdd(
+        self,
+        request: _rpc_pb2.AuthRoleAddRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_rpc_pb2.AuthRoleAddResponse, _abc.Awaitable[_rpc_pb2.AuthRoleAddResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def RoleGet(
+        self,
+        request: _rpc_pb2.AuthRoleGetRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_rpc_pb2.AuthRoleGetResponse, _abc.Awaitable[_rpc_pb2.AuthRoleGetResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def RoleList(
+        self,
+        request: _rpc_pb2.AuthRoleListRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_rpc_pb2.AuthRoleListResponse, _abc.Awaitable[_rpc_pb2.AuthRoleListResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def RoleDelete(
+        self,
+        request: _rpc_pb2.AuthRoleDeleteRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_rpc_pb2.AuthRoleDeleteResponse, _abc.Awaitable[_rpc_pb2.AuthRoleDeleteResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def RoleGrantPermission(
+        self,
+        request: _rpc_pb2.AuthRoleGrantPermissionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_rpc_pb2.AuthRoleGrantPermissionResponse, _abc.Awaitable[_rpc_pb2.AuthRoleGrantPermissionResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def RoleRevokePermission(
+        self,
+        request: _rpc_pb2.AuthRoleRevokePermissionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_rpc_pb2.AuthRoleRevokePermissionResponse, _abc.Awaitable[_rpc_pb2.AuthRoleRevokePermissionResponse]]: ...
 
 def add_AuthServicer_to_server(servicer: AuthServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
