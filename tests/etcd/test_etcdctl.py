@@ -12,6 +12,7 @@ import queue
 import subprocess
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -218,3 +219,11 @@ def test_unserved_methods_say_what_to_use_instead(cluster: Cluster, tmp_path: Pa
         bad = etcdctl(ep, *args, check=False)
         assert bad.returncode != 0, args
         assert "is not served" in bad.stderr and instead in bad.stderr, (args, bad.stderr)
+
+
+def test_etcd_calls_have_their_own_metric_labels(cluster: Cluster) -> None:
+    node = cluster.nodes[0]
+    etcdctl([node.endpoint], "get", "/metrics-probe")
+    with urllib.request.urlopen(f"http://127.0.0.1:{node.metrics_port}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    assert 'mcp_rpc_duration_seconds_count{code="OK",method="etcd.Range"}' in text

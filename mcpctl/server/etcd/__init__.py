@@ -32,15 +32,17 @@ def add_services(
 ) -> None:
     from mcpctl.server.etcd import cluster, kv, lease, unserved, watch
     from mcpctl.server.etcd.guard import EtcdGuard
+    from mcpctl.server.etcd.metrics import EtcdMetrics
 
     g = EtcdGuard(guard) if guard is not None else None
+    m = EtcdMetrics(metrics) if metrics is not None else None
     servicers: list[tuple[Any, Any]] = [
-        (kv.KVServicer(node, metrics, g), kv.SERVICE),
+        (kv.KVServicer(node, m, g), kv.SERVICE),
         (watch.WatchServicer(node, hub, g), watch.SERVICE),
-        (lease.LeaseServicer(node, leases, metrics, g), lease.SERVICE),
-        (cluster.ClusterServicer(node, metrics, g, tls=tls), cluster.CLUSTER),
-        (cluster.MaintenanceServicer(node, metrics, g), cluster.MAINTENANCE),
-        (cluster.AuthServicer(node, metrics, g), cluster.AUTH),
+        (lease.LeaseServicer(node, leases, m, g), lease.SERVICE),
+        (cluster.ClusterServicer(node, m, g, tls=tls), cluster.CLUSTER),
+        (cluster.MaintenanceServicer(node, m, g), cluster.MAINTENANCE),
+        (cluster.AuthServicer(node, m, g), cluster.AUTH),
     ]
     for servicer, service in servicers:
         unserved.fill(servicer, service)

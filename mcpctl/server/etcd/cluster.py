@@ -26,7 +26,7 @@ from mcpctl.state.keyspace import Span
 
 if TYPE_CHECKING:
     from mcpctl.server.etcd.guard import EtcdGuard
-    from mcpctl.server.metrics import RpcMetrics
+    from mcpctl.server.etcd.metrics import EtcdMetrics
 
 CLUSTER = rpc.DESCRIPTOR.services_by_name["Cluster"]
 MAINTENANCE = rpc.DESCRIPTOR.services_by_name["Maintenance"]
@@ -44,7 +44,7 @@ class ClusterServicer:
     def __init__(
         self,
         node: Node,
-        metrics: RpcMetrics | None = None,
+        metrics: EtcdMetrics | None = None,
         guard: EtcdGuard | None = None,
         *,
         tls: bool = False,
@@ -79,7 +79,7 @@ class ClusterServicer:
 
 class MaintenanceServicer:
     def __init__(
-        self, node: Node, metrics: RpcMetrics | None = None, guard: EtcdGuard | None = None
+        self, node: Node, metrics: EtcdMetrics | None = None, guard: EtcdGuard | None = None
     ) -> None:
         self._node = node
         self.metrics = metrics
@@ -125,7 +125,7 @@ class AuthServicer:
     guard = None
 
     def __init__(
-        self, node: Node, metrics: RpcMetrics | None = None, guard: EtcdGuard | None = None
+        self, node: Node, metrics: EtcdMetrics | None = None, guard: EtcdGuard | None = None
     ) -> None:
         self._node = node
         self.metrics = metrics

@@ -30,7 +30,7 @@ from mcpctl.state import Store
 
 if TYPE_CHECKING:
     from mcpctl.server.etcd.guard import EtcdGuard
-    from mcpctl.server.metrics import RpcMetrics
+    from mcpctl.server.etcd.metrics import EtcdMetrics
 
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
@@ -55,7 +55,7 @@ def etcd_errors(
 
 class KVServicer:
     def __init__(
-        self, node: Node, metrics: RpcMetrics | None = None, guard: EtcdGuard | None = None
+        self, node: Node, metrics: EtcdMetrics | None = None, guard: EtcdGuard | None = None
     ) -> None:
         self._node = node
         self.metrics = metrics

@@ -33,7 +33,7 @@ from mcpctl.server.node import Node
 
 if TYPE_CHECKING:
     from mcpctl.server.etcd.guard import EtcdGuard
-    from mcpctl.server.metrics import RpcMetrics
+    from mcpctl.server.etcd.metrics import EtcdMetrics
 
 SERVICE = rpc.DESCRIPTOR.services_by_name["Lease"]
 
@@ -43,7 +43,7 @@ class LeaseServicer:
         self,
         node: Node,
         leases: Leases,
-        metrics: RpcMetrics | None = None,
+        metrics: EtcdMetrics | None = None,
         guard: EtcdGuard | None = None,
     ) -> None:
         self._node = node
