@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import queue
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -28,7 +29,7 @@ from hypothesis import strategies as st
 from mcpctl import limits
 from mcpctl._proto.etcd.etcdserverpb import rpc_pb2 as rpc
 from mcpctl._proto.etcd.etcdserverpb import rpc_pb2_grpc as rpc_grpc
-from tests.cluster import Cluster, running_cluster
+from tests.cluster import Cluster, running_cluster, wait_for
 from tests.fuzz.proto_strategies import Flavour, messages, mutated
 from tests.fuzz.support import Baseline, assert_same_processes, assert_survived, take_baseline
 from tests.fuzz.test_rpc_fuzz import SETTINGS
@@ -195,6 +196,18 @@ def test_thousands_of_watches_on_one_stream_are_bounded(target: Target) -> None:
         call.cancel()  # type: ignore[no-untyped-call]
     assert (created, refused) == (limits.ETCD_WATCHES_PER_STREAM_MAX, 50)
     assert_same_processes(target.cluster, target.baseline)
+    # The stream is gone: so are its 1,000 watches in the hub (none leaked).
+    node = target.cluster.nodes[1]
+
+    def open_streams() -> float:
+        url = f"http://127.0.0.1:{node.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as r:
+            for line in r.read().decode().splitlines():
+                if line.startswith("mcp_watch_streams "):
+                    return float(line.split()[1])
+        raise AssertionError("no mcp_watch_streams metric")
+
+    assert wait_for("the hub to drop the stream's watches", lambda: open_streams() == 0)
 
 
 def test_sort_over_the_whole_store_and_unknown_leases(target: Target) -> None:
