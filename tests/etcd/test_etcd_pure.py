@@ -9,9 +9,9 @@ from mcpctl import limits
 from mcpctl._proto.etcd.etcdserverpb import rpc_pb2 as rpc
 from mcpctl._proto.mcp.v1 import kv_pb2 as kv
 from mcpctl._proto.mcp.v1 import raft_pb2 as raft
+from mcpctl.errors import McpError
 from mcpctl.server.etcd import ranges, txn
 from mcpctl.server.etcd.convert import KeySpan, prefix_end, storable_cut
-from mcpctl.server.etcd.errors import EtcdError
 from mcpctl.state import Store
 from mcpctl.state.keyspace import Span
 
@@ -41,7 +41,7 @@ def test_key_spans() -> None:
     from_key = KeySpan.of(b"/m", b"\x00")
     assert from_key.contains(b"/z") and not from_key.contains(b"/a")
     assert from_key.store_prefix() is None
-    with pytest.raises(EtcdError, match="etcdserver: key is not provided"):
+    with pytest.raises(McpError, match="etcdserver: key is not provided"):
         KeySpan.of(b"", b"")
 
 
@@ -141,22 +141,22 @@ def test_delete_of_a_byte_range_is_one_delete_per_key_guarded() -> None:
 def test_txn_refusals_are_etcds() -> None:
     put = rpc.RequestOp(request_put=rpc.PutRequest(key=b"/k", value=b"1"))
     dup = rpc.TxnRequest(success=[put, put])
-    with pytest.raises(EtcdError, match="duplicate key given in txn request"):
+    with pytest.raises(McpError, match="duplicate key given in txn request"):
         txn.check(dup)
     deep = rpc.TxnRequest()
     for _ in range(limits.ETCD_TXN_DEPTH_MAX + 1):
         deep = rpc.TxnRequest(success=[rpc.RequestOp(request_txn=deep)])
-    with pytest.raises(EtcdError, match="nested deeper") as e:
+    with pytest.raises(McpError, match="nested deeper") as e:
         txn.check(deep)
     assert e.value.code == "UNIMPLEMENTED"
     # A nested compare of a key written earlier in the same txn: refused with a sentence.
     s = _store()
     inner = rpc.TxnRequest(compare=[C(key=b"/k", target=C.VERSION, version=1)])
     both = rpc.TxnRequest(success=[put, rpc.RequestOp(request_txn=inner)])
-    with pytest.raises(EtcdError, match="wrote before it"):
+    with pytest.raises(McpError, match="wrote before it"):
         txn.plan(s, both)
-    with pytest.raises(EtcdError, match="too many operations"):
+    with pytest.raises(McpError, match="too many operations"):
         txn.check(rpc.TxnRequest(success=[put] * 129))
     ignore = rpc.RequestOp(request_put=rpc.PutRequest(key=b"/k", ignore_value=True))
-    with pytest.raises(EtcdError, match="etcdserver: key not found"):
+    with pytest.raises(McpError, match="etcdserver: key not found"):
         txn.plan(s, rpc.TxnRequest(success=[ignore]))

@@ -11,20 +11,43 @@ from __future__ import annotations
 
 from mcpctl.errors import (
     Compacted,
+    FailedPrecondition,
+    InvalidArgument,
     LeaseExists,
     LeaseNotFound,
     McpError,
+    NotFound,
     PermissionDenied,
     Unauthenticated,
+    Unavailable,
 )
 
 
-class EtcdError(McpError):
-    """An etcd error: a gRPC code name and etcd's message."""
+class OutOfRange(McpError):
+    """etcd's OUT_OF_RANGE (compacted or future revision, too large TTL)."""
 
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code  # type: ignore[misc]
+    code = "OUT_OF_RANGE"
+    kind = "out_of_range"
+
+
+class Unimplemented(McpError):
+    """Not served by mcp-config; the message says what to use instead."""
+
+    code = "UNIMPLEMENTED"
+    kind = "unimplemented"
+
+
+# The class raised for each gRPC code of etcd's errors.
+_CLASSES: dict[str, type[McpError]] = {
+    "INVALID_ARGUMENT": InvalidArgument,
+    "NOT_FOUND": NotFound,
+    "FAILED_PRECONDITION": FailedPrecondition,
+    "UNAVAILABLE": Unavailable,
+    "PERMISSION_DENIED": PermissionDenied,
+    "UNAUTHENTICATED": Unauthenticated,
+    "OUT_OF_RANGE": OutOfRange,
+    "UNIMPLEMENTED": Unimplemented,
+}
 
 
 EMPTY_KEY = ("INVALID_ARGUMENT", "etcdserver: key is not provided")
@@ -50,19 +73,21 @@ AUTH_NOT_ENABLED = ("FAILED_PRECONDITION", "etcdserver: authentication is not en
 DUPLICATE_WATCH_ID = "mvcc: duplicate watch ID provided on the WatchStream"
 
 
-def error(kind: tuple[str, str]) -> EtcdError:
-    return EtcdError(*kind)
+def error(kind: tuple[str, str]) -> McpError:
+    """etcd's error ``kind`` (one of the pairs above): its code and exact message."""
+    code, message = kind
+    return _CLASSES[code](message)
 
 
-def unimplemented(what: str) -> EtcdError:
+def unimplemented(what: str) -> McpError:
     """A feature mcp-config does not serve: UNIMPLEMENTED with what to do instead."""
-    return EtcdError("UNIMPLEMENTED", f"mcp-config: {what} (docs/etcd-compat.md)")
+    return Unimplemented(f"mcp-config: {what} (docs/etcd-compat.md)")
 
 
 def etcd_error(e: McpError) -> McpError:
     """etcd's error for one of ours, or ours unchanged when etcd has no equivalent."""
-    if isinstance(e, EtcdError):
-        return e
+    if e.message.startswith(("etcdserver: ", "mvcc: ", "mcp-config: ")):
+        return e  # already etcd's (or says it is ours on purpose)
     if isinstance(e, Compacted):
         return error(COMPACTED)
     if isinstance(e, LeaseNotFound):

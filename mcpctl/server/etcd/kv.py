@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from mcpctl import limits
 from mcpctl._proto.etcd.etcdserverpb import rpc_pb2 as rpc
 from mcpctl._proto.mcp.v1 import kv_pb2 as kv
-from mcpctl.errors import McpError
+from mcpctl.errors import McpError, Unavailable
 from mcpctl.server.errors import rpc as rpc_method
 from mcpctl.server.etcd import ranges, txn
 from mcpctl.server.etcd.convert import KeySpan, header, key_value
@@ -21,7 +21,6 @@ from mcpctl.server.etcd.errors import (
     COMPACTED,
     EMPTY_KEY,
     FUTURE_REV,
-    EtcdError,
     error,
     etcd_error,
 )
@@ -140,8 +139,7 @@ class KVServicer:
             got = await self._node.txn(attempt.request, timeout_s)
             if got.succeeded:
                 return attempt.answer(got, header(got.header))
-        raise EtcdError(
-            "UNAVAILABLE",
+        raise Unavailable(
             f"mcp-config: the keys this txn reads changed under it {limits.ETCD_TXN_ATTEMPTS_MAX} "
             "times in a row (ETCD_TXN_ATTEMPTS_MAX); retry",
         )
