@@ -10,10 +10,10 @@ DEPLOY_STAMP := $(VENV)/.deploy-tools
 # Benchmark plots: matplotlib from the `bench` extra, in the same .venv.
 BENCH_STAMP := $(VENV)/.bench-tools
 PROTO_OUT := mcpctl/_proto
-PROTOS := $(wildcard protos/mcp/v1/*.proto)
+PROTOS := $(wildcard protos/mcp/v1/*.proto protos/etcd/*/*.proto)
 
 .PHONY: venv run test test-unit test-integration lint proto bench clean deploy-tools \
-	compose-config compose-test chaos chromium fuse
+	compose-config compose-test chaos chromium fuse etcd etcd-node
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -46,9 +46,24 @@ fuse:
 	@command -v fusermount3 >/dev/null || [ "$$(id -u)" != 0 ] || { apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends fuse3 >/dev/null; }
 
+## etcd: Debian's etcd-server and etcd-client (etcdctl) for the etcd API tests
+## (tests/etcd: real etcdctl, differential runs against a real etcd), installed with
+## apt when missing and running as root; otherwise those tests skip with the reason.
+etcd:
+	@{ test -x /usr/bin/etcd && test -x /usr/bin/etcdctl; } || [ "$$(id -u)" != 0 ] || { \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+		etcd-server etcd-client >/dev/null; }
+
+## etcd-node: Node's etcd3 client from npm (pinned) into .node/ for
+## tests/etcd/test_node_client.py; skipped when node/npm are missing (the test says so).
+ETCD3_NPM := etcd3@1.1.2
+etcd-node:
+	@test -d .node/node_modules/etcd3 || ! command -v npm >/dev/null || \
+		npm install --no-audit --no-fund --silent --no-save --prefix .node $(ETCD3_NPM)
+
 ## test: unit and integration tests (real clusters on 127.0.0.1), the console in a
 ## real browser, and the offline checks of docker-compose.yml and deploy/k8s (no Docker needed)
-test: $(STAMP) $(DEPLOY_STAMP) chromium fuse
+test: $(STAMP) $(DEPLOY_STAMP) chromium fuse etcd etcd-node
 	$(PY) -m pytest -q tests
 
 test-unit: $(STAMP)

@@ -30,8 +30,8 @@ from pathlib import Path
 
 import grpc
 
-from bench.etcd_proto import rpc_pb2 as rpc
-from bench.etcd_proto import rpc_pb2_grpc as rpc_grpc
+from mcpctl._proto.etcd.etcdserverpb import rpc_pb2 as rpc
+from mcpctl._proto.etcd.etcdserverpb import rpc_pb2_grpc as rpc_grpc
 from mcpctl._proto.mcp.v1 import kv_pb2 as kv
 from mcpctl._proto.mcp.v1 import kv_pb2_grpc as kv_grpc
 from mcpctl._proto.mcp.v1 import watch_pb2 as mwatch
@@ -523,6 +523,47 @@ class EtcdAdapter(Adapter):
 
 
 # ------------------------------------------------------------------------------
+class McpEtcdAdapter(McpConfigAdapter):
+    """mcp-config's etcd v3 API (docs/etcd-compat.md): the same cluster as
+    ``mcp-config``, driven by the etcd adapter's client code and etcd's protos, so
+    the native ``mcp.v1`` path and the etcd path of mcp-config compare directly
+    (the etcd client sends no request id; the native one does, as the SDK)."""
+
+    name = "mcp-config-etcd"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._etcd = EtcdAdapter()
+
+    async def connect(self, endpoint: str) -> None:
+        await self._etcd.connect(endpoint)
+
+    async def disconnect(self) -> None:
+        await self._etcd.disconnect()
+
+    async def put(self, key: bytes, value: bytes) -> None:
+        await self._etcd.put(key, value)
+
+    async def get(self, key: bytes, serializable: bool) -> bool:
+        return await self._etcd.get(key, serializable)
+
+    async def put_at(self, endpoint: str, key: bytes, value: bytes, timeout: float) -> None:
+        await self._etcd.put_at(endpoint, key, value, timeout)
+
+    async def get_at(self, endpoint: str, key: bytes) -> bytes | None:
+        return await self._etcd.get_at(endpoint, key)
+
+    async def close_channels(self) -> None:
+        await self._etcd.close_channels()
+        await super().close_channels()
+
+    def watch_values(
+        self, endpoint: str, prefix: bytes, created: asyncio.Event
+    ) -> AsyncIterator[list[bytes]]:
+        return self._etcd.watch_values(endpoint, prefix, created)
+
+
+# ------------------------------------------------------------------------------
 class GrpcFloorAdapter(McpKVClient):
     """The Python gRPC floor: one ``python -m bench.floor_server`` process serving
     ``mcp.v1.KV`` with mcp-config's server options, answering Put and Range at once
@@ -652,4 +693,9 @@ ADAPTERS: dict[str, type[Adapter]] = {
     EtcdAdapter.name: EtcdAdapter,
 }
 # The KV benchmark can add the Python gRPC floor (opt-in: ``--servers ...,grpc-floor``).
-KV_ADAPTERS: dict[str, type[Adapter]] = {**ADAPTERS, GrpcFloorAdapter.name: GrpcFloorAdapter}
+KV_ADAPTERS: dict[str, type[Adapter]] = {
+    **ADAPTERS,
+    GrpcFloorAdapter.name: GrpcFloorAdapter,
+    # mcp-config's etcd API, driven by the etcd client (opt-in: ``--servers ...,mcp-config-etcd``).
+    McpEtcdAdapter.name: McpEtcdAdapter,
+}

@@ -56,12 +56,13 @@ import grpc
 from bench import common
 from bench.adapters import ADAPTERS, Adapter, prefix_end
 from bench.common import parse_servers
-from bench.etcd_proto import rpc_pb2 as rpc
-from bench.etcd_proto import rpc_pb2_grpc as rpc_grpc
 from bench.kv_bench import _loadavg, _versions
 from bench.watch_bench import memory_reading
 from bench.workload import percentile, proc_cpu_s, self_cpu_s
 from mcpctl import limits
+from mcpctl._proto.etcd.etcdserverpb import rpc_pb2 as rpc
+from mcpctl._proto.etcd.etcdserverpb import rpc_pb2_grpc as rpc_grpc
+from mcpctl._proto.etcd.mvccpb import kv_pb2 as mvcc
 from mcpctl._proto.mcp.v1 import kv_pb2 as kv
 from mcpctl._proto.mcp.v1 import kv_pb2_grpc as kv_grpc
 from mcpctl._proto.mcp.v1 import lease_pb2 as mlease
@@ -239,7 +240,7 @@ class EtcdLeaseOps(LeaseOps):
                     raise RuntimeError(f"etcd cancelled the watch: {resp.cancel_reason!r}")
                 if resp.created:
                     created.set()
-                n = sum(1 for ev in resp.events if ev.type == rpc.Event.DELETE)
+                n = sum(1 for ev in resp.events if ev.type == mvcc.Event.DELETE)
                 if n:
                     yield n
         finally:

@@ -43,10 +43,10 @@ import grpc
 from bench import common
 from bench.adapters import ADAPTERS, Adapter, EtcdAdapter, prefix_end
 from bench.common import parse_servers
-from bench.etcd_proto import rpc_pb2 as rpc
-from bench.etcd_proto import rpc_pb2_grpc as rpc_grpc
 from bench.kv_bench import _loadavg, _versions
 from bench.workload import percentile, proc_cpu_s, self_cpu_s
+from mcpctl._proto.etcd.etcdserverpb import rpc_pb2 as rpc
+from mcpctl._proto.etcd.etcdserverpb import rpc_pb2_grpc as rpc_grpc
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "bench" / "results"

@@ -258,3 +258,24 @@ RENDER_DIFF_LINES_MAX: Final = 2000
 # prefixes is never rendered half-applied; past it, it renders what it has
 # (a warning). An idle watch moves on with its progress notification (1 s).
 RENDER_SOURCES_WAIT_S: Final = 5.0
+
+# --- etcd v3 API (docs/etcd-compat.md) ---------------------------------------
+# An etcd txn (or a put with ignore_value/ignore_lease, a delete over a byte
+# range that is not a prefix) is planned on the store as it is and applied
+# guarded; when the keys it read changed meanwhile it is planned again, at most
+# this many times. Past it: UNAVAILABLE (etcd clients retry it).
+ETCD_TXN_ATTEMPTS_MAX: Final = 8
+# Nesting depth of etcd txns (request_txn inside request_txn); deeper: UNIMPLEMENTED.
+ETCD_TXN_DEPTH_MAX: Final = 8
+# Watches one etcd Watch stream may hold at once (each is a watch stream of the
+# hub, also counted by WATCHES_PER_CONNECTION_MAX). Past it the create is
+# answered canceled with a reason, the stream goes on.
+ETCD_WATCHES_PER_STREAM_MAX: Final = 1000
+# Answers queued for one etcd Watch stream (all its watches); a full queue holds
+# the watches back and the hub catches them up from history when the client reads.
+ETCD_WATCH_STREAM_QUEUE_MAX: Final = 64
+# etcd's JSON gateway (etcd_gateway.listen): a request body at most this big
+# (a value at VALUE_BYTES_MAX_DEFAULT, base64, plus the JSON around it); past it:
+# HTTP 429 RESOURCE_EXHAUSTED. Connections: as the console's, past it HTTP 503.
+ETCD_GATEWAY_BODY_BYTES_MAX: Final = 2 * MIB
+ETCD_GATEWAY_CONNECTIONS_MAX: Final = 64

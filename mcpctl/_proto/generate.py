@@ -1,6 +1,7 @@
 """Regenerate the checked-in protobuf/gRPC code from ``protos/``.
 
-``python -m mcpctl._proto.generate`` rewrites ``mcpctl/_proto/mcp``;
+``python -m mcpctl._proto.generate`` rewrites ``mcpctl/_proto/mcp`` (mcp.v1)
+and ``mcpctl/_proto/etcd`` (etcd's v3 API as mcp-config serves it, docs/etcd-compat.md);
 ``--check`` only compares and exits 1 when the checked-in code is stale.
 protoc emits absolute imports (``from mcp.v1 import kv_pb2``); they are
 rewritten to live under ``mcpctl._proto`` so nothing touches ``sys.path``.
@@ -19,7 +20,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 PROTO_ROOT = ROOT / "protos"
-OUT = Path(__file__).resolve().parent / "mcp"
+HERE = Path(__file__).resolve().parent
+OUT = HERE / "mcp"
+ETCD_OUT = HERE / "etcd"
+# protoc's absolute imports and the packages they are rewritten to.
+_IMPORTS = ("mcp.v1", "etcd.mvccpb", "etcd.etcdserverpb")
 
 
 def _generate(dest: Path) -> None:
@@ -40,11 +45,19 @@ def _generate(dest: Path) -> None:
     subprocess.run(cmd, check=True, env=env, cwd=PROTO_ROOT)
     for path in dest.rglob("*.py*"):
         text = path.read_text()
-        text = text.replace("from mcp.v1 import", "from mcpctl._proto.mcp.v1 import")
-        text = text.replace("import mcp.v1.", "import mcpctl._proto.mcp.v1.")
+        for name in _IMPORTS:
+            text = text.replace(f"from {name} import", f"from mcpctl._proto.{name} import")
+            text = text.replace(f"import {name}.", f"import mcpctl._proto.{name}.")
         path.write_text(text)
-    for package in (dest / "mcp", dest / "mcp" / "v1"):
-        (package / "__init__.py").write_text("")
+    for name in _IMPORTS:
+        top, sub = name.split(".")
+        for package in (dest / top, dest / top / sub):
+            (package / "__init__.py").write_text("")
+
+
+def _trees() -> list[tuple[str, Path]]:
+    """Each top-level folder of protos/ and the package under mcpctl/_proto it becomes."""
+    return [("mcp", OUT), ("etcd", ETCD_OUT)]
 
 
 def _same_tree(a: Path, b: Path) -> bool:
@@ -70,12 +83,14 @@ def main(argv: list[str] | None = None) -> int:
         dest = Path(tmp)
         _generate(dest)
         if args.check:
-            if not OUT.exists() or not _same_tree(dest / "mcp", OUT):
-                print("mcpctl/_proto is stale: run `make proto`", file=sys.stderr)
-                return 1
+            for tree, out in _trees():
+                if not out.exists() or not _same_tree(dest / tree, out):
+                    print("mcpctl/_proto is stale: run `make proto`", file=sys.stderr)
+                    return 1
             return 0
-        shutil.rmtree(OUT, ignore_errors=True)
-        shutil.copytree(dest / "mcp", OUT)
+        for tree, out in _trees():
+            shutil.rmtree(out, ignore_errors=True)
+            shutil.copytree(dest / tree, out)
     return 0
 
 

@@ -47,6 +47,12 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
         default=None,
         help="first web console port (default PORT+300; 0: no console)",
     )
+    p.add_argument(
+        "--etcd-gateway-port",
+        type=int,
+        default=None,
+        help="first etcd JSON gateway port (default PORT+400; 0: no gateway)",
+    )
     p.add_argument("--data-dir", default=".mcp-dev", help="data directory (default .mcp-dev)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.set_defaults(run=run)
@@ -60,6 +66,7 @@ def write_configs(
     host: str = "127.0.0.1",
     metrics_port: int | None = None,
     console_port: int | None = None,
+    etcd_gateway_port: int | None = None,
 ) -> list[Path]:
     """Write one node.yaml per node (and the cluster secret) under data_dir."""
     import secrets
@@ -95,6 +102,8 @@ def write_configs(
             cfg["metrics"] = {"listen": f"{host}:{metrics_port + index}"}
         if console_port:
             cfg["console"] = {"listen": f"{host}:{console_port + members.index(m)}"}
+        if etcd_gateway_port:
+            cfg["etcd_gateway"] = {"listen": f"{host}:{etcd_gateway_port + members.index(m)}"}
         path = node_dir / "node.yaml"
         path.write_text(yaml.safe_dump(cfg, sort_keys=False))
         paths.append(path)
@@ -195,12 +204,20 @@ def run(args: argparse.Namespace) -> int:
     raft_port = args.raft_port if args.raft_port is not None else args.port + 100
     metrics_port = args.metrics_port if args.metrics_port is not None else args.port + 200
     console_port = args.console_port if args.console_port is not None else args.port + 300
-    ports = (args.port, raft_port, metrics_port, *([console_port] if console_port else []))
+    gateway_port = args.etcd_gateway_port if args.etcd_gateway_port is not None else args.port + 400
+    ports = (
+        args.port,
+        raft_port,
+        metrics_port,
+        *([console_port] if console_port else []),
+        *([gateway_port] if gateway_port else []),
+    )
     ranges = [set(range(p, p + args.nodes)) for p in ports]
     overlap = any(a & b for i, a in enumerate(ranges) for b in ranges[i + 1 :])
     if overlap or max(max(r) for r in ranges) > 65535 or min(min(r) for r in ranges) < 1:
         raise UsageError(
-            "dev", "client, Raft, metrics and console port ranges overlap or are invalid"
+            "dev",
+            "client, Raft, metrics, console and etcd gateway port ranges overlap or are invalid",
         )
     data_dir = Path(args.data_dir)
     configs = write_configs(
@@ -211,6 +228,7 @@ def run(args: argparse.Namespace) -> int:
         args.host,
         metrics_port=metrics_port,
         console_port=console_port,
+        etcd_gateway_port=gateway_port,
     )
     endpoints = [f"{args.host}:{args.port + i}" for i in range(args.nodes)]
     sup = _Supervisor(configs)

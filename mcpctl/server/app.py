@@ -33,6 +33,7 @@ from mcpctl.raft.status import RaftSettings
 from mcpctl.server import auth, reflection, security
 from mcpctl.server.auth import Guard
 from mcpctl.server.config import NodeConfig
+from mcpctl.server.etcd import add_services as add_etcd_services
 from mcpctl.server.hub import HubLimits, WatchHub
 from mcpctl.server.identity import Identity, cluster_key
 from mcpctl.server.kv import ClusterServicer, KVServicer, WatchServicer
@@ -111,6 +112,7 @@ async def create_server(
     add_service(server, WatchServicer(hub, guard), watch_service)
     add_service(server, LeaseServicer(parts.leases, metrics, guard), lease_service)
     add_config_service(server, node, metrics, guard)
+    add_etcd_services(server, node, hub, parts.leases, metrics, guard, tls=credentials is not None)
     checked = DecodeChecked(server)
     health_pb2_grpc.add_HealthServicer_to_server(health or HealthServicer(), checked)
     names = [s.full_name for s in (*SERVICES, *EXTRA_SERVICES)]
@@ -232,6 +234,8 @@ def run(cfg: NodeConfig) -> int:
         _check_port_free(cfg.metrics.listen, "metrics.listen")
     if cfg.console.listen is not None:
         _check_port_free(cfg.console.listen, "console.listen")
+    if cfg.etcd_gateway.listen is not None:
+        _check_port_free(cfg.etcd_gateway.listen, "etcd_gateway.listen")
     log.info("starting", config=cfg.redacted())
     _warn_if_open(cfg)
     security.build_guard(cfg.auth, secret)  # token files readable: fail before binding
@@ -361,6 +365,25 @@ async def _start_console(
     return console
 
 
+async def _start_etcd_gateway(cfg: NodeConfig, port: int) -> Any:
+    """etcd's JSON gateway (a client of this node's gRPC port), if ``etcd_gateway.listen``."""
+    if cfg.etcd_gateway.listen is None:
+        return None
+    if cfg.server.tls is not None:
+        raise StartupError("etcd_gateway.listen: not available with server.tls yet")
+    # Here: starlette and uvicorn are imported only by a node whose gateway is on.
+    from mcpctl.server.etcd.gateway import GatewayStartupError, start_gateway
+
+    host = cfg.client_listen.rpartition(":")[0].strip("[]")
+    target = f"127.0.0.1:{port}" if host in ("", "0.0.0.0", "::") else f"{host}:{port}"
+    try:
+        gateway = await start_gateway(cfg.etcd_gateway.listen, target)
+    except GatewayStartupError as e:
+        raise StartupError(str(e)) from None
+    log.info("etcd gateway ready", port=gateway.port)
+    return gateway
+
+
 async def _serve(cfg: NodeConfig, raft_node: RaftNode, secret: str) -> int:
     parts = build_node(cfg, raft_node, secret)
     proposer, node, hub = parts.proposer, parts.node, parts.hub
@@ -382,6 +405,7 @@ async def _serve(cfg: NodeConfig, raft_node: RaftNode, secret: str) -> int:
     )
     await server.start()
     console = await _start_console(cfg, node, guard, rpc_metrics, parts.leases)
+    gateway = await _start_etcd_gateway(cfg, port)
     stop = asyncio.Event()
     health_task = asyncio.create_task(_report_health(node, health))
     removal_task = asyncio.create_task(_stop_when_removed(node, stop))
@@ -406,6 +430,8 @@ async def _serve(cfg: NodeConfig, raft_node: RaftNode, secret: str) -> int:
     await health.enter_graceful_shutdown()
     if console is not None:
         await console.stop()
+    if gateway is not None:
+        await gateway.stop()
     parts.stop()
     raft_node.consumer.listen(None, None)
     await server.stop(grace=1.0)

@@ -258,6 +258,16 @@ class ConsoleSettings(_Model):
         return None if v is None else _check_hostport(v)
 
 
+class EtcdGatewaySettings(_Model):
+    # Where etcd's JSON gateway (docs/etcd-compat.md) listens (host:port); unset = off.
+    listen: HostPort | None = None
+
+    @field_validator("listen")
+    @classmethod
+    def _hostport(cls, v: str | None) -> str | None:
+        return None if v is None else _check_hostport(v)
+
+
 class LogSettings(_Model):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["json", "console"] = "json"
@@ -274,6 +284,7 @@ class NodeConfig(_Model):
     limits: LimitSettings = LimitSettings()
     metrics: MetricsSettings = MetricsSettings()
     console: ConsoleSettings = ConsoleSettings()
+    etcd_gateway: EtcdGatewaySettings = EtcdGatewaySettings()
     auth: AuthSettings = AuthSettings()
     log: LogSettings = LogSettings()
 

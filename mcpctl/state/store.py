@@ -381,7 +381,18 @@ class Store:
     def _range_past(
         self, req: kv.RangeRequest, revision: int, response_bytes_max: int
     ) -> kv.RangeResponse:
-        span = Span(req.key, req.prefix)
+        view = self._view_past(Span(req.key, req.prefix), revision)
+        return fill(req, (view[k] for k in sorted(view)), response_bytes_max)
+
+    def items(self, span: Span, revision: int) -> list[kv.KeyValue]:
+        """The span's key-values as of ``revision``, in key order; the caller
+        checked the revision (not compacted, not in the future)."""
+        if revision >= self.revision:
+            return [self._kvs[k] for k in self._iter_keys(span)]
+        view = self._view_past(span, revision)
+        return [view[k] for k in sorted(view)]
+
+    def _view_past(self, span: Span, revision: int) -> dict[bytes, kv.KeyValue]:
         view = {k: self._kvs[k] for k in self._iter_keys(span)}
         for entry in self._history.newest_first():
             if entry.revision <= revision:
@@ -393,7 +404,7 @@ class Store:
                     view[ev.kv.key] = ev.prev_kv
                 else:
                     view.pop(ev.kv.key, None)
-        return fill(req, (view[k] for k in sorted(view)), response_bytes_max)
+        return view
 
     def _iter_keys(self, span: Span) -> Iterator[bytes]:
         if not span.prefix:

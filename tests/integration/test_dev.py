@@ -30,8 +30,9 @@ NODES = 3
 READY_TIMEOUT_S = 75.0
 STOP_TIMEOUT_S = 30.0
 CLI_TIMEOUT_S = 60.0
-# Where `mcpctl dev` puts each node's ports, from PORT: client, metrics, console.
-DEV_PORT_OFFSETS = (0, 200, 300)
+# Where `mcpctl dev` puts each node's ports, from PORT: client, metrics, console,
+# etcd JSON gateway.
+DEV_PORT_OFFSETS = (0, 200, 300, 400)
 
 
 def _port_free(port: int) -> bool:
@@ -45,8 +46,8 @@ def _port_free(port: int) -> bool:
 
 def free_range(count: int, avoid: set[int], offsets: tuple[int, ...] = (0,)) -> int:
     """A base port such that ``count`` consecutive ports from base + each offset are
-    free (none of them in ``avoid``): dev puts metrics at PORT+200 and the console
-    at PORT+300."""
+    free (none of them in ``avoid``): dev puts metrics at PORT+200, the console
+    at PORT+300 and etcd's JSON gateway at PORT+400."""
     for _ in range(200):
         (base,) = free_ports(1)
         ports = {base + off + i for off in offsets for i in range(count)}

@@ -33,6 +33,9 @@ HTTP_STATUS: dict[str, int] = {
     "UNAVAILABLE": 503,
     "DEADLINE_EXCEEDED": 504,
     "INTERNAL": 500,
+    # etcd API errors (mcpctl/server/etcd/errors.py); the console does not raise them.
+    "OUT_OF_RANGE": 400,
+    "UNIMPLEMENTED": 501,
 }
 _SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
