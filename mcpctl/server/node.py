@@ -76,7 +76,7 @@ class Node:
         result: T = self.raft.consumer.read(fn)
         return result
 
-    def _check_restored(self) -> None:
+    def check_restored(self) -> None:
         """Reads wait until this member has applied what it had before it started
         (``RaftStatus.restored``): never a revision older than one it served."""
         if not self.raft.status.restored:
@@ -109,7 +109,7 @@ class Node:
     # -- KV ----------------------------------------------------------------
     async def range(self, req: kv.RangeRequest, timeout_s: float) -> kv.RangeResponse:
         validate.check_range(req)
-        self._check_restored()
+        self.check_restored()
         if not req.serializable:
             await self.proposer.fence(timeout_s)
 
@@ -145,7 +145,7 @@ class Node:
 
     async def history(self, req: kv.HistoryRequest, timeout_s: float) -> kv.HistoryResponse:
         validate.check_history(req)
-        self._check_restored()
+        self.check_restored()
         await self.proposer.fence(timeout_s)
         limit = req.limit or validate.HISTORY_LIMIT_DEFAULT
 
@@ -235,7 +235,7 @@ class Node:
     # -- backup ------------------------------------------------------------------
     async def snapshot(self, timeout_s: float) -> AsyncIterator[cluster.SnapshotChunk]:
         """The whole store at one revision, after a linearizable fence, in chunks."""
-        self._check_restored()
+        self.check_restored()
         await self.proposer.fence(timeout_s)
 
         def take(store: Store) -> tuple[bytes, int]:

@@ -65,7 +65,7 @@ class KVServicer:
     async def Range(self, request: rpc.RangeRequest, timeout_s: float) -> rpc.RangeResponse:
         span = KeySpan.of(request.key, request.range_end)
         node = self._node
-        node._check_restored()
+        node.check_restored()
         if not request.serializable:
             await node.proposer.fence(timeout_s)
 
