@@ -12,7 +12,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from bench.adapters import ADAPTERS, Adapter, AdapterUnavailable, EtcdAdapter
+from bench.adapters import ADAPTERS, Adapter, AdapterUnavailable, EtcdAdapter, McpEtcdAdapter
 
 # How much of each member's log a failed run prints.
 FAILED_RUN_LOG_TAIL_CHARS = 1500
@@ -41,12 +41,24 @@ def record_failure(
         log(f"--- {path.relative_to(workdir)} (tail) ---\n{tail}")
 
 
+# What ``--servers`` may name: the two compared by default, and mcp-config
+# driven through its etcd v3 API by the etcd client code (opt-in), so the
+# native path and the etcd path of one server compare directly (issue #16).
+SERVERS: dict[str, type[Adapter]] = {**ADAPTERS, McpEtcdAdapter.name: McpEtcdAdapter}
+
+
 def parse_servers(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """``args.servers`` ("a,b") as a list of known server names, or a usage error."""
     args.servers = [x.strip() for x in args.servers.split(",") if x.strip()]
-    bad = [x for x in args.servers if x not in ADAPTERS]
+    bad = [x for x in args.servers if x not in SERVERS]
     if bad or not args.servers:
-        parser.error(f"unknown servers {bad}; choose from {list(ADAPTERS)}")
+        parser.error(f"unknown servers {bad}; choose from {list(SERVERS)}")
+
+
+def report_servers(summary: dict[str, Any]) -> list[str]:
+    """The servers a report has results for: mcp-config, etcd, then any other."""
+    first = [name for name in ADAPTERS if name in summary]
+    return first + sorted(name for name in summary if name not in ADAPTERS)
 
 
 def make_adapters(
@@ -62,8 +74,8 @@ def make_adapters(
     for name in args.servers:
         adapter = (
             EtcdAdapter(binary=args.etcd_bin, pprof=etcd_pprof)
-            if ADAPTERS[name] is EtcdAdapter
-            else ADAPTERS[name]()
+            if SERVERS[name] is EtcdAdapter
+            else SERVERS[name]()
         )
         try:
             adapter.check_available()

@@ -46,7 +46,7 @@ import grpc
 
 from bench import common
 from bench.adapters import ADAPTERS, Adapter
-from bench.common import parse_servers
+from bench.common import parse_servers, report_servers
 from bench.kv_bench import _loadavg, _versions
 from bench.workload import make_value, run_cell
 
@@ -374,7 +374,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         "anyway | Raft term before → after |",
         "|---|---:|---|---:|---:|---:|---:|---:|---|",
     ]
-    for server in (MCP, ETCD):
+    for server in report_servers(report["summary"]):
         f = report["summary"].get(server, {}).get("failover")
         if not f:
             continue
@@ -396,7 +396,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         "| elections (sum) | failed puts (sum) |",
         "|---|---:|---:|---|---:|---:|",
     ]
-    for server in (MCP, ETCD):
+    for server in report_servers(report["summary"]):
         st = report["summary"].get(server, {}).get("stability")
         if not st:
             continue

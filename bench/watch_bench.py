@@ -42,7 +42,7 @@ import grpc
 
 from bench import common
 from bench.adapters import ADAPTERS, Adapter, EtcdAdapter, prefix_end
-from bench.common import parse_servers
+from bench.common import parse_servers, report_servers
 from bench.kv_bench import _loadavg, _versions
 from bench.workload import percentile, proc_cpu_s, self_cpu_s
 from mcpctl._proto.etcd.etcdserverpb import rpc_pb2 as rpc
@@ -593,7 +593,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for n in s["streams"]:
-        for server in (MCP, ETCD):
+        for server in report_servers(report["summary"]):
             c = report["summary"].get(server, {}).get("cells", {}).get(str(n))
             if not c:
                 continue

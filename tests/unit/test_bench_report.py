@@ -604,3 +604,20 @@ def test_report_only_rewrites_the_readme_block_from_saved_json(tmp_path: Path) -
     text = readme.read_text()
     assert "old generated table" not in text and "Hand-written prose stays." in text
     assert "(results/2026-01-02-memory.json)" in text
+
+
+def test_mcp_configs_etcd_api_is_a_server_of_its_own_in_watch_failover_memory() -> None:
+    """`--servers mcp-config,mcp-config-etcd,etcd`: the etcd-API path of mcp-config
+    is accepted and reported as its own server, after the two compared by default."""
+    import argparse
+
+    from bench import common
+
+    parser = argparse.ArgumentParser()
+    args = argparse.Namespace(servers="mcp-config-etcd, etcd,mcp-config")
+    common.parse_servers(parser, args)
+    assert args.servers == ["mcp-config-etcd", "etcd", "mcp-config"]
+    summary: dict[str, Any] = {"mcp-config-etcd": {}, "etcd": {}, "mcp-config": {}}
+    assert common.report_servers(summary) == ["mcp-config", "etcd", "mcp-config-etcd"]
+    with pytest.raises(SystemExit):
+        common.parse_servers(parser, argparse.Namespace(servers="zookeeper"))
