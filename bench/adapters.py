@@ -290,7 +290,7 @@ class EtcdAdapter(Adapter):
     """etcd: Debian's ``etcd-server`` binary, 3 members on free 127.0.0.1 ports.
 
     Data goes to a directory under ``workdir`` (a temp dir on the local disk):
-    etcd fdatasyncs its WAL on every batch, PySyncObj never fsyncs.
+    etcd fdatasyncs its WAL on every batch (mcp-config its journal: raft.durability).
     """
 
     name = "etcd"

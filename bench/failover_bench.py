@@ -356,9 +356,9 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"- Machine: {m['cpus']} CPUs, shared and noisy (other jobs run tests at the same "
         f"time); load average {m['loadavg_start']} at start, {m['loadavg_end']} at end.",
         f"- Versions: {', '.join(f'{k} {v}' for k, v in report['versions'].items())}.",
-        "- etcd fdatasyncs its WAL on every batch; PySyncObj (mcp-config) never fsyncs. "
-        "A kill -9 of one process does not lose the page cache, so this test cannot tell "
-        "them apart; a power loss could.",
+        "- Both fdatasync before they acknowledge (etcd its WAL, mcp-config its journal with "
+        "the default raft.durability fsync). A kill -9 does not lose the page cache; the "
+        "power-loss tests (tests/powerloss) are what tell the two settings apart.",
     ]
     for server, reason in report["skipped"].items():
         lines.append(f"- **{server} skipped**: {reason}")

@@ -291,8 +291,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"{report['machine']['loadavg_start']} at start, {report['machine']['loadavg_end']} at "
         "end (shared, noisy box: trust ratios over absolute rates).",
         f"- Versions: {', '.join(f'{k} {v}' for k, v in report['versions'].items())}.",
-        "- etcd fdatasyncs its WAL on every batch; PySyncObj (mcp-config) never fsyncs its "
-        "journal. etcd does strictly more durable work per write here.",
+        "- Both fdatasync before they acknowledge a write (etcd its WAL; mcp-config its "
+        "journal, with the default raft.durability fsync, one sync per Raft entry).",
     ]
     floor = FLOOR in report["summary"]
     if floor:
