@@ -26,6 +26,11 @@ from mcpctl.cli.exitcodes import Exit, UsageError
 
 RESTARTS_MAX = 10
 READY_TIMEOUT_S = 60.0
+# How often the supervisor asks the nodes whether they are ready (a refused
+# connection answers at once: without a wait the loop would spin), then, once
+# ready, checks for dead nodes.
+READY_POLL_S = 0.05
+SUPERVISE_POLL_S = 0.2
 STOP_GRACE_S = 10.0
 NODES_MAX = 9
 
@@ -266,8 +271,7 @@ def run(args: argparse.Namespace) -> int:
                 elif time.monotonic() - started > READY_TIMEOUT_S:
                     print("mcpctl dev: cluster not ready in time; see node logs", file=sys.stderr)
                     code = int(Exit.UNAVAILABLE)
-                continue
-            time.sleep(0.2)
+            time.sleep(SUPERVISE_POLL_S if ready else READY_POLL_S)
     finally:
         print("stopping nodes", flush=True)
         sup.stop()

@@ -7,7 +7,6 @@ A member is SERVING when it knows a leader and has applied everything committed.
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 
@@ -21,8 +20,9 @@ def run(args: argparse.Namespace) -> int:
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
     from mcpctl.cli import connect
+    from mcpctl.cli.output import HEALTH_SERVING, printer
 
-    healthy = True
+    states: list[tuple[str, str]] = []
     with connect.client(args) as client:
         for endpoint in client.endpoints:
             # The health service needs no token; TLS settings apply.
@@ -34,6 +34,6 @@ def run(args: argparse.Namespace) -> int:
                 state = health_pb2.HealthCheckResponse.ServingStatus.Name(resp.status)
             except grpc.RpcError as e:
                 state = f"UNREACHABLE ({e.code().name.lower()})"
-            healthy = healthy and state == "SERVING"
-            sys.stdout.write(f"{endpoint} {state}\n")
-    return 0 if healthy else 1
+            states.append((endpoint, state))
+    printer(args.write_out).health(states)
+    return 0 if all(state == HEALTH_SERVING for _, state in states) else 1

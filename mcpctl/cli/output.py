@@ -90,6 +90,10 @@ class Printer(ABC):
         """Every member's health and replication lag."""
 
     @abstractmethod
+    def health(self, states: Sequence[tuple[str, str]]) -> None:
+        """Each endpoint's grpc.health.v1 state (``SERVING``, ``UNREACHABLE (…)``…)."""
+
+    @abstractmethod
     def config_write(self, res: WriteResult, *, done: str, hint: str = "") -> None:
         """What apply/rollback changed (or would change): per key, per field."""
 
@@ -177,6 +181,10 @@ class SimplePrinter(Printer):
     def status(self, resp: ClusterStatus) -> None:
         for row in _status_rows(resp):
             self.out.write(", ".join(row) + "\n")
+
+    def health(self, states: Sequence[tuple[str, str]]) -> None:
+        for endpoint, state in states:
+            self.out.write(f"{endpoint} {state}\n")
 
     def config_write(self, res: WriteResult, *, done: str, hint: str = "") -> None:
         for ch in res.changes:
@@ -283,6 +291,9 @@ class TablePrinter(SimplePrinter):
     def status(self, resp: ClusterStatus) -> None:
         self._table(list(STATUS_COLUMNS), _status_rows(resp))
 
+    def health(self, states: Sequence[tuple[str, str]]) -> None:
+        self._table(["endpoint", "health"], [[e, s] for e, s in states])
+
     def config_write(self, res: WriteResult, *, done: str, hint: str = "") -> None:
         rows = [
             [OP_SIGN[ch.op], ch.key, path or "-", shown(old), shown(new)]
@@ -372,6 +383,14 @@ class JsonPrinter(Printer):
         members = [status_json(m, resp.leader) for m in resp.members]
         self._json({"leader": resp.leader or None, "members": members})
 
+    def health(self, states: Sequence[tuple[str, str]]) -> None:
+        self._json(
+            {
+                "healthy": all(s == HEALTH_SERVING for _, s in states),
+                "endpoints": [{"endpoint": e, "health": s} for e, s in states],
+            }
+        )
+
     def config_write(self, res: WriteResult, *, done: str, hint: str = "") -> None:
         self._json(
             {
@@ -457,6 +476,9 @@ def _status_rows(resp: ClusterStatus) -> list[list[str]]:
     members = [status_json(m, resp.leader) for m in resp.members]
     return [[_cell(m[key]) for key in STATUS_COLUMNS.values()] for m in members]
 
+
+# The one grpc.health.v1 state `mcpctl health` counts as healthy.
+HEALTH_SERVING = "SERVING"
 
 # Table/simple column -> JSON field.
 STATUS_COLUMNS = {

@@ -3,6 +3,7 @@ tools and Prometheus see."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import urllib.request
@@ -17,9 +18,9 @@ from tests.cluster import Cluster, NodeProc, wait_for
 pytestmark = pytest.mark.cluster
 
 
-def health_cli(*endpoints: str) -> subprocess.CompletedProcess[str]:
+def health_cli(*endpoints: str, fmt: str = "simple") -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "mcpctl", "--endpoints", ",".join(endpoints), "health"],
+        [sys.executable, "-m", "mcpctl", "--endpoints", ",".join(endpoints), "-w", fmt, "health"],
         capture_output=True,
         text=True,
         timeout=30,
@@ -65,6 +66,13 @@ def test_health_serving_on_a_healthy_cluster_and_cli_exit_codes(cluster: Cluster
     bad = health_cli(*cluster.endpoints)
     assert bad.returncode == 1
     assert f"{victim.endpoint} UNREACHABLE" in bad.stdout
+    as_json = health_cli(*cluster.endpoints, fmt="json")
+    assert as_json.returncode == 1
+    report = json.loads(as_json.stdout)
+    assert report["healthy"] is False
+    states = {e["endpoint"]: e["health"] for e in report["endpoints"]}
+    assert states[victim.endpoint].startswith("UNREACHABLE")
+    assert [states[n.endpoint] for n in cluster.nodes[:2]] == ["SERVING", "SERVING"]
 
 
 def test_health_not_serving_without_a_leader(cluster: Cluster) -> None:
