@@ -64,7 +64,7 @@ etcd-node:
 ## test: unit and integration tests (real clusters on 127.0.0.1), the console in a
 ## real browser, and the offline checks of docker-compose.yml and deploy/k8s (no Docker needed)
 test: $(STAMP) $(DEPLOY_STAMP) chromium fuse etcd etcd-node
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=25 tests
 
 test-unit: $(STAMP)
 	$(PY) -m pytest -q tests/unit
