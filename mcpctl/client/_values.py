@@ -189,6 +189,8 @@ class MemberStatus:
     compact_revision: int
     keys: int
     header: Header
+    # Serves reads: has applied what it had before it (re)started.
+    restored: bool = False
 
     @classmethod
     def of(cls, endpoint: str, r: cluster.StatusResponse) -> MemberStatus:
@@ -206,6 +208,7 @@ class MemberStatus:
             r.compact_revision,
             r.keys,
             Header.of(r.header),
+            r.restored,
         )
 
 

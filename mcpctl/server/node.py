@@ -206,6 +206,7 @@ class Node:
             ],
             raft_address=self.raft.settings.self_address,
             client_address=me.client,
+            restored=st.restored,
         )
 
     async def cluster_status(self) -> cluster.ClusterStatusResponse:

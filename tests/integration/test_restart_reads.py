@@ -44,6 +44,7 @@ class Observed:
     unavailable: int = 0
     serving_health: int = 0
     not_serving_health: int = 0
+    restored_status: int = 0
     stale: list[str] = field(default_factory=list)
 
     def caught_up(self) -> bool:
@@ -87,7 +88,8 @@ def read_then_kill(cluster: Cluster, node: NodeProc) -> int:
 
 
 def hammer(node: NodeProc, obs: Observed, until: float, stop_when_caught_up: bool) -> None:
-    """Serializable reads, health checks and Status against ``node`` until ``until``."""
+    """Serializable reads, health checks and Status against ``node`` until ``until``;
+    a Status that says ``restored`` must be at or above the revision served before."""
     with (
         Client([node.endpoint], timeout=0.5, attempts_max=1) as c,
         grpc.insecure_channel(node.endpoint) as ch,
@@ -104,6 +106,15 @@ def hammer(node: NodeProc, obs: Observed, until: float, stop_when_caught_up: boo
             except McpError:
                 pass
             try:
+                st = c.status(node.endpoint)
+            except McpError:
+                pass
+            else:
+                if st.restored:
+                    obs.restored_status += 1
+                    if st.revision < obs.served_before:
+                        obs.stale.append(f"Status restored at revision {st.revision}")
+            try:
                 resp = health.Check(health_pb2.HealthCheckRequest(), timeout=0.5)
             except grpc.RpcError:
                 continue
@@ -117,7 +128,12 @@ def hammer(node: NodeProc, obs: Observed, until: float, stop_when_caught_up: boo
                     obs.stale.append(f"health SERVING at revision {st.revision}")
             else:
                 obs.not_serving_health += 1
-            if stop_when_caught_up and obs.caught_up() and obs.serving_health:
+            if (
+                stop_when_caught_up
+                and obs.caught_up()
+                and obs.serving_health
+                and obs.restored_status
+            ):
                 return
 
 
@@ -140,7 +156,7 @@ def test_member_restarted_after_kill_never_serves_an_older_revision(cluster: Clu
     finally:
         cluster.resume(leader)
     assert not obs.stale, (obs.stale[:5], obs)
-    assert obs.caught_up() and obs.serving_health, obs
+    assert obs.caught_up() and obs.serving_health and obs.restored_status, obs
 
 
 def test_full_cluster_restart_members_never_serve_an_older_revision(cluster: Cluster) -> None:
@@ -162,5 +178,5 @@ def test_full_cluster_restart_members_never_serve_an_older_revision(cluster: Clu
         obs = Observed(served[node.name])
         hammer(node, obs, time.monotonic() + CATCH_UP_TIMEOUT_S, stop_when_caught_up=True)
         assert not obs.stale, (node.name, obs.stale[:5], obs)
-        assert obs.caught_up() and obs.serving_health, (node.name, obs)
+        assert obs.caught_up() and obs.serving_health and obs.restored_status, (node.name, obs)
     wait_for("a leader", cluster.leader)

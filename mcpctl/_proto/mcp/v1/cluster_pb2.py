@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from mcpctl._proto.mcp.v1 import kv_pb2 as mcp_dot_v1_dot_kv__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14mcp/v1/cluster.proto\x12\x06mcp.v1\x1a\x0fmcp/v1/kv.proto\"\x0f\n\rStatusRequest\"\xa2\x01\n\x0cPeerProgress\x12\x13\n\x0bmember_name\x18\x01 \x01(\t\x12\x14\n\x0craft_address\x18\x02 \x01(\t\x12\x13\n\x0bmatch_index\x18\x03 \x01(\x03\x12\x16\n\x0e\x65ntries_behind\x18\x04 \x01(\x03\x12\x0e\n\x06lag_ms\x18\x05 \x01(\x03\x12\x17\n\x0flast_contact_ms\x18\x06 \x01(\x03\x12\x11\n\tconnected\x18\x07 \x01(\x08\"\x9d\x03\n\x0eStatusResponse\x12&\n\x06header\x18\x01 \x01(\x0b\x32\x16.mcp.v1.ResponseHeader\x12\x13\n\x0bmember_name\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\x12\x0c\n\x04term\x18\x04 \x01(\x04\x12\x0e\n\x06leader\x18\x05 \x01(\t\x12\x14\n\x0c\x63ommit_index\x18\x06 \x01(\x03\x12\x15\n\rapplied_index\x18\x07 \x01(\x03\x12\x12\n\nhas_quorum\x18\x08 \x01(\x08\x12\r\n\x05ready\x18\t \x01(\x08\x12\x10\n\x08revision\x18\n \x01(\x03\x12\x18\n\x10\x63ompact_revision\x18\x0b \x01(\x03\x12\x0c\n\x04keys\x18\x0c \x01(\x03\x12\x16\n\x0elast_log_index\x18\r \x01(\x03\x12\x14\n\x0c\x61pply_lag_ms\x18\x0e \x01(\x03\x12\x17\n\x0flast_contact_ms\x18\x0f \x01(\x03\x12#\n\x05peers\x18\x10 \x03(\x0b\x32\x14.mcp.v1.PeerProgress\x12\x14\n\x0craft_address\x18\x11 \x01(\t\x12\x16\n\x0e\x63lient_address\x18\x12 \x01(\t\"\x16\n\x14\x43lusterStatusRequest\"\x89\x02\n\x0cMemberHealth\x12\x13\n\x0bmember_name\x18\x01 \x01(\t\x12\x10\n\x08\x65ndpoint\x18\x02 \x01(\t\x12\x14\n\x0craft_address\x18\x03 \x01(\t\x12\x11\n\treachable\x18\x04 \x01(\x08\x12\r\n\x05\x65rror\x18\x05 \x01(\t\x12\x0c\n\x04role\x18\x06 \x01(\t\x12\x0c\n\x04term\x18\x07 \x01(\x04\x12\x14\n\x0c\x63ommit_index\x18\x08 \x01(\x03\x12\x15\n\rapplied_index\x18\t \x01(\x03\x12\x16\n\x0e\x65ntries_behind\x18\n \x01(\x03\x12\x0e\n\x06lag_ms\x18\x0b \x01(\x03\x12\x17\n\x0flast_contact_ms\x18\x0c \x01(\x03\x12\x10\n\x08revision\x18\r \x01(\x03\"v\n\x15\x43lusterStatusResponse\x12&\n\x06header\x18\x01 \x01(\x0b\x32\x16.mcp.v1.ResponseHeader\x12\x0e\n\x06leader\x18\x02 \x01(\t\x12%\n\x07members\x18\x03 \x03(\x0b\x32\x14.mcp.v1.MemberHealth\"D\n\x06Member\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0craft_address\x18\x02 \x01(\t\x12\x16\n\x0e\x63lient_address\x18\x03 \x01(\t\"\x13\n\x11MemberListRequest\"]\n\x12MemberListResponse\x12&\n\x06header\x18\x01 \x01(\x0b\x32\x16.mcp.v1.ResponseHeader\x12\x1f\n\x07members\x18\x02 \x03(\x0b\x32\x0e.mcp.v1.Member\"N\n\x10MemberAddRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0craft_address\x18\x02 \x01(\t\x12\x16\n\x0e\x63lient_address\x18\x03 \x01(\t\"\\\n\x11MemberAddResponse\x12&\n\x06header\x18\x01 \x01(\x0b\x32\x16.mcp.v1.ResponseHeader\x12\x1f\n\x07members\x18\x02 \x03(\x0b\x32\x0e.mcp.v1.Member\"#\n\x13MemberRemoveRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"_\n\x14MemberRemoveResponse\x12&\n\x06header\x18\x01 \x01(\x0b\x32\x16.mcp.v1.ResponseHeader\x12\x1f\n\x07members\x18\x02 \x03(\x0b\x32\x0e.mcp.v1.Member\"\x11\n\x0fSnapshotRequest\"|\n\rSnapshotChunk\x12&\n\x06header\x18\x01 \x01(\x0b\x32\x16.mcp.v1.ResponseHeader\x12\x10\n\x08revision\x18\x02 \x01(\x03\x12\x13\n\x0btotal_bytes\x18\x03 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\x12\x0e\n\x06sha256\x18\x05 \x01(\t2\xa0\x03\n\x07\x43luster\x12\x37\n\x06Status\x12\x15.mcp.v1.StatusRequest\x1a\x16.mcp.v1.StatusResponse\x12L\n\rClusterStatus\x12\x1c.mcp.v1.ClusterStatusRequest\x1a\x1d.mcp.v1.ClusterStatusResponse\x12\x43\n\nMemberList\x12\x19.mcp.v1.MemberListRequest\x1a\x1a.mcp.v1.MemberListResponse\x12@\n\tMemberAdd\x12\x18.mcp.v1.MemberAddRequest\x1a\x19.mcp.v1.MemberAddResponse\x12I\n\x0cMemberRemove\x12\x1b.mcp.v1.MemberRemoveRequest\x1a\x1c.mcp.v1.MemberRemoveResponse\x12<\n\x08Snapshot\x12\x17.mcp.v1.SnapshotRequest\x1a\x15.mcp.v1.SnapshotChunk0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14mcp/v1/cluster.proto\x12\x06mcp.v1\x1a\x0fmcp/v1/kv.proto\"\x0f\n\rStatusRequest\"\xa2\x01\n\x0cPeerProgress\x12\x13\n\x0bmember_name\x18\x01 \x01(\t\x12\x14\n\x0craft_address\x18\x02 \x01(\t\x12\x13\n\x0bmatch_index\x18\x03 \x01(\x03\x12\x16\n\x0e\x65ntries_behind\x18\x04 \x01(\x03\x12\x0e\n\x06lag_ms\x18\x05 \x01(\x03\x12\x17\n\x0flast_contact_ms\x18\x06 \x01(\x03\x12\x11\n\tconnected\x18\x07 \x01(\x08\"\xaf\x03\n\x0eStatusResponse\x12&\n\x06header\x18\x01 \x01(\x0b\x32\x16.mcp.v1.ResponseHeader\x12\x13\n\x0bmember_name\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\x12\x0c\n\x04term\x18\x04 \x01(\x04\x12\x0e\n\x06leader\x18\x05 \x01(\t\x12\x14\n\x0c\x63ommit_index\x18\x06 \x01(\x03\x12\x15\n\rapplied_index\x18\x07 \x01(\x03\x12\x12\n\nhas_quorum\x18\x08 \x01(\x08\x12\r\n\x05ready\x18\t \x01(\x08\x12\x10\n\x08revision\x18\n \x01(\x03\x12\x18\n\x10\x63ompact_revision\x18\x0b \x01(\x03\x12\x0c\n\x04keys\x18\x0c \x01(\x03\x12\x16\n\x0elast_log_index\x18\r \x01(\x03\x12\x14\n\x0c\x61pply_lag_ms\x18\x0e \x01(\x03\x12\x17\n\x0flast_contact_ms\x18\x0f \x01(\x03\x12#\n\x05peers\x18\x10 \x03(\x0b\x32\x14.mcp.v1.PeerProgress\x12\x14\n\x0craft_address\x18\x11 \x01(\t\x12\x16\n\x0e\x63lient_address\x18\x12 \x01(\t\x12\x10\n\x08restored\x18\x13 \x01(\x08\"\x16\n\x14\x43lusterStatusRequest\"\x89\x02\n\x0cMemberHealth\x12\x13\n\x0bmember_name\x18\x01 \x01(\t\x12\x10\n\x08\x65ndpoint\x18\x02 \x01(\t\x12\x14\n\x0craft_address\x18\x03 \x01(\t\x12\x11\n\treachable\x18\x04 \x01(\x08\x12\r\n\x05\x65rror\x18\x05 \x01(\t\x12\x0c\n\x04role\x18\x06 \x01(\t\x12\x0c\n\x04term\x18\x07 \x01(\x04\x12\x14\n\x0c\x63ommit_index\x18\x08 \x01(\x03\x12\x15\n\rapplied_index\x18\t \x01(\x03\x12\x16\n\x0e\x65ntries_behind\x18\n \x01(\x03\x12\x0e\n\x06lag_ms\x18\x0b \x01(\x03\x12\x17\n\x0flast_contact_ms\x18\x0c \x01(\x03\x12\x10\n\x08revision\x18\r \x01(\x03\"v\n\x15\x43lusterStatusResponse\x12&\n\x06header\x18\x01 \x01(\x0b\x32\x16.mcp.v1.ResponseHeader\x12\x0e\n\x06leader\x18\x02 \x01(\t\x12%\n\x07members\x18\x03 \x03(\x0b\x32\x14.mcp.v1.MemberHealth\"D\n\x06Member\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0craft_address\x18\x02 \x01(\t\x12\x16\n\x0e\x63lient_address\x18\x03 \x01(\t\"\x13\n\x11MemberListRequest\"]\n\x12MemberListResponse\x12&\n\x06header\x18\x01 \x01(\x0b\x32\x16.mcp.v1.ResponseHeader\x12\x1f\n\x07members\x18\x02 \x03(\x0b\x32\x0e.mcp.v1.Member\"N\n\x10MemberAddRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0craft_address\x18\x02 \x01(\t\x12\x16\n\x0e\x63lient_address\x18\x03 \x01(\t\"\\\n\x11MemberAddResponse\x12&\n\x06header\x18\x01 \x01(\x0b\x32\x16.mcp.v1.ResponseHeader\x12\x1f\n\x07members\x18\x02 \x03(\x0b\x32\x0e.mcp.v1.Member\"#\n\x13MemberRemoveRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"_\n\x14MemberRemoveResponse\x12&\n\x06header\x18\x01 \x01(\x0b\x32\x16.mcp.v1.ResponseHeader\x12\x1f\n\x07members\x18\x02 \x03(\x0b\x32\x0e.mcp.v1.Member\"\x11\n\x0fSnapshotRequest\"|\n\rSnapshotChunk\x12&\n\x06header\x18\x01 \x01(\x0b\x32\x16.mcp.v1.ResponseHeader\x12\x10\n\x08revision\x18\x02 \x01(\x03\x12\x13\n\x0btotal_bytes\x18\x03 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\x12\x0e\n\x06sha256\x18\x05 \x01(\t2\xa0\x03\n\x07\x43luster\x12\x37\n\x06Status\x12\x15.mcp.v1.StatusRequest\x1a\x16.mcp.v1.StatusResponse\x12L\n\rClusterStatus\x12\x1c.mcp.v1.ClusterStatusRequest\x1a\x1d.mcp.v1.ClusterStatusResponse\x12\x43\n\nMemberList\x12\x19.mcp.v1.MemberListRequest\x1a\x1a.mcp.v1.MemberListResponse\x12@\n\tMemberAdd\x12\x18.mcp.v1.MemberAddRequest\x1a\x19.mcp.v1.MemberAddResponse\x12I\n\x0cMemberRemove\x12\x1b.mcp.v1.MemberRemoveRequest\x1a\x1c.mcp.v1.MemberRemoveResponse\x12<\n\x08Snapshot\x12\x17.mcp.v1.SnapshotRequest\x1a\x15.mcp.v1.SnapshotChunk0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,31 +37,31 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PEERPROGRESS']._serialized_start=67
   _globals['_PEERPROGRESS']._serialized_end=229
   _globals['_STATUSRESPONSE']._serialized_start=232
-  _globals['_STATUSRESPONSE']._serialized_end=645
-  _globals['_CLUSTERSTATUSREQUEST']._serialized_start=647
-  _globals['_CLUSTERSTATUSREQUEST']._serialized_end=669
-  _globals['_MEMBERHEALTH']._serialized_start=672
-  _globals['_MEMBERHEALTH']._serialized_end=937
-  _globals['_CLUSTERSTATUSRESPONSE']._serialized_start=939
-  _globals['_CLUSTERSTATUSRESPONSE']._serialized_end=1057
-  _globals['_MEMBER']._serialized_start=1059
-  _globals['_MEMBER']._serialized_end=1127
-  _globals['_MEMBERLISTREQUEST']._serialized_start=1129
-  _globals['_MEMBERLISTREQUEST']._serialized_end=1148
-  _globals['_MEMBERLISTRESPONSE']._serialized_start=1150
-  _globals['_MEMBERLISTRESPONSE']._serialized_end=1243
-  _globals['_MEMBERADDREQUEST']._serialized_start=1245
-  _globals['_MEMBERADDREQUEST']._serialized_end=1323
-  _globals['_MEMBERADDRESPONSE']._serialized_start=1325
-  _globals['_MEMBERADDRESPONSE']._serialized_end=1417
-  _globals['_MEMBERREMOVEREQUEST']._serialized_start=1419
-  _globals['_MEMBERREMOVEREQUEST']._serialized_end=1454
-  _globals['_MEMBERREMOVERESPONSE']._serialized_start=1456
-  _globals['_MEMBERREMOVERESPONSE']._serialized_end=1551
-  _globals['_SNAPSHOTREQUEST']._serialized_start=1553
-  _globals['_SNAPSHOTREQUEST']._serialized_end=1570
-  _globals['_SNAPSHOTCHUNK']._serialized_start=1572
-  _globals['_SNAPSHOTCHUNK']._serialized_end=1696
-  _globals['_CLUSTER']._serialized_start=1699
-  _globals['_CLUSTER']._serialized_end=2115
+  _globals['_STATUSRESPONSE']._serialized_end=663
+  _globals['_CLUSTERSTATUSREQUEST']._serialized_start=665
+  _globals['_CLUSTERSTATUSREQUEST']._serialized_end=687
+  _globals['_MEMBERHEALTH']._serialized_start=690
+  _globals['_MEMBERHEALTH']._serialized_end=955
+  _globals['_CLUSTERSTATUSRESPONSE']._serialized_start=957
+  _globals['_CLUSTERSTATUSRESPONSE']._serialized_end=1075
+  _globals['_MEMBER']._serialized_start=1077
+  _globals['_MEMBER']._serialized_end=1145
+  _globals['_MEMBERLISTREQUEST']._serialized_start=1147
+  _globals['_MEMBERLISTREQUEST']._serialized_end=1166
+  _globals['_MEMBERLISTRESPONSE']._serialized_start=1168
+  _globals['_MEMBERLISTRESPONSE']._serialized_end=1261
+  _globals['_MEMBERADDREQUEST']._serialized_start=1263
+  _globals['_MEMBERADDREQUEST']._serialized_end=1341
+  _globals['_MEMBERADDRESPONSE']._serialized_start=1343
+  _globals['_MEMBERADDRESPONSE']._serialized_end=1435
+  _globals['_MEMBERREMOVEREQUEST']._serialized_start=1437
+  _globals['_MEMBERREMOVEREQUEST']._serialized_end=1472
+  _globals['_MEMBERREMOVERESPONSE']._serialized_start=1474
+  _globals['_MEMBERREMOVERESPONSE']._serialized_end=1569
+  _globals['_SNAPSHOTREQUEST']._serialized_start=1571
+  _globals['_SNAPSHOTREQUEST']._serialized_end=1588
+  _globals['_SNAPSHOTCHUNK']._serialized_start=1590
+  _globals['_SNAPSHOTCHUNK']._serialized_end=1714
+  _globals['_CLUSTER']._serialized_start=1717
+  _globals['_CLUSTER']._serialized_end=2133
 # @@protoc_insertion_point(module_scope)

@@ -109,6 +109,7 @@ class StatusResponse(_message.Message):
     PEERS_FIELD_NUMBER: _builtins.int
     RAFT_ADDRESS_FIELD_NUMBER: _builtins.int
     CLIENT_ADDRESS_FIELD_NUMBER: _builtins.int
+    RESTORED_FIELD_NUMBER: _builtins.int
     member_name: _builtins.str
     role: _builtins.str
     """"leader", "follower" or "candidate"."""
@@ -131,6 +132,11 @@ class StatusResponse(_message.Message):
     """Since this member last heard from a leader (0 on the leader)."""
     raft_address: _builtins.str
     client_address: _builtins.str
+    restored: _builtins.bool
+    """Has applied at least everything it had applied before it (re)started:
+    until then it answers reads with UNAVAILABLE (so `ready` alone does not
+    mean it serves reads; health SERVING needs both).
+    """
     @_builtins.property
     def header(self) -> _kv_pb2.ResponseHeader: ...
     @_builtins.property
@@ -158,10 +164,11 @@ class StatusResponse(_message.Message):
         peers: _abc.Iterable[Global___PeerProgress] | None = ...,
         raft_address: _builtins.str = ...,
         client_address: _builtins.str = ...,
+        restored: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["header", b"header"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["applied_index", b"applied_index", "apply_lag_ms", b"apply_lag_ms", "client_address", b"client_address", "commit_index", b"commit_index", "compact_revision", b"compact_revision", "has_quorum", b"has_quorum", "header", b"header", "keys", b"keys", "last_contact_ms", b"last_contact_ms", "last_log_index", b"last_log_index", "leader", b"leader", "member_name", b"member_name", "peers", b"peers", "raft_address", b"raft_address", "ready", b"ready", "revision", b"revision", "role", b"role", "term", b"term"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["applied_index", b"applied_index", "apply_lag_ms", b"apply_lag_ms", "client_address", b"client_address", "commit_index", b"commit_index", "compact_revision", b"compact_revision", "has_quorum", b"has_quorum", "header", b"header", "keys", b"keys", "last_contact_ms", b"last_contact_ms", "last_log_index", b"last_log_index", "leader", b"leader", "member_name", b"member_name", "peers", b"peers", "raft_address", b"raft_address", "ready", b"ready", "restored", b"restored", "revision", b"revision", "role", b"role", "term", b"term"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
