@@ -14,9 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 from mcpctl.cli.leaseid import lease_hex
 from mcpctl.client import Header, KeyValue
+from mcpctl.status_view import status_json
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from mcpctl.backup import BackupInfo
+    from mcpctl.client import ClusterStatus, Member
     from mcpctl.client.mcp import HistoryEntry, WriteResult
     from mcpctl.mcp.plan import Change
 
@@ -115,3 +119,52 @@ def shown(value: Any) -> str:
     if isinstance(value, bytes):
         return text_of(value)[0]
     return json.dumps(value, ensure_ascii=False)
+
+
+# The members list's JSON fields, in column order.
+MEMBER_FIELDS = ("name", "raft_address", "client_address")
+
+
+def member_rows(members: Sequence[Member]) -> list[list[str]]:
+    return [[m.name, m.raft_address, m.client_address] for m in members]
+
+
+def status_rows(resp: ClusterStatus) -> list[list[str]]:
+    members = [status_json(m, resp.leader) for m in resp.members]
+    return [[cell(m[key]) for key in STATUS_COLUMNS.values()] for m in members]
+
+
+# The one grpc.health.v1 state `mcpctl health` counts as healthy.
+HEALTH_SERVING = "SERVING"
+
+# Table/simple column -> JSON field.
+STATUS_COLUMNS = {
+    "node": "id",
+    "endpoint": "endpoint",
+    "role": "role",
+    "term": "term",
+    "commit": "commit_index",
+    "applied": "applied_index",
+    "behind": "entries_behind",
+    "lag ms": "lag_ms",
+    "last contact ms": "last_contact_ms",
+    "health": "health",
+}
+
+
+# The instances table's columns -> Row.json fields (mcpctl/fleet/operator.py).
+INSTANCE_COLUMNS = dict(
+    zip(
+        ("model", "id", "endpoint", "healthy", "in-flight", "weight", "ttl left", "draining"),
+        ("model", "id", "endpoint", "healthy", "in_flight", "weight", "ttl", "draining"),
+        strict=True,
+    )
+)
+
+
+def instance_rows(rows: Sequence[dict[str, Any]]) -> list[list[str]]:
+    return [[cell(r.get(k)) for k in INSTANCE_COLUMNS.values()] for r in rows]
+
+
+def cell(value: Any) -> str:
+    return "-" if value is None else str(value)

@@ -20,7 +20,8 @@ def run(args: argparse.Namespace) -> int:
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
     from mcpctl.cli import connect
-    from mcpctl.cli.output import HEALTH_SERVING, printer
+    from mcpctl.cli.fields import HEALTH_SERVING
+    from mcpctl.cli.output import printer
 
     states: list[tuple[str, str]] = []
     with connect.client(args) as client:

@@ -26,15 +26,22 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, TextIO
 
 from mcpctl.cli.fields import (
+    HEALTH_SERVING,
+    INSTANCE_COLUMNS,
+    MEMBER_FIELDS,
     OP_SIGN,
+    STATUS_COLUMNS,
     backup_json,
     change_json,
     field_diffs,
     header_json,
     history_json,
+    instance_rows,
     iso_ms,
     kv_json,
+    member_rows,
     shown,
+    status_rows,
     text_of,
     write_summary,
 )
@@ -175,11 +182,11 @@ class SimplePrinter(Printer):
         self.out.flush()
 
     def members(self, members: Sequence[Member]) -> None:
-        for r in _member_rows(members):
+        for r in member_rows(members):
             self.out.write(", ".join(r) + "\n")
 
     def status(self, resp: ClusterStatus) -> None:
-        for row in _status_rows(resp):
+        for row in status_rows(resp):
             self.out.write(", ".join(row) + "\n")
 
     def health(self, states: Sequence[tuple[str, str]]) -> None:
@@ -238,7 +245,7 @@ class SimplePrinter(Printer):
             self.out.write(lease_hex(lease_id) + "\n")
 
     def instances(self, rows: Sequence[dict[str, Any]]) -> None:
-        self.out.writelines(" ".join(row) + "\n" for row in _instance_rows(rows))
+        self.out.writelines(" ".join(row) + "\n" for row in instance_rows(rows))
 
     def operator(self, model: str, ident: str, state: dict[str, Any], revision: int) -> None:
         what = "draining" if state["draining"] else "not draining"
@@ -286,10 +293,10 @@ class TablePrinter(SimplePrinter):
         self._table(["deleted", "revision"], [[res.deleted, res.header.revision]])
 
     def members(self, members: Sequence[Member]) -> None:
-        self._table(["name", "raft address", "client address"], _member_rows(members))
+        self._table(["name", "raft address", "client address"], member_rows(members))
 
     def status(self, resp: ClusterStatus) -> None:
-        self._table(list(STATUS_COLUMNS), _status_rows(resp))
+        self._table(list(STATUS_COLUMNS), status_rows(resp))
 
     def health(self, states: Sequence[tuple[str, str]]) -> None:
         self._table(["endpoint", "health"], [[e, s] for e, s in states])
@@ -331,7 +338,7 @@ class TablePrinter(SimplePrinter):
         self._table(["id"], [[lease_hex(i)] for i in res.ids])
 
     def instances(self, rows: Sequence[dict[str, Any]]) -> None:
-        self._table(list(INSTANCE_COLUMNS), _instance_rows(rows))
+        self._table(list(INSTANCE_COLUMNS), instance_rows(rows))
 
 
 class JsonPrinter(Printer):
@@ -376,7 +383,7 @@ class JsonPrinter(Printer):
 
     def members(self, members: Sequence[Member]) -> None:
         self._json(
-            {"members": [dict(zip(MEMBER_FIELDS, r, strict=True)) for r in _member_rows(members)]}
+            {"members": [dict(zip(MEMBER_FIELDS, r, strict=True)) for r in member_rows(members)]}
         )
 
     def status(self, resp: ClusterStatus) -> None:
@@ -462,52 +469,3 @@ FORMATS = tuple(PRINTERS)
 def printer(fmt: str, out: TextIO | None = None) -> Printer:
     """The printer for ``-w fmt`` (``KeyError`` for a format mcpctl does not know)."""
     return PRINTERS[fmt](out)
-
-
-# The members list's JSON fields, in column order.
-MEMBER_FIELDS = ("name", "raft_address", "client_address")
-
-
-def _member_rows(members: Sequence[Member]) -> list[list[str]]:
-    return [[m.name, m.raft_address, m.client_address] for m in members]
-
-
-def _status_rows(resp: ClusterStatus) -> list[list[str]]:
-    members = [status_json(m, resp.leader) for m in resp.members]
-    return [[_cell(m[key]) for key in STATUS_COLUMNS.values()] for m in members]
-
-
-# The one grpc.health.v1 state `mcpctl health` counts as healthy.
-HEALTH_SERVING = "SERVING"
-
-# Table/simple column -> JSON field.
-STATUS_COLUMNS = {
-    "node": "id",
-    "endpoint": "endpoint",
-    "role": "role",
-    "term": "term",
-    "commit": "commit_index",
-    "applied": "applied_index",
-    "behind": "entries_behind",
-    "lag ms": "lag_ms",
-    "last contact ms": "last_contact_ms",
-    "health": "health",
-}
-
-
-# The instances table's columns -> Row.json fields (mcpctl/fleet/operator.py).
-INSTANCE_COLUMNS = dict(
-    zip(
-        ("model", "id", "endpoint", "healthy", "in-flight", "weight", "ttl left", "draining"),
-        ("model", "id", "endpoint", "healthy", "in_flight", "weight", "ttl", "draining"),
-        strict=True,
-    )
-)
-
-
-def _instance_rows(rows: Sequence[dict[str, Any]]) -> list[list[str]]:
-    return [[_cell(r.get(k)) for k in INSTANCE_COLUMNS.values()] for r in rows]
-
-
-def _cell(value: Any) -> str:
-    return "-" if value is None else str(value)
