@@ -22,7 +22,7 @@ from mcpctl.server import auth, logs
 from mcpctl.server.app import SERVICES
 from mcpctl.server.errors import forwarded, rpc
 from mcpctl.server.peers import FORWARDED_KEY
-from mcpctl.server.registry import add_service
+from mcpctl.server.registry import add_service, routes_of
 
 TOKEN = "s3cret-token"
 log = structlog.get_logger("test.rpc")
@@ -122,3 +122,19 @@ def test_a_refused_request_is_logged_with_its_code_and_method(lines: io.StringIO
     assert [(o["code"], o["method"]) for o in refused] == [("UNAUTHENTICATED", "Range")]
     assert refused[0]["peer"].startswith("ipv4:127.0.0.1:")
     assert "identity" not in refused[0]  # nobody was authenticated
+
+
+def test_one_routing_table_per_server_and_a_path_only_once() -> None:
+    """Every service of a server lands in its one generic handler (no registered
+    methods: grpc.aio would wait on one pending request per method for each call)."""
+
+    async def check() -> None:
+        server = grpc.aio.server()
+        add_service(server, LoggingKV(auth.Guard()), SERVICES[0])
+        table = routes_of(server).handlers
+        assert set(table) == {f"/mcp.v1.KV/{m.name}" for m in SERVICES[0].methods}
+        with pytest.raises(ValueError, match="registered twice"):
+            add_service(server, LoggingKV(auth.Guard()), SERVICES[0])
+        assert routes_of(grpc.aio.server()).handlers == {}  # another server, its own table
+
+    asyncio.run(check())
