@@ -3,8 +3,9 @@
 ``python -m bench.floor_server --listen 127.0.0.1:PORT`` serves ``mcp.v1.KV``
 (the generated stubs) on grpc.aio, built with the very server options and
 concurrency limit ``mcpctl serve`` uses (``server_options`` and
-``limits.CONCURRENT_RPCS_MAX``, imported, not copied), in one process, on the
-default asyncio loop as ``mcpctl serve`` runs it. ``Range`` answers at once with
+``limits.CONCURRENT_RPCS_MAX``, imported, not copied) and its way of routing
+calls (``registry.routes_of``), in one process, on the default asyncio loop as
+``mcpctl serve`` runs it. ``Range`` answers at once with
 one key-value (the requested key, a fixed 256-byte value), ``Put`` with a
 header carrying an incrementing revision. No Raft, no store, no auth, no
 logging per call: what is left is the cost of terminating a unary gRPC call in
@@ -31,6 +32,7 @@ from mcpctl import limits
 from mcpctl._proto.mcp.v1 import kv_pb2 as kv
 from mcpctl._proto.mcp.v1 import kv_pb2_grpc as kv_grpc
 from mcpctl.server.app import server_options
+from mcpctl.server.registry import routes_of
 
 VALUE = b"v" * 256
 READY_PREFIX = "READY "
@@ -75,12 +77,31 @@ class FloorKV(kv_grpc.KVServicer):
         return await self._unimplemented(context)  # type: ignore[no-any-return]
 
 
+class _Routed:
+    """Takes the generated ``add_KVServicer_to_server``'s handlers into the server's
+    routing table, as mcp-config registers its own (``registry.routes_of``: one
+    generic handler, no registered methods, so grpc.aio waits on one pending
+    request per call, not one per method)."""
+
+    def __init__(self, server: grpc.aio.Server) -> None:
+        self._handlers = routes_of(server).handlers
+
+    def add_generic_rpc_handlers(self, generic_handlers: Any) -> None:
+        """Ignored: the same handlers arrive, by name, below."""
+
+    def add_registered_method_handlers(
+        self, service: str, handlers: dict[str, grpc.RpcMethodHandler[Any, Any]]
+    ) -> None:
+        for name, handler in handlers.items():
+            self._handlers[f"/{service}/{name}"] = handler
+
+
 async def serve(address: str) -> int:
     server = grpc.aio.server(
         options=server_options(limits.VALUE_BYTES_MAX_DEFAULT),
         maximum_concurrent_rpcs=limits.CONCURRENT_RPCS_MAX,
     )
-    kv_grpc.add_KVServicer_to_server(FloorKV(), server)
+    kv_grpc.add_KVServicer_to_server(FloorKV(), _Routed(server))  # type: ignore[arg-type]
     try:
         port = server.add_insecure_port(address)
     except RuntimeError:

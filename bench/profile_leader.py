@@ -3,7 +3,8 @@
 ``python -m bench.profile_leader [--workload put-leader] [--concurrency 64]``
 starts a fresh 3-node cluster, preloads the keys, drives the workload from
 this process and samples the target member (the leader, or a follower for
-put-follower) with py-spy (``--gil``: only the thread holding the GIL is
+put-follower; with ``--server grpc-floor``, the one ``bench.floor_server``
+process instead of a cluster) with py-spy (``--gil``: only the thread holding the GIL is
 sampled, which is what limits a GIL-bound process). Each sample is charged to
 the innermost frame that belongs to a known component (grpc, asyncio,
 pysyncobj, the peer cipher, protobuf, mcpctl; stdlib frames such as socket or pickle
@@ -27,7 +28,7 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench.adapters import McpConfigAdapter
+from bench.adapters import GrpcFloorAdapter, McpConfigAdapter
 from bench.workload import WORKLOADS, make_value, preload, run_cell
 
 # (component, pattern on a frame's file path); first match wins.
@@ -73,7 +74,7 @@ def parse_raw(text: str) -> tuple[Counter[tuple[str, str]], int]:
 
 
 async def profile(args: argparse.Namespace, py_spy: str) -> None:
-    adapter = McpConfigAdapter()
+    adapter = GrpcFloorAdapter() if args.server == "grpc-floor" else McpConfigAdapter()
     workdir = Path(tempfile.mkdtemp(prefix="kvbench-profile-"))
     raw_path = workdir / "py-spy.txt"
     try:
@@ -118,7 +119,7 @@ async def profile(args: argparse.Namespace, py_spy: str) -> None:
 
     expected = args.seconds * args.rate
     print(
-        f"## {args.workload} c{args.concurrency} on mcp-config, target member "
+        f"## {args.workload} c{args.concurrency} on {args.server}, target member "
         f"({'follower' if args.workload == 'put-follower' else 'leader'}) under py-spy\n\n"
         f"Load while sampled: {cell.ops_per_s:.0f} ops/s, p50 {cell.p50_ms:.1f} ms, "
         f"p99 {cell.p99_ms:.1f} ms; target CPU {cell.target_cpu_us_per_op:.0f} µs/op, "
@@ -140,6 +141,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.profile_leader", description=__doc__)
     p.add_argument("--workload", choices=WORKLOADS, default="put-leader")
     p.add_argument("--concurrency", type=int, default=64)
+    p.add_argument(
+        "--server",
+        choices=("mcp-config", "grpc-floor"),
+        default="mcp-config",
+        help="profile an mcp-config member, or the Python gRPC floor (bench.floor_server)",
+    )
     p.add_argument("--seconds", type=float, default=10.0, help="sampling seconds")
     p.add_argument("--rate", type=int, default=200, help="py-spy samples per second")
     p.add_argument("--keys", type=int, default=10_000)

@@ -27,6 +27,8 @@ def check_key(key: bytes, *, field: str = "key", allow_empty: bool = False) -> N
         )
     if b"\x00" in key:
         raise InvalidArgument(f"{field}: must not contain NUL")
+    if key.isascii():  # ASCII is UTF-8: skip the decode (most keys)
+        return
     try:
         key.decode("utf-8")
     except UnicodeDecodeError:

@@ -1,6 +1,7 @@
 """The one place where exceptions become gRPC statuses.
 
-``rpc`` wraps every servicer method: it binds request context for logs,
+``rpc`` wraps every servicer method: it sets the request context for logs
+(one context variable, read only when a line is written),
 computes the time left, turns a request that failed to decode into
 INVALID_ARGUMENT, maps ``McpError`` subclasses through their ``code`` (with
 trailing metadata so the client rebuilds the same class), and turns anything
@@ -10,7 +11,6 @@ else into INTERNAL after logging it: a node never crashes on client input.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import functools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -23,6 +23,7 @@ from google.protobuf.message import DecodeError, Message
 from mcpctl import limits
 from mcpctl.errors import DeadlineExceeded, Internal, InvalidArgument, McpError
 from mcpctl.server import auth
+from mcpctl.server.logs import RequestInfo, current_request
 from mcpctl.server.peers import FORWARDED_KEY
 
 log = structlog.get_logger("mcpctl.rpc")
@@ -48,33 +49,38 @@ def safe_deserializer(cls: type[Message]) -> Callable[[bytes], Message | BadRequ
     return parse
 
 
-# The metadata of the request being handled (set by `rpc`), for the few
-# handlers that look at it.
-_metadata: contextvars.ContextVar[tuple[tuple[str, str | bytes], ...]] = contextvars.ContextVar(
-    "mcp_request_metadata", default=()
-)
-
-
 def forwarded() -> bool:
     """True when another member forwarded the request being handled."""
-    return any(k == FORWARDED_KEY for k, _ in _metadata.get())
+    info = current_request.get()
+    if not isinstance(info, _Call):
+        return False
+    return any(m[0] == FORWARDED_KEY for m in info.context.invocation_metadata() or ())
 
 
-def _admit(servicer: Any, name: str, request: Any, context: Any) -> None:
-    """Decode check, then authenticate/authorize/rate-limit; sets the contextvars."""
+class _Call(RequestInfo):
+    """The RPC being handled: what its log lines name, and its gRPC context
+    (metadata is asked of it only by the few handlers that look)."""
+
+    __slots__ = ("context",)
+
+    def __init__(self, method: str, context: Any) -> None:
+        super().__init__(method, context.peer)
+        self.context = context
+
+
+def _admit(servicer: Any, call: _Call, request: Any) -> None:
+    """Decode check, then authenticate/authorize/rate-limit; sets the identity."""
     if isinstance(request, BadRequest):
         raise InvalidArgument(request.error)
-    metadata = tuple((m[0], m[1]) for m in (context.invocation_metadata() or ()))
-    _metadata.set(metadata)
-    auth.current_peer.set(context.peer())
     guard: auth.Guard | None = getattr(servicer, "guard", None)
     if guard is not None:
+        metadata = call.context.invocation_metadata() or ()
         identity = guard.authenticate(metadata)
-        # Bound before admit: a PERMISSION_DENIED or RESOURCE_EXHAUSTED line
+        # Set before admit: a PERMISSION_DENIED or RESOURCE_EXHAUSTED line
         # names who was refused.
         auth.current_identity.set(identity)
-        structlog.contextvars.bind_contextvars(identity=identity.name)
-        guard.admit(identity, name, request)
+        call.identity = identity.name
+        guard.admit(identity, call.method, request)
 
 
 def status_code(err: McpError) -> grpc.StatusCode:
@@ -94,10 +100,11 @@ def rpc(
         started = time.monotonic()
         remaining = context.time_remaining()
         timeout_s = limits.CLIENT_TIMEOUT_S_DEFAULT if remaining is None else remaining
-        structlog.contextvars.bind_contextvars(method=name, peer=context.peer())
+        call = _Call(name, context)
+        token = current_request.set(call)
         code = "OK"
         try:
-            _admit(self, name, request, context)
+            _admit(self, call, request)
             if timeout_s <= 0:
                 raise DeadlineExceeded("deadline passed before the request started")
             return await method(self, request, timeout_s)
@@ -121,7 +128,7 @@ def rpc(
                 metrics.observe(name, code, elapsed_s)
             if code not in ("OK", "FAILED_PRECONDITION"):
                 log.info("rpc", code=code, ms=round(elapsed_s * 1000, 3))
-            structlog.contextvars.clear_contextvars()
+            current_request.reset(token)
         raise AssertionError("unreachable: abort raises")
 
     return handler
@@ -137,10 +144,13 @@ def rpc_stream(
     async def handler(
         self: Any, request: Req, context: grpc.aio.ServicerContext[Req, Resp]
     ) -> AsyncIterator[Resp]:
-        structlog.contextvars.bind_contextvars(method=name, peer=context.peer())
+        call = _Call(name, context)
+        current_request.set(call)
+        # Streams also publish their connection (the watch limits count per peer).
+        auth.current_peer.set(call.peer)
         error: McpError | None = None
         try:
-            _admit(self, name, request, context)
+            _admit(self, call, request)
             async for item in method(self, request):
                 yield item
         except McpError as e:
@@ -151,7 +161,8 @@ def rpc_stream(
         finally:
             if error is not None:  # while method, peer and identity are still bound
                 log.info("stream ended", code=error.code, reason=error.message)
-            structlog.contextvars.clear_contextvars()
+            # Not reset(token): an async generator may be closed from another context.
+            current_request.set(None)
         if error is not None:
             await context.abort(
                 status_code(error), error.message, trailing_metadata=tuple(error.metadata().items())

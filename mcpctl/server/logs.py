@@ -1,21 +1,79 @@
 """structlog set-up: JSON lines (or console under ``dev``), node name on every line.
 
 Standard-library loggers (PySyncObj, grpc) go through the same processors, so
-every line of a node's output has one shape. Request context (method, peer)
-is bound per RPC with contextvars and cleared after it.
+every line of a node's output has one shape. Request context (method, peer,
+identity) rides on one ``RequestInfo`` per RPC in a context variable, set by
+the RPC layer and read only when a line is written (``request_fields``): a
+request that logs nothing pays one ``ContextVar.set``, not structlog's binds
+(which copy the context) nor a ``peer()`` call.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import datetime
 import json
 import logging
 import sys
+from collections.abc import Callable
 from typing import Any, Literal
 
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
+
+
+class RequestInfo:
+    """The RPC being handled, as its log lines name it: ``method``, ``peer``
+    (asked of gRPC on first use), ``identity`` (once authenticated)."""
+
+    __slots__ = ("_peer", "_peer_of", "identity", "method")
+
+    def __init__(self, method: str, peer_of: Callable[[], str]) -> None:
+        self.method = method
+        self._peer_of: Callable[[], str] | None = peer_of
+        self._peer = ""
+        self.identity: str | None = None
+
+    @property
+    def peer(self) -> str:
+        if self._peer_of is not None:
+            peer_of, self._peer_of = self._peer_of, None
+            try:
+                self._peer = peer_of()
+            except Exception:  # the call is gone: log without its peer
+                self._peer = ""
+        return self._peer
+
+    def fields(self) -> dict[str, str]:
+        out = {"method": self.method, "peer": self.peer}
+        if self.identity is not None:
+            out["identity"] = self.identity
+        return out
+
+
+current_request: contextvars.ContextVar[RequestInfo | None] = contextvars.ContextVar(
+    "mcp_request", default=None
+)
+
+
+def request_fields() -> dict[str, Any]:
+    """The request context of a line: structlog's bound variables, then the RPC's."""
+    fields = structlog.contextvars.get_contextvars()
+    info = current_request.get()
+    if info is not None:
+        for k, v in info.fields().items():
+            fields.setdefault(k, v)
+    return fields
+
+
+def merge_request(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
+    """structlog processor: the RPC's method, peer and identity on its lines."""
+    info = current_request.get()
+    if info is not None:
+        for k, v in info.fields().items():
+            event.setdefault(k, v)
+    return event
 
 
 def configure(
@@ -30,6 +88,7 @@ def configure(
 
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
+        merge_request,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
@@ -92,7 +151,7 @@ class AuditLog:
         line: dict[str, Any] = {"timestamp": None, "level": "info", "logger": "mcpctl.audit"}
         if self._node is not None:
             line["node"] = self._node
-        line.update(structlog.contextvars.get_contextvars())
+        line.update(request_fields())
         line["event"] = event
         line.update(fields)
         self._pending.append(line)

@@ -32,9 +32,14 @@ class RpcMetrics:
             buckets=RPC_BUCKETS_S,
             registry=registry,
         )
+        # (method, code) -> its child: ``labels()`` takes a lock and builds a key per call.
+        self._children: dict[tuple[str, str], Histogram] = {}
 
     def observe(self, method: str, code: str, seconds: float) -> None:
-        self.duration.labels(method, code).observe(seconds)
+        child = self._children.get((method, code))
+        if child is None:
+            child = self._children[(method, code)] = self.duration.labels(method, code)
+        child.observe(seconds)
 
 
 class NodeCollector(Collector):

@@ -70,6 +70,12 @@ class Node:
         self.raft = raft_node
         self.proposer = proposer
         self.value_bytes_max = value_bytes_max
+        # The last header built and its (revision, term): reads between two
+        # writes share it (``header`` hands out copies). One tuple, swapped whole.
+        self._header_cache: tuple[tuple[int, int], kv.ResponseHeader] = (
+            (-1, -1),
+            kv.ResponseHeader(),
+        )
 
     # -- helpers -----------------------------------------------------------
     def read(self, fn: Callable[[Store], T]) -> T:
@@ -85,15 +91,27 @@ class Node:
             )
 
     def header(self, revision: int | None = None) -> kv.ResponseHeader:
+        """A new header for an answer at ``revision`` (default: the store's)."""
+        out = kv.ResponseHeader()
+        out.CopyFrom(self._header_at(revision))
+        return out
+
+    def _header_at(self, revision: int | None) -> kv.ResponseHeader:
+        """The shared header at ``revision``: copy it into an answer, never change it."""
         if revision is None:
             revision = self.read(lambda s: s.revision)
-        return kv.ResponseHeader(
-            cluster_id=self.identity.cluster_id,
-            member_id=self.identity.member_id,
-            member_name=self.identity.member_name,
-            revision=revision,
-            raft_term=self.raft.status.term,
-        )
+        key = (revision, self.raft.status.term)
+        cached = self._header_cache
+        if cached[0] != key:
+            header = kv.ResponseHeader(
+                cluster_id=self.identity.cluster_id,
+                member_id=self.identity.member_id,
+                member_name=self.identity.member_name,
+                revision=key[0],
+                raft_term=key[1],
+            )
+            cached = self._header_cache = (key, header)
+        return cached[1]
 
     async def write(self, request: raft.InternalRequest, timeout_s: float) -> Applied:
         """Replicate one write as the caller (time, identity), audit it; an error
@@ -117,14 +135,14 @@ class Node:
             return store.range(req, limits.RANGE_RESPONSE_BYTES_MAX), store.revision
 
         resp, revision = self.read(run)
-        resp.header.CopyFrom(self.header(revision))
+        resp.header.CopyFrom(self._header_at(revision))
         return resp
 
     async def put(self, req: kv.PutRequest, timeout_s: float) -> kv.PutResponse:
         validate.check_put(req, self.value_bytes_max)
         applied = await self.write(raft.InternalRequest(put=req), timeout_s)
         resp = _expect(applied, kv.PutResponse)
-        resp.header.CopyFrom(self.header(applied.revision))
+        resp.header.CopyFrom(self._header_at(applied.revision))
         return resp
 
     async def delete_range(
@@ -133,14 +151,14 @@ class Node:
         validate.check_delete(req)
         applied = await self.write(raft.InternalRequest(delete_range=req), timeout_s)
         resp = _expect(applied, kv.DeleteRangeResponse)
-        resp.header.CopyFrom(self.header(applied.revision))
+        resp.header.CopyFrom(self._header_at(applied.revision))
         return resp
 
     async def txn(self, req: kv.TxnRequest, timeout_s: float) -> kv.TxnResponse:
         validate.check_txn(req, self.value_bytes_max)
         applied = await self.write(raft.InternalRequest(txn=req), timeout_s)
         resp = _expect(applied, kv.TxnResponse)
-        resp.header.CopyFrom(self.header(applied.revision))
+        resp.header.CopyFrom(self._header_at(applied.revision))
         return resp
 
     async def history(self, req: kv.HistoryRequest, timeout_s: float) -> kv.HistoryResponse:
@@ -152,7 +170,7 @@ class Node:
         def run(store: Store) -> kv.HistoryResponse:
             entries, more = store.changes(req.key, req.prefix, limit)
             return kv.HistoryResponse(
-                header=self.header(store.revision),
+                header=self._header_at(store.revision),
                 entries=entries,
                 compact_revision=store.compact_revision,
                 more=more,
@@ -164,7 +182,7 @@ class Node:
         validate.check_compaction(req)
         applied = await self.write(raft.InternalRequest(compaction=req), timeout_s)
         resp = _expect(applied, kv.CompactionResponse)
-        resp.header.CopyFrom(self.header(applied.revision))
+        resp.header.CopyFrom(self._header_at(applied.revision))
         return resp
 
     # -- Cluster -------------------------------------------------------------
@@ -177,7 +195,7 @@ class Node:
         revision, compact_revision, keys = self.read(run)
         me = self.peers.by_raft(self.raft.settings.self_address)
         return cluster.StatusResponse(
-            header=self.header(revision),
+            header=self._header_at(revision),
             member_name=self.identity.member_name,
             role=st.role.name.lower(),
             term=st.term,
