@@ -41,7 +41,7 @@ from mcpctl._proto.mcp.v1 import raft_pb2 as raft
 from mcpctl.errors import Unavailable
 from mcpctl.raft import decisions
 from mcpctl.raft.cipher import PeerCipher
-from mcpctl.raft.housekeeping import TickCalls, close_overdue
+from mcpctl.raft.housekeeping import StatusGate, TickCalls, close_overdue
 from mcpctl.raft.journal import Durability
 from mcpctl.raft.snapshot import SnapshotFile, StoreConsumer
 from mcpctl.raft.status import (
@@ -121,6 +121,8 @@ class RaftNode:
         # Tick thread only: the last log index seen on the first tick, and the latch.
         self._restore_floor: int | None = None
         self._restored = False
+        # Tick thread only: skips re-reading a status that cannot have changed.
+        self._status_gate = StatusGate(settings.tick_s)
         logging.getLogger("pysyncobj.syncobj").addHandler(self._watchdog)
         self._sync = RaftSyncObj(
             settings.self_address,
@@ -151,6 +153,8 @@ class RaftNode:
         self._tick_calls.run_all()
         self._guard_listener()
         self._keep_peer_links_alive()
+        if self._restored and self._status_gate.unchanged(self._sync, time.monotonic()):
+            return
         previous, self._status = self._status, self._read_status()
         self._elect_soon_if_leader_gone(previous, self._status)
         if proposal_view(previous) != proposal_view(self._status):
