@@ -130,7 +130,8 @@ async def profile(args: argparse.Namespace, py_spy: str) -> None:
             else f"Every thread sampled ({total} samples, ~{expected:.0f} per thread).\n"
         )
     )
-    print("| thread | component | share of GIL-holding samples |")
+    share = "share of GIL-holding samples" if args.gil else "share of samples"
+    print(f"| thread | component | {share} |")
     print("|---|---|---:|")
     for (thread, comp), n in samples.most_common():
         if n / max(total, 1) >= 0.005:
