@@ -117,6 +117,7 @@ class RaftNode:
         # Tick thread only: when each outgoing connect still in progress was first seen.
         self._connecting: dict[Any, float] = {}
         self._rebind_at = 0.0
+        self._guard_at = 0.0
         self._keepalive_at = 0.0
         # Tick thread only: the last log index seen on the first tick, and the latch.
         self._restore_floor: int | None = None
@@ -208,9 +209,13 @@ class RaftNode:
         unbinds for good when accept() fails (EMFILE). Close connections that
         have not finished the handshake, or the connect, within the connection
         timeout (PySyncObj then dials again), and bind the listener again when
-        it unbound.
+        it unbound. At most once per tick period: its timeouts are seconds, and
+        a busy leader ticks several times per write.
         """
         now = time.monotonic()
+        if now < self._guard_at:
+            return
+        self._guard_at = now + self.settings.tick_s
         timeout_s = self._sync.conf.connectionTimeout
         close_overdue(self._sync.unknown_connections(), self._handshakes, now, timeout_s)
         close_overdue(self._sync.connecting(), self._connecting, now, timeout_s)

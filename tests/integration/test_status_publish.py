@@ -7,7 +7,8 @@ every tick on the tick thread and compares the published status with
 PySyncObj's live values; a status read that were skipped after a change would
 show there, on that very tick. The leader's full reads are counted against its
 ticks while writes go through: followers' acks move nothing the status is
-built from, so the leader reads on fewer ticks than it runs.
+built from, so the leader reads on fewer ticks than it runs. The connection
+guard (``RaftNode._guard_listener``) runs at most once per tick period too.
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ class Watch:
         self.node = node
         self.ticks = 0
         self.reads = 0
+        self.guards = 0
         self.behind: list[tuple[Any, ...]] = []
         real = node._read_status
 
@@ -73,6 +75,14 @@ class Watch:
             return real()
 
         node._read_status = counted  # type: ignore[method-assign]
+        sync = node._sync
+        unknown = sync.unknown_connections
+
+        def guarded() -> set[Any]:
+            self.guards += 1
+            return unknown()
+
+        sync.unknown_connections = guarded  # type: ignore[method-assign]
         node._sync.addOnTickCallback(self.check)
 
     def check(self) -> None:
@@ -151,5 +161,6 @@ def test_the_status_is_read_when_it_changed_and_skipped_when_not(
     for w in watches:
         assert w.behind == [], f"published status behind the live values: {w.behind[:3]}"
     lead = watches[members.index(leader)]
-    print(f"leader: {lead.reads} full status reads in {lead.ticks} ticks")
+    print(f"leader: {lead.reads} status reads, {lead.guards} guards in {lead.ticks} ticks")
     assert lead.reads < lead.ticks, (lead.reads, lead.ticks)
+    assert lead.guards < lead.ticks, (lead.guards, lead.ticks)
