@@ -90,7 +90,8 @@ async def profile(args: argparse.Namespace, py_spy: str) -> None:
         pid = adapter.pids()[endpoint]
         spy = await asyncio.create_subprocess_exec(
             py_spy, "record", "--pid", str(pid), "--duration", str(int(args.seconds)),
-            "--rate", str(args.rate), "--format", "raw", "--threads", "--gil",
+            "--rate", str(args.rate), "--format", "raw", "--threads",
+            *(["--gil"] if args.gil else []),
             *(["--native"] if args.native else []),
             "-o", str(raw_path),
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -124,9 +125,14 @@ async def profile(args: argparse.Namespace, py_spy: str) -> None:
         f"Load while sampled: {cell.ops_per_s:.0f} ops/s, p50 {cell.p50_ms:.1f} ms, "
         f"p99 {cell.p99_ms:.1f} ms; target CPU {cell.target_cpu_us_per_op:.0f} µs/op, "
         f"cluster {cell.server_cpu_us_per_op:.0f} µs/op.\n"
-        f"GIL held in {total / expected:.0%} of samples ({total} of ~{expected:.0f}).\n"
+        + (
+            f"GIL held in {total / expected:.0%} of samples ({total} of ~{expected:.0f}).\n"
+            if args.gil
+            else f"Every thread sampled ({total} samples, ~{expected:.0f} per thread).\n"
+        )
     )
-    print("| thread | component | share of GIL-holding samples |")
+    share = "share of GIL-holding samples" if args.gil else "share of samples"
+    print(f"| thread | component | {share} |")
     print("|---|---|---:|")
     for (thread, comp), n in samples.most_common():
         if n / max(total, 1) >= 0.005:
@@ -158,6 +164,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=True,
         help="also sample C/Cython frames (default on; without it grpc's Cython code "
         "is charged to asyncio's Handle._run)",
+    )
+    p.add_argument(
+        "--gil",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="sample only the thread holding the GIL (default on; --no-gil samples every "
+        "thread, idle ones included: shows the tick thread next to the asyncio thread)",
     )
     p.add_argument("--keep-raw", type=Path, default=None, help="copy py-spy's raw output here")
     args = p.parse_args(argv)

@@ -3,7 +3,7 @@
 ``TickCalls``: calls waiting to run on the tick thread, bounded and loud at
 the limit. ``close_overdue``: closes connections PySyncObj would leave open
 forever (it checks a connection's timeout only when the connection has an
-event).
+event). ``StatusGate``: whether this tick may skip re-reading the status.
 """
 
 from __future__ import annotations
@@ -64,3 +64,42 @@ class TickCalls:
             self._calls.popleft()()
             ran += 1
         return ran
+
+
+class StatusGate:
+    """Whether the published ``RaftStatus`` can stand for this tick too.
+
+    Reading the whole status (``RaftNode._read_status``) held the GIL ~15-30 µs
+    on every tick, and a leader ticks for each proposal, each follower's ack
+    of an entry and of a commit index: 13% of the leader's GIL time at put c1
+    (bench/profiles/README.md, issue #20). It is read again when anything it
+    is built from changed (term, leader, role, commit, applied and last log
+    index, the leader's contact, readiness, a peer's connection), and at
+    least every ``max_age_s`` (the tick period) otherwise: its clock-based
+    parts (contact ages, apply lag, leader reachable) are then no older than
+    on an idle member, which ticks once per period anyway.
+    """
+
+    def __init__(self, max_age_s: float) -> None:
+        self._max_age_s = max_age_s
+        self._key: tuple[Any, ...] | None = None
+        self._read_at = 0.0
+
+    def unchanged(self, sync: Any, now: float) -> bool:
+        """True: skip the read. False: read it (the key and time are remembered)."""
+        key = (
+            sync.raftCurrentTerm,
+            sync._getLeader(),
+            sync._isLeader(),
+            sync.raftCommitIndex,
+            sync.raftLastApplied,
+            sync.last_log_index(),
+            sync.election_deadline,
+            sync.leader_heard_at,
+            sync.isReady(),
+            tuple(sync.isNodeConnected(n) for n in sync.otherNodes),
+        )
+        if key == self._key and now - self._read_at < self._max_age_s:
+            return True
+        self._key, self._read_at = key, now
+        return False

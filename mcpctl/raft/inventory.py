@@ -38,6 +38,12 @@ INVENTORY: tuple[Private, ...] = (
     ),
     Private("SyncObj._onTick", "syncobj.py:611", "overridden: pre-vote runs first"),
     Private(
+        "SyncObj._getLeader", "syncobj.py:1173", "called: the status key (RaftNode, every tick)"
+    ),
+    Private(
+        "SyncObj._isLeader", "syncobj.py:1164", "called: the status key (RaftNode, every tick)"
+    ),
+    Private(
         "SyncObj._SyncObj__onMessageReceived",
         "syncobj.py:909",
         "overridden: pre-vote messages, leader contact, no next-index rewind on success",

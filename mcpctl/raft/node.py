@@ -41,7 +41,7 @@ from mcpctl._proto.mcp.v1 import raft_pb2 as raft
 from mcpctl.errors import Unavailable
 from mcpctl.raft import decisions
 from mcpctl.raft.cipher import PeerCipher
-from mcpctl.raft.housekeeping import TickCalls, close_overdue
+from mcpctl.raft.housekeeping import StatusGate, TickCalls, close_overdue
 from mcpctl.raft.journal import Durability
 from mcpctl.raft.snapshot import SnapshotFile, StoreConsumer
 from mcpctl.raft.status import (
@@ -117,10 +117,13 @@ class RaftNode:
         # Tick thread only: when each outgoing connect still in progress was first seen.
         self._connecting: dict[Any, float] = {}
         self._rebind_at = 0.0
+        self._guard_at = 0.0
         self._keepalive_at = 0.0
         # Tick thread only: the last log index seen on the first tick, and the latch.
         self._restore_floor: int | None = None
         self._restored = False
+        # Tick thread only: skips re-reading a status that cannot have changed.
+        self._status_gate = StatusGate(settings.tick_s)
         logging.getLogger("pysyncobj.syncobj").addHandler(self._watchdog)
         self._sync = RaftSyncObj(
             settings.self_address,
@@ -151,6 +154,8 @@ class RaftNode:
         self._tick_calls.run_all()
         self._guard_listener()
         self._keep_peer_links_alive()
+        if self._restored and self._status_gate.unchanged(self._sync, time.monotonic()):
+            return
         previous, self._status = self._status, self._read_status()
         self._elect_soon_if_leader_gone(previous, self._status)
         if proposal_view(previous) != proposal_view(self._status):
@@ -204,9 +209,13 @@ class RaftNode:
         unbinds for good when accept() fails (EMFILE). Close connections that
         have not finished the handshake, or the connect, within the connection
         timeout (PySyncObj then dials again), and bind the listener again when
-        it unbound.
+        it unbound. At most once per tick period: its timeouts are seconds, and
+        a busy leader ticks several times per write.
         """
         now = time.monotonic()
+        if now < self._guard_at:
+            return
+        self._guard_at = now + self.settings.tick_s
         timeout_s = self._sync.conf.connectionTimeout
         close_overdue(self._sync.unknown_connections(), self._handshakes, now, timeout_s)
         close_overdue(self._sync.connecting(), self._connecting, now, timeout_s)
