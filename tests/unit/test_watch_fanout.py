@@ -1,0 +1,126 @@
+"""Watch fan-out (mcpctl/server/fanout.py): shared chunks and encodings, the
+message budget, and the encoded stream mcp.v1 sends. A fake Raft node driven
+by hand (tests/hubfake.py); the budget takes ``now`` as an argument."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from mcpctl._proto.mcp.v1 import watch_pb2 as watch
+from mcpctl.server.fanout import MessageBudget
+from mcpctl.server.hub import WatchHub
+from tests.hubfake import LEADER_TIMEOUT_S, FakeRaft, Reader, header, make_hub, message_revisions
+
+
+# ----------------------------------------------------------------------- the budget
+def test_budget_sends_at_once_while_it_lasts_and_never_delays_an_idle_stream() -> None:
+    """A full budget lets a message go at once; after a quiet spell it is full again."""
+    budget = MessageBudget(100.0, 0.1, now=0.0)  # 10 messages of burst
+    assert [budget.reserve(0.0) for _ in range(10)] == [0.0] * 10
+    assert budget.reserve(0.0) == pytest.approx(0.01)
+    # A second later (refilled continuously, capped at the burst): at once again.
+    assert budget.reserve(1.0) == 0.0
+    assert budget.available(1.0) == pytest.approx(9.0)
+    assert budget.available(100.0) == pytest.approx(10.0)
+
+
+def test_budget_past_its_limit_queues_streams_behind_each_other() -> None:
+    """Past the budget the n-th message waits n / rate: the member sends at most
+    rate messages/s (plus the burst), however many streams ask."""
+    budget = MessageBudget(1000.0, 0.0, now=0.0)  # burst: at least one message
+    waits = [budget.reserve(0.0) for _ in range(501)]
+    assert waits[0] == 0.0
+    assert waits[1:] == pytest.approx([n / 1000.0 for n in range(1, 501)])
+    # Refill pays the debt back first: half a second later, one more waits ~0 s.
+    assert budget.reserve(0.5) == pytest.approx(0.001)
+
+
+def test_budget_of_a_fraction_per_second_still_holds_one_message() -> None:
+    """A budget below one message per burst still sends the first message at once."""
+    budget = MessageBudget(0.5, 0.25, now=0.0)
+    assert budget.reserve(0.0) == 0.0
+    assert budget.reserve(0.0) == pytest.approx(2.0)
+
+
+# ------------------------------------------------------------- groups share encodings
+def test_watchers_of_one_group_share_each_revision_and_its_bytes() -> None:
+    """Same key/prefix and prev_kv: one chunk per revision, encoded once, for all
+    of them; another prefix or prev_kv is another group."""
+    node = FakeRaft()
+    hub = make_hub(node)
+    same = [Reader.open(hub, "/g/") for _ in range(3)]
+    with_prev = Reader.open(hub, "/g/", prev_kv=True)
+    other = Reader.open(hub, "/g/a")
+    for r in (*same, with_prev, other):
+        r.read()
+    node.put("/g/a", "1")
+    node.put("/g/b", "2")
+    node.run_loop()
+    chunks = [list(r.watcher.queue) for r in same]
+    assert all(a is b for a, b in zip(chunks[0], chunks[1], strict=True))
+    assert all(a is b for a, b in zip(chunks[0], chunks[2], strict=True))
+    assert not any(c is chunks[0][0] for c in with_prev.watcher.queue)
+    assert not any(c is chunks[0][0] for c in other.watcher.queue)
+    wire = chunks[0][0].wire()
+    assert chunks[0][0].wire() is wire  # encoded once
+    got = [r.read() for r in same]
+    assert got[0] == got[1] == got[2]
+    assert message_revisions(got[0]) == [[1, 2]]
+    assert message_revisions(other.read()) == [[1]]
+
+
+def test_encoded_messages_decode_to_the_same_messages_as_the_objects() -> None:
+    """What mcp.v1 sends (frames) and what the etcd API relays (objects) are the
+    same messages: keys, prefixes, prev_kv, a txn, a delete, catch-up."""
+    node = FakeRaft()
+    node.put("/e/old", "0")
+    hub = make_hub(node, message_bytes_max=200)
+    pairs = [
+        (
+            Reader.open(hub, key, prefix=p, prev_kv=pk),
+            Reader.open(hub, key, prefix=p, prev_kv=pk, wire=False),
+        )
+        for key, p, pk in (("/e/", True, False), ("/e/", True, True), ("/e/x", False, True))
+    ]
+    replay = (
+        Reader.open(hub, "/e/", start_revision=1),
+        Reader.open(hub, "/e/", start_revision=1, wire=False),
+    )
+    for a, b in [*pairs, replay]:
+        a.read()
+        b.read()
+    node.put("/e/x", "1")
+    node.put("/e/x", "2" * 100)
+    node.txn(("/e/y", "3"), ("/e/x", "4"))
+    node.delete("/e/", prefix=True)
+    node.run_loop()
+    for a, b in [*pairs, replay]:
+        assert a.read() == b.read()
+        assert a.received and a.received == b.received
+    assert sum(len(m.events) for m in replay[0].received) == 1 + 2 + 2 + 3
+
+
+def test_frames_sends_created_then_encoded_events_and_closes() -> None:
+    """frames() (mcp.v1's stream) yields encoded messages: created first, then
+    the events; the watcher goes when the stream is closed."""
+    node = FakeRaft()
+    hub = WatchHub(node, header, leader_timeout_s=LEADER_TIMEOUT_S)
+    node.put("/f/0")
+
+    async def scenario() -> list[bytes]:
+        hub.attach(asyncio.get_running_loop().call_soon_threadsafe)
+        node.listen(hub.on_applied, hub.on_reset)
+        stream = hub.frames(watch.WatchRequest(key=b"/f/", prefix=True))
+        got = [await anext(stream)]
+        node.put("/f/1")
+        node.txn(("/f/2", "x"), ("/f/3", "y"))
+        got.append(await asyncio.wait_for(anext(stream), 10.0))
+        await stream.aclose()  # type: ignore[attr-defined]
+        return got
+
+    created, events = (watch.WatchResponse.FromString(b) for b in asyncio.run(scenario()))
+    assert created.created and created.header.revision == 1
+    assert message_revisions([events]) == [[2, 3]]
+    assert hub.watchers == 0
