@@ -14,7 +14,9 @@ the first one alternating between runs), on a fresh local 3-member cluster:
    next once every watcher has the previous, then ``--change-gap`` seconds).
    For each: the time from the put's send until the *last* watcher has it; the
    table gives its median and maximum over the changes, and the cluster's CPU
-   per delivered event over the phase.
+   per delivered event over the phase: all of it, and net of what the cluster
+   spends idle with every watch open (measured over ``--idle-window`` seconds
+   just before; Raft ticks cost a Python member far more than an etcd one).
 
 Clients are tasks on one asyncio loop in this process (one clock); their
 reads and watches go over one channel per member (HTTP/2 streams on it), the
@@ -143,6 +145,10 @@ async def bench_server(adapter: Adapter, run: int, args: argparse.Namespace) -> 
             f"{tagp} {args.clients} clients ready in {result['ready_s']:.3f} s, "
             f"cluster CPU {result['ready_cpu_s']:.2f} s, load {os.getloadavg()[0]:.1f}"
         )
+        # -- idle: what the cluster spends with every watch open and nothing written --
+        cpu0, i0 = cluster_cpu_s(adapter), time.monotonic()
+        await asyncio.sleep(args.idle_window)
+        idle_cpu_per_s = (cluster_cpu_s(adapter) - cpu0) / (time.monotonic() - i0)
         # -- single changes ---------------------------------------------------------------
         lasts: list[float] = []
         put_ms: list[float] = []
@@ -166,7 +172,9 @@ async def bench_server(adapter: Adapter, run: int, args: argparse.Namespace) -> 
             lasts.append((max(cl.got[n] for cl in clients if n in cl.got) - sent) / 1e6)
             await asyncio.sleep(args.change_gap)
         cpu_s = cluster_cpu_s(adapter) - cpu0
+        wall_s = time.monotonic() - w0
         delivered = sum(len(cl.got) for cl in clients)
+        net_s = max(0.0, cpu_s - idle_cpu_per_s * wall_s)
         result.update(
             changes=args.changes,
             last_p50_ms=statistics.median(lasts),
@@ -174,7 +182,9 @@ async def bench_server(adapter: Adapter, run: int, args: argparse.Namespace) -> 
             put_p50_ms=statistics.median(put_ms),
             fanout_cpu_s=cpu_s,
             cpu_us_per_event=cpu_s / max(delivered, 1) * 1e6,
-            wall_s=time.monotonic() - w0,
+            net_cpu_us_per_event=net_s / max(delivered, 1) * 1e6,
+            idle_cpu_cores=idle_cpu_per_s,
+            wall_s=wall_s,
             missing=args.changes * args.clients - delivered,
             duplicates=sum(cl.duplicates for cl in clients),
             errors=sum(1 for cl in clients if cl.error),
@@ -183,7 +193,9 @@ async def bench_server(adapter: Adapter, run: int, args: argparse.Namespace) -> 
         log(
             f"{tagp} one change -> {args.clients} watchers: last p50 "
             f"{result['last_p50_ms']:.1f} ms max {result['last_max_ms']:.1f} ms, "
-            f"{result['cpu_us_per_event']:.0f} µs cluster CPU per delivered event, missing "
+            f"{result['cpu_us_per_event']:.0f} µs cluster CPU per delivered event "
+            f"({result['net_cpu_us_per_event']:.0f} µs net of idle "
+            f"{result['idle_cpu_cores']:.2f} cores), missing "
             f"{result['missing']} dup {result['duplicates']}, load {result['loadavg_1m']:.1f}"
         )
     except Exception as e:  # one failed run must not lose the others
@@ -201,7 +213,7 @@ async def bench_server(adapter: Adapter, run: int, args: argparse.Namespace) -> 
 
 
 METRICS = ("ready_s", "ready_cpu_s", "last_p50_ms", "last_max_ms", "cpu_us_per_event",
-           "put_p50_ms")  # fmt: skip
+           "net_cpu_us_per_event", "idle_cpu_cores", "put_p50_ms")  # fmt: skip
 
 
 def summarize(runs: list[dict[str, Any]], server: str) -> dict[str, Any]:
@@ -225,15 +237,17 @@ def table_lines(report: dict[str, Any]) -> list[str]:
     lines = [
         f"| server | {s['clients']} clients ready, s | cluster CPU for it, s "
         f"| one change → last of {s['clients']} watchers, p50 / max ms "
-        "| cluster CPU per delivered event, µs | put p50 ms | missing / dup |",
-        "|---|---:|---:|---:|---:|---:|---|",
+        "| cluster CPU per delivered event, µs: all / net of idle | idle cluster CPU, cores "
+        "| put p50 ms | missing / dup |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for server in report_servers(report["summary"]):
         c = report["summary"][server]
         lines.append(
             f"| {server} | {_fmt(c['ready_s'], 3)} | {_fmt(c['ready_cpu_s'], 2)} "
             f"| {_fmt(c['last_p50_ms'], 1)} / {_fmt(c['last_max_ms'], 1)} "
-            f"| {_fmt(c['cpu_us_per_event'])} | {_fmt(c['put_p50_ms'], 2)} "
+            f"| {_fmt(c['cpu_us_per_event'])} / {_fmt(c.get('net_cpu_us_per_event'))} "
+            f"| {_fmt(c.get('idle_cpu_cores'), 2)} | {_fmt(c['put_p50_ms'], 2)} "
             f"| {c['missing']} / {c['duplicates']} |"
         )
     return lines
@@ -258,6 +272,7 @@ def section_lines(report: dict[str, Any]) -> list[str]:
                 ("last watcher p50", "last_p50_ms"),
                 ("max", "last_max_ms"),
                 ("CPU per event", "cpu_us_per_event"),
+                ("net of idle", "net_cpu_us_per_event"),
             )
         ]
         lines += ["", "mcp-config / etcd: " + ", ".join(parts) + "."]
@@ -305,6 +320,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--prefix-keys", type=int, default=50)
     p.add_argument("--changes", type=int, default=20)
     p.add_argument("--change-gap", type=float, default=0.2, help="seconds between changes")
+    p.add_argument("--idle-window", type=float, default=2.0, help="seconds of idle CPU")
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--etcd-bin", default="etcd")
     p.add_argument("--out-dir", type=Path, default=DEFAULT_OUT)
@@ -334,6 +350,7 @@ async def bench(args: argparse.Namespace, adapters: list[Adapter]) -> dict[str, 
             "prefix_keys": args.prefix_keys,
             "changes": args.changes,
             "change_gap_s": args.change_gap,
+            "idle_window_s": args.idle_window,
             "runs": args.runs,
         },
         "skipped": args.skipped,

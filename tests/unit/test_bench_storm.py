@@ -22,6 +22,8 @@ def storm_run(server: str, run: int, ready_s: float, last_p50_ms: float) -> dict
         "last_p50_ms": last_p50_ms,
         "last_max_ms": last_p50_ms * 2,
         "cpu_us_per_event": last_p50_ms,
+        "net_cpu_us_per_event": last_p50_ms / 2,
+        "idle_cpu_cores": 0.1,
         "put_p50_ms": 2.0,
         "missing": 0,
         "duplicates": 0,
@@ -74,7 +76,7 @@ def test_report_draws_the_storm_section_with_the_ratios(tmp_path: Path) -> None:
         tmp_path,
     )
     assert "### Watch storm: 600 clients read a 50-key prefix" in block
-    assert "| mcp-config | 0.600 | 0.90 | 40.0 / 80.0 | 40 | 2.00 | 0 / 0 |" in block
+    assert "| mcp-config | 0.600 | 0.90 | 40.0 / 80.0 | 40 / 20 | 0.10 | 2.00 | 0 / 0 |" in block
     assert "last watcher p50 1.90x" in block  # 40 / 21
     assert "# Watch storm benchmark" in storm_bench.render_markdown(storm_fixture())
 
