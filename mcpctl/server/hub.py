@@ -338,8 +338,12 @@ class WatchHub:
                         await asyncio.sleep(gap)
                 else:
                     w.wake.clear()
-                    try:
-                        await asyncio.wait_for(w.wake.wait(), w.progress_interval_s)
+                    if w.progress_interval_s is None:
+                        await w.wake.wait()
+                        continue
+                    try:  # a timer, not wait_for's task per wait
+                        async with asyncio.timeout(w.progress_interval_s):
+                            await w.wake.wait()
                     except TimeoutError:
                         yield encode(self.progress(w))
                     continue

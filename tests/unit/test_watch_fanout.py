@@ -124,3 +124,32 @@ def test_frames_sends_created_then_encoded_events_and_closes() -> None:
     assert created.created and created.header.revision == 1
     assert message_revisions([events]) == [[2, 3]]
     assert hub.watchers == 0
+
+
+def test_an_idle_stream_sends_progress_each_interval_and_events_when_they_come() -> None:
+    """progress_notify: an idle stream sends a bookmark once its interval passes
+    without a message; an event that comes first is sent as an event."""
+    node = FakeRaft()
+    hub = WatchHub(node, header, leader_timeout_s=LEADER_TIMEOUT_S)
+    node.put("/p/0")
+
+    async def scenario() -> list[watch.WatchResponse]:
+        hub.attach(asyncio.get_running_loop().call_soon_threadsafe)
+        node.listen(hub.on_applied, hub.on_reset)
+        req = watch.WatchRequest(
+            key=b"/p/", prefix=True, progress_notify=True, progress_interval_ms=100
+        )
+        stream = hub.frames(req)
+        got = [await anext(stream)]
+        got.append(await asyncio.wait_for(anext(stream), 10.0))  # idle: a bookmark
+        node.put("/p/1")
+        got.append(await asyncio.wait_for(anext(stream), 10.0))
+        got.append(await asyncio.wait_for(anext(stream), 10.0))  # idle again
+        await stream.aclose()  # type: ignore[attr-defined]
+        return [watch.WatchResponse.FromString(b) for b in got]
+
+    created, idle, event, again = asyncio.run(scenario())
+    assert created.created
+    assert idle.progress and idle.header.revision == 1
+    assert not event.progress and message_revisions([event]) == [[2]]
+    assert again.progress and again.header.revision == 2
