@@ -44,6 +44,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Protocol, TypeVar
 
@@ -121,6 +122,9 @@ class WatchHub:
         self._leader_timeout_s = leader_timeout_s
         self.limits = hub_limits or HubLimits()
         self._watchers: dict[int, Watcher] = {}
+        # Open streams per identity / per connection (the per-open limits).
+        self._per_identity: Counter[str] = Counter()
+        self._per_connection: Counter[str] = Counter()
         self._ids = itertools.count(1)
         self._schedule: Schedule | None = None
         self._monitor: asyncio.Task[None] | None = None
@@ -265,13 +269,11 @@ class WatchHub:
             raise ResourceExhausted(f"too many watch streams on this member ({lim.watchers_max})")
         identity = auth.current_identity.get().name
         connection = auth.current_peer.get()
-        per_identity = sum(1 for w in self._watchers.values() if w.identity == identity)
-        if per_identity >= lim.per_identity_max:
+        if self._per_identity[identity] >= lim.per_identity_max:
             raise ResourceExhausted(
                 f"too many watch streams for {identity} ({lim.per_identity_max})"
             )
-        per_connection = sum(1 for w in self._watchers.values() if w.connection == connection)
-        if connection and per_connection >= lim.per_connection_max:
+        if connection and self._per_connection[connection] >= lim.per_connection_max:
             raise ResourceExhausted(
                 f"too many watch streams on one connection ({lim.per_connection_max}); "
                 "open another channel"
@@ -299,6 +301,8 @@ class WatchHub:
             connection=connection,
         )
         self._watchers[w.id] = w
+        self._per_identity[identity] += 1
+        self._per_connection[connection] += 1
         self.stats.streams_opened += 1
         return w, current
 
@@ -379,7 +383,15 @@ class WatchHub:
 
     def close(self, w: Watcher) -> None:
         """The stream has ended: forget its watcher."""
-        self._watchers.pop(w.id, None)
+        if self._watchers.pop(w.id, None) is None:
+            return
+        for counts, name in (
+            (self._per_identity, w.identity),
+            (self._per_connection, w.connection),
+        ):
+            counts[name] -= 1
+            if counts[name] <= 0:
+                del counts[name]
 
     def _take(self, w: Watcher) -> tuple[kv.ResponseHeader, list[Chunk]]:
         """The queued revisions of the next message (at least one) and its header."""

@@ -9,6 +9,7 @@ import asyncio
 import pytest
 
 from mcpctl._proto.mcp.v1 import watch_pb2 as watch
+from mcpctl.errors import ResourceExhausted
 from mcpctl.server.fanout import MessageBudget
 from mcpctl.server.hub import WatchHub
 from tests.hubfake import LEADER_TIMEOUT_S, FakeRaft, Reader, header, make_hub, message_revisions
@@ -153,3 +154,18 @@ def test_an_idle_stream_sends_progress_each_interval_and_events_when_they_come()
     assert idle.progress and idle.header.revision == 1
     assert not event.progress and message_revisions([event]) == [[2]]
     assert again.progress and again.header.revision == 2
+
+
+def test_per_identity_limit_counts_open_streams_and_frees_a_slot_on_close() -> None:
+    """WATCHES_PER_IDENTITY_MAX counts the streams open now: closing one (even
+    twice) frees exactly one slot."""
+    node = FakeRaft()
+    hub = make_hub(node, per_identity_max=2)
+    first, _second = Reader.open(hub, "/i/"), Reader.open(hub, "/i/")
+    with pytest.raises(ResourceExhausted, match="too many watch streams for"):
+        Reader.open(hub, "/i/")
+    hub.close(first.watcher)
+    hub.close(first.watcher)
+    Reader.open(hub, "/i/")
+    with pytest.raises(ResourceExhausted):
+        Reader.open(hub, "/i/")
