@@ -56,11 +56,12 @@ class Chunk:
         return self._wire
 
 
-def frame(header: kv.ResponseHeader, chunks: list[Chunk]) -> bytes:
-    """A whole ``WatchResponse`` on the wire: the header, then every chunk's events."""
-    parts = [watch.WatchResponse(header=header).SerializeToString()]
-    parts += [c.wire() for c in chunks]
-    return b"".join(parts)
+def frame(header_field: bytes, chunks: list[Chunk]) -> bytes:
+    """A whole ``WatchResponse`` on the wire: its encoded header field (a
+    ``WatchResponse`` holding only the header), then every chunk's events."""
+    if len(chunks) == 1:
+        return header_field + chunks[0].wire()
+    return b"".join([header_field, *(c.wire() for c in chunks)])
 
 
 def message(header: kv.ResponseHeader, chunks: list[Chunk]) -> watch.WatchResponse:

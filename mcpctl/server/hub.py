@@ -133,6 +133,8 @@ class WatchHub:
             self.limits.messages_per_s, self.limits.messages_burst_s, time.monotonic()
         )
         self.stats = HubStats()
+        # (revision, encoded header field) of the last live message (_header_field).
+        self._header_cache: tuple[int, bytes] | None = None
 
     # -- wiring ------------------------------------------------------------------
     def start(self) -> None:
@@ -169,6 +171,7 @@ class WatchHub:
 
     # -- loop ------------------------------------------------------------------------
     def _publish(self, entries: list[raft.HistoryRevision]) -> None:
+        self._header_cache = None
         if not self._watchers:
             return
         lim = self.limits
@@ -239,6 +242,7 @@ class WatchHub:
 
     def check_leader(self, now: float) -> None:
         """One check of the leader monitor: past the timeout without a leader, end every stream."""
+        self._header_cache = None
         if self._hears_leader():
             self._no_leader_since = None
             return
@@ -365,7 +369,8 @@ class WatchHub:
         if w.error is not None:
             raise w.error
         if w.queue:
-            return message(*self._take(w))
+            revision, chunks = self._take(w)
+            return message(self._header(revision), chunks)
         if not w.synced:
             return self._catch_up(w)
         return None
@@ -375,11 +380,23 @@ class WatchHub:
         if w.error is not None:
             raise w.error
         if w.queue:
-            return frame(*self._take(w))
+            revision, chunks = self._take(w)
+            return frame(self._header_field(revision), chunks)
         if not w.synced:
             msg = self._catch_up(w)
             return None if msg is None else msg.SerializeToString()
         return None
+
+    def _header_field(self, revision: int) -> bytes:
+        """The encoded header of a message at ``revision``, built once for every
+        stream sending that revision; rebuilt after each publish and each leader
+        check (so its Raft term is at most ``WATCH_LEADER_CHECK_S`` old)."""
+        cached = self._header_cache
+        if cached is not None and cached[0] == revision:
+            return cached[1]
+        data = watch.WatchResponse(header=self._header(revision)).SerializeToString()
+        self._header_cache = (revision, data)
+        return data
 
     def close(self, w: Watcher) -> None:
         """The stream has ended: forget its watcher."""
@@ -393,8 +410,8 @@ class WatchHub:
             if counts[name] <= 0:
                 del counts[name]
 
-    def _take(self, w: Watcher) -> tuple[kv.ResponseHeader, list[Chunk]]:
-        """The queued revisions of the next message (at least one) and its header."""
+    def _take(self, w: Watcher) -> tuple[int, list[Chunk]]:
+        """The queued revisions of the next message (at least one) and its header's revision."""
         taken: list[Chunk] = []
         size = 0
         events = 0
@@ -411,7 +428,7 @@ class WatchHub:
         w.sent_revision = taken[-1].revision
         self.stats.messages_sent += 1
         self.stats.events_sent += events
-        return self._header(w.sent_revision), taken
+        return w.sent_revision, taken
 
     def _catch_up(self, w: Watcher) -> watch.WatchResponse | None:
         """One bounded step from history; marks the watcher in sync at the end."""

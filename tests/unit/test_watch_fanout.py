@@ -8,6 +8,7 @@ import asyncio
 
 import pytest
 
+from mcpctl._proto.mcp.v1 import kv_pb2 as kv
 from mcpctl._proto.mcp.v1 import watch_pb2 as watch
 from mcpctl.errors import ResourceExhausted
 from mcpctl.server.fanout import MessageBudget
@@ -169,3 +170,30 @@ def test_per_identity_limit_counts_open_streams_and_frees_a_slot_on_close() -> N
     Reader.open(hub, "/i/")
     with pytest.raises(ResourceExhausted):
         Reader.open(hub, "/i/")
+
+
+def test_a_revisions_header_is_built_once_and_a_leader_check_refreshes_its_term() -> None:
+    """Streams sending the same revision share one encoded header; after a leader
+    check (every WATCH_LEADER_CHECK_S) it is rebuilt, so the term is current."""
+    node = FakeRaft()
+    term = [1]
+    built: list[int] = []
+
+    def head(revision: int) -> kv.ResponseHeader:
+        built.append(revision)
+        return kv.ResponseHeader(revision=revision, raft_term=term[0])
+
+    hub = WatchHub(node, head, leader_timeout_s=LEADER_TIMEOUT_S)
+    hub.attach(node.schedule)
+    node.listen(hub.on_applied, hub.on_reset)
+    readers = [Reader.open(hub, "/h/") for _ in range(4)]
+    for r in readers:
+        r.read()  # in sync: what follows is live
+    node.put("/h/a")
+    node.run_loop()
+    first = [r.read() for r in readers[:3]]
+    assert built == [1] and all(m[0].header.raft_term == 1 for m in first)
+    term[0] = 2
+    hub.check_leader(0.0)
+    (late,) = readers[3].read()
+    assert built == [1, 1] and late.header.raft_term == 2 and late.header.revision == 1
