@@ -673,8 +673,18 @@ class GrpcFloorAdapter(McpKVClient):
     async def watch_values(
         self, endpoint: str, prefix: bytes, created: asyncio.Event
     ) -> AsyncIterator[list[bytes]]:
-        raise RuntimeError("grpc-floor serves only KV Put and Range (no Watch)")
-        yield []  # pragma: no cover - makes this an async generator
+        # The streaming floor (floor_server.FloorWatch), read as mcp-config's streams.
+        stub = mwatch_grpc.WatchStub(self.pooled_channel(endpoint))
+        call = stub.Watch(mwatch.WatchRequest(key=prefix, prefix=True))
+        try:
+            async for resp in call:
+                if resp.created:
+                    created.set()
+                elif resp.events:
+                    yield [ev.kv.value for ev in resp.events]
+            raise RuntimeError(f"watch stream at {endpoint} ended by the server")
+        finally:
+            call.cancel()
 
 
 def prefix_end(prefix: bytes) -> bytes:

@@ -15,6 +15,9 @@ own process (so one crash or leak cannot spoil the next):
 - ``lease``: ``bench.lease_bench`` — 10k leases kept alive at TTL/3 for 60 s
   (CPU per keepalive, round trip, RSS), and 1,000 leases expiring at once
   (time until every key is gone, put latency meanwhile);
+- ``storm``: ``bench.storm_bench`` — 600 clients read a 50-key prefix and
+  open a watch at once (time until all are ready), then single changes (time
+  until the last watcher has each; CPU per delivered event);
 
 for both servers, 3 runs each (medians). Each writes its ``<date>-<kind>.md``
 and ``.json`` into the results directory as when run alone. Then
@@ -47,13 +50,14 @@ from bench import report
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "bench" / "results"
 DEFAULT_README = ROOT / "bench" / "README.md"
-PARTS = ("kv", "watch", "failover", "memory", "lease")
+PARTS = ("kv", "watch", "failover", "memory", "lease", "storm")
 MODULES = {
     "kv": "bench.kv_bench",
     "watch": "bench.watch_bench",
     "failover": "bench.failover_bench",
     "memory": "bench.memory_bench",
     "lease": "bench.lease_bench",
+    "storm": "bench.storm_bench",
 }
 # Extra arguments per part: the full protocol, and the quick check.
 FULL_ARGS: dict[str, list[str]] = {
@@ -62,6 +66,7 @@ FULL_ARGS: dict[str, list[str]] = {
     "failover": [],
     "memory": [],
     "lease": ["--batch"],
+    "storm": [],
 }
 SMOKE_ARGS: dict[str, list[str]] = {
     "kv": ["--duration", "1", "--warmup", "0.3", "--concurrency", "1,64", "--keys", "2000",
@@ -70,6 +75,7 @@ SMOKE_ARGS: dict[str, list[str]] = {
     "failover": ["--stable-duration", "5", "--pre-kill", "1", "--post-kill", "5"],
     "memory": ["--keys", "2000", "--watchers", "250"],
     "lease": ["--leases", "200", "--duration", "10", "--expire-leases", "100"],
+    "storm": ["--clients", "150", "--changes", "5"],
 }  # fmt: skip
 # Which flag of each part a common --duration sets (the measured window).
 DURATION_FLAG = {

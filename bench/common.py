@@ -12,7 +12,14 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from bench.adapters import ADAPTERS, Adapter, AdapterUnavailable, EtcdAdapter, McpEtcdAdapter
+from bench.adapters import (
+    ADAPTERS,
+    Adapter,
+    AdapterUnavailable,
+    EtcdAdapter,
+    GrpcFloorAdapter,
+    McpEtcdAdapter,
+)
 
 # How much of each member's log a failed run prints.
 FAILED_RUN_LOG_TAIL_CHARS = 1500
@@ -43,8 +50,13 @@ def record_failure(
 
 # What ``--servers`` may name: the two compared by default, and mcp-config
 # driven through its etcd v3 API by the etcd client code (opt-in), so the
-# native path and the etcd path of one server compare directly (issue #16).
-SERVERS: dict[str, type[Adapter]] = {**ADAPTERS, McpEtcdAdapter.name: McpEtcdAdapter}
+# native path and the etcd path of one server compare directly (issue #16);
+# the Python gRPC floor (one process; the watch bench's streaming floor, issue #20).
+SERVERS: dict[str, type[Adapter]] = {
+    **ADAPTERS,
+    McpEtcdAdapter.name: McpEtcdAdapter,
+    GrpcFloorAdapter.name: GrpcFloorAdapter,
+}
 
 
 def parse_servers(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:

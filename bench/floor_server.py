@@ -12,6 +12,12 @@ logging per call: what is left is the cost of terminating a unary gRPC call in
 Python, which ``bench.kv_bench --servers ...,grpc-floor`` measures with the same
 client and workload as mcp-config and etcd.
 
+It also serves ``mcp.v1.Watch`` as the *streaming floor*: every ``Put`` encodes
+its one event once (a whole ``WatchResponse``) and pushes the same bytes to
+every open stream whose prefix matches, one message per event, sent as they are
+(no per-stream encoding, no coalescing, no budget). ``bench.watch_bench
+--servers ...,grpc-floor`` measures it with the same watch client.
+
 Readiness: once the port is bound and the server started, one line
 ``READY host:port`` goes to stdout (flushed); nothing else is ever written there.
 The process stops on SIGTERM or SIGINT (exit code 0).
@@ -23,7 +29,8 @@ import argparse
 import asyncio
 import signal
 import sys
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import grpc
@@ -31,6 +38,7 @@ import grpc
 from mcpctl import limits
 from mcpctl._proto.mcp.v1 import kv_pb2 as kv
 from mcpctl._proto.mcp.v1 import kv_pb2_grpc as kv_grpc
+from mcpctl._proto.mcp.v1 import watch_pb2 as watch
 from mcpctl.server.app import server_options
 from mcpctl.server.registry import routes_of
 
@@ -41,11 +49,63 @@ STOP_GRACE_S = 0.5
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
+class _Stream:
+    def __init__(self, prefix: bytes) -> None:
+        self.prefix = prefix
+        self.queue: deque[bytes] = deque()
+        self.wake = asyncio.Event()
+
+
+class FloorWatch:
+    """``mcp.v1.Watch`` (prefix watches, from now on): pre-encoded messages pushed
+    to every matching stream, one per event. Unbounded queues: a benchmark tool."""
+
+    def __init__(self) -> None:
+        self._streams: set[_Stream] = set()
+
+    def publish(self, key: bytes, value: bytes, revision: int) -> None:
+        if not self._streams:
+            return
+        item = kv.KeyValue(
+            key=key, value=value, create_revision=revision, mod_revision=revision, version=1
+        )
+        data = watch.WatchResponse(
+            header=kv.ResponseHeader(revision=revision), events=[kv.Event(kv=item)]
+        ).SerializeToString()
+        for st in self._streams:
+            if key.startswith(st.prefix):
+                st.queue.append(data)
+                st.wake.set()
+
+    async def Watch(self, request: watch.WatchRequest, context: Context) -> AsyncIterator[bytes]:
+        st = _Stream(request.key)
+        self._streams.add(st)
+        try:
+            yield watch.WatchResponse(created=True).SerializeToString()
+            while True:
+                if st.queue:
+                    yield st.queue.popleft()
+                else:
+                    st.wake.clear()
+                    await st.wake.wait()
+        finally:
+            self._streams.discard(st)
+
+    def handler(self) -> grpc.GenericRpcHandler[Any, Any]:
+        method = grpc.unary_stream_rpc_method_handler(
+            self.Watch,
+            request_deserializer=watch.WatchRequest.FromString,
+            response_serializer=None,  # the bytes are sent as they are
+        )
+        return grpc.method_handlers_generic_handler("mcp.v1.Watch", {"Watch": method})
+
+
 class FloorKV(kv_grpc.KVServicer):
     """Put and Range answered immediately; the rest of the service is UNIMPLEMENTED."""
 
-    def __init__(self) -> None:
+    def __init__(self, watches: FloorWatch | None = None) -> None:
         self._revision = 1
+        self._watches = watches
 
     async def Range(self, request: kv.RangeRequest, context: Context) -> kv.RangeResponse:
         item = kv.KeyValue(
@@ -55,6 +115,8 @@ class FloorKV(kv_grpc.KVServicer):
 
     async def Put(self, request: kv.PutRequest, context: Context) -> kv.PutResponse:
         self._revision += 1
+        if self._watches is not None:
+            self._watches.publish(request.key, request.value, self._revision)
         return kv.PutResponse(header=kv.ResponseHeader(revision=self._revision))
 
     async def _unimplemented(self, context: Context) -> Any:
@@ -101,7 +163,9 @@ async def serve(address: str) -> int:
         options=server_options(limits.VALUE_BYTES_MAX_DEFAULT),
         maximum_concurrent_rpcs=limits.CONCURRENT_RPCS_MAX,
     )
-    kv_grpc.add_KVServicer_to_server(FloorKV(), _Routed(server))  # type: ignore[arg-type]
+    watches = FloorWatch()
+    kv_grpc.add_KVServicer_to_server(FloorKV(watches), _Routed(server))  # type: ignore[arg-type]
+    server.add_generic_rpc_handlers((watches.handler(),))
     try:
         port = server.add_insecure_port(address)
     except RuntimeError:

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import lease_bench
+from bench import lease_bench, storm_bench
 
-KINDS = ("kv", "watch", "failover", "memory", "lease")
+KINDS = ("kv", "watch", "failover", "memory", "lease", "storm")
 MCP, ETCD = "mcp-config", "etcd"
 SERVERS = (MCP, ETCD)
 # The Python gRPC floor (bench/floor_server.py): an optional third KV server, no targets.
@@ -55,6 +55,8 @@ FULL_MEMORY_WATCHERS = 1_000
 FULL_LEASES = 10_000
 FULL_LEASE_DURATION_S = 60.0
 FULL_EXPIRE_LEASES = 1_000
+# Issue #20's watch storm.
+FULL_STORM_CLIENTS = 600
 
 
 # -- loading ----------------------------------------------------------------------------
@@ -262,6 +264,8 @@ def protocol_gaps(results: dict[str, dict[str, Any]]) -> list[str]:
         ("lease", "leases", FULL_LEASES, "leases kept alive"),
         ("lease", "duration_s", FULL_LEASE_DURATION_S, "s of keepalives"),
         ("lease", "expire_leases", FULL_EXPIRE_LEASES, "leases expiring"),
+        ("storm", "runs", FULL_RUNS, "runs"),
+        ("storm", "clients", FULL_STORM_CLIENTS, "clients"),
     ]
     for kind in KINDS:
         if kind not in results:
@@ -688,4 +692,5 @@ RENDERERS: dict[str, Callable[[dict[str, Any]], list[str]]] = {
     "failover": _failover_tables,
     "memory": _memory_tables,
     "lease": _lease_tables,
+    "storm": storm_bench.section_lines,
 }

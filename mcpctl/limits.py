@@ -178,10 +178,13 @@ WATCHER_QUEUE_BYTES_MAX: Final = 4 * MIB
 WATCH_MESSAGE_BYTES_MAX: Final = 2 * MIB
 # Catch-up from history: revisions scanned per step (the store lock is held).
 WATCH_CATCHUP_SCAN_MAX: Final = 1024
-# Server-wide budget of watch messages per second: each stream waits
-# streams / budget seconds between messages, so events coalesce instead of
-# costing one message each (Python gRPC pays per message, not per event).
+# Server-wide budget of watch messages per second (a token bucket refilled
+# continuously, holding WATCH_MESSAGES_BURST_S of it, at least one message):
+# a message goes at once while the budget lasts; past it the stream waits its
+# turn (~ streams waiting / budget) and its events coalesce into one message
+# (Python gRPC pays per message, not per event).
 WATCH_MESSAGES_PER_S: Final = 4000
+WATCH_MESSAGES_BURST_S: Final = 0.25
 WATCH_PROGRESS_INTERVAL_S_DEFAULT: Final = 5.0
 WATCH_PROGRESS_INTERVAL_MS_MIN: Final = 100
 WATCH_PROGRESS_INTERVAL_MS_MAX: Final = 600_000

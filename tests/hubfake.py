@@ -9,8 +9,9 @@ the hook (the hub's work is collected in ``scheduled``, not run), and
 is ahead of what the hub has been told, as on a real node.
 
 ``Reader`` is the client side of one stream: it pulls what
-``WatchHub.stream`` would send now (``next_message`` until the stream would
-wait), without the pacing sleeps. ``stall`` is simply not calling it.
+``WatchHub.frames`` would send now (``next_frame`` until the stream would
+wait, decoded as a client does; ``wire=False``: ``next_message``, the objects
+the etcd API relays), without the message budget's waits. ``stall`` is simply not calling it.
 No threads, no sleeps, no clock: the leader monitor takes ``now`` as an
 argument (``WatchHub.check_leader``).
 """
@@ -150,6 +151,8 @@ class Reader:
     created_revision: int
     received: list[watch.WatchResponse] = field(default_factory=list)
     error: McpError | None = None
+    # True: the encoded messages mcp.v1 sends; False: the objects of ``stream``.
+    wire: bool = True
 
     @classmethod
     def open(
@@ -160,12 +163,13 @@ class Reader:
         prefix: bool = True,
         start_revision: int = 0,
         prev_kv: bool = False,
+        wire: bool = True,
     ) -> Reader:
         req = watch.WatchRequest(
             key=key.encode(), prefix=prefix, start_revision=start_revision, prev_kv=prev_kv
         )
         w, current = hub.open(req)
-        return cls(hub, w, current)
+        return cls(hub, w, current, wire=wire)
 
     def read(self, messages_max: int | None = None) -> list[watch.WatchResponse]:
         """What the stream sends before it has to wait (at most ``messages_max``).
@@ -180,7 +184,7 @@ class Reader:
             if messages_max is not None and len(out) >= messages_max:
                 break
             try:
-                msg = self.hub.next_message(self.watcher)
+                msg = self._next()
             except McpError as err:
                 self.error = err
                 self.hub.close(self.watcher)
@@ -193,6 +197,12 @@ class Reader:
             raise AssertionError("the stream never settled")
         self.received += out
         return out
+
+    def _next(self) -> watch.WatchResponse | None:
+        if not self.wire:
+            return self.hub.next_message(self.watcher)
+        data = self.hub.next_frame(self.watcher)
+        return None if data is None else watch.WatchResponse.FromString(data)
 
 
 def event_revisions(messages: list[watch.WatchResponse]) -> list[int]:

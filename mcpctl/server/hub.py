@@ -18,9 +18,15 @@ none is skipped (the store is updated before a revision is published, so a
 catch-up read sees every revision whose publication it has not yet seen).
 
 Messages: all events waiting for a stream go out in one message (whole
-revisions, up to ``WATCH_MESSAGE_BYTES_MAX``); a stream waits
-``streams / WATCH_MESSAGES_PER_S`` seconds between messages, so the number of
-messages per second stays bounded however many streams are open.
+revisions, up to ``WATCH_MESSAGE_BYTES_MAX``). Each message takes one from the
+member's budget (``fanout.MessageBudget``: ``WATCH_MESSAGES_PER_S``, a token
+bucket): it goes at once while the budget lasts, and past it the stream waits
+its turn while its events coalesce, so the number of messages per second stays
+bounded however many streams are open, and an idle stream is never delayed.
+Watchers on the same key or prefix with the same ``prev_kv`` share each
+revision's selected events and their encoding (``fanout.Chunk``); mcp.v1
+streams send those bytes as they are (``frames``), the etcd API reads objects
+(``stream``).
 
 A node that has not heard from a leader for longer than the election
 timeout ends every stream with UNAVAILABLE, so clients move to another node
@@ -28,7 +34,7 @@ instead of waiting in silence.
 
 Seams (STYLE 16): the hub needs only ``HubRaft`` of the Raft node, and the
 loop's steps are plain methods (``open``, ``next_message``, ``progress``,
-``close``, ``check_leader(now)``) that ``stream`` and the leader monitor call;
+``close``, ``check_leader(now)``) that ``stream``/``frames`` and the leader monitor call;
 tests drive them by hand with a fake node (tests/hubfake.py), no threads and
 no sleeps.
 """
@@ -38,9 +44,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections import deque
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
 import structlog
@@ -51,11 +56,24 @@ from mcpctl._proto.mcp.v1 import raft_pb2 as raft
 from mcpctl._proto.mcp.v1 import watch_pb2 as watch
 from mcpctl.errors import McpError, ResourceExhausted, Unavailable
 from mcpctl.server import auth
+from mcpctl.server.fanout import (
+    Chunk,
+    GroupKey,
+    HubLimits,
+    HubStats,
+    MessageBudget,
+    Watcher,
+    frame,
+    message,
+)
 from mcpctl.state import Applied, Store
 
 log = structlog.get_logger("mcpctl.server.hub")
 
+__all__ = ["HubLimits", "HubRaft", "HubStats", "HubStore", "WatchHub", "Watcher"]
+
 T = TypeVar("T")
+M = TypeVar("M", watch.WatchResponse, bytes)
 HeaderFn = Callable[[int], kv.ResponseHeader]
 ApplyListener = Callable[[Sequence[Applied]], None]
 ResetListener = Callable[[Store], None]
@@ -90,72 +108,6 @@ class HubRaft(Protocol):
         ...
 
 
-@dataclass(eq=False)
-class Watcher:
-    id: int
-    key: bytes
-    prefix: bool
-    prev_kv: bool
-    progress_interval_s: float | None
-    next_revision: int
-    synced: bool = True
-    queue: deque[tuple[int, list[kv.Event], int]] = field(default_factory=deque)
-    queued_bytes: int = 0
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
-    error: McpError | None = None
-    # Highest revision whose events have been sent (bookmarks never go below it).
-    sent_revision: int = 0
-    identity: str = ""
-    connection: str = ""
-
-    def matches(self, key: bytes) -> bool:
-        return key.startswith(self.key) if self.prefix else key == self.key
-
-    def select(
-        self, entry: raft.HistoryRevision, stripped: list[kv.Event] | None = None
-    ) -> list[kv.Event]:
-        """This watcher's events of one revision (``stripped``: the same events
-        without prev_kv, shared by every watcher that did not ask for it)."""
-        out = []
-        for i, ev in enumerate(entry.events):
-            if self.matches(ev.kv.key):
-                if self.prev_kv or not ev.HasField("prev_kv"):
-                    out.append(ev)
-                elif stripped is not None:
-                    out.append(stripped[i])
-                else:
-                    out.append(kv.Event(type=ev.type, kv=ev.kv))
-        return out
-
-    def fail(self, error: McpError) -> None:
-        if self.error is None:
-            self.error = error
-        self.wake.set()
-
-
-@dataclass(frozen=True, slots=True)
-class HubLimits:
-    """The hub's limits (docs/limits.md); tests pass small ones."""
-
-    watchers_max: int = limits.WATCHERS_MAX
-    queue_revisions_max: int = limits.WATCHER_QUEUE_REVISIONS_MAX
-    queue_bytes_max: int = limits.WATCHER_QUEUE_BYTES_MAX
-    message_bytes_max: int = limits.WATCH_MESSAGE_BYTES_MAX
-    messages_per_s: float = limits.WATCH_MESSAGES_PER_S
-    per_identity_max: int = limits.WATCHES_PER_IDENTITY_MAX
-    per_connection_max: int = limits.WATCHES_PER_CONNECTION_MAX
-    catchup_scan_max: int = limits.WATCH_CATCHUP_SCAN_MAX
-
-
-@dataclass
-class HubStats:
-    streams_opened: int = 0
-    events_sent: int = 0
-    messages_sent: int = 0
-    slow_marked: int = 0
-    compacted_ended: int = 0
-
-
 class WatchHub:
     def __init__(
         self,
@@ -170,11 +122,19 @@ class WatchHub:
         self._leader_timeout_s = leader_timeout_s
         self.limits = hub_limits or HubLimits()
         self._watchers: dict[int, Watcher] = {}
+        # Open streams per identity / per connection (the per-open limits).
+        self._per_identity: Counter[str] = Counter()
+        self._per_connection: Counter[str] = Counter()
         self._ids = itertools.count(1)
         self._schedule: Schedule | None = None
         self._monitor: asyncio.Task[None] | None = None
         self._no_leader_since: float | None = None
+        self.budget = MessageBudget(
+            self.limits.messages_per_s, self.limits.messages_burst_s, time.monotonic()
+        )
         self.stats = HubStats()
+        # (revision, encoded header field) of the last live message (_header_field).
+        self._header_cache: tuple[int, bytes] | None = None
 
     # -- wiring ------------------------------------------------------------------
     def start(self) -> None:
@@ -211,39 +171,60 @@ class WatchHub:
 
     # -- loop ------------------------------------------------------------------------
     def _publish(self, entries: list[raft.HistoryRevision]) -> None:
+        self._header_cache = None
         if not self._watchers:
             return
-        stripped = {
-            entry.revision: [kv.Event(type=ev.type, kv=ev.kv) for ev in entry.events]
-            for entry in entries
-        }
+        lim = self.limits
+        # Per (group, revision): the group's chunk, or None when it wants nothing.
+        chunks: dict[tuple[GroupKey, int], Chunk | None] = {}
+        stripped: dict[int, list[kv.Event]] = {}
         for w in self._watchers.values():
             if not w.synced or w.error is not None:
                 continue
             queued = False
+            group = w.group
             for entry in entries:
-                if entry.revision < w.next_revision:
+                revision = entry.revision
+                if revision < w.next_revision:
                     continue  # already delivered through catch-up
-                events = w.select(entry, stripped[entry.revision])
-                w.next_revision = entry.revision + 1
-                if not events:
+                try:
+                    chunk = chunks[(group, revision)]
+                except KeyError:
+                    chunk = self._select(w, entry, stripped)
+                    chunks[(group, revision)] = chunk
+                w.next_revision = revision + 1
+                if chunk is None:
                     continue
-                size = sum(ev.ByteSize() for ev in events)
                 if (
-                    len(w.queue) >= self.limits.queue_revisions_max
-                    or w.queued_bytes + size > self.limits.queue_bytes_max
+                    len(w.queue) >= lim.queue_revisions_max
+                    or w.queued_bytes + chunk.size > lim.queue_bytes_max
                 ):
                     # Slow: stop live delivery; catch up from history from here.
                     w.synced = False
-                    w.next_revision = entry.revision
+                    w.next_revision = revision
                     self.stats.slow_marked += 1
-                    log.info("watcher fell behind", watcher=w.id, revision=entry.revision)
+                    log.info("watcher fell behind", watcher=w.id, revision=revision)
                     break
-                w.queue.append((entry.revision, events, size))
-                w.queued_bytes += size
+                w.queue.append(chunk)
+                w.queued_bytes += chunk.size
                 queued = True
             if queued or not w.synced:
                 w.wake.set()
+
+    @staticmethod
+    def _select(
+        w: Watcher, entry: raft.HistoryRevision, stripped: dict[int, list[kv.Event]]
+    ) -> Chunk | None:
+        """``w``'s group's chunk of one revision (None: nothing it watches)."""
+        if not any(w.matches(ev.kv.key) for ev in entry.events):
+            return None
+        if w.prev_kv:
+            return Chunk.of(entry.revision, w.select(entry))
+        bare = stripped.get(entry.revision)
+        if bare is None:
+            bare = [kv.Event(type=ev.type, kv=ev.kv) for ev in entry.events]
+            stripped[entry.revision] = bare
+        return Chunk.of(entry.revision, w.select(entry, bare))
 
     def _desync_all(self) -> None:
         """A snapshot replaced the store: everyone re-reads from history."""
@@ -261,6 +242,7 @@ class WatchHub:
 
     def check_leader(self, now: float) -> None:
         """One check of the leader monitor: past the timeout without a leader, end every stream."""
+        self._header_cache = None
         if self._hears_leader():
             self._no_leader_since = None
             return
@@ -291,13 +273,11 @@ class WatchHub:
             raise ResourceExhausted(f"too many watch streams on this member ({lim.watchers_max})")
         identity = auth.current_identity.get().name
         connection = auth.current_peer.get()
-        per_identity = sum(1 for w in self._watchers.values() if w.identity == identity)
-        if per_identity >= lim.per_identity_max:
+        if self._per_identity[identity] >= lim.per_identity_max:
             raise ResourceExhausted(
                 f"too many watch streams for {identity} ({lim.per_identity_max})"
             )
-        per_connection = sum(1 for w in self._watchers.values() if w.connection == connection)
-        if connection and per_connection >= lim.per_connection_max:
+        if connection and self._per_connection[connection] >= lim.per_connection_max:
             raise ResourceExhausted(
                 f"too many watch streams on one connection ({lim.per_connection_max}); "
                 "open another channel"
@@ -325,27 +305,58 @@ class WatchHub:
             connection=connection,
         )
         self._watchers[w.id] = w
+        self._per_identity[identity] += 1
+        self._per_connection[connection] += 1
         self.stats.streams_opened += 1
         return w, current
 
-    async def stream(self, req: watch.WatchRequest) -> AsyncIterator[watch.WatchResponse]:
-        """The messages of one watch stream; raises the error that ends it."""
+    def stream(self, req: watch.WatchRequest) -> AsyncIterator[watch.WatchResponse]:
+        """The messages of one watch stream, as objects; raises the error that ends it."""
+        return self._serve(req, self.next_message, _same)
+
+    def frames(self, req: watch.WatchRequest) -> AsyncIterator[bytes]:
+        """The same stream as encoded ``WatchResponse`` messages (what mcp.v1 sends)."""
+        return self._serve(req, self.next_frame, _encode)
+
+    async def _serve(
+        self,
+        req: watch.WatchRequest,
+        take: Callable[[Watcher], M | None],
+        encode: Callable[[watch.WatchResponse], M],
+    ) -> AsyncIterator[M]:
         w, current = self.open(req)
         try:
-            yield watch.WatchResponse(header=self._header(current), created=True)
+            yield encode(watch.WatchResponse(header=self._header(current), created=True))
             while True:
-                msg = self.next_message(w)
-                if msg is not None:
-                    yield msg
-                    await self._pace()
+                if w.error is not None:
+                    raise w.error
+                if w.queue:
+                    # Wait for the budget first: what arrives meanwhile joins the message.
+                    gap = self.budget.reserve(time.monotonic())
+                    if gap > 0:
+                        await asyncio.sleep(gap)
+                    msg = take(w)
                 elif not w.synced:
-                    await asyncio.sleep(0)
+                    msg = take(w)
+                    if msg is None:
+                        await asyncio.sleep(0)
+                        continue
+                    gap = self.budget.reserve(time.monotonic())
+                    if gap > 0:
+                        await asyncio.sleep(gap)
                 else:
                     w.wake.clear()
-                    try:
-                        await asyncio.wait_for(w.wake.wait(), w.progress_interval_s)
+                    if w.progress_interval_s is None:
+                        await w.wake.wait()
+                        continue
+                    try:  # a timer, not wait_for's task per wait
+                        async with asyncio.timeout(w.progress_interval_s):
+                            await w.wake.wait()
                     except TimeoutError:
-                        yield self.progress(w)
+                        yield encode(self.progress(w))
+                    continue
+                if msg is not None:
+                    yield msg
         finally:
             self.close(w)
 
@@ -358,31 +369,66 @@ class WatchHub:
         if w.error is not None:
             raise w.error
         if w.queue:
-            return self._drain(w)
+            revision, chunks = self._take(w)
+            return message(self._header(revision), chunks)
         if not w.synced:
             return self._catch_up(w)
         return None
 
+    def next_frame(self, w: Watcher) -> bytes | None:
+        """``next_message`` already encoded; live events reuse their group's bytes."""
+        if w.error is not None:
+            raise w.error
+        if w.queue:
+            revision, chunks = self._take(w)
+            return frame(self._header_field(revision), chunks)
+        if not w.synced:
+            msg = self._catch_up(w)
+            return None if msg is None else msg.SerializeToString()
+        return None
+
+    def _header_field(self, revision: int) -> bytes:
+        """The encoded header of a message at ``revision``, built once for every
+        stream sending that revision; rebuilt after each publish and each leader
+        check (so its Raft term is at most ``WATCH_LEADER_CHECK_S`` old)."""
+        cached = self._header_cache
+        if cached is not None and cached[0] == revision:
+            return cached[1]
+        data = watch.WatchResponse(header=self._header(revision)).SerializeToString()
+        self._header_cache = (revision, data)
+        return data
+
     def close(self, w: Watcher) -> None:
         """The stream has ended: forget its watcher."""
-        self._watchers.pop(w.id, None)
+        if self._watchers.pop(w.id, None) is None:
+            return
+        for counts, name in (
+            (self._per_identity, w.identity),
+            (self._per_connection, w.connection),
+        ):
+            counts[name] -= 1
+            if counts[name] <= 0:
+                del counts[name]
 
-    def _drain(self, w: Watcher) -> watch.WatchResponse:
-        msg = watch.WatchResponse()
+    def _take(self, w: Watcher) -> tuple[int, list[Chunk]]:
+        """The queued revisions of the next message (at least one) and its header's revision."""
+        taken: list[Chunk] = []
         size = 0
-        while w.queue:
-            revision, events, n = w.queue[0]
-            if msg.events and size + n > self.limits.message_bytes_max:
+        events = 0
+        queue = w.queue
+        while queue:
+            chunk = queue[0]
+            if taken and size + chunk.size > self.limits.message_bytes_max:
                 break
-            w.queue.popleft()
-            w.queued_bytes -= n
-            msg.events.extend(events)
-            size += n
-            w.sent_revision = revision
-        msg.header.CopyFrom(self._header(w.sent_revision))
+            queue.popleft()
+            taken.append(chunk)
+            size += chunk.size
+            events += len(chunk.events)
+        w.queued_bytes -= size
+        w.sent_revision = taken[-1].revision
         self.stats.messages_sent += 1
-        self.stats.events_sent += len(msg.events)
-        return msg
+        self.stats.events_sent += events
+        return w.sent_revision, taken
 
     def _catch_up(self, w: Watcher) -> watch.WatchResponse | None:
         """One bounded step from history; marks the watcher in sync at the end."""
@@ -436,11 +482,10 @@ class WatchHub:
         revision = max(w.sent_revision, min(w.next_revision - 1, current))
         return watch.WatchResponse(header=self._header(revision), progress=True)
 
-    def pace_s(self) -> float:
-        """How long a stream waits after each message (the message budget)."""
-        return len(self._watchers) / self.limits.messages_per_s
 
-    async def _pace(self) -> None:
-        gap = self.pace_s()
-        if gap >= 0.001:
-            await asyncio.sleep(gap)
+def _same(msg: watch.WatchResponse) -> watch.WatchResponse:
+    return msg
+
+
+def _encode(msg: watch.WatchResponse) -> bytes:
+    return msg.SerializeToString()

@@ -102,12 +102,15 @@ class ClusterServicer:
 
 
 class WatchServicer:
+    # Methods whose handler yields messages already encoded (registry.add_service).
+    PRE_ENCODED = frozenset({"Watch"})
+
     def __init__(self, hub: WatchHub, guard: Guard | None = None) -> None:
         self._hub = hub
         self.guard = guard
 
     @rpc_stream
-    async def Watch(self, request: watch.WatchRequest) -> AsyncIterator[watch.WatchResponse]:
+    def Watch(self, request: watch.WatchRequest) -> AsyncIterator[bytes]:
+        """Encoded ``WatchResponse`` messages: events shared by a group are encoded once."""
         validate.check_watch(request)
-        async for message in self._hub.stream(request):
-            yield message
+        return self._hub.frames(request)

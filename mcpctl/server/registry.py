@@ -23,6 +23,9 @@ from mcpctl.server.errors import BadRequest, safe_deserializer
 def add_service(server: grpc.aio.Server, servicer: Any, service: ServiceDescriptor) -> None:
     """Register ``servicer`` for ``service`` with decode errors turned into INVALID_ARGUMENT."""
     handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
+    # Methods whose behaviour yields bytes it encoded itself (e.g. Watch: shared
+    # encodings): sent as they are.
+    pre_encoded: frozenset[str] = getattr(servicer, "PRE_ENCODED", frozenset())
     for method in service.methods:
         req = message_factory.GetMessageClass(method.input_type)
         resp = message_factory.GetMessageClass(method.output_type)
@@ -31,9 +34,13 @@ def add_service(server: grpc.aio.Server, servicer: Any, service: ServiceDescript
         handlers[method.name] = make(
             behaviour,
             request_deserializer=safe_deserializer(req),
-            response_serializer=resp.SerializeToString,
+            response_serializer=_as_is if method.name in pre_encoded else resp.SerializeToString,
         )
     _register(server, service.full_name, handlers)
+
+
+def _as_is(data: bytes) -> bytes:
+    return data
 
 
 _MAKERS: dict[tuple[bool, bool], Any] = {

@@ -16,6 +16,7 @@ import pytest
 
 from bench import all as bench_all
 from bench import kv_bench, lease_bench, memory_bench, report
+from tests.unit.test_bench_storm import storm_fixture
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -240,6 +241,7 @@ def results() -> dict[str, dict[str, Any]]:
         "failover": failover_fixture(),
         "memory": memory_fixture(),
         "lease": lease_fixture(),
+        "storm": storm_fixture(failed=False),
     }
 
 

@@ -9,6 +9,7 @@ sleeps, no network.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncGenerator
 
 import pytest
@@ -275,15 +276,18 @@ def test_message_bytes_max_packs_whole_revisions() -> None:
 
 
 def test_events_waiting_while_paced_coalesce_into_one_message() -> None:
-    """Message budget: a stream waits streams / messages_per_s between messages;
-    revisions applied meanwhile go out together in the next one."""
+    """Message budget: past the budget a stream waits its turn (the 1000th
+    stream past a drained budget of 4000/s waits 0.25 s); revisions applied
+    meanwhile go out together in its next message."""
     node = FakeRaft()
-    hub = make_hub(node, messages_per_s=4000.0)
+    hub = make_hub(node, messages_per_s=4000.0, messages_burst_s=0.25)
     readers = [Reader.open(hub, "/a/") for _ in range(1000)]
-    assert hub.pace_s() == pytest.approx(0.25)
+    now = time.monotonic() + 1.0  # the budget is full by then
+    waits = [hub.budget.reserve(now) for _ in range(2000)]
+    assert waits[999] == 0.0 and waits[1000] > 0.0 and waits[-1] == pytest.approx(0.25)
     for r in readers:
         r.read()
-    put_many(node, 5)  # while every stream waits its 0.25 s
+    put_many(node, 5)  # while every stream waits its turn
     assert message_revisions(readers[0].read()) == [[1, 2, 3, 4, 5]]
     assert hub.stats.messages_sent == 1
 
