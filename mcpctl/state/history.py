@@ -44,11 +44,18 @@ class History:
     compact_revision: int = 0
     _history: deque[Revision] = field(default_factory=deque)
     _history_bytes: int = 0
+    # The newest revisions' messages (at most HISTORY_MESSAGES_CACHED), by revision.
+    _messages: dict[int, raft.HistoryRevision] = field(default_factory=dict)
 
-    def remember(self, entry: Revision) -> None:
-        """Keep a revision; ``entry.nbytes`` is set (its serialized size)."""
+    def remember(self, entry: Revision, message: raft.HistoryRevision | None = None) -> None:
+        """Keep a revision; ``entry.nbytes`` is set (its serialized size).
+        ``message``: the same revision as a message, when the caller built it."""
         self._history.append(entry)
         self._history_bytes += entry.nbytes
+        if message is not None:
+            self._messages[entry.revision] = message
+            if len(self._messages) > limits.HISTORY_MESSAGES_CACHED:
+                del self._messages[next(iter(self._messages))]
         # The newest revision always stays, even when it alone is over
         # bytes_max: dropping it would move compact_revision past the current
         # revision and make the latest state unreadable (Compacted).
@@ -67,6 +74,7 @@ class History:
     def _drop_oldest(self) -> None:
         old = self._history.popleft()
         self._history_bytes -= old.nbytes
+        self._messages.pop(old.revision, None)
         self.compact_revision = max(self.compact_revision, old.revision + 1)
 
     def changes(self, key: bytes, prefix: bool, limit: int) -> tuple[list[kv.HistoryEntry], bool]:
@@ -97,10 +105,13 @@ class History:
         # History revisions are not contiguous (reads and no-op deletes create
         # none), so search rather than index.
         idx = _bisect_revision(self._history, max(start_revision, first))
-        return (
-            raft.HistoryRevision.FromString(self._history[i].wire())
-            for i in range(idx, len(self._history))
-        )
+        return (self._message(self._history[i]) for i in range(idx, len(self._history)))
+
+    def _message(self, entry: Revision) -> raft.HistoryRevision:
+        message = self._messages.get(entry.revision)
+        if message is None:
+            message = raft.HistoryRevision.FromString(entry.wire())
+        return message
 
     def newest_first(self) -> Iterator[Revision]:
         return reversed(self._history)

@@ -156,8 +156,9 @@ class Store:
         entry = Revision(self.revision, ts_ms, sys.intern(identity), tuple(pending))
         wire = entry.wire()
         entry.nbytes = len(wire)
-        self._history.remember(entry)
-        return raft.HistoryRevision.FromString(wire)
+        message = raft.HistoryRevision.FromString(wire)
+        self._history.remember(entry, message)
+        return message
 
     def _put(self, req: kv.PutRequest, pending: list[Version | None]) -> Response | McpError:
         prev = self._kvs.get(req.key)

@@ -25,6 +25,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from mcpctl import limits
 from mcpctl._proto.mcp.v1 import kv_pb2 as kv
 from mcpctl._proto.mcp.v1 import raft_pb2 as raft
 from mcpctl.state import Applied, HistoryLimits, Store
@@ -224,6 +225,22 @@ def test_store_holds_no_message_per_key() -> None:
     assert len(held) > 300
     messages = [o for o in held if hasattr(o, "SerializeToString")]
     assert messages == []
+
+
+def test_history_keeps_messages_of_the_newest_revisions_only() -> None:
+    """The messages built for the hub are kept for HISTORY_MESSAGES_CACHED
+    revisions; history_since answers older ones from the records, identically."""
+    store = Store()
+    written = [
+        store.apply(raft.InternalRequest(put=_put(f"/m/{i % 7}", b"v%d" % i))).written
+        for i in range(limits.HISTORY_MESSAGES_CACHED + 40)
+    ]
+    assert len(store._history._messages) == limits.HISTORY_MESSAGES_CACHED
+    since = list(store.history_since(1))
+    assert [m.SerializeToString() for m in since] == [
+        w.SerializeToString() for w in written if w is not None
+    ]
+    assert since[-1] is written[-1] and since[0] is not written[0]
 
 
 # ------------------------------------------------------------------ canonical wire bytes
