@@ -6,17 +6,18 @@ its ``request_fingerprint``); another request under a used id is
 INVALID_ARGUMENT, never a silent OK. The table holds at most ``entries_max``
 ids, oldest dropped first.
 
-An entry is small: (identity, request id) -> ``Seen`` (a named tuple of the
-revision, the fingerprint and the outcome a replay reports), not a message;
-identities are interned, so one string serves all of a client's entries.
-The snapshot form is still ``DedupeEntry``, byte for byte.
+An entry is small (it exists for every write that carries an id): one
+string key (the identity's length, the identity, the id) -> the outcome
+packed in one bytes object (``Seen`` when read back), in a plain dict with a
+deque for the order; no message, no tuple per entry. The snapshot form is
+still ``DedupeEntry``, byte for byte.
 """
 
 from __future__ import annotations
 
 import hashlib
-import sys
-from collections import OrderedDict
+import struct
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -41,15 +42,40 @@ class Seen(NamedTuple):
     deleted: int  # a delete's
 
 
+# revision, txn succeeded, deleted count; the fingerprint follows.
+_PACKED = struct.Struct("<q?q")
+
+
+def _key(identity: str, request_id: str) -> str:
+    return f"{len(identity)}:{identity}{request_id}"
+
+
+def _split(key: str) -> tuple[str, str]:
+    size, _, rest = key.partition(":")
+    n = int(size)
+    return rest[:n], rest[n:]
+
+
+def _pack(seen: Seen) -> bytes:
+    return _PACKED.pack(seen.revision, seen.succeeded, seen.deleted) + seen.fingerprint
+
+
+def _unpack(packed: bytes) -> Seen:
+    revision, succeeded, deleted = _PACKED.unpack_from(packed)
+    return Seen(revision, packed[_PACKED.size :], succeeded, deleted)
+
+
 @dataclass(slots=True)
 class DedupeTable:
     """(identity, request id) -> first outcome, oldest first."""
 
     entries_max: int
-    _dedupe: OrderedDict[tuple[str, str], Seen] = field(default_factory=OrderedDict)
+    _dedupe: dict[str, bytes] = field(default_factory=dict)
+    _order: deque[str] = field(default_factory=deque)  # the keys, oldest first
 
     def get(self, identity: str, request_id: str) -> Seen | None:
-        return self._dedupe.get((identity, request_id))
+        packed = self._dedupe.get(_key(identity, request_id))
+        return None if packed is None else _unpack(packed)
 
     def record(
         self, identity: str, request_id: str, fingerprint: bytes, result: Response, revision: int
@@ -59,25 +85,28 @@ class DedupeTable:
             succeeded = result.succeeded
         elif isinstance(result, kv.DeleteRangeResponse):
             deleted = result.deleted
-        self._put(identity, request_id, Seen(revision, fingerprint, succeeded, deleted))
+        self._put(_key(identity, request_id), Seen(revision, fingerprint, succeeded, deleted))
         while len(self._dedupe) > self.entries_max:
-            self._dedupe.popitem(last=False)
+            del self._dedupe[self._order.popleft()]
 
-    def _put(self, identity: str, request_id: str, seen: Seen) -> None:
-        self._dedupe[(sys.intern(identity), request_id)] = seen
+    def _put(self, key: str, seen: Seen) -> None:
+        if key not in self._dedupe:  # a key set again keeps its place
+            self._order.append(key)
+        self._dedupe[key] = _pack(seen)
 
     def load(self, entry: raft.DedupeEntry) -> None:
         """Restore one entry from a snapshot (oldest first)."""
         self._put(
-            entry.identity,
-            entry.request_id,
+            _key(entry.identity, entry.request_id),
             Seen(entry.revision, entry.fingerprint, entry.succeeded, entry.deleted),
         )
 
     def wires(self) -> Iterator[bytes]:
         """Every entry's canonical ``DedupeEntry`` bytes, oldest first (for a snapshot)."""
-        for (identity, request_id), seen in self._dedupe.items():
-            parts = []
+        for key in self._order:
+            identity, request_id = _split(key)
+            seen = _unpack(self._dedupe[key])
+            parts: list[bytes] = []
             if request_id:
                 parts.append(_string(b"\x0a", request_id))
             if seen.revision:

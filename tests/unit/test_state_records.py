@@ -198,6 +198,7 @@ def _held(store: Store) -> list[object]:
         out += [rev, *rev.events]
     for key, seen in store._dedupe._dedupe.items():
         out += [key, seen]
+    out += store._dedupe._order
     return out
 
 
