@@ -50,8 +50,13 @@ def load_snapshot(snap: raft.Snapshot) -> tuple[list[Version], list[Revision]]:
     shared: dict[bytes, Version] = {}
 
     def version(item: kv.KeyValue) -> Version:
-        v = Version.of(item)
-        return shared.setdefault(v.blob, v)
+        blob = item.SerializeToString(deterministic=True)
+        v = shared.get(blob)
+        if v is None:
+            v = shared[blob] = Version(
+                item.key, blob, item.create_revision, item.mod_revision, item.version, item.lease
+            )
+        return v
 
     kvs = [version(item) for item in snap.kvs]
     history: list[Revision] = []
