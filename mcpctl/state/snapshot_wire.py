@@ -48,13 +48,16 @@ def load_snapshot(snap: raft.Snapshot) -> tuple[list[Version], list[Revision]]:
     """The key table's versions (key order) and the history's revisions (oldest
     first), one shared ``Version`` per distinct key version."""
     shared: dict[bytes, Version] = {}
+    keys: dict[bytes, bytes] = {}  # one bytes object per key, as in a running store
 
     def version(item: kv.KeyValue) -> Version:
         blob = item.SerializeToString(deterministic=True)
         v = shared.get(blob)
         if v is None:
+            key = item.key
+            key = keys.setdefault(key, key)
             v = shared[blob] = Version(
-                item.key, blob, item.create_revision, item.mod_revision, item.version, item.lease
+                key, blob, item.create_revision, item.mod_revision, item.version, item.lease
             )
         return v
 

@@ -240,6 +240,8 @@ class Store:
         """Put one key; the caller checked the lease with check_attach."""
         key = req.key
         prev = self._kvs.get(key)
+        if prev is not None:
+            key = prev.key  # the key table's own bytes: one object per key, not per version
         revision = self.revision + 1
         new = Version.new(
             key,

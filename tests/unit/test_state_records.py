@@ -29,7 +29,9 @@ from mcpctl import limits
 from mcpctl._proto.mcp.v1 import kv_pb2 as kv
 from mcpctl._proto.mcp.v1 import raft_pb2 as raft
 from mcpctl.state import Applied, HistoryLimits, Store
+from mcpctl.state.dedupe import DedupeTable
 from mcpctl.state.keyspace import Span
+from mcpctl.state.records import Revision, Version, varint
 
 DATA = Path(__file__).parent / "data"
 BOUNDS = {
@@ -209,14 +211,19 @@ def test_state_and_history_share_one_record_per_version(loaded: bool) -> None:
     after loading a snapshot."""
     store = Store()
     store.apply(raft.InternalRequest(put=_put("/k", b"one")))
-    first: object = store._kvs[b"/k"]
+    first: Version | None = store._kvs[b"/k"]
     store.apply(raft.InternalRequest(put=_put("/k", b"two")))
     if loaded:
         store = Store.from_bytes(store.to_bytes())
         first = store._history.entries()[0].events[0]
+    assert first is not None
     last = store._history.entries()[-1]
     assert last.events[0] is store._kvs[b"/k"]
     assert last.events[1] is first
+    # One key object for every version of the key, the key table's own.
+    (table_key,) = store._kvs
+    assert store._kvs[b"/k"].key is table_key and store._keys[0] is table_key
+    assert first.key is table_key
 
 
 def test_store_holds_no_message_per_key() -> None:
@@ -255,8 +262,6 @@ values = st.binary(min_size=0, max_size=300)
 def test_version_bytes_are_protobufs(
     key: bytes, value: bytes, c: int, m: int, v: int, lease: int
 ) -> None:
-    from mcpctl.state.records import Version
-
     msg = kv.KeyValue(
         key=key, value=value, create_revision=c, mod_revision=m, version=v, lease=lease
     )
@@ -267,8 +272,6 @@ def test_version_bytes_are_protobufs(
 
 @given(n=ints)
 def test_varint_is_protobufs(n: int) -> None:
-    from mcpctl.state.records import varint
-
     want = kv.KeyValue(create_revision=n).SerializeToString()
     assert (b"\x18" + varint(n) if n else b"") == want
 
@@ -282,8 +285,6 @@ def test_varint_is_protobufs(n: int) -> None:
 def test_revision_bytes_are_protobufs(
     revision: int, ts_ms: int, identity: str, events: list[tuple[bytes, bytes, bool, bool]]
 ) -> None:
-    from mcpctl.state.records import Revision, Version
-
     msg = raft.HistoryRevision(revision=revision, ts_ms=ts_ms, identity=identity)
     flat: list[Version | None] = []
     for key, value, is_put, has_prev in events:
@@ -314,8 +315,6 @@ def test_revision_bytes_are_protobufs(
     )
 )
 def test_dedupe_bytes_are_protobufs(entries: list[tuple[str, str, int, bool, int, bytes]]) -> None:
-    from mcpctl.state.dedupe import DedupeTable
-
     table = DedupeTable(entries_max=100)
     want: list[raft.DedupeEntry] = []
     for identity, request_id, revision, succeeded, deleted, fingerprint in entries:
