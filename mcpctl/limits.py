@@ -31,6 +31,10 @@ GRPC_SEND_BYTES_MAX: Final = 16 * MIB
 # --- history (DESIGN §2, §4) -------------------------------------------------
 HISTORY_REVISIONS_MAX_DEFAULT: Final = 10_000
 HISTORY_BYTES_MAX_DEFAULT: Final = 64 * MIB
+# The history keeps compact records; the messages of this many newest
+# revisions (built for the watch hub anyway) are kept too, so a watcher that
+# catches up from near the head does not rebuild them. Older ones are rebuilt.
+HISTORY_MESSAGES_CACHED: Final = 128
 # Write request ids remembered for at-most-once retries.
 DEDUPE_ENTRIES_MAX: Final = 10_000
 

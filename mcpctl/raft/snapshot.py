@@ -10,6 +10,7 @@ travels to lagging followers as is, and ``mcpctl snapshot restore`` writes one.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
 import os
@@ -86,11 +87,34 @@ class StoreConsumer(SyncObjConsumer):  # type: ignore[misc]
 
     def install(self, data: bytes) -> None:
         store = Store.from_bytes(data, self._limits)
+        return_free_memory()
         with self._lock:
             self._store = store
         log.info("snapshot installed", revision=store.revision, keys=len(store))
         if self._on_reset is not None:
             self._on_reset(store)
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    try:
+        trim: Callable[[int], int] = ctypes.CDLL(None).malloc_trim
+        return trim
+    except (OSError, AttributeError):  # not glibc
+        return None
+
+
+_TRIM = _malloc_trim()
+
+
+def return_free_memory() -> None:
+    """Hand the memory freed since to the OS (glibc only; ~1 ms).
+
+    Loading a snapshot parses it whole, builds the store's records, then frees
+    the parsed message: glibc keeps that space (a 10k-key store loaded with
+    ~1.9 KB of RSS per key, ~0.8 KB after this; docs/replication.md).
+    """
+    if _TRIM is not None:
+        _TRIM(0)
 
 
 _SNAP_MAGIC = b"MCPSNAP1"

@@ -10,7 +10,10 @@ module here reads a clock, does I/O or logs. One job each:
 - ``dedupe``: the per-identity dedupe table, request fingerprints, replay;
 - ``leases``: the lease table, grant, checkpoint, attach checks, the fence;
 - ``applied``: ``Applied``, what apply returns;
-- ``keyspace``: key spans and bounded range answers.
+- ``keyspace``: key spans, compares and bounded range answers;
+- ``records``: ``Version``, one compact record per key version shared by the
+  key table and the history, and the wire bytes answers are parsed from;
+- ``snapshot_wire``: the snapshot's ``raft.Snapshot`` bytes from the records.
 """
 
 from mcpctl.errors import McpError

@@ -5,22 +5,64 @@ if the retry is the same request (same operation, keys, values and options:
 its ``request_fingerprint``); another request under a used id is
 INVALID_ARGUMENT, never a silent OK. The table holds at most ``entries_max``
 ids, oldest dropped first.
+
+An entry is small (it exists for every write that carries an id): one
+string key (the identity's length, the identity, the id) -> the outcome
+packed in one bytes object (``Seen`` when read back), in a plain dict with a
+deque for the order; no message, no tuple per entry. The snapshot form is
+still ``DedupeEntry``, byte for byte.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections import OrderedDict
+import struct
+from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from mcpctl._proto.mcp.v1 import kv_pb2 as kv
 from mcpctl._proto.mcp.v1 import raft_pb2 as raft
 from mcpctl.errors import InvalidArgument
 from mcpctl.state.applied import Applied, Response
+from mcpctl.state.records import framed, varint
 
 # 128 bits: a collision between two requests of one identity under one id is
 # out of reach.
 _FINGERPRINT_BYTES = 16
+
+
+class Seen(NamedTuple):
+    """The first outcome of a request id."""
+
+    revision: int
+    fingerprint: bytes
+    succeeded: bool  # a txn's
+    deleted: int  # a delete's
+
+
+# revision, txn succeeded, deleted count; the fingerprint follows.
+_PACKED = struct.Struct("<q?q")
+
+
+def _key(identity: str, request_id: str) -> str:
+    return f"{len(identity)}:{identity}{request_id}"
+
+
+def _split(key: str) -> tuple[str, str]:
+    size, _, rest = key.partition(":")
+    n = int(size)
+    return rest[:n], rest[n:]
+
+
+def _pack(seen: Seen) -> bytes:
+    return _PACKED.pack(seen.revision, seen.succeeded, seen.deleted) + seen.fingerprint
+
+
+def _unpack(packed: bytes) -> Seen:
+    revision, succeeded, deleted = _PACKED.unpack_from(packed)
+    return Seen(revision, packed[_PACKED.size :], succeeded, deleted)
 
 
 @dataclass(slots=True)
@@ -28,38 +70,63 @@ class DedupeTable:
     """(identity, request id) -> first outcome, oldest first."""
 
     entries_max: int
-    _dedupe: OrderedDict[tuple[str, str], raft.DedupeEntry] = field(default_factory=OrderedDict)
+    _dedupe: dict[str, bytes] = field(default_factory=dict)
+    _order: deque[str] = field(default_factory=deque)  # the keys, oldest first
 
-    def get(self, identity: str, request_id: str) -> raft.DedupeEntry | None:
-        return self._dedupe.get((identity, request_id))
+    def get(self, identity: str, request_id: str) -> Seen | None:
+        packed = self._dedupe.get(_key(identity, request_id))
+        return None if packed is None else _unpack(packed)
 
     def record(
         self, identity: str, request_id: str, fingerprint: bytes, result: Response, revision: int
     ) -> None:
-        entry = raft.DedupeEntry(
-            request_id=request_id,
-            revision=revision,
-            identity=identity,
-            fingerprint=fingerprint,
-        )
+        succeeded, deleted = False, 0
         if isinstance(result, kv.TxnResponse):
-            entry.succeeded = result.succeeded
+            succeeded = result.succeeded
         elif isinstance(result, kv.DeleteRangeResponse):
-            entry.deleted = result.deleted
-        self._dedupe[(identity, request_id)] = entry
+            deleted = result.deleted
+        self._put(_key(identity, request_id), Seen(revision, fingerprint, succeeded, deleted))
         while len(self._dedupe) > self.entries_max:
-            self._dedupe.popitem(last=False)
+            del self._dedupe[self._order.popleft()]
+
+    def _put(self, key: str, seen: Seen) -> None:
+        if key not in self._dedupe:  # a key set again keeps its place
+            self._order.append(key)
+        self._dedupe[key] = _pack(seen)
 
     def load(self, entry: raft.DedupeEntry) -> None:
         """Restore one entry from a snapshot (oldest first)."""
-        self._dedupe[(entry.identity, entry.request_id)] = entry
+        self._put(
+            _key(entry.identity, entry.request_id),
+            Seen(entry.revision, entry.fingerprint, entry.succeeded, entry.deleted),
+        )
 
-    def entries(self) -> list[raft.DedupeEntry]:
-        """Every entry, oldest first (for a snapshot)."""
-        return list(self._dedupe.values())
+    def wires(self) -> Iterator[bytes]:
+        """Every entry's canonical ``DedupeEntry`` bytes, oldest first (for a snapshot)."""
+        for key in self._order:
+            identity, request_id = _split(key)
+            seen = _unpack(self._dedupe[key])
+            parts: list[bytes] = []
+            if request_id:
+                parts.append(_string(b"\x0a", request_id))
+            if seen.revision:
+                parts += (b"\x10", varint(seen.revision))
+            if seen.succeeded:
+                parts.append(b"\x18\x01")
+            if seen.deleted:
+                parts += (b"\x20", varint(seen.deleted))
+            if identity:
+                parts.append(_string(b"\x2a", identity))
+            if seen.fingerprint:
+                parts.append(framed(b"\x32", seen.fingerprint))
+            yield b"".join(parts)
 
 
-def replay(which: str, entry: raft.DedupeEntry, fingerprint: bytes, revision: int) -> Applied:
+def _string(tag: bytes, text: str) -> bytes:
+    return framed(tag, text.encode())
+
+
+def replay(which: str, request_id: str, entry: Seen, fingerprint: bytes, revision: int) -> Applied:
     """A retried request: answer with the first attempt's outcome, write nothing.
 
     The replayed response carries what was recorded (revision, txn
@@ -72,7 +139,7 @@ def replay(which: str, entry: raft.DedupeEntry, fingerprint: bytes, revision: in
         return Applied(
             revision,
             InvalidArgument(
-                f"request_id {entry.request_id!r} was already used for a different "
+                f"request_id {request_id!r} was already used for a different "
                 "request; a retry must repeat the same request, a new request "
                 "needs a new id"
             ),

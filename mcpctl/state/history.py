@@ -4,6 +4,10 @@ It serves reads at past revisions, watch resume (``since``) and a key's
 changes (``changes``). Anything older than ``compact_revision`` is gone and
 answers ``Compacted`` with the oldest revision still available. The newest
 revision always stays, so the latest state is never compacted away.
+
+It holds compact ``Revision`` records whose events point at the store's
+``Version`` objects (records.py); messages are built when asked for. The byte
+bound counts each revision's serialized ``HistoryRevision`` size, as before.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from mcpctl._proto.mcp.v1 import kv_pb2 as kv
 from mcpctl._proto.mcp.v1 import raft_pb2 as raft
 from mcpctl.errors import Compacted
 from mcpctl.state.keyspace import Span
+from mcpctl.state.records import Revision, event_key
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,12 +42,20 @@ class History:
 
     bounds: HistoryLimits
     compact_revision: int = 0
-    _history: deque[raft.HistoryRevision] = field(default_factory=deque)
+    _history: deque[Revision] = field(default_factory=deque)
     _history_bytes: int = 0
+    # The newest revisions' messages (at most HISTORY_MESSAGES_CACHED), by revision.
+    _messages: dict[int, raft.HistoryRevision] = field(default_factory=dict)
 
-    def remember(self, entry: raft.HistoryRevision) -> None:
+    def remember(self, entry: Revision, message: raft.HistoryRevision | None = None) -> None:
+        """Keep a revision; ``entry.nbytes`` is set (its serialized size).
+        ``message``: the same revision as a message, when the caller built it."""
         self._history.append(entry)
-        self._history_bytes += entry.ByteSize()
+        self._history_bytes += entry.nbytes
+        if message is not None:
+            self._messages[entry.revision] = message
+            if len(self._messages) > limits.HISTORY_MESSAGES_CACHED:
+                del self._messages[next(iter(self._messages))]
         # The newest revision always stays, even when it alone is over
         # bytes_max: dropping it would move compact_revision past the current
         # revision and make the latest state unreadable (Compacted).
@@ -60,7 +73,8 @@ class History:
 
     def _drop_oldest(self) -> None:
         old = self._history.popleft()
-        self._history_bytes -= old.ByteSize()
+        self._history_bytes -= old.nbytes
+        self._messages.pop(old.revision, None)
         self.compact_revision = max(self.compact_revision, old.revision + 1)
 
     def changes(self, key: bytes, prefix: bool, limit: int) -> tuple[list[kv.HistoryEntry], bool]:
@@ -69,18 +83,13 @@ class History:
         span = Span(key, prefix)
         out: list[kv.HistoryEntry] = []
         for entry in reversed(self._history):
-            for ev in reversed(entry.events):
-                if span.matches(ev.kv.key):
+            ev = entry.events
+            for i in range(len(ev) - 2, -1, -2):
+                new, prev = ev[i], ev[i + 1]
+                if span.matches(event_key(new, prev)):
                     if len(out) >= limit:
                         return out, True
-                    out.append(
-                        kv.HistoryEntry(
-                            revision=entry.revision,
-                            ts_ms=entry.ts_ms,
-                            event=ev,
-                            identity=entry.identity,
-                        )
-                    )
+                    out.append(kv.HistoryEntry.FromString(entry.entry_wire(new, prev)))
         return out, False
 
     def since(self, start_revision: int) -> Iterator[raft.HistoryRevision]:
@@ -96,17 +105,23 @@ class History:
         # History revisions are not contiguous (reads and no-op deletes create
         # none), so search rather than index.
         idx = _bisect_revision(self._history, max(start_revision, first))
-        return (self._history[i] for i in range(idx, len(self._history)))
+        return (self._message(self._history[i]) for i in range(idx, len(self._history)))
 
-    def newest_first(self) -> Iterator[raft.HistoryRevision]:
+    def _message(self, entry: Revision) -> raft.HistoryRevision:
+        message = self._messages.get(entry.revision)
+        if message is None:
+            message = raft.HistoryRevision.FromString(entry.wire())
+        return message
+
+    def newest_first(self) -> Iterator[Revision]:
         return reversed(self._history)
 
-    def entries(self) -> list[raft.HistoryRevision]:
+    def entries(self) -> list[Revision]:
         """Every revision held, oldest first (for a snapshot)."""
         return list(self._history)
 
 
-def _bisect_revision(history: deque[raft.HistoryRevision], revision: int) -> int:
+def _bisect_revision(history: deque[Revision], revision: int) -> int:
     lo, hi = 0, len(history)
     while lo < hi:
         mid = (lo + hi) // 2

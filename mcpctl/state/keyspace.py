@@ -1,4 +1,4 @@
-"""Key spans and range answers: how the store selects keys and bounds a read.
+"""Key spans, compares and range answers: how the store selects keys and bounds a read.
 
 Pure helpers shared by the store's reads and writes and by the history
 (which matches its events against a span).
@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from mcpctl._proto.mcp.v1 import kv_pb2 as kv
+from mcpctl.state.records import Version, framed, varint
 
 
 @dataclass(slots=True)
@@ -24,29 +25,58 @@ class Span:
 
 
 def fill(
-    req: kv.RangeRequest, items: Iterator[kv.KeyValue], response_bytes_max: int
+    req: kv.RangeRequest, items: Iterator[Version], response_bytes_max: int
 ) -> kv.RangeResponse:
-    resp = kv.RangeResponse()
+    """The answer, assembled as wire bytes and parsed once (records.py)."""
+    parts: list[bytes] = []
+    count = 0
+    more = False
     size = 0
     for item in items:
-        resp.count += 1
-        if req.count_only or resp.more:
+        count += 1
+        if req.count_only or more:
             continue
-        if (req.limit and len(resp.kvs) >= req.limit) or size >= response_bytes_max:
-            resp.more = True
+        if (req.limit and len(parts) >= req.limit) or size >= response_bytes_max:
+            more = True
             continue
         if req.keys_only:
-            resp.kvs.add(
-                key=item.key,
-                create_revision=item.create_revision,
-                mod_revision=item.mod_revision,
-                version=item.version,
-            )
+            parts.append(framed(b"\x12", item.keys_only_wire()))
             size += len(item.key) + 32
         else:
-            resp.kvs.append(item)
-            size += len(item.key) + len(item.value) + 32
-    return resp
+            parts.append(framed(b"\x12", item.blob))
+            # The blob is the key, the value and a few varints.
+            size += len(item.blob) + 16
+    if more:
+        parts.append(b"\x18\x01")
+    if count:
+        parts += (b"\x20", varint(count))
+    return kv.RangeResponse.FromString(b"".join(parts))
+
+
+def compare_one(cur: Version | None, c: kv.Compare) -> bool:
+    """Whether one key's version (None: absent) passes a txn compare."""
+    target = c.target
+    actual: int | bytes
+    wanted: int | bytes
+    if target == kv.Compare.VERSION:
+        actual, wanted = (cur.version if cur else 0), c.version
+    elif target == kv.Compare.CREATE:
+        actual, wanted = (cur.create_revision if cur else 0), c.create_revision
+    elif target == kv.Compare.MOD:
+        actual, wanted = (cur.mod_revision if cur else 0), c.mod_revision
+    else:
+        actual, wanted = (cur.value if cur else b""), c.value
+    return holds(c.result, actual, wanted)
+
+
+def holds(result: int, actual: int | bytes, wanted: int | bytes) -> bool:
+    if result == kv.Compare.EQUAL:
+        return actual == wanted
+    if result == kv.Compare.NOT_EQUAL:
+        return actual != wanted
+    if result == kv.Compare.GREATER:
+        return actual > wanted  # type: ignore[operator]
+    return actual < wanted  # type: ignore[operator]
 
 
 def show(key: bytes) -> str:

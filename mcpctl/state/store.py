@@ -38,6 +38,7 @@ expiry deletes keys and writes a revision, so it runs here.
 from __future__ import annotations
 
 import bisect
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -55,7 +56,7 @@ from mcpctl.errors import (
 from mcpctl.state.applied import Applied, Response
 from mcpctl.state.dedupe import DedupeTable, replay, request_fingerprint
 from mcpctl.state.history import History, HistoryLimits
-from mcpctl.state.keyspace import Span, fill, show
+from mcpctl.state.keyspace import Span, compare_one, fill, holds, show
 from mcpctl.state.leases import (
     LEASE_COMMANDS,
     LEASE_EXPIRY_IDENTITY,
@@ -63,9 +64,8 @@ from mcpctl.state.leases import (
     LeaseTable,
     is_fenced,
 )
-
-_PUT = kv.Event.PUT
-_DELETE = kv.Event.DELETE
+from mcpctl.state.records import Revision, Version, event_key, messages
+from mcpctl.state.snapshot_wire import load_snapshot, snapshot_bytes
 
 
 @dataclass(slots=True)
@@ -75,7 +75,8 @@ class Store:
     bounds: HistoryLimits = field(default_factory=HistoryLimits)
     revision: int = 0
     applied_ts_ms: int = 0
-    _kvs: dict[bytes, kv.KeyValue] = field(default_factory=dict)
+    # One Version per key, shared with the history (records.py).
+    _kvs: dict[bytes, Version] = field(default_factory=dict)
     _keys: list[bytes] = field(default_factory=list)  # sorted view of _kvs
     _history: History = field(init=False)
     _dedupe: DedupeTable = field(init=False)
@@ -127,10 +128,8 @@ class Store:
             fingerprint = request_fingerprint(which, op)
             seen = self._dedupe.get(request.identity, op.request_id)
             if seen is not None:
-                return replay(which, seen, fingerprint, self.revision)
-        pending = raft.HistoryRevision(
-            revision=self.revision + 1, ts_ms=request.ts_ms, identity=request.identity
-        )
+                return replay(which, op.request_id, seen, fingerprint, self.revision)
+        pending: list[Version | None] = []
         result: Response | McpError
         if which == "put":
             result = self._put(request.put, pending)
@@ -138,16 +137,30 @@ class Store:
             result = self._delete(request.delete_range, pending)
         else:
             result = self._txn(request.txn, pending)
-        written = None
-        if pending.events:
-            written = pending
-            self.revision = pending.revision
-            self._history.remember(pending)
+        written = self._commit(pending, request.ts_ms, request.identity)
         if op.request_id and not isinstance(result, McpError):
             self._dedupe.record(request.identity, op.request_id, fingerprint, result, self.revision)
         return Applied(self.revision, result, written)
 
-    def _put(self, req: kv.PutRequest, pending: raft.HistoryRevision) -> Response | McpError:
+    def _commit(
+        self, pending: list[Version | None], ts_ms: int, identity: str
+    ) -> raft.HistoryRevision | None:
+        """Close the revision the events in ``pending`` wrote (None: nothing written)."""
+        if not pending:
+            return None
+        # The new versions hold this very int: share it rather than hold equal copies.
+        first = pending[0]
+        if first is None:
+            first = next((v for v in pending[0::2] if v), None)
+        self.revision = self.revision + 1 if first is None else first.mod_revision
+        entry = Revision(self.revision, ts_ms, sys.intern(identity), tuple(pending))
+        wire = entry.wire()
+        entry.nbytes = len(wire)
+        message = raft.HistoryRevision.FromString(wire)
+        self._history.remember(entry, message)
+        return message
+
+    def _put(self, req: kv.PutRequest, pending: list[Version | None]) -> Response | McpError:
         prev = self._kvs.get(req.key)
         if req.HasField("expected_mod_revision"):
             actual = prev.mod_revision if prev is not None else 0
@@ -162,21 +175,21 @@ class Store:
         self._write(req, pending)
         resp = kv.PutResponse()
         if req.prev_kv and prev is not None:
-            resp.prev_kv.CopyFrom(prev)
+            resp.prev_kv.MergeFromString(prev.blob)
         return resp
 
     def _delete(
-        self, req: kv.DeleteRangeRequest, pending: raft.HistoryRevision
+        self, req: kv.DeleteRangeRequest, pending: list[Version | None]
     ) -> kv.DeleteRangeResponse:
         resp = kv.DeleteRangeResponse()
         for key in list(self._iter_keys(Span(req.key, req.prefix))):
             prev = self._remove(key, pending)
             resp.deleted += 1
             if req.prev_kv:
-                resp.prev_kvs.append(prev)
+                resp.prev_kvs.add().MergeFromString(prev.blob)
         return resp
 
-    def _txn(self, req: kv.TxnRequest, pending: raft.HistoryRevision) -> Response | McpError:
+    def _txn(self, req: kv.TxnRequest, pending: list[Version | None]) -> Response | McpError:
         succeeded = all(self._compare(c) for c in req.compare)
         ops = req.success if succeeded else req.failure
         # All-or-nothing: refuse before writing anything. validate() already
@@ -218,39 +231,25 @@ class Store:
     def _compare(self, c: kv.Compare) -> bool:
         if c.target == kv.Compare.COUNT:
             actual = sum(1 for _ in self._iter_keys(Span(c.key, c.prefix)))
-            return _holds(c.result, actual, c.count)
+            return holds(c.result, actual, c.count)
         if c.prefix:
-            return all(
-                self._compare_one(self._kvs[k], c) for k in self._iter_keys(Span(c.key, True))
-            )
-        return self._compare_one(self._kvs.get(c.key), c)
+            return all(compare_one(self._kvs[k], c) for k in self._iter_keys(Span(c.key, True)))
+        return compare_one(self._kvs.get(c.key), c)
 
-    @staticmethod
-    def _compare_one(cur: kv.KeyValue | None, c: kv.Compare) -> bool:
-        target = c.target
-        actual: int | bytes
-        wanted: int | bytes
-        if target == kv.Compare.VERSION:
-            actual, wanted = (cur.version if cur else 0), c.version
-        elif target == kv.Compare.CREATE:
-            actual, wanted = (cur.create_revision if cur else 0), c.create_revision
-        elif target == kv.Compare.MOD:
-            actual, wanted = (cur.mod_revision if cur else 0), c.mod_revision
-        else:
-            actual, wanted = (cur.value if cur else b""), c.value
-        return _holds(c.result, actual, wanted)
-
-    def _write(self, req: kv.PutRequest, pending: raft.HistoryRevision) -> None:
+    def _write(self, req: kv.PutRequest, pending: list[Version | None]) -> None:
         """Put one key; the caller checked the lease with check_attach."""
         key = req.key
         prev = self._kvs.get(key)
-        new = kv.KeyValue(
-            key=key,
-            value=req.value,
-            create_revision=prev.create_revision if prev is not None else pending.revision,
-            mod_revision=pending.revision,
-            version=prev.version + 1 if prev is not None else 1,
-            lease=req.lease,
+        if prev is not None:
+            key = prev.key  # the key table's own bytes: one object per key, not per version
+        revision = self.revision + 1
+        new = Version.new(
+            key,
+            req.value,
+            prev.create_revision if prev is not None else revision,
+            revision,
+            prev.version + 1 if prev is not None else 1,
+            req.lease,
         )
         # A put without a lease detaches the key; with another lease, moves it.
         if prev is not None and prev.lease and prev.lease != req.lease:
@@ -259,22 +258,16 @@ class Store:
             self._leases.attach(req.lease, key)
         if prev is None:
             bisect.insort(self._keys, key)
-            pending.events.add(type=_PUT, kv=new)
-        else:
-            pending.events.add(type=_PUT, kv=new, prev_kv=prev)
+        pending += (new, prev)
         self._kvs[key] = new
 
-    def _remove(self, key: bytes, pending: raft.HistoryRevision) -> kv.KeyValue:
+    def _remove(self, key: bytes, pending: list[Version | None]) -> Version:
         """Delete one existing key (and detach it from its lease); returns it."""
         prev = self._kvs.pop(key)
         del self._keys[bisect.bisect_left(self._keys, key)]
         if prev.lease:
             self._leases.detach(prev.lease, key)
-        pending.events.add(
-            type=_DELETE,
-            kv=kv.KeyValue(key=key, mod_revision=pending.revision),
-            prev_kv=prev,
-        )
+        pending += (None, prev)
         return prev
 
     # ------------------------------------------------------------------ leases
@@ -296,15 +289,11 @@ class Store:
 
     def _revoke(self, lease_id: int, ts_ms: int, identity: str) -> raft.HistoryRevision | None:
         """Delete the lease's keys in ONE revision (none when it has no keys) and the lease."""
-        pending = raft.HistoryRevision(revision=self.revision + 1, ts_ms=ts_ms, identity=identity)
+        pending: list[Version | None] = []
         for key in self._leases.keys_of(lease_id):
             self._remove(key, pending)
         self._leases.remove(lease_id)
-        if not pending.events:
-            return None
-        self.revision = pending.revision
-        self._history.remember(pending)
-        return pending
+        return self._commit(pending, ts_ms, identity)
 
     def _expire(self, request: raft.InternalRequest, entry_term: int | None) -> Applied:
         req = request.lease_expire
@@ -388,22 +377,25 @@ class Store:
         """The span's key-values as of ``revision``, in key order; the caller
         checked the revision (not compacted, not in the future)."""
         if revision >= self.revision:
-            return [self._kvs[k] for k in self._iter_keys(span)]
+            return messages(self._kvs[k] for k in self._iter_keys(span))
         view = self._view_past(span, revision)
-        return [view[k] for k in sorted(view)]
+        return messages(view[k] for k in sorted(view))
 
-    def _view_past(self, span: Span, revision: int) -> dict[bytes, kv.KeyValue]:
+    def _view_past(self, span: Span, revision: int) -> dict[bytes, Version]:
         view = {k: self._kvs[k] for k in self._iter_keys(span)}
         for entry in self._history.newest_first():
             if entry.revision <= revision:
                 break
-            for ev in reversed(entry.events):
-                if not span.matches(ev.kv.key):
+            ev = entry.events
+            for i in range(len(ev) - 2, -1, -2):
+                new, prev = ev[i], ev[i + 1]
+                key = event_key(new, prev)
+                if not span.matches(key):
                     continue
-                if ev.HasField("prev_kv"):
-                    view[ev.kv.key] = ev.prev_kv
+                if prev is not None:
+                    view[key] = prev
                 else:
-                    view.pop(ev.kv.key, None)
+                    view.pop(key, None)
         return view
 
     def _iter_keys(self, span: Span) -> Iterator[bytes]:
@@ -418,7 +410,8 @@ class Store:
             i += 1
 
     def get(self, key: bytes) -> kv.KeyValue | None:
-        return self._kvs.get(key)
+        item = self._kvs.get(key)
+        return None if item is None else item.message()
 
     def lease(self, lease_id: int) -> LeaseInfo | None:
         """The lease with this id, or None."""
@@ -449,17 +442,21 @@ class Store:
 
     # --------------------------------------------------------------- snapshot
     def to_bytes(self) -> bytes:
-        snap = raft.Snapshot(
-            revision=self.revision,
-            compact_revision=self.compact_revision,
-            applied_ts_ms=self.applied_ts_ms,
-            kvs=[self._kvs[k] for k in self._keys],
-            history=self._history.entries(),
-            dedupe=self._dedupe.entries(),
-            members=self.members(),
-            leases=self._leases.records(),
+        """The ``raft.Snapshot`` bytes (deterministic: equal stores, equal bytes)."""
+        return snapshot_bytes(
+            raft.Snapshot(
+                revision=self.revision,
+                compact_revision=self.compact_revision,
+                applied_ts_ms=self.applied_ts_ms,
+            ),
+            [self._kvs[k] for k in self._keys],
+            self._history.entries(),
+            self._dedupe.wires(),
+            raft.Snapshot(
+                members=self.members(),
+                leases=self._leases.records(),
+            ),
         )
-        return snap.SerializeToString(deterministic=True)
 
     @classmethod
     def from_bytes(cls, data: bytes, history_limits: HistoryLimits | None = None) -> Store:
@@ -468,9 +465,10 @@ class Store:
         store.revision = snap.revision
         store._history.compact_revision = snap.compact_revision
         store.applied_ts_ms = snap.applied_ts_ms
-        store._kvs = {item.key: item for item in snap.kvs}
+        kvs, history = load_snapshot(snap)
+        store._kvs = {item.key: item for item in kvs}
         store._keys = sorted(store._kvs)
-        for entry in snap.history:
+        for entry in history:
             store._history.remember(entry)
         for d in snap.dedupe:
             store._dedupe.load(d)
@@ -478,7 +476,7 @@ class Store:
             store._members[m.name] = m
         for rec in snap.leases:
             store._leases.load(rec)
-        for item in snap.kvs:  # attachments travel as KeyValue.lease
+        for item in kvs:  # attachments travel as KeyValue.lease
             if not item.lease:
                 continue
             if item.lease not in store._leases:
@@ -488,13 +486,3 @@ class Store:
                 )
             store._leases.attach(item.lease, item.key)
         return store
-
-
-def _holds(result: int, actual: int | bytes, wanted: int | bytes) -> bool:
-    if result == kv.Compare.EQUAL:
-        return actual == wanted
-    if result == kv.Compare.NOT_EQUAL:
-        return actual != wanted
-    if result == kv.Compare.GREATER:
-        return actual > wanted  # type: ignore[operator]
-    return actual < wanted  # type: ignore[operator]
