@@ -4,20 +4,20 @@
   leader and on a follower, keeps its commit and applied index (and term);
 - a follower's linearizable read sees a write acknowledged just before
   (through the leader or the other follower);
-- a leader paused (SIGSTOP) and deposed meanwhile, resumed while the new
-  majority is paused, serves no stale read (it cannot confirm a round).
+- a deposed leader serves no stale read: tests/chaos/test_read_index_partition.py
+  (a real network cut). A SIGSTOP version cannot show it on one host: the new
+  leader's messages wait in the paused leader's socket, and it steps down as
+  soon as it resumes, before any read reaches it.
 """
 
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 
 import pytest
 
 from mcpctl.client import Client
-from mcpctl.errors import McpError
-from tests.cluster import Cluster, running_cluster, wait_for
+from tests.cluster import Cluster, wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -88,48 +88,3 @@ def test_follower_reads_see_the_write_acknowledged_just_before(cluster: Cluster)
             got = on_f1.get("/ri/seq")
             assert got.first is not None and got.first.text == str(i), (i, got.first)
             assert got.first.mod_revision == put.revision
-
-
-def test_a_paused_deposed_leader_serves_no_stale_read(tmp_path: Path) -> None:
-    """SIGSTOP the leader; the others elect a new leader and acknowledge a write;
-    SIGSTOP them too and SIGCONT the old leader. It still believes it leads
-    (leader fallback set to 30 s here, so it does not step down on its own) and
-    its store has the old value, but a linearizable read on it must not return
-    that value: the read index round needs a majority answering *after* the
-    read arrived. It fails (UNAVAILABLE) instead; once the others are back, the
-    member serves the new value. (With the majority round skipped, or a
-    time-based leader lease, the read returns the stale value.)"""
-    with running_cluster(tmp_path, raft={"leader_fallback_ms": 30_000}) as cluster:
-        cluster.wait_ready()
-        old = cluster.leader()
-        others = [n for n in cluster.nodes if n is not old]
-        with cluster.client(old) as c:
-            c.put("/ri/paused", "before")
-        cluster.pause(old)
-        try:
-            new = cluster.leader(others)
-            with Client([new.endpoint], timeout=10.0) as c:
-                c.put("/ri/paused", "after")
-            for node in others:
-                cluster.pause(node)
-            cluster.resume(old)
-            with Client([old.endpoint], timeout=10.0, attempts_max=1) as c:
-                local = c.get("/ri/paused", serializable=True).first
-                assert local is not None and local.text == "before"  # its store is stale
-                with pytest.raises(McpError) as err:
-                    got = c.get("/ri/paused").first
-                    pytest.fail(f"a deposed leader served a linearizable read: {got}")
-                assert err.value.code in ("UNAVAILABLE", "DEADLINE_EXCEEDED"), err.value
-        finally:
-            for node in cluster.nodes:
-                cluster.resume(node)
-        with Client([old.endpoint], timeout=5.0, attempts_max=1) as c:
-
-            def fresh() -> bool | None:
-                try:
-                    got = c.get("/ri/paused").first
-                except McpError:
-                    return None
-                return True if got is not None and got.text == "after" else None
-
-            wait_for("the old leader to serve the new value", fresh, timeout_s=30)
