@@ -82,7 +82,7 @@ def test_follower_reads_see_the_write_acknowledged_just_before(cluster: Cluster)
         Client([f2.endpoint], timeout=5.0, attempts_max=1) as on_f2,
         Client([f1.endpoint], timeout=5.0, attempts_max=1) as on_f1,
     ):
-        for i in range(60):
+        for i in range(200):
             writer = on_leader if i % 2 else on_f2
             put = writer.put("/ri/seq", str(i))
             got = on_f1.get("/ri/seq")
