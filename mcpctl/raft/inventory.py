@@ -152,6 +152,12 @@ INVENTORY: tuple[Private, ...] = (
         "syncobj.py:264",
         "called: notify() wakes the tick thread's poll when a linearizable read arrives",
     ),
+    Private(
+        "SyncObj()._poller (an instance field, its poll method)",
+        "syncobj.py:706",
+        "wrapped (created at syncobj.py:205): the tick's poll waits no longer than a read "
+        "index round held back",
+    ),
     Private("_SyncObj__commandsWaitingReply", "syncobj.py:272", "read and cleared: lost forwards"),
     Private(
         "_SyncObj__commandsWaitingCommit", "syncobj.py:270", "read and popped: skipped entries"

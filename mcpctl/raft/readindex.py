@@ -140,6 +140,8 @@ class ReadIndex:
         self._ready: list[_Batch] = []  # confirmed, waiting for the local apply
         self._seq = 0
         self._ask_id = 0
+        # The next round (or ask) starts no sooner than this (see ``_gap``).
+        self._next_at = 0.0
         self.rounds = 0  # rounds started (a counter for tests and status)
         self.asks = 0  # asks sent
 
@@ -243,12 +245,13 @@ class ReadIndex:
             ):
                 self._confirmed(r, now)
                 self._round = None
-        if self._round is not None or not self._queued:
+        if self._round is not None or not self._queued or now < self._next_at:
             return
         if not decisions.read_index_known(view.commit_term, view.term):
             return  # this term's first entry is not committed yet: wait for it
         self._seq += 1
         self.rounds += 1
+        self._next_at = self._gap(now)
         r = _Batch(self._queued, now, self._seq, view.term, view.commit_index)
         self._queued = []
         probe = {"type": PROBE, "term": view.term, "seq": r.seq}
@@ -289,7 +292,7 @@ class ReadIndex:
         ):
             self._finish(a.reads, ReadError.LEADER_CHANGED)
             self._ask = None
-        if self._ask is not None or not self._queued:
+        if self._ask is not None or not self._queued or now < self._next_at:
             return
         if view.leader is None or not view.leader_connected:
             self._finish(self._queued, ReadError.NO_LEADER)
@@ -297,11 +300,29 @@ class ReadIndex:
             return
         self._ask_id += 1
         self.asks += 1
+        self._next_at = self._gap(now)
         self._ask = _Batch(self._queued, now, self._ask_id, view.term, leader=view.leader)
         self._queued = []
         self._port.read_send(view.leader, {"type": ASK, "id": self._ask_id})
 
     # -- both ---------------------------------------------------------------------------
+    def _gap(self, now: float) -> float:
+        """When the round (or ask) after the one starting now may start: when this
+        one carries several reads (the member is busy), the next one gathers
+        reads for ``READ_INDEX_GAP_S_PER_READ`` per read this one carries, up to
+        ``READ_INDEX_GAP_S_MAX``. One read at a time waits nothing extra."""
+        reads = len(self._queued)
+        if reads < 2:
+            return now
+        return now + min(limits.READ_INDEX_GAP_S_MAX, limits.READ_INDEX_GAP_S_PER_READ * reads)
+
+    def poll_wait(self, wait_s: float) -> float:
+        """How long the tick thread may wait for events (at most ``wait_s``): until
+        a round or ask held back by the gap may start."""
+        if not self._queued or self._round is not None or self._ask is not None:
+            return wait_s
+        return max(0.0, min(wait_s, self._next_at - self._clock()))
+
     def _serve(self, applied: int) -> None:
         if not self._ready:
             return

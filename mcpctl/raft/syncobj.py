@@ -198,6 +198,9 @@ class RaftSyncObj(SyncObj):  # type: ignore[misc]
         # while its AppendEntries travel (the tick's start catches the rest).
         self.addOnTickCallback(self.sync_journal)
         self.addOnTickCallback(self.read_index.step)
+        # The tick's poll (after ``step``) waits no longer than a held-back round.
+        poll, wait = self._poller.poll, self.read_index.poll_wait
+        self._poller.poll = lambda timeout: poll(wait(timeout))
 
     # -- durability ----------------------------------------------------------------
     def defer_ack(self, node: Any, message: dict[str, Any]) -> None:
@@ -322,12 +325,11 @@ class RaftSyncObj(SyncObj):  # type: ignore[misc]
         )
 
     def read_send(self, node: Any, message: dict[str, Any]) -> bool:
-        sent: bool = self._SyncObj__transport.send(node, message)
-        return sent
+        return bool(self._SyncObj__transport.send(node, message))
 
     def read_wake(self) -> None:
-        """Wake the tick thread's poll (any thread): PySyncObj's own pipe (none in
-        batch mode, which we never run: then the tick period bounds the wait)."""
+        """Wake the tick thread's poll (any thread) through PySyncObj's pipe (none
+        in batch mode, never ours: the tick period bounds the wait)."""
         if not self.conf.appendEntriesUseBatch:
             self._SyncObj__pipeNotifier.notify()
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from mcpctl import limits
 from mcpctl.errors import ResourceExhausted
 from mcpctl.raft import decisions
 from mcpctl.raft.readindex import ASK, PROBE, PROBE_ACK, REPLY, ReadError, ReadIndex, ReadView
@@ -61,7 +62,7 @@ def make(view: ReadView, **kwargs: Any) -> tuple[ReadIndex, Port, Clock, list[Re
 
 
 def test_concurrent_reads_share_one_round_confirmed_by_a_majority() -> None:
-    ri, port, _, got = make(LEADER)
+    ri, port, clock, got = make(LEADER)
     for _ in range(3):
         ri.submit(got.append)
     assert port.wakes == 1  # one wake for the batch
@@ -75,7 +76,42 @@ def test_concurrent_reads_share_one_round_confirmed_by_a_majority() -> None:
     ri.on_message("n3", {"type": PROBE_ACK, "term": 3, "seq": seq})  # self + n3: a majority
     ri.step()
     assert got == [ReadError.SUCCESS] * 3
+    # The next round gathers reads for 1 ms per read the last one carried.
+    assert not port.take(PROBE)
+    clock.now += 3 * limits.READ_INDEX_GAP_S_PER_READ
+    ri.step()
     assert len(port.take(PROBE)) == 2 and ri.rounds == 2  # the next round left
+
+
+def test_the_gap_after_a_busy_round_grows_with_its_reads_up_to_its_max() -> None:
+    ri, _, clock, got = make(LEADER._replace(voters=()))  # rounds confirm at once
+    ri.submit(got.append)
+    ri.step()
+    ri.submit(got.append)
+    ri.step()  # one read at a time: no gap
+    assert ri.rounds == 2
+    ri.submit(got.append)
+    ri.submit(got.append)
+    ri.step()  # two reads: the next round waits 2 ms
+    ri.submit(got.append)
+    ri.step()
+    assert ri.rounds == 3  # held back; the tick's poll waits only until it may start
+    assert ri.poll_wait(0.01) == pytest.approx(2 * limits.READ_INDEX_GAP_S_PER_READ)
+    clock.now += 2 * limits.READ_INDEX_GAP_S_PER_READ
+    assert ri.poll_wait(0.01) == 0.0
+    ri.step()
+    assert ri.rounds == 4
+    for _ in range(100):
+        ri.submit(got.append)
+    clock.now += 1.0
+    ri.step()  # 100 reads: the gap is at its max
+    ri.submit(got.append)
+    clock.now += limits.READ_INDEX_GAP_S_MAX - 0.0001
+    ri.step()
+    assert ri.rounds == 5
+    clock.now += 0.0002
+    ri.step()
+    assert ri.rounds == 6 and len(got) == 106
 
 
 def test_an_answer_to_an_older_round_or_term_does_not_confirm() -> None:
