@@ -152,7 +152,8 @@ class Proposer:
         answer: asyncio.Future[ReadError] = loop.create_future()
         try:
             async with asyncio.timeout(min(timeout_s, self._timeout_s)):
-                await self._leader_reachable(loop)
+                if not self._raft.status.leader_reachable:
+                    await self._leader_reachable(loop)
                 self._reads.add(answer)
                 self._raft.read_index(lambda err: self._read_answered(loop, answer, err))
                 err = await answer
