@@ -110,6 +110,26 @@ RAFT_TICK_CALLS_MAX: Final = 64
 # are fsynced (raft.durability: fsync; the sync runs every tick). At the limit
 # the journal is synced at once and the answers go out: never dropped.
 RAFT_DEFERRED_ACKS_MAX: Final = 1_024
+# Linearizable reads (ReadIndex, mcpctl/raft/readindex.py): reads waiting on one
+# member for a confirmed read index and their local apply; one more:
+# RESOURCE_EXHAUSTED. Concurrent reads share one round (leader) or one ask
+# (follower), so this bounds memory, not Raft traffic.
+READ_INDEX_PENDING_MAX: Final = 4096
+# Followers' read index asks a leader holds for its next round; one more is
+# answered "busy" at once (each follower keeps one ask in flight).
+READ_INDEX_ASKS_MAX: Final = 1024
+# A read waits at most this long in the Raft layer (queued, in a round or an
+# ask, or for the local apply), then UNAVAILABLE, even when proposal_timeout
+# is longer; the proposer's bound (proposal_timeout, the caller's deadline)
+# usually ends it first.
+READ_INDEX_WAIT_S_MAX: Final = 10.0
+# Batching: after a read index round (leader) or ask (follower) that carried
+# two reads or more, the next one starts no sooner than this much per read it
+# carried after it started, and at most READ_INDEX_GAP_S_MAX after: under load
+# a round carries ~10 reads instead of ~2 (each round costs every member a
+# probe, an answer and a tick). One read at a time waits nothing extra.
+READ_INDEX_GAP_S_PER_READ: Final = 0.001
+READ_INDEX_GAP_S_MAX: Final = 0.005
 
 # Records of when log indexes appeared, for time-based replication lag
 # (one per tick in which the log grew; ~100 s of continuous writes at 10 ms).

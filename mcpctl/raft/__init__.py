@@ -4,8 +4,10 @@
   membership, step down, the published ``RaftStatus``);
 - ``syncobj``: every use of PySyncObj's private internals, behind
   ``install()`` (version check) and its ``INVENTORY``;
-- ``decisions``: pre-vote, next index, fast election, reachability and
-  restore decisions as pure functions;
+- ``decisions``: pre-vote, next index, fast election, reachability, restore
+  and read index decisions as pure functions;
+- ``readindex``: linearizable reads by ReadIndex (a majority round, no log entry);
+- ``conf``: PySyncObj's settings for a member;
 - ``status``: typed values (``RaftStatus``, ``Role``, ``ProposeError``, lag);
 - ``snapshot``: the store as PySyncObj's consumer, our snapshot file;
 - ``cipher``: the AES-256-GCM peer cipher.

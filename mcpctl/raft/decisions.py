@@ -10,7 +10,9 @@ PySyncObj object in sight (tests/unit/test_raft_decisions.py):
 - fast election: a follower whose connection to the leader *closed* elects
   after a short, ranked delay instead of the whole election timeout;
 - leader reachable: whether a proposal sent from here can reach a leader;
-- restored: whether a restarted member has applied what it had before.
+- restored: whether a restarted member has applied what it had before;
+- read index: when a voter answers a probe, when a round is confirmed, and
+  when a leader's commit index may serve as a read index.
 """
 
 from __future__ import annotations
@@ -181,3 +183,23 @@ def restored(
     if heard_commit_index is None or not 0 < heard_commit_index <= applied_index:
         return False
     return heard_commit_term == current_term
+
+
+def read_probe_answered(probe_term: int, current_term: int) -> bool:
+    """A voter answers a leader's read index probe only while its own term is not
+    above the probe's: the answer proves it had not moved to a newer term (so
+    had voted in no newer election) when it sent it."""
+    return probe_term >= current_term
+
+
+def read_round_confirmed(acks: int, others: int) -> bool:
+    """A read index round is confirmed by a majority of the voters (the leader
+    counts itself) answering a probe of that round or a later one."""
+    return acks + 1 > (others + 1) / 2
+
+
+def read_index_known(commit_term: int | None, current_term: int) -> bool:
+    """A leader's commit index is a valid read index only once it has committed an
+    entry of its own term (its first, the election no-op): before that it may
+    lag entries an earlier leader committed (Raft thesis §6.4)."""
+    return commit_term == current_term

@@ -46,7 +46,8 @@ INVENTORY: tuple[Private, ...] = (
     Private(
         "SyncObj._SyncObj__onMessageReceived",
         "syncobj.py:909",
-        "overridden: pre-vote messages, leader contact, no next-index rewind on success",
+        "overridden: pre-vote and read index messages, leader contact, no next-index rewind on "
+        "success",
     ),
     Private(
         "SyncObj._SyncObj__onNodeDisconnected",
@@ -83,7 +84,8 @@ INVENTORY: tuple[Private, ...] = (
     Private(
         "SyncObj._SyncObj__getEntries",
         "syncobj.py:1145",
-        "called: the heard commit's term; the term of the entry being applied (lease fence)",
+        "called: the heard commit's term; the term of the entry being applied (lease fence); "
+        "the commit index's term (read index)",
     ),
     Private(
         "SyncObjConsumer._syncObj",
@@ -96,10 +98,10 @@ INVENTORY: tuple[Private, ...] = (
         "read and moved: pre-vote, fast election, leader contact",
     ),
     Private("_SyncObj__raftState", "syncobj.py:157", "read: leader or not, for pre-vote"),
-    Private("_SyncObj__raftCurrentTerm", "syncobj.py:158", "read: pre-vote terms"),
-    Private("_SyncObj__raftLeader", "syncobj.py:161", "read: the leader node"),
+    Private("_SyncObj__raftCurrentTerm", "syncobj.py:158", "read: pre-vote and read index terms"),
+    Private("_SyncObj__raftLeader", "syncobj.py:161", "read: the leader node (and whom to ask)"),
     Private("_SyncObj__selfNode", "syncobj.py:145", "read: pre-vote needs a known self"),
-    Private("_SyncObj__otherNodes", "syncobj.py:146", "read: voters to ask and keep alive"),
+    Private("_SyncObj__otherNodes", "syncobj.py:146", "read: voters to ask, probe and keep alive"),
     Private("_SyncObj__transferInProgress", "syncobj.py:165", "read: a transfer skips pre-vote"),
     Private("_SyncObj__transport", "syncobj.py:208", "used: send our messages, guard the port"),
     Private("_SyncObj__raftNextIndex", "syncobj.py:178", "read and restored: next indexes"),
@@ -143,7 +145,24 @@ INVENTORY: tuple[Private, ...] = (
     Private(
         "_SyncObj__raftLastApplied",
         "syncobj.py:177",
-        "read: after a snapshot install; +1 is the entry being applied (syncobj.py:724)",
+        "read: after a snapshot install; +1 is the entry being applied (syncobj.py:724); "
+        "a read index is served once it is reached",
+    ),
+    Private(
+        "_SyncObj__raftCommitIndex",
+        "syncobj.py:176",
+        "read: a leader's read index (its commit index when a round starts)",
+    ),
+    Private(
+        "_SyncObj__pipeNotifier",
+        "syncobj.py:264",
+        "called: notify() wakes the tick thread's poll when a linearizable read arrives",
+    ),
+    Private(
+        "SyncObj()._poller (an instance field, its poll method)",
+        "syncobj.py:706",
+        "wrapped (created at syncobj.py:205): the tick's poll waits no longer than a read "
+        "index round held back",
     ),
     Private("_SyncObj__commandsWaitingReply", "syncobj.py:272", "read and cleared: lost forwards"),
     Private(

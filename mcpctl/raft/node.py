@@ -41,8 +41,10 @@ from mcpctl._proto.mcp.v1 import raft_pb2 as raft
 from mcpctl.errors import Unavailable
 from mcpctl.raft import decisions
 from mcpctl.raft.cipher import PeerCipher
+from mcpctl.raft.conf import syncobj_conf
 from mcpctl.raft.housekeeping import StatusGate, TickCalls, close_overdue
 from mcpctl.raft.journal import Durability
+from mcpctl.raft.readindex import ReadDone
 from mcpctl.raft.snapshot import SnapshotFile, StoreConsumer
 from mcpctl.raft.status import (
     IndexClock,
@@ -55,7 +57,7 @@ from mcpctl.raft.status import (
     peer_progress,
     proposal_view,
 )
-from mcpctl.raft.syncobj import KEEPALIVE, RaftSyncObj, syncobj_conf
+from mcpctl.raft.syncobj import KEEPALIVE, RaftSyncObj
 from mcpctl.raft.watchdog import TickWatchdog
 from mcpctl.state import HistoryLimits
 
@@ -415,6 +417,12 @@ class RaftNode:
             callback(result, ProposeError(err))
 
         self.consumer.apply_batch(batch.SerializeToString(), callback=done)
+
+    def read_index(self, done: ReadDone) -> None:
+        """A linearizable read arrived: ``done(error)`` runs on the tick thread once
+        this member has applied a confirmed read index (``mcpctl.raft.readindex``)
+        or the read failed. Past ``READ_INDEX_PENDING_MAX``: ``ResourceExhausted``."""
+        self._sync.read_index.submit(done)
 
     def change_membership(
         self, add: bool, address: str, callback: Callable[[ProposeError], None]

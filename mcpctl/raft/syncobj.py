@@ -8,10 +8,11 @@ replacement. Nothing is patched at import time: ``RaftNode`` calls
 
 ``RaftSyncObj`` is PySyncObj's ``SyncObj`` with our additions (pre-vote, the
 next-index rule, callbacks PySyncObj would never call, the AES-GCM cipher,
-durability: our journal synced once per batch before acks, ``journal.py``)
-and small accessors, so that ``RaftNode`` reads and moves PySyncObj's state
-only through named methods here. The decisions themselves are pure functions
-in ``mcpctl.raft.decisions``. Line numbers below are of PySyncObj 0.3.17.
+durability: our journal synced once per batch before acks, ``journal.py``,
+ReadIndex's port, ``readindex.py``) and small accessors, so that ``RaftNode``
+reads and moves PySyncObj's state only through named methods here. The
+decisions are pure functions in ``mcpctl.raft.decisions``. Line numbers below
+are of PySyncObj 0.3.17.
 """
 
 from __future__ import annotations
@@ -45,8 +46,10 @@ from mcpctl.raft.journal import (
     durable_replace,
 )
 from mcpctl.raft.journal import register as register_durability
-from mcpctl.raft.snapshot import DUMP_FILE, JOURNAL_FILE, SnapshotFile, read_snapshot_entries
-from mcpctl.raft.status import ProposeError, RaftSettings
+from mcpctl.raft.readindex import MESSAGES as READ_INDEX_MESSAGES
+from mcpctl.raft.readindex import ReadIndex, ReadView
+from mcpctl.raft.snapshot import read_snapshot_entries
+from mcpctl.raft.status import ProposeError
 
 log = structlog.get_logger("mcpctl.raft.syncobj")
 
@@ -112,7 +115,9 @@ def install() -> None:
 def check_instance(sync: SyncObj) -> None:
     """The instance fields of ``INVENTORY`` exist on a constructed SyncObj."""
     for item in INVENTORY:
-        if item.name.startswith("_SyncObj__") and not hasattr(sync, item.name):
+        # In batch mode (never ours) PySyncObj builds no pipe notifier.
+        optional = item.name == "_SyncObj__pipeNotifier" and sync.conf.appendEntriesUseBatch
+        if item.name.startswith("_SyncObj__") and not optional and not hasattr(sync, item.name):
             raise PySyncObjMismatch(f"this pysyncobj has no {item.name} ({item.where})")
 
 
@@ -154,13 +159,9 @@ class _AckDeferringTransport(TCPTransport):  # type: ignore[misc]
 
 class RaftSyncObj(SyncObj):  # type: ignore[misc]
     """PySyncObj's SyncObj with pre-vote, the next-index rule, no lost callbacks,
-    ``PeerCipher`` as its encryptor, and accessors for ``RaftNode``.
-
-    ``password`` stays unset in the conf (PySyncObj would build a Fernet); the
-    transport reads the ``encryptor`` property, which is ours from the first
-    connection on because it is set before ``SyncObj.__init__`` starts the
-    tick thread.
-    """
+    ``PeerCipher`` as its encryptor (``password`` stays unset: PySyncObj would
+    build a Fernet; the transport reads ``encryptor``, set before the tick
+    thread starts), ReadIndex (``read_index``) and accessors for ``RaftNode``."""
 
     _SyncObj__raftElectionDeadline: float
     # Forwarded commands waiting for the leader's reply (request id -> callback).
@@ -187,6 +188,8 @@ class RaftSyncObj(SyncObj):  # type: ignore[misc]
         self._prevote_term = 0
         self._prevote_grants: set[Any] = set()
         self._prevote_won_at = -PREVOTE_VALID_S
+        # Linearizable reads without log entries (mcpctl/raft/readindex.py).
+        self.read_index = ReadIndex(self)
         super().__init__(
             self_address, partners, conf, transportClass=_AckDeferringTransport, **kwargs
         )
@@ -194,6 +197,10 @@ class RaftSyncObj(SyncObj):  # type: ignore[misc]
         # Also right before the tick's poll: the leader's fdatasync then runs
         # while its AppendEntries travel (the tick's start catches the rest).
         self.addOnTickCallback(self.sync_journal)
+        self.addOnTickCallback(self.read_index.step)
+        # The tick's poll (after ``step``) waits no longer than a held-back round.
+        poll, wait = self._poller.poll, self.read_index.poll_wait
+        self._poller.poll = lambda timeout: poll(wait(timeout))
 
     # -- durability ----------------------------------------------------------------
     def defer_ack(self, node: Any, message: dict[str, Any]) -> None:
@@ -300,6 +307,31 @@ class RaftSyncObj(SyncObj):  # type: ignore[misc]
             return None
         server.bind()
         return True
+
+    # -- ReadIndex's port (readindex.ReadPort) --------------------------------------
+    def read_view(self) -> ReadView:
+        commit = self._SyncObj__raftCommitIndex
+        entries = self._SyncObj__getEntries(commit, 1) if commit > 0 else []
+        leader = self._SyncObj__raftLeader
+        return ReadView(
+            is_leader=self._is_leader(),
+            term=self._SyncObj__raftCurrentTerm,
+            leader=leader,
+            leader_connected=leader is not None and self.isNodeConnected(leader),
+            voters=tuple(self._SyncObj__otherNodes),
+            commit_index=commit,
+            commit_term=int(entries[0][2]) if entries else None,
+            applied=self._SyncObj__raftLastApplied,
+        )
+
+    def read_send(self, node: Any, message: dict[str, Any]) -> bool:
+        return bool(self._SyncObj__transport.send(node, message))
+
+    def read_wake(self) -> None:
+        """Wake the tick thread's poll (any thread) through PySyncObj's pipe (none
+        in batch mode, never ours: the tick period bounds the wait)."""
+        if not self.conf.appendEntriesUseBatch:
+            self._SyncObj__pipeNotifier.notify()
 
     # -- pre-vote ------------------------------------------------------------------
     def _onTick(self, timeToWait: float = 0.0) -> None:
@@ -452,6 +484,9 @@ class RaftSyncObj(SyncObj):  # type: ignore[misc]
         if kind == PREVOTE_RESPONSE:
             self._count_prevote(node, message)
             return
+        if kind in READ_INDEX_MESSAGES:
+            self.read_index.on_message(node, message)
+            return
         if kind == "append_entries" and message.get("term", -1) >= self._SyncObj__raftCurrentTerm:
             self.leader_heard_at = raft_clock()
         if kind == "next_node_idx" and message.get("success") and not message.get("reset"):
@@ -463,34 +498,3 @@ class RaftSyncObj(SyncObj):  # type: ignore[misc]
                 next_index[node] = kept
             return
         SyncObj._SyncObj__onMessageReceived(self, node, message)
-
-
-def syncobj_conf(settings: RaftSettings, snapshots: SnapshotFile) -> SyncObjConf:
-    """PySyncObj's settings for a member (docs/replication.md explains each choice)."""
-    return SyncObjConf(
-        bindAddress=settings.bind_address,
-        journalFile=str(settings.data_dir / JOURNAL_FILE),
-        fullDumpFile=str(settings.data_dir / DUMP_FILE),
-        appendEntriesUseBatch=False,
-        appendEntriesPeriod=settings.heartbeat_s,
-        raftMinTimeout=settings.election_timeout_min_s,
-        raftMaxTimeout=settings.election_timeout_max_s,
-        connectionTimeout=max(3.5, settings.election_timeout_max_s),
-        leaderFallbackTimeout=settings.leader_fallback_s,
-        connectionRetryTime=settings.connection_retry_s,
-        autoTickPeriod=settings.tick_s,
-        useFork=False,
-        serializer=snapshots.serialize,
-        deserializer=snapshots.deserialize,
-        dynamicMembershipChange=True,
-        commandsQueueSize=limits.RAFT_COMMAND_QUEUE_MAX,
-        commandsWaitLeader=True,
-        logCompactionMinEntries=settings.compaction_min_entries,
-        logCompactionMinTime=settings.compaction_min_time_s,
-        maxBindRetries=1,
-        # PySyncObj caches peer addresses for 600 s by default: a member
-        # restarted on a new IP (containers, Kubernetes pods) would stay
-        # unreachable that long.
-        dnsCacheTime=2.0,
-        dnsFailCacheTime=1.0,
-    )

@@ -2,10 +2,11 @@
 
 Every ``LEASE_TICK_S`` ``step`` looks at the Raft status:
 
-- this member leads and its clock is not running: it proposes a fence
-  (an empty Raft entry) and, once that entry is applied here in the same
-  term, so is every entry of earlier terms and this term's first one:
-  then the clock starts (``Lessor.promote``) from the store's checkpoints;
+- this member leads and its clock is not running: it waits for a read
+  fence (a ReadIndex round) confirmed in the same term: its read index is at
+  or above this term's first entry, so every entry of earlier terms is
+  applied: then the clock starts (``Lessor.promote``) from the store's
+  checkpoints;
 - the clock runs but this member no longer leads, or the term moved on:
   the clock is dropped at once (``Lessor.demote``);
 - the clock runs: expired leases are proposed as ``lease_expire`` and drifted

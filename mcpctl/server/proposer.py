@@ -1,13 +1,14 @@
-"""Group commit and read fences on top of ``RaftNode.propose``.
+"""Group commit and read fences on top of ``RaftNode.propose`` / ``read_index``.
 
 Runs on the asyncio loop. Client writes wait in one bounded queue; one Raft
 entry at a time carries everything that queued while the previous entry was
 in flight (at most ``PROPOSAL_BATCH_REQUESTS_MAX`` requests /
-``PROPOSAL_BATCH_BYTES_MAX`` bytes). A linearizable read joins the *next*
-entry to leave: when that entry commits in the current term and is applied
-here, every write acknowledged before the read arrived is visible locally,
-and a deposed leader cannot pass the fence. When no write is waiting the
-entry is empty (a pure barrier), so concurrent reads share one barrier.
+``PROPOSAL_BATCH_BYTES_MAX`` bytes). A linearizable read (``fence``) asks the
+Raft member for a read index (``mcpctl.raft.readindex``: a majority round
+after the read arrived, no log entry) and returns once it is applied here:
+every write acknowledged before the read arrived is visible locally, and a
+deposed leader cannot pass the fence. ``barrier`` is the older fence: a read
+that joins the *next* entry to leave (an empty one when no write waits).
 
 Every wait is bounded:
 
@@ -42,6 +43,7 @@ import structlog
 from mcpctl import limits
 from mcpctl._proto.mcp.v1 import raft_pb2 as raft
 from mcpctl.errors import McpError, OutcomeUnknown, ResourceExhausted, Unavailable
+from mcpctl.raft.readindex import ReadDone, ReadError
 from mcpctl.raft.status import ProposeError, RaftStatus, Role, proposal_view
 from mcpctl.state import Applied
 
@@ -68,6 +70,12 @@ class Consensus(Protocol):
 
     def add_status_listener(self, listener: Callable[[RaftStatus], None]) -> None:
         """Call ``listener(status)`` (from any thread) when ``proposal_view`` changes."""
+        ...
+
+    def read_index(self, done: ReadDone) -> None:
+        """A read arrived: ``done(error)`` once, from any thread, when this member has
+        applied a read index confirmed after this call (or the read failed).
+        May raise ``ResourceExhausted``."""
         ...
 
 
@@ -116,6 +124,11 @@ class Proposer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.proposals_committed = 0
         self.proposals_failed = 0
+        # Read index answers from the tick thread, handed to the loop in one call
+        # per batch (``_reads_answered``); the reads waiting for one.
+        self._answers: deque[tuple[asyncio.Future[ReadError], ReadError]] = deque()
+        self._answers_scheduled = False
+        self._reads: set[asyncio.Future[ReadError]] = set()
         raft_node.add_status_listener(self._status_changed)
 
     @property
@@ -129,8 +142,57 @@ class Proposer:
         return result
 
     async def fence(self, timeout_s: float) -> None:
-        """Return once a Raft entry proposed after this call has been applied here."""
+        """Return once this member has applied everything committed before this call:
+        a read index (``mcpctl.raft.readindex``) confirmed by a majority after this
+        call, no log entry. Fails ``Unavailable`` (retry), never waits unbounded:
+        no reachable leader within ``leader_wait_s``, leadership or the leader lost,
+        or not confirmed within ``proposal_timeout_s`` (or the caller's deadline)."""
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        answer: asyncio.Future[ReadError] = loop.create_future()
+        try:
+            async with asyncio.timeout(min(timeout_s, self._timeout_s)):
+                if not self._raft.status.leader_reachable:
+                    await self._leader_reachable(loop)
+                self._reads.add(answer)
+                self._raft.read_index(lambda err: self._read_answered(loop, answer, err))
+                err = await answer
+        except TimeoutError:
+            raise _lost("not confirmed in time", read=True) from None
+        finally:
+            self._reads.discard(answer)
+        if err is not ReadError.SUCCESS:
+            raise _lost(err.value, read=True)
+
+    async def barrier(self, timeout_s: float) -> None:
+        """Return once a Raft entry proposed after this call has been applied here
+        (an empty entry when no write is waiting): the fence before ReadIndex,
+        kept for callers that want the log entry."""
         await self._submit(None, 0, timeout_s)
+
+    async def _leader_reachable(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Wait (polling the status) up to ``leader_wait_s`` for a reachable leader."""
+        give_up = loop.time() + self._leader_wait_s
+        while not self._raft.status.leader_reachable:
+            if loop.time() >= give_up:
+                raise Unavailable("no leader; the read was not served")
+            await asyncio.sleep(_LEADER_POLL_S)
+
+    def _read_answered(  # tick thread
+        self, loop: asyncio.AbstractEventLoop, answer: asyncio.Future[ReadError], err: ReadError
+    ) -> None:
+        self._answers.append((answer, err))
+        if not self._answers_scheduled:
+            self._answers_scheduled = True
+            with contextlib.suppress(RuntimeError):  # the loop is closed
+                loop.call_soon_threadsafe(self._reads_answered)
+
+    def _reads_answered(self) -> None:
+        self._answers_scheduled = False
+        while self._answers:
+            answer, err = self._answers.popleft()
+            if not answer.done():
+                answer.set_result(err)
 
     async def _submit(
         self, request: raft.InternalRequest | None, size: int, timeout_s: float
@@ -289,6 +351,9 @@ class Proposer:
     def close(self) -> None:
         if self._leader_poll is not None:
             self._leader_poll.cancel()
+        for answer in self._reads:
+            if not answer.done():
+                answer.set_exception(_lost("the node is shutting down", read=True))
         self._fail_pending(Unavailable("node is shutting down"))
         if self._flight is not None:
             flight = self._flight

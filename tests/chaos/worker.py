@@ -158,6 +158,20 @@ class Worker:
     def cmd_status(self, names: list[str]) -> dict[str, Any]:
         return {n: self._status(n) for n in names}
 
+    def cmd_kv(
+        self, name: str, key: str, value: str | None, serializable: bool, timeout_s: float
+    ) -> dict[str, Any]:
+        """One put (``value`` given) or get on ``name`` alone: its revision, or the value
+        read (None: no such key), or the error code."""
+        with Client([self.members[name]], timeout=timeout_s, attempts_max=1) as c:
+            try:
+                if value is not None:
+                    return {"revision": c.put(key, value).revision}
+                got = c.get(key, serializable=serializable).first
+            except McpError as e:
+                return {"error": e.code}
+        return {"value": got.text if got is not None else None}
+
     def cmd_wait_leader(self, names: list[str], timeout_s: float) -> str:
         def agreed() -> str | None:
             views = [self._status(n) for n in names]

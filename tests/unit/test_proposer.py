@@ -21,6 +21,7 @@ import pytest
 from mcpctl._proto.mcp.v1 import kv_pb2 as kv
 from mcpctl._proto.mcp.v1 import raft_pb2 as raft
 from mcpctl.errors import McpError, OutcomeUnknown, ResourceExhausted, Unavailable
+from mcpctl.raft.readindex import ReadError
 from mcpctl.raft.status import ProposeError, RaftStatus, Role, proposal_view
 from mcpctl.server.proposer import Consensus, Proposer
 from mcpctl.state import Applied
@@ -124,6 +125,7 @@ class FakeRaft:
     def __init__(self, status: RaftStatus = LEADING) -> None:
         self.status = status
         self.proposals: list[Proposal] = []
+        self.reads: list[Callable[[ReadError], None]] = []
         self._listeners: list[Callable[[RaftStatus], None]] = []
 
     def propose(self, batch: raft.InternalBatch, callback: Any) -> None:
@@ -131,6 +133,9 @@ class FakeRaft:
 
     def add_status_listener(self, listener: Callable[[RaftStatus], None]) -> None:
         self._listeners.append(listener)
+
+    def read_index(self, done: Callable[[ReadError], None]) -> None:
+        self.reads.append(done)
 
     def set_status(self, **changes: Any) -> None:
         """Like RaftNode: listeners hear of changes to ``proposal_view`` only."""
@@ -176,7 +181,7 @@ async def in_one_entry(
     (they queue behind a first entry, which then commits)."""
     first = start(p.write(put("/first"), CALLER_S))
     await settle()
-    write, read = start(p.write(put("/w"), CALLER_S)), start(p.fence(CALLER_S))
+    write, read = start(p.write(put("/w"), CALLER_S)), start(p.barrier(CALLER_S))
     await settle()
     fake.proposals[-1].commit()
     await settle()
@@ -514,7 +519,7 @@ def test_close_fails_queued_requests_unavailable_and_writes_in_flight_outcome_un
         fake = FakeRaft()
         p = make(fake)
         in_flight = start(p.write(put("/a"), CALLER_S))
-        fence = start(p.fence(CALLER_S))
+        fence = start(p.barrier(CALLER_S))
         await settle()
         queued = start(p.write(put("/b"), CALLER_S))
         await settle()
@@ -525,5 +530,92 @@ def test_close_fails_queued_requests_unavailable_and_writes_in_flight_outcome_un
         fake.proposals[0].commit()  # late: ignored
         await settle()
         assert len(fake.proposals) == 1
+
+    run(scenario)
+
+
+# -- linearizable reads by read index (fence) ---------------------------------------------
+def test_a_read_fence_asks_for_a_read_index_and_proposes_nothing() -> None:
+    """``fence`` returns when the Raft member confirms a read index; no entry is
+    proposed; concurrent fences each get their answer (one hand-off per batch)."""
+
+    async def scenario() -> None:
+        fake = FakeRaft()
+        p = make(fake)
+        reads = [start(p.fence(CALLER_S)) for _ in range(3)]
+        await settle()
+        assert len(fake.reads) == 3 and not fake.proposals
+        for done in fake.reads:
+            done(ReadError.SUCCESS)  # as the tick thread does, one batch
+        answers = [await r for r in reads]
+        assert all(a.error is None for a in answers)
+        assert not fake.proposals
+
+    run(scenario)
+
+
+@pytest.mark.parametrize(
+    "err", [e for e in ReadError if e is not ReadError.SUCCESS], ids=lambda e: e.name
+)
+def test_a_failed_read_index_is_unavailable_with_its_reason(err: ReadError) -> None:
+    async def scenario() -> None:
+        fake = FakeRaft()
+        p = make(fake)
+        read = start(p.fence(CALLER_S))
+        await settle()
+        fake.reads[0](err)
+        answer = await read
+        assert type(answer.error) is Unavailable
+        assert err.value in answer.error.message
+
+    run(scenario)
+
+
+def test_a_read_fence_waits_for_a_reachable_leader_then_gives_up_unavailable() -> None:
+    """No reachable leader: the read waits up to leader_wait and is then
+    Unavailable without asking; a leader appearing in time lets it ask."""
+
+    async def scenario() -> None:
+        fake = FakeRaft(dataclasses.replace(FOLLOWING, leader=None, leader_reachable=False))
+        p = make(fake)
+        t0 = now()
+        lost = await start(p.fence(CALLER_S))
+        assert type(lost.error) is Unavailable and not fake.reads
+        assert lost.at - t0 == pytest.approx(LEADER_WAIT_S, abs=0.05)
+        read = start(p.fence(CALLER_S))
+        await asyncio.sleep(1.0)
+        fake.set_status(leader="n1", leader_reachable=True)
+        await asyncio.sleep(0.1)
+        assert len(fake.reads) == 1
+        fake.reads[0](ReadError.SUCCESS)
+        assert (await read).error is None
+
+    run(scenario)
+
+
+def test_a_read_index_never_answered_ends_at_the_bound_and_a_late_answer_is_ignored() -> None:
+    async def scenario() -> None:
+        fake = FakeRaft()
+        p = make(fake)
+        t0 = now()
+        read = await start(p.fence(CALLER_S))
+        assert type(read.error) is Unavailable
+        assert read.at - t0 == pytest.approx(TIMEOUT_S)
+        fake.reads[0](ReadError.SUCCESS)  # late: nothing waits for it any more
+        await settle()
+        short = await start(p.fence(1.0))  # the caller's shorter deadline
+        assert type(short.error) is Unavailable and short.at - read.at == pytest.approx(1.0)
+
+    run(scenario)
+
+
+def test_close_fails_reads_waiting_for_a_read_index() -> None:
+    async def scenario() -> None:
+        fake = FakeRaft()
+        p = make(fake)
+        read = start(p.fence(CALLER_S))
+        await settle()
+        p.close()
+        assert type((await read).error) is Unavailable
 
     run(scenario)
