@@ -162,9 +162,11 @@ class ReadIndex:
     # -- tick thread -------------------------------------------------------------------
     def step(self) -> None:
         """Move reads along: start a round or an ask, confirm, serve, expire."""
+        # Cleared first, even when idle: a read submitted while the last step
+        # drained may have set it after that step cleared it.
+        self._woken = False
         if not (self._incoming or self._queued or self._round or self._ask or self._ready):
             return
-        self._woken = False
         now = self._clock()
         while self._incoming:
             if not self._queued:

@@ -253,3 +253,34 @@ def test_read_decisions() -> None:
     assert not decisions.read_probe_answered(2, 3)
     assert decisions.read_index_known(3, 3)
     assert not decisions.read_index_known(2, 3) and not decisions.read_index_known(None, 3)
+
+
+def test_a_read_submitted_while_a_step_drains_does_not_silence_later_wakes() -> None:
+    """A read submitted from another thread while ``step`` drains the incoming reads
+    sets the wake flag after ``step`` cleared it; once everything is served, the
+    next (idle) step must clear it again, or every later read waits out a whole
+    tick period instead of waking the tick thread."""
+    port = Port(LEADER._replace(voters=()))  # a cluster of one: rounds confirm at once
+    done: list[ReadError] = []
+
+    class Racing:
+        """The clock ``step`` reads right after clearing the flag: another read arrives."""
+
+        armed = False
+
+        def __call__(self) -> float:
+            if self.armed:
+                self.armed = False
+                ri.submit(done.append)
+            return 100.0
+
+    clock = Racing()
+    ri = ReadIndex(port, clock=clock)
+    ri.submit(done.append)
+    clock.armed = True
+    ri.step()
+    assert done == [ReadError.SUCCESS, ReadError.SUCCESS]
+    ri.step()  # the racing read's wake-up: nothing left to do
+    wakes = port.wakes
+    ri.submit(done.append)
+    assert port.wakes == wakes + 1
