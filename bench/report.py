@@ -42,7 +42,13 @@ WORKLOAD_TITLES = {
 }
 SERVER_COLORS = {MCP: "tab:blue", ETCD: "tab:orange", FLOOR: "tab:gray"}
 MIB = 2**20
-UNITS = {"p50_ms": "ms", "ops_per_s": "ops/s", "server_cpu_us_per_op": "µs"}
+UNITS = {
+    "p50_ms": "ms",
+    "ops_per_s": "ops/s",
+    "server_cpu_us_per_op": "µs",
+    "target_cpu_us_per_op": "µs",
+    "client_cpu_us_per_op": "µs",
+}
 
 # The full protocol (issue #9): anything less is flagged above the target table.
 FULL_RUNS = 3
@@ -138,6 +144,8 @@ class TargetRow:
     ours: float | None
     etcd: float | None
     unit: str = ""
+    # What ``etcd`` holds: etcd's number, or the gRPC floor server's.
+    against: str = "etcd"
 
     @property
     def value(self) -> float | None:
@@ -247,6 +255,94 @@ def compute_targets(results: dict[str, dict[str, Any]]) -> list[TargetRow]:
     ]
 
 
+def watch_cpu_us_per_event(watch: dict[str, Any] | None, server: str, streams: int) -> float | None:
+    """Cluster CPU per delivered event in a watch cell: CPU cores / events per second."""
+    cores = watch_metric(watch, server, streams, "server_cpu_cores")
+    rate = watch_metric(watch, server, streams, "writer_rate")
+    if cores is None or not rate:
+        return None
+    return cores * 1e6 / (rate * streams)
+
+
+def memory_bytes_per_key(memory: dict[str, Any] | None, server: str) -> float | None:
+    """The largest RSS growth per key among the members (the leader's, usually)."""
+    roles = _dig(memory, "summary", server, "roles") or {}
+    values = [_num(r.get("bytes_per_key")) for r in roles.values() if isinstance(r, dict)]
+    known = [v for v in values if v is not None]
+    return max(known) if known else None
+
+
+def compute_perf_targets(results: dict[str, dict[str, Any]]) -> list[TargetRow]:
+    """Issue #20's targets (the read and watch paths), in the issue's order."""
+    kv, watch, storm = results.get("kv"), results.get("watch"), results.get("storm")
+    memory = results.get("memory")
+
+    def kv_row(name: str, op: str, threshold: float, workload: str, c: int, m: str) -> TargetRow:
+        ours, theirs = kv_metric(kv, MCP, workload, c, m), kv_metric(kv, ETCD, workload, c, m)
+        return TargetRow(name, "ratio", op, threshold, ours, theirs, UNITS[m])
+
+    def watch_row(name: str, threshold: float, streams: int, m: str) -> TargetRow:
+        ours, theirs = watch_metric(watch, MCP, streams, m), watch_metric(watch, ETCD, streams, m)
+        return TargetRow(name, "ratio", "<=", threshold, ours, theirs, "ms")
+
+    def storm_row(name: str, threshold: float, m: str, unit: str) -> TargetRow:
+        ours = _num(_dig(storm, "summary", MCP, m))
+        theirs = _num(_dig(storm, "summary", ETCD, m))
+        return TargetRow(name, "ratio", "<=", threshold, ours, theirs, unit)
+
+    serializable_cpu = "target_cpu_us_per_op"
+    return [
+        kv_row(
+            "get serializable, c64: throughput", ">=", 0.40, "get-serializable", 64, "ops_per_s"
+        ),
+        TargetRow(
+            "get serializable, c64: CPU per get of the member asked, vs the gRPC floor server",
+            "ratio",
+            "<=",
+            1.3,
+            kv_metric(kv, MCP, "get-serializable", 64, serializable_cpu),
+            kv_metric(kv, FLOOR, "get-serializable", 64, serializable_cpu),
+            "µs",
+            against=FLOOR,
+        ),
+        kv_row(
+            "get linearizable, c64: throughput", ">=", 0.35, "get-linearizable", 64, "ops_per_s"
+        ),
+        watch_row("watch, 100 streams: p50 notification latency", 2.0, 100, "p50_ms"),
+        watch_row("watch, 100 streams: p99 notification latency", 2.5, 100, "p99_ms"),
+        watch_row("watch, 3 streams: p99 notification latency", 1.3, 3, "p99_ms"),
+        storm_row("storm: one change → the last of 600 watchers, p50", 1.5, "last_p50_ms", "ms"),
+        TargetRow(
+            "watch, 100 streams: cluster CPU per delivered event",
+            "ratio",
+            "<=",
+            1.5,
+            watch_cpu_us_per_event(watch, MCP, 100),
+            watch_cpu_us_per_event(watch, ETCD, 100),
+            "µs",
+        ),
+        kv_row(
+            "get serializable, c64: the client's CPU per call",
+            "<=",
+            1.2,
+            "get-serializable",
+            64,
+            "client_cpu_us_per_op",
+        ),
+        kv_row("put → leader, c64: throughput", ">=", 0.40, "put-leader", 64, "ops_per_s"),
+        kv_row("put → leader, c1: p50 latency", "<=", 1.5, "put-leader", 1, "p50_ms"),
+        TargetRow(
+            "memory per key (10k keys x 256 B, history on; the largest member)",
+            "absolute",
+            "<=",
+            1536,
+            memory_bytes_per_key(memory, MCP),
+            memory_bytes_per_key(memory, ETCD),
+            "B",
+        ),
+    ]
+
+
 def protocol_gaps(results: dict[str, dict[str, Any]]) -> list[str]:
     """Where the saved results fall short of the full protocol (smoke or short runs)."""
     gaps: list[str] = []
@@ -305,7 +401,7 @@ def _fmt_value(v: float | None, unit: str) -> str:
 def _target_text(row: TargetRow) -> str:
     sign = "≤" if row.op == "<=" else "≥"
     if row.kind == "ratio":
-        return f"{sign} {row.threshold}x etcd"
+        return f"{sign} {row.threshold}x {row.against}"
     if row.kind == "zero":
         return "0"
     return f"{sign} {row.threshold:g} {row.unit}"
@@ -322,8 +418,11 @@ def render_targets(rows: list[TargetRow]) -> list[str]:
     ]
     for r in rows:
         ratio = _fmt(r.value, 2) if r.kind == "ratio" else "—"
+        theirs = _fmt_value(r.etcd, r.unit)
+        if r.against != "etcd":
+            theirs = f"{theirs} ({r.against})"
         lines.append(
-            f"| {r.name} | {_fmt_value(r.ours, r.unit)} | {_fmt_value(r.etcd, r.unit)} "
+            f"| {r.name} | {_fmt_value(r.ours, r.unit)} | {theirs} "
             f"| {ratio} | {_target_text(r)} | {_met_text(r.met)} |"
         )
     met = sum(1 for r in rows if r.met)
@@ -577,6 +676,12 @@ def render_block(sources: dict[str, Source], plots: list[Path], link_base: Path)
         "Ratios are mcp-config / etcd of the medians over runs (same client, same machine, "
         "servers never running at once). Throughput targets want a high ratio, latency, CPU "
         "and failover targets a low one.",
+        "",
+        "### Targets (issue #20: the read and watch paths)",
+        "",
+        *render_targets(compute_perf_targets(results)),
+        "",
+        "The floor row needs the KV part run with `--floor` (`make bench` does).",
         "",
         "Sources:",
         "",

@@ -268,6 +268,37 @@ def test_targets_are_ratios_of_the_medians_against_the_issue_thresholds() -> Non
     assert cli.kind == "absolute" and cli.value == 0.12 and cli.met is True
 
 
+def test_issue_20_targets_use_etcd_the_floor_and_absolute_bounds() -> None:
+    data = results() | {"kv": kv_fixture(floor=True)}
+    data["watch"]["summary"]["mcp-config"]["cells"]["100"]["writer_rate"] = 200.0
+    data["watch"]["summary"]["etcd"]["cells"]["100"] |= {
+        "writer_rate": 200.0,
+        "server_cpu_cores": 0.25,
+    }
+    rows = by_name(report.compute_perf_targets(data))
+    serializable = rows["get serializable, c64: throughput"]
+    assert serializable.value == pytest.approx(3000 / 5000) and serializable.met is True
+    floor = rows["get serializable, c64: CPU per get of the member asked, vs the gRPC floor server"]
+    # The member asked (130 µs) against the floor server (92.5 µs), not against etcd.
+    assert floor.against == "grpc-floor" and floor.value == pytest.approx(130 / 92.5)
+    assert floor.met is False  # needs <= 1.3
+    assert rows["get linearizable, c64: throughput"].met is None  # no mcp-config number
+    assert rows["watch, 100 streams: p50 notification latency"].value == pytest.approx(1.2)
+    assert rows["watch, 3 streams: p99 notification latency"].met is False  # 2.0 > 1.3
+    storm = rows["storm: one change → the last of 600 watchers, p50"]
+    assert storm.value == pytest.approx(40.0 / 21.0) and storm.met is False
+    cpu = rows["watch, 100 streams: cluster CPU per delivered event"]
+    assert cpu.ours == pytest.approx(0.5e6 / 20_000) and cpu.value == pytest.approx(2.0)
+    assert rows["get serializable, c64: the client's CPU per call"].met is True  # 100 / 100
+    assert rows["put → leader, c1: p50 latency"].met is True  # 2.0 / 2.5 <= 1.5
+    memory = rows["memory per key (10k keys x 256 B, history on; the largest member)"]
+    assert memory.kind == "absolute" and memory.ours == pytest.approx(2**20 * 10 / 10_000)
+    assert memory.met is True  # 1,049 B <= 1,536 B
+    lines = report.render_targets(report.compute_perf_targets(data))
+    row = next(line for line in lines if "vs the gRPC floor" in line)
+    assert "(grpc-floor)" in row and "≤ 1.3x grpc-floor" in row
+
+
 def test_missing_numbers_are_not_measured_rather_than_failed() -> None:
     rows = by_name(report.compute_targets({"kv": kv_fixture()}))
     linearizable = rows["get linearizable, c64: throughput"]
@@ -426,7 +457,8 @@ def test_an_old_kv_result_without_floor_still_renders(tmp_path: Path) -> None:
     (tmp_path / "2026-01-02-kv.json").write_text(json.dumps(old))
     sources = report.latest_results(tmp_path)
     block = report.render_block(sources, [], link_base=tmp_path)
-    assert "### KV" in block and "floor" not in block.lower()
+    # No floor columns (only issue #20's target table names the floor, unmeasured).
+    assert "### KV" in block and "floor" not in block.split("### KV", 1)[1].lower()
 
 
 def test_kv_bench_table_has_floor_columns_only_when_measured() -> None:
