@@ -88,6 +88,9 @@ def forward(endpoint: str, path: str, body: bytes) -> tuple[int, bytes]:
 def handler(pickers: Pickers, default_model: str) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # Headers and body leave in two writes: with Nagle on, the body waits for
+        # the peer's delayed ACK of the headers (~40 ms per answer).
+        disable_nagle_algorithm = True
 
         def log_message(self, format: str, *args: object) -> None:  # quiet
             pass
