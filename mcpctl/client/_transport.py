@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable, Sequence
 
 import grpc
@@ -145,7 +146,33 @@ def wait_connected(channel: grpc.Channel, timeout_s: float) -> bool:
     its connection attempt failed or ``timeout_s`` passed (False).
 
     A failed attempt (refused, unresolvable host) shows as TRANSIENT_FAILURE
-    at once: the caller moves on without waiting out its deadline."""
+    at once: the caller moves on without waiting out its deadline.
+
+    Watched in the calling thread through the channel's core object (what
+    grpc's own connectivity poller calls): ``Channel.subscribe`` starts a
+    poller thread that sits in 0.2 s waits after it is unsubscribed, and
+    closing the channel waits for it (0.2 s on every short-lived client,
+    ``mcpctl get`` included). Without that object (another grpc build), the
+    public ``subscribe`` is used."""
+    core = getattr(channel, "_channel", None)
+    if core is None or not hasattr(core, "watch_connectivity_state"):
+        return _wait_subscribed(channel, timeout_s)
+    deadline = time.time() + max(0.0, timeout_s)
+    state = _STATES[core.check_connectivity_state(True)]
+    while state not in _SETTLED:
+        if time.time() >= deadline:
+            return False
+        # Returns when the state changes or at the deadline; nothing stays pending.
+        core.watch_connectivity_state(state.value[0], deadline)
+        state = _STATES[core.check_connectivity_state(False)]
+    return state is grpc.ChannelConnectivity.READY
+
+
+# The core's connectivity numbers -> grpc.ChannelConnectivity.
+_STATES = {c.value[0]: c for c in grpc.ChannelConnectivity}
+
+
+def _wait_subscribed(channel: grpc.Channel, timeout_s: float) -> bool:
     settled: list[grpc.ChannelConnectivity] = []
     done = threading.Event()
 
