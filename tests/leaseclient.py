@@ -26,7 +26,8 @@ from mcpctl._proto.mcp.v1 import kv_pb2 as kv
 from mcpctl._proto.mcp.v1 import kv_pb2_grpc as kv_grpc
 from mcpctl._proto.mcp.v1 import lease_pb2 as lease
 from mcpctl._proto.mcp.v1 import lease_pb2_grpc as lease_grpc
-from mcpctl.errors import McpError, Unavailable, from_status
+from mcpctl.client._rules import error_of
+from mcpctl.errors import McpError, Unavailable
 
 T = TypeVar("T")
 # Keys a holder process attaches to its lease.
@@ -34,10 +35,10 @@ HOLDER_KEYS = 3
 
 
 def _error(e: grpc.RpcError) -> McpError:
-    call: Any = e  # a grpc.Call as well
-    trailers: Any = call.trailing_metadata() or ()
-    meta = {str(k): v for k, v in trailers if isinstance(v, str)}
-    return from_status(call.code().name, call.details() or "", meta)
+    """The SDK's mapping (``mcpctl.client._rules.error_of``): a bare CANCELLED (a
+    member stopping cancels its calls in flight) is ``Unavailable``, as for any
+    client of ours."""
+    return error_of(e)[0]
 
 
 class LeaseClient:
