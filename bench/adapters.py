@@ -660,7 +660,10 @@ class GrpcFloorAdapter(McpKVClient):
         return "grpc.aio floor (no Raft)"
 
     def cli_get(self, key: str) -> tuple[list[str], dict[str, str]] | None:
-        return None  # no CLI
+        # The floor of a Python CLI read (bench.cli_floor): argparse, grpc, one Range.
+        assert self._endpoint, "grpc-floor not started"
+        argv = [sys.executable, "-m", "bench.cli_floor", "--endpoints", self._endpoint, "get", key]
+        return argv, _clean_env(("MCPCTL_", "MCP_")) | {"PYTHONPATH": str(ROOT)}
 
     def endpoints(self) -> list[str]:
         return [self._endpoint] if self._endpoint else []

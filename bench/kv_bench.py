@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import compileall
 import importlib.metadata
 import json
 import math
@@ -125,6 +126,9 @@ def measure_cli(adapter: Adapter, key: str, samples: int) -> dict[str, Any] | No
     if spec is None or samples <= 0:
         return None
     argv, env = spec
+    # As installed (pip writes bytecode at install): where PYTHONDONTWRITEBYTECODE is
+    # set nothing else would, and every process would compile mcpctl from source.
+    compileall.compile_dir(ROOT / "mcpctl", quiet=1)
     times: list[float] = []
     failures: list[str] = []
     for i in range(CLI_WARMUP + samples):
@@ -141,7 +145,7 @@ def measure_cli(adapter: Adapter, key: str, samples: int) -> dict[str, Any] | No
         if i >= CLI_WARMUP:
             times.append(elapsed)
     return {
-        "argv0": Path(argv[0]).name,
+        "argv0": argv[2] if argv[1:2] == ["-m"] else Path(argv[0]).name,
         "samples": len(times),
         "median_s": statistics.median(times) if times else None,
         "min_s": min(times) if times else None,
