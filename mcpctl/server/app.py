@@ -33,7 +33,6 @@ from mcpctl.raft.status import RaftSettings
 from mcpctl.server import auth, reflection, security
 from mcpctl.server.auth import Guard
 from mcpctl.server.config import NodeConfig
-from mcpctl.server.drain import stopping
 from mcpctl.server.etcd import add_services as add_etcd_services
 from mcpctl.server.hub import HubLimits, WatchHub
 from mcpctl.server.identity import Identity, cluster_key
@@ -48,6 +47,7 @@ from mcpctl.server.node import Node
 from mcpctl.server.peers import MemberInfo, Peers
 from mcpctl.server.proposer import Proposer
 from mcpctl.server.registry import DecodeChecked, add_service, routes_of
+from mcpctl.server.stopping import member_stopping
 from mcpctl.state import Applied, HistoryLimits, Store
 
 log = structlog.get_logger("mcpctl.server")
@@ -65,7 +65,7 @@ HEALTH_CHECK_S = 0.2
 STOP_RAFT_WAIT_S = 5.0
 # How often a member checks whether it was removed from the cluster.
 MEMBERSHIP_CHECK_S = 0.2
-# grpc's own stop, once our calls are answered (drain_server): what is left
+# grpc's own stop, once our calls are answered (answer_before_stop): what is left
 # (health and reflection calls) gets this long.
 SERVER_STOP_GRACE_S = 0.2
 
@@ -137,16 +137,16 @@ async def create_server(
     return server, port
 
 
-async def drain_server(server: grpc.aio.Server, grace_s: float) -> None:
+async def answer_before_stop(server: grpc.aio.Server, grace_s: float) -> None:
     """Answer every call of ours before ``server.stop``: new calls and open
     streams get UNAVAILABLE "member stopping; retry another member" with the
     ``mcp-error`` trailer; unary calls in flight get ``grace_s`` to finish
-    (mcpctl.server.drain). Health checks are still answered."""
+    (mcpctl.server.stopping). Health checks are still answered."""
     routes = routes_of(server)
-    routes.refuse(stopping())
-    streams = await routes.drain.end_streams()
-    cut = await routes.drain.finish_calls(grace_s)
-    log.info("calls drained", streams_ended=streams, calls_cut_short=cut)
+    routes.refuse(member_stopping())
+    streams = await routes.in_flight.end_streams()
+    cut = await routes.in_flight.finish_calls(grace_s)
+    log.info("calls answered before stopping", streams_ended=streams, calls_cut_short=cut)
 
 
 async def _report_health(node: Node, health: Any) -> None:
@@ -444,7 +444,7 @@ async def _serve(cfg: NodeConfig, raft_node: RaftNode, secret: str) -> int:
     health_task.cancel()
     removal_task.cancel()
     await health.enter_graceful_shutdown()
-    await drain_server(server, cfg.limits.stop_grace_ms / 1000)
+    await answer_before_stop(server, cfg.limits.stop_grace_ms / 1000)
     if console is not None:
         await console.stop()
     if gateway is not None:

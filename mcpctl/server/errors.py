@@ -27,7 +27,7 @@ from mcpctl.server.logs import RequestInfo, current_request
 from mcpctl.server.peers import FORWARDED_KEY
 
 if TYPE_CHECKING:
-    from mcpctl.server.drain import Drain
+    from mcpctl.server.stopping import InFlight
 
 log = structlog.get_logger("mcpctl.rpc")
 
@@ -114,10 +114,10 @@ def rpc(
         token = current_request.set(call)
         code = "OK"
         # The server's calls in flight (a stopping member waits for them).
-        drain: Drain | None = getattr(self, "drain", None)
+        in_flight: InFlight | None = getattr(self, "in_flight", None)
         try:
-            if drain is not None:
-                drain.enter_call(context)
+            if in_flight is not None:
+                in_flight.enter_call(context)
             _admit(self, call, request)
             if timeout_s <= 0:
                 raise DeadlineExceeded("deadline passed before the request started")
@@ -134,8 +134,8 @@ def rpc(
                 raise asyncio.CancelledError from None
             await context.abort(grpc.StatusCode.INTERNAL, "internal error (logged on the node)")
         finally:
-            if drain is not None:
-                drain.calls.discard(context)
+            if in_flight is not None:
+                in_flight.calls.discard(context)
             elapsed_s = time.monotonic() - started
             metrics = getattr(self, "metrics", None)
             if metrics is not None:
@@ -163,24 +163,24 @@ def rpc_stream(
         # Streams also publish their connection (the watch limits count per peer).
         auth.current_peer.set(call.peer)
         error: McpError | None = None
-        # Open streams are ended by a stopping member (mcpctl.server.drain).
-        drain: Drain | None = getattr(self, "drain", None)
+        # Open streams are ended by a stopping member (mcpctl.server.stopping).
+        in_flight: InFlight | None = getattr(self, "in_flight", None)
         try:
-            if drain is not None:
-                drain.enter_stream(context)
+            if in_flight is not None:
+                in_flight.enter_stream(context)
             _admit(self, call, request)
             async for item in method(self, request):
                 yield item
         except McpError as e:
             error = e
         except grpc.aio.AbortError:
-            raise  # answered from outside (a stopping member, mcpctl.server.drain)
+            raise  # answered from outside (a stopping member, mcpctl.server.stopping)
         except Exception:
             log.exception("stream failed")
             error = Internal("internal error (logged on the node)")
         finally:
-            if drain is not None:
-                drain.streams.pop(context, None)
+            if in_flight is not None:
+                in_flight.streams.pop(context, None)
             if error is not None:  # while method, peer and identity are still bound
                 log.info("stream ended", code=error.code, reason=error.message)
             # Not reset(token): an async generator may be closed from another context.

@@ -18,8 +18,8 @@ from google.protobuf import message_factory
 from google.protobuf.descriptor import ServiceDescriptor
 
 from mcpctl.errors import McpError
-from mcpctl.server.drain import Drain
 from mcpctl.server.errors import BadRequest, abort, safe_deserializer
+from mcpctl.server.stopping import InFlight
 
 
 def add_service(server: grpc.aio.Server, servicer: Any, service: ServiceDescriptor) -> None:
@@ -40,7 +40,7 @@ def add_service(server: grpc.aio.Server, servicer: Any, service: ServiceDescript
         )
     _register(server, service.full_name, handlers)
     # The rpc / rpc_stream wrappers enter and leave the server's calls in flight here.
-    servicer.drain = routes_of(server).drain
+    servicer.in_flight = routes_of(server).in_flight
 
 
 def _as_is(data: bytes) -> bytes:
@@ -74,7 +74,7 @@ class Routes(_GenericHandler):
 
     def __init__(self) -> None:
         self.handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
-        self.drain = Drain()
+        self.in_flight = InFlight()
 
     def service(
         self, handler_call_details: grpc.HandlerCallDetails
@@ -84,7 +84,7 @@ class Routes(_GenericHandler):
     def refuse(self, error: McpError) -> None:
         """From now on every call but health checks is answered ``error`` (a
         stopping member): the table is swapped, nothing is checked per call."""
-        self.drain.stopping = True
+        self.in_flight.stopping = True
         self.handlers = {
             path: handler if path.startswith(_ALWAYS_SERVED) else _refusing(handler, error)
             for path, handler in self.handlers.items()

@@ -4,7 +4,7 @@ Before, a member stopping (SIGTERM, or removed from the cluster) left its
 open streams to grpc's own stop: after its 1 s grace an idle KeepAlive, an
 etcd Watch or LeaseKeepAlive ended UNAVAILABLE "Cancelling all calls" (or
 CANCELLED) with no ``mcp-error`` trailer, and the SDK had to guess. Now
-(mcpctl.server.drain): open streams end UNAVAILABLE "member stopping; retry
+(mcpctl.server.stopping): open streams end UNAVAILABLE "member stopping; retry
 another member" with the trailer, new calls are refused the same way while
 unary calls in flight get ``limits.stop_grace_ms`` to finish, and one still
 running then ends UNAVAILABLE with the ``outcome_unknown`` trailer.
@@ -37,7 +37,7 @@ from mcpctl._proto.mcp.v1 import watch_pb2 as watch
 from mcpctl._proto.mcp.v1 import watch_pb2_grpc as watch_grpc
 from mcpctl.client._rules import error_of
 from mcpctl.errors import ERROR_KIND_KEY, OutcomeUnknown, Unavailable
-from mcpctl.server.drain import STOPPING
+from mcpctl.server.stopping import STOPPING
 from tests.cluster import READY_TIMEOUT_S, STOP_TIMEOUT_S, Cluster, NodeProc, running_cluster
 
 pytestmark = pytest.mark.cluster
@@ -250,6 +250,11 @@ def _finishes_within_the_grace(cluster: Cluster) -> None:
         health = health_pb2_grpc.HealthStub(channel)
         got = health.Check(health_pb2.HealthCheckRequest(), timeout=5)
         assert got.status == health_pb2.HealthCheckResponse.NOT_SERVING
+        # A new stream is refused like a new unary call.
+        with pytest.raises(grpc.RpcError) as refused:
+            for _ in watch_grpc.WatchStub(channel).Watch(watch.WatchRequest(key=b"/s/"), timeout=5):
+                pass
+        _assert_refused(refused.value)
         assert not put.done()
         for n in cluster.nodes:
             if n is not leader:

@@ -1,24 +1,27 @@
 """A member that stops says so: every call ends with our error, none with a bare CANCELLED.
 
-``Drain`` holds the calls in flight on one gRPC server (the ``rpc`` and
+``InFlight`` holds the calls in flight on one gRPC server (the ``rpc`` and
 ``rpc_stream`` wrappers enter and leave it; ``registry.add_service`` hands it
 to each servicer). ``serve``'s stop sequence (docs/operations.md) is:
 
 1. refuse: every new call is answered UNAVAILABLE, "member stopping; retry
    another member", with the ``mcp-error`` trailer (``registry.Routes.refuse``
    swaps the routing table: nothing is checked per call while serving);
-2. ``end_streams``: every open stream (mcp.v1 and etcd Watch, KeepAlive, a
-   Snapshot) ends with that same answer, whatever it was waiting on;
-3. ``finish_calls``: unary calls in flight get up to ``STOP_CALLS_GRACE_S``
+2. ``end_streams``: every open stream (mcp.v1 and etcd Watch, KeepAlive,
+   LeaseKeepAlive, a Snapshot) ends with that same answer, whatever it waits on;
+3. ``finish_calls``: unary calls in flight get up to ``limits.stop_grace_ms``
    to finish; one still running then ends ``OutcomeUnknown`` (a write may
    have been applied), never CANCELLED;
 
 then grpc's ``server.stop`` finds nothing of ours left to cancel.
 
 The answer to a call is sent from outside its task (``context.abort`` from
-the stopping task: grpc.aio sends the status on the call, even while the
-call's own task waits for a request or for flow control), then the call's
-task is cancelled so its handler unwinds (closing hub watchers, counters).
+the stopping task: grpc.aio sends the status on the call even while the
+call's own task waits for a request or for flow control; the wait for it is
+bounded by ``STOP_ANSWER_WAIT_S``). A stream's task is then cancelled so its
+handler unwinds (closing hub watchers, keepalive counters); a unary call's
+handler is left to finish, its late answer dropped (the call is ``done()``,
+which ``errors.rpc`` checks before answering an error).
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ STOPPING = "member stopping; retry another member"
 FINISH_POLL_S = 0.01
 
 
-def stopping() -> Unavailable:
+def member_stopping() -> Unavailable:
     """The answer of a stopping member to a new call or an open stream."""
     return Unavailable(STOPPING)
 
@@ -54,7 +57,7 @@ def cut_short() -> OutcomeUnknown:
     )
 
 
-class Drain:
+class InFlight:
     """The calls in flight on one server: unary calls by context, streams by
     context -> the task serving them."""
 
@@ -71,19 +74,19 @@ class Drain:
     def enter_call(self, context: Any) -> None:
         """A unary call starts: a stop waits for it; refused once the stop began."""
         if self.stopping:
-            raise stopping()
+            raise member_stopping()
         self.calls.add(context)
 
     def enter_stream(self, context: Any) -> None:
         """A stream starts: it is ended at stop; refused once the stop began."""
         if self.stopping:
-            raise stopping()
+            raise member_stopping()
         self.streams[context] = asyncio.current_task()
 
     async def end_streams(self) -> int:
-        """End every open stream with ``stopping()``; returns how many."""
+        """End every open stream with ``member_stopping()``; returns how many."""
         self.stopping = True
-        return await _end(self.streams, stopping())
+        return await _end(self.streams, member_stopping())
 
     async def finish_calls(self, grace_s: float) -> int:
         """Wait up to ``grace_s`` for the unary calls in flight; end those
