@@ -250,9 +250,14 @@ def _finishes_within_the_grace(cluster: Cluster) -> None:
         health = health_pb2_grpc.HealthStub(channel)
         got = health.Check(health_pb2.HealthCheckRequest(), timeout=5)
         assert got.status == health_pb2.HealthCheckResponse.NOT_SERVING
-        # A new stream is refused like a new unary call.
+        # A new stream is refused like a new unary call (server streaming, bidi).
         with pytest.raises(grpc.RpcError) as refused:
             for _ in watch_grpc.WatchStub(channel).Watch(watch.WatchRequest(key=b"/s/"), timeout=5):
+                pass
+        _assert_refused(refused.value)
+        create = erpc.WatchRequest(create_request=erpc.WatchCreateRequest(key=b"/s/"))
+        with pytest.raises(grpc.RpcError) as refused:
+            for _ in erpc_grpc.WatchStub(channel).Watch(iter([create]), timeout=5):
                 pass
         _assert_refused(refused.value)
         assert not put.done()
