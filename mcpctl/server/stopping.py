@@ -115,7 +115,7 @@ async def _end(calls: dict[Any, asyncio.Task[Any] | None], error: McpError) -> i
         except grpc.aio.AbortError:
             pass  # the status is sent: abort raises to end the caller
         except TimeoutError:
-            log.info("a stream's client does not read; its answer is left to the transport")
+            log.info("a client does not read what it was sent; its call is left to grpc's stop")
         except Exception:  # already answered (its own error, or done): nothing to say
             log.debug("call already answered", exc_info=True)
         if task is not None and not task.done():

@@ -296,3 +296,26 @@ def _ends_outcome_unknown(cluster: Cluster) -> None:
         assert leader.proc.wait(STOP_TIMEOUT_S) == 0, leader.log_text()[-2000:]
     finally:
         channel.close()
+
+
+def test_a_client_that_does_not_read_does_not_hold_the_stop(cluster: Cluster) -> None:
+    """A watcher that stopped reading: its stream's answer waits behind what it
+    has not read, at most STOP_ANSWER_WAIT_S; the member still exits at once."""
+    leader = cluster.leader()
+    # Windows that stay small: what the client does not read stays on the member.
+    small = [("grpc.http2.bdp_probe", 0), ("grpc.http2.lookahead_bytes", 64 * 1024)]
+    channel = grpc.insecure_channel(leader.endpoint, options=small)
+    try:
+        stream = watch_grpc.WatchStub(channel).Watch(watch.WatchRequest(key=b"/s/", prefix=True))
+        for first in stream:  # open; from now on nothing is read
+            assert first.created
+            break
+        with cluster.client(leader) as c:
+            for i in range(40):  # 4 MB: far past the stream's flow-control window
+                c.put(f"/s/big{i % 4}", "x" * 100_000)
+        started = time.monotonic()
+        assert cluster.stop(leader) == 0, leader.log_text()[-2000:]
+        took = time.monotonic() - started
+        assert "does not read what it was sent" in leader.log_text(), took
+    finally:
+        channel.close()
