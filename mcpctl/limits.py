@@ -261,6 +261,18 @@ CONSOLE_STREAM_QUEUE_MAX: Final = 4
 # How long open streams get to finish when the node stops.
 CONSOLE_STOP_GRACE_S: Final = 1
 
+# --- stopping (docs/operations.md) --------------------------------------------
+# A stopping member (SIGTERM, removed from the cluster) answers new gRPC calls
+# and ends its open streams with UNAVAILABLE "member stopping; retry another
+# member", and gives the unary calls in flight this long to finish
+# (limits.stop_grace_ms); one still running then ends UNAVAILABLE with the
+# outcome_unknown trailer (a write may have been applied). Never a bare CANCELLED.
+STOP_GRACE_S_DEFAULT: Final = 1.0
+# How long sending that answer to one call may wait (it queues behind the
+# messages a slow client has not read yet); past it the call is left to
+# grpc's stop (the client sees its transport error).
+STOP_ANSWER_WAIT_S: Final = 1.0
+
 # --- mcpctl render (docs/render.md) ----------------------------------------------
 # The agent config file, and templates in it; beyond: a one-line config error.
 RENDER_CONFIG_BYTES_MAX: Final = 256 * KIB

@@ -46,7 +46,8 @@ from mcpctl.server.metrics import RpcMetrics, build_registry, serve_metrics
 from mcpctl.server.node import Node
 from mcpctl.server.peers import MemberInfo, Peers
 from mcpctl.server.proposer import Proposer
-from mcpctl.server.registry import DecodeChecked, add_service
+from mcpctl.server.registry import DecodeChecked, add_service, routes_of
+from mcpctl.server.stopping import member_stopping
 from mcpctl.state import Applied, HistoryLimits, Store
 
 log = structlog.get_logger("mcpctl.server")
@@ -64,6 +65,9 @@ HEALTH_CHECK_S = 0.2
 STOP_RAFT_WAIT_S = 5.0
 # How often a member checks whether it was removed from the cluster.
 MEMBERSHIP_CHECK_S = 0.2
+# grpc's own stop, once our calls are answered (answer_before_stop): what is left
+# (health and reflection calls) gets this long.
+SERVER_STOP_GRACE_S = 0.2
 
 
 class StartupError(Exception):
@@ -131,6 +135,18 @@ async def create_server(
     if port == 0:
         raise StartupError(f"server.listen: cannot listen on {address} (port in use?)")
     return server, port
+
+
+async def answer_before_stop(server: grpc.aio.Server, grace_s: float) -> None:
+    """Answer every call of ours before ``server.stop``: new calls and open
+    streams get UNAVAILABLE "member stopping; retry another member" with the
+    ``mcp-error`` trailer; unary calls in flight get ``grace_s`` to finish
+    (mcpctl.server.stopping). Health checks are still answered."""
+    routes = routes_of(server)
+    routes.refuse(member_stopping())
+    streams = await routes.in_flight.end_streams()
+    cut = await routes.in_flight.finish_calls(grace_s)
+    log.info("calls answered before stopping", streams_ended=streams, calls_cut_short=cut)
 
 
 async def _report_health(node: Node, health: Any) -> None:
@@ -428,13 +444,14 @@ async def _serve(cfg: NodeConfig, raft_node: RaftNode, secret: str) -> int:
     health_task.cancel()
     removal_task.cancel()
     await health.enter_graceful_shutdown()
+    await answer_before_stop(server, cfg.limits.stop_grace_ms / 1000)
     if console is not None:
         await console.stop()
     if gateway is not None:
         await gateway.stop()
     parts.stop()
     raft_node.consumer.listen(None, None)
-    await server.stop(grace=1.0)
+    await server.stop(grace=SERVER_STOP_GRACE_S)
     proposer.close()
     await node.peers.close()
     # Hand leadership over before going away: clients see no election gap.

@@ -175,6 +175,7 @@ class LimitSettings(_Model):
     leader_wait_ms: Annotated[int, Field(ge=0, le=600_000)] = int(
         limits.LEADER_WAIT_S_DEFAULT * 1000
     )
+    stop_grace_ms: Annotated[int, Field(ge=0, le=600_000)] = int(limits.STOP_GRACE_S_DEFAULT * 1000)
 
     @model_validator(mode="after")
     def _relations(self) -> LimitSettings:

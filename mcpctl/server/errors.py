@@ -14,7 +14,7 @@ import asyncio
 import functools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 import structlog
@@ -25,6 +25,9 @@ from mcpctl.errors import DeadlineExceeded, Internal, InvalidArgument, McpError
 from mcpctl.server import auth
 from mcpctl.server.logs import RequestInfo, current_request
 from mcpctl.server.peers import FORWARDED_KEY
+
+if TYPE_CHECKING:
+    from mcpctl.server.stopping import InFlight
 
 log = structlog.get_logger("mcpctl.rpc")
 
@@ -87,6 +90,13 @@ def status_code(err: McpError) -> grpc.StatusCode:
     return getattr(grpc.StatusCode, err.code, grpc.StatusCode.UNKNOWN)
 
 
+async def abort(context: Any, err: McpError) -> None:
+    """End the call with ``err``: its status, message and trailer (raises AbortError)."""
+    await context.abort(
+        status_code(err), err.message, trailing_metadata=tuple(err.metadata().items())
+    )
+
+
 def rpc(
     method: Callable[[Any, Req, float], Awaitable[Resp]],
 ) -> Callable[[Any, Req, grpc.aio.ServicerContext[Req, Resp]], Awaitable[Resp]]:
@@ -103,7 +113,11 @@ def rpc(
         call = _Call(name, context)
         token = current_request.set(call)
         code = "OK"
+        # The server's calls in flight (a stopping member waits for them).
+        in_flight: InFlight | None = getattr(self, "in_flight", None)
         try:
+            if in_flight is not None:
+                in_flight.enter_call(context)
             _admit(self, call, request)
             if timeout_s <= 0:
                 raise DeadlineExceeded("deadline passed before the request started")
@@ -112,9 +126,7 @@ def rpc(
             code = e.code
             if context.done():  # deadline passed or cancelled: nobody to answer
                 raise asyncio.CancelledError from None
-            await context.abort(
-                status_code(e), e.message, trailing_metadata=tuple(e.metadata().items())
-            )
+            await abort(context, e)
         except Exception:
             code = "INTERNAL"
             log.exception("request failed")
@@ -122,6 +134,8 @@ def rpc(
                 raise asyncio.CancelledError from None
             await context.abort(grpc.StatusCode.INTERNAL, "internal error (logged on the node)")
         finally:
+            if in_flight is not None:
+                in_flight.calls.discard(context)
             elapsed_s = time.monotonic() - started
             metrics = getattr(self, "metrics", None)
             if metrics is not None:
@@ -149,23 +163,29 @@ def rpc_stream(
         # Streams also publish their connection (the watch limits count per peer).
         auth.current_peer.set(call.peer)
         error: McpError | None = None
+        # Open streams are ended by a stopping member (mcpctl.server.stopping).
+        in_flight: InFlight | None = getattr(self, "in_flight", None)
         try:
+            if in_flight is not None:
+                in_flight.enter_stream(context)
             _admit(self, call, request)
             async for item in method(self, request):
                 yield item
         except McpError as e:
             error = e
+        except grpc.aio.AbortError:
+            raise  # answered from outside (a stopping member, mcpctl.server.stopping)
         except Exception:
             log.exception("stream failed")
             error = Internal("internal error (logged on the node)")
         finally:
+            if in_flight is not None:
+                in_flight.streams.pop(context, None)
             if error is not None:  # while method, peer and identity are still bound
                 log.info("stream ended", code=error.code, reason=error.message)
             # Not reset(token): an async generator may be closed from another context.
             current_request.set(None)
-        if error is not None:
-            await context.abort(
-                status_code(error), error.message, trailing_metadata=tuple(error.metadata().items())
-            )
+        if error is not None and not context.done():  # done: answered from outside
+            await abort(context, error)
 
     return handler

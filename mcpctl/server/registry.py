@@ -17,7 +17,9 @@ import grpc
 from google.protobuf import message_factory
 from google.protobuf.descriptor import ServiceDescriptor
 
-from mcpctl.server.errors import BadRequest, safe_deserializer
+from mcpctl.errors import McpError
+from mcpctl.server.errors import BadRequest, abort, safe_deserializer
+from mcpctl.server.stopping import InFlight
 
 
 def add_service(server: grpc.aio.Server, servicer: Any, service: ServiceDescriptor) -> None:
@@ -37,6 +39,8 @@ def add_service(server: grpc.aio.Server, servicer: Any, service: ServiceDescript
             response_serializer=_as_is if method.name in pre_encoded else resp.SerializeToString,
         )
     _register(server, service.full_name, handlers)
+    # The rpc / rpc_stream wrappers enter and leave the server's calls in flight here.
+    servicer.in_flight = routes_of(server).in_flight
 
 
 def _as_is(data: bytes) -> bytes:
@@ -70,11 +74,21 @@ class Routes(_GenericHandler):
 
     def __init__(self) -> None:
         self.handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
+        self.in_flight = InFlight()
 
     def service(
         self, handler_call_details: grpc.HandlerCallDetails
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
         return self.handlers.get(handler_call_details.method)
+
+    def refuse(self, error: McpError) -> None:
+        """From now on every call but health checks is answered ``error`` (a
+        stopping member): the table is swapped, nothing is checked per call."""
+        self.in_flight.stopping = True
+        self.handlers = {
+            path: handler if path.startswith(_ALWAYS_SERVED) else _refusing(handler, error)
+            for path, handler in self.handlers.items()
+        }
 
 
 _ROUTES: weakref.WeakKeyDictionary[grpc.aio.Server, Routes] = weakref.WeakKeyDictionary()
@@ -87,6 +101,27 @@ def routes_of(server: grpc.aio.Server) -> Routes:
         routes = _ROUTES[server] = Routes()
         server.add_generic_rpc_handlers((routes,))
     return routes
+
+
+# Served to the end: probes see NOT_SERVING (health.enter_graceful_shutdown).
+_ALWAYS_SERVED = "/grpc.health.v1.Health/"
+
+
+def _refusing(handler: Any, error: McpError) -> grpc.RpcMethodHandler[Any, Any]:
+    """A handler of the same kind as ``handler`` that answers ``error`` (the
+    request is not decoded, a request stream not read)."""
+    kind = next(k for k in _HANDLER_KINDS if getattr(handler, k) is not None)
+
+    async def answer(request: Any, context: Any) -> Any:
+        await abort(context, error)
+
+    async def answer_stream(request: Any, context: Any) -> Any:
+        await abort(context, error)
+        yield  # pragma: no cover (an async generator: grpc runs it on the loop)
+
+    behaviour = answer_stream if kind.endswith("stream") else answer
+    make = getattr(grpc, f"{kind}_rpc_method_handler")
+    return make(behaviour)  # type: ignore[no-any-return]
 
 
 def _register(
