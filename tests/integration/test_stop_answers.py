@@ -110,6 +110,7 @@ def _keepalives(s: Streams) -> None:
     (as a client's between two keepalives, a third of the TTL apart)."""
     mcp = lease_grpc.LeaseStub(s.channel)
     lid = mcp.Grant(kv.LeaseGrantRequest(ttl=60), timeout=10).id
+    _wait_lease_clock(mcp, lid)
     s.open(
         "mcp.v1 KeepAlive", lambda: mcp.KeepAlive(s.requests(lease.LeaseKeepAliveRequest(id=lid)))
     )
@@ -119,6 +120,21 @@ def _keepalives(s: Streams) -> None:
         "etcd LeaseKeepAlive",
         lambda: etcd.LeaseKeepAlive(s.requests(erpc.LeaseKeepAliveRequest(ID=eid))),
     )
+
+
+def _wait_lease_clock(stub: Any, lid: int) -> None:
+    """Until the leader's lease clock runs (it starts after a read-index fence once
+    elected, after the grant may already have committed): one keepalive answered."""
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while True:
+        try:
+            for resp in stub.KeepAlive(iter([lease.LeaseKeepAliveRequest(id=lid)]), timeout=5):
+                assert resp.ttl > 0, resp
+                return
+        except grpc.RpcError as e:
+            if e.code() != grpc.StatusCode.UNAVAILABLE or time.monotonic() > deadline:
+                raise
+        time.sleep(0.05)
 
 
 def _status(e: grpc.RpcError) -> tuple[grpc.StatusCode, str | None, dict[str, str]]:
