@@ -112,21 +112,25 @@ class Wake:
         if not self._flag:
             self._flag = True
             waiter = self._waiter
-            if waiter is not None and not waiter.done():
-                waiter.set_result(None)
+            if waiter is not None:
+                self._waiter = None
+                if not waiter.done():  # a cancelled wait leaves a done one
+                    waiter.set_result(None)
 
-    async def wait(self) -> None:
-        """Until ``set`` (at once if it is set); one waiter at a time."""
-        if self._flag:
-            return
+    def rearm(self) -> asyncio.Future[None]:
+        """Clear, and the future the next ``set`` completes: the serving task
+        awaits it directly (no coroutine per wait). One waiter at a time."""
+        self._flag = False
         loop = self._loop
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
         waiter = self._waiter = loop.create_future()
-        try:
-            await waiter
-        finally:
-            self._waiter = None
+        return waiter
+
+    async def wait(self) -> None:
+        """Until ``set`` (at once if it is set)."""
+        if not self._flag:
+            await self.rearm()
 
 
 @dataclass(eq=False)

@@ -345,13 +345,13 @@ class WatchHub:
                     if gap > 0:
                         await asyncio.sleep(gap)
                 else:
-                    w.wake.clear()
+                    woken = w.wake.rearm()
                     if w.progress_interval_s is None:
-                        await w.wake.wait()
+                        await woken
                         continue
                     try:  # a timer, not wait_for's task per wait
                         async with asyncio.timeout(w.progress_interval_s):
-                            await w.wake.wait()
+                            await woken
                     except TimeoutError:
                         yield encode(self.progress(w))
                     continue
