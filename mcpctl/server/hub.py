@@ -183,27 +183,24 @@ class WatchHub:
         for members in self._groups.values():
             # The group's chunk of each revision (None: nothing it watches),
             # selected once, when a member in sync first needs them.
-            chunks: list[Chunk | None] | None = None
+            chunks: list[tuple[int, Chunk | None]] | None = None
             for w in members.values():
                 if not w.synced or w.error is not None:
                     continue
                 if chunks is None:
-                    chunks = [group_chunk(w, entry, stripped) for entry in entries]
-                    if not any(chunks):
+                    chunks = [(e.revision, group_chunk(w, e, stripped)) for e in entries]
+                    if not any(c for _, c in chunks):
                         chunks = []  # this group wants none of it
                 if chunks:
-                    self._queue(w, entries, chunks)
+                    self._queue(w, chunks)
                 elif w.next_revision <= last:
                     w.next_revision = last + 1  # nothing below it is owed
 
-    def _queue(
-        self, w: Watcher, entries: list[raft.HistoryRevision], chunks: list[Chunk | None]
-    ) -> None:
-        """Queue a watcher in sync its group's chunks of a publish (module doc)."""
+    def _queue(self, w: Watcher, chunks: list[tuple[int, Chunk | None]]) -> None:
+        """Queue a watcher in sync its group's (revision, chunk) of a publish."""
         lim = self.limits
         queued = False
-        for entry, chunk in zip(entries, chunks, strict=True):
-            revision = entry.revision
+        for revision, chunk in chunks:
             if revision < w.next_revision:
                 continue  # already delivered through catch-up
             w.next_revision = revision + 1
