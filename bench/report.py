@@ -318,11 +318,6 @@ def floor_rows(results: dict[str, dict[str, Any]]) -> list[TargetRow]:
             "µs",
         ),
         row(
-            "watch, 100 streams: CPU per delivered message",
-            lambda server: watch_cpu_us_per_message(watch, server, 100),
-            "µs",
-        ),
-        row(
             "storm: CPU per delivered event, net of idle",
             storm_metric("net_cpu_us_per_event"),
             "µs",
