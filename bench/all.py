@@ -84,6 +84,10 @@ DURATION_FLAG = {
     "failover": "--stable-duration",
     "lease": "--duration",
 }
+# The parts ``--floor`` adds the Python gRPC floor to (bench/floor_server.py): kv (unary
+# Put/Range), watch and storm (the streaming floor: prefix read, prefix watch, one
+# pre-encoded message per event).
+FLOOR_PARTS = ("kv", "watch", "storm")
 PART_TIMEOUT_S = 3 * 3600  # bounded: a hung part is killed, the others still run
 
 
@@ -112,7 +116,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--floor",
         action="store_true",
         help=f"add the Python gRPC floor ({report.FLOOR}: one grpc.aio process answering at "
-        "once, no Raft) to the kv part as a third server",
+        "once, no Raft) to the kv, watch and storm parts as a third server",
     )
     p.add_argument("--runs", type=int, default=None, help="fresh clusters per server (3)")
     p.add_argument(
@@ -157,7 +161,7 @@ def part_argv(part: str, args: argparse.Namespace) -> list[str]:
     if args.duration is not None and part in DURATION_FLAG:
         argv += [DURATION_FLAG[part], f"{args.duration:g}"]
     servers = args.servers
-    if args.floor and part == "kv":
+    if args.floor and part in FLOOR_PARTS:
         names = (servers or ",".join(report.SERVERS)).split(",")
         servers = ",".join([*names, report.FLOOR] if report.FLOOR not in names else names)
     if servers:

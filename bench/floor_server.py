@@ -5,9 +5,10 @@
 concurrency limit ``mcpctl serve`` uses (``server_options`` and
 ``limits.CONCURRENT_RPCS_MAX``, imported, not copied) and its way of routing
 calls (``registry.routes_of``), in one process, on the default asyncio loop as
-``mcpctl serve`` runs it. ``Range`` answers at once with
-one key-value (the requested key, a fixed 256-byte value), ``Put`` with a
-header carrying an incrementing revision. No Raft, no store, no auth, no
+``mcpctl serve`` runs it. ``Put`` keeps the value in a plain dict and answers
+with a header carrying an incrementing revision; ``Range`` answers at once
+from that dict: one key (a fixed 256-byte value for a key never put) or, with
+``prefix``, every key under it (the storm's 50-key read). No Raft, no auth, no
 logging per call: what is left is the cost of terminating a unary gRPC call in
 Python, which ``bench.kv_bench --servers ...,grpc-floor`` measures with the same
 client and workload as mcp-config and etcd.
@@ -16,7 +17,9 @@ It also serves ``mcp.v1.Watch`` as the *streaming floor*: every ``Put`` encodes
 its one event once (a whole ``WatchResponse``) and pushes the same bytes to
 every open stream whose prefix matches, one message per event, sent as they are
 (no per-stream encoding, no coalescing, no budget). ``bench.watch_bench
---servers ...,grpc-floor`` measures it with the same watch client.
+--servers ...,grpc-floor`` measures it with the same watch client, and
+``bench.storm_bench --servers ...,grpc-floor`` (prefix read, prefix watch, then
+single puts) the same way.
 
 Readiness: once the port is bound and the server started, one line
 ``READY host:port`` goes to stdout (flushed); nothing else is ever written there.
@@ -106,15 +109,24 @@ class FloorKV(kv_grpc.KVServicer):
     def __init__(self, watches: FloorWatch | None = None) -> None:
         self._revision = 1
         self._watches = watches
+        self._data: dict[bytes, tuple[bytes, int]] = {}  # key -> (value, mod revision)
+
+    def _item(self, key: bytes, value: bytes, revision: int) -> kv.KeyValue:
+        return kv.KeyValue(
+            key=key, value=value, create_revision=revision, mod_revision=revision, version=1
+        )
 
     async def Range(self, request: kv.RangeRequest, context: Context) -> kv.RangeResponse:
-        item = kv.KeyValue(
-            key=request.key, value=VALUE, create_revision=1, mod_revision=1, version=1
-        )
-        return kv.RangeResponse(header=kv.ResponseHeader(revision=self._revision), kvs=[item])
+        header = kv.ResponseHeader(revision=self._revision)
+        if request.prefix:  # a plain scan: the storm reads 50 keys of a small dict
+            found = sorted((k, v) for k, v in self._data.items() if k.startswith(request.key))
+            return kv.RangeResponse(header=header, kvs=[self._item(k, *v) for k, v in found])
+        value, revision = self._data.get(request.key, (VALUE, 1))
+        return kv.RangeResponse(header=header, kvs=[self._item(request.key, value, revision)])
 
     async def Put(self, request: kv.PutRequest, context: Context) -> kv.PutResponse:
         self._revision += 1
+        self._data[request.key] = (request.value, self._revision)
         if self._watches is not None:
             self._watches.publish(request.key, request.value, self._revision)
         return kv.PutResponse(header=kv.ResponseHeader(revision=self._revision))
@@ -188,7 +200,7 @@ async def serve(address: str) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m bench.floor_server",
-        description="mcp.v1.KV on grpc.aio answering Put/Range at once (no Raft, no state).",
+        description="mcp.v1.KV and Watch on grpc.aio answering at once (no Raft, a dict).",
     )
     p.add_argument("--listen", required=True, help="host:port to serve on (port 0: any free port)")
     args = p.parse_args(argv)

@@ -6,7 +6,10 @@ fresh 3-node mcp-config cluster, runs one latency cell of the watch benchmark
 leader, ``--streams`` prefix watches round-robin over the members) and samples
 one **follower** with py-spy (``--gil``) meanwhile: a follower's CPU is its
 share of the streams plus applying entries, without the writer's puts. The
-samples are charged to components as in ``bench.profile_leader``. Needs
+samples are charged to components as in ``bench.profile_leader``.
+``--server grpc-floor`` samples the streaming floor instead
+(``bench.floor_server``: one process holding every stream and answering the
+writer's puts), for CPU per delivered message against ours. Needs
 ``py-spy`` (``pip install py-spy``; skipped with a message when missing).
 """
 
@@ -22,14 +25,14 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench.adapters import McpConfigAdapter
+from bench.adapters import Adapter, GrpcFloorAdapter, McpConfigAdapter
 from bench.profile_leader import parse_raw
 from bench.watch_bench import latency_cell
 from bench.workload import proc_cpu_s
 
 
 async def profile(args: argparse.Namespace, py_spy: str) -> None:
-    adapter = McpConfigAdapter()
+    adapter: Adapter = GrpcFloorAdapter() if args.server == "grpc-floor" else McpConfigAdapter()
     workdir = Path(tempfile.mkdtemp(prefix="watch-profile-"))
     raw_path = workdir / "py-spy.txt"
     try:
@@ -63,16 +66,21 @@ async def profile(args: argparse.Namespace, py_spy: str) -> None:
             shutil.copy(raw_path, args.keep_raw)
         shutil.rmtree(workdir, ignore_errors=True)
 
-    share = args.streams / 3
-    delivered = cell.events_received / 3
+    # A follower holds a third of the streams; the floor holds them all.
+    parts = 1 if isinstance(adapter, GrpcFloorAdapter) else 3
+    share = args.streams / parts
+    delivered = cell.events_received / parts
+    messages = cell.messages_received / parts
+    who = "the floor process" if parts == 1 else "one follower"
     expected = args.seconds * args.rate
     print(
-        f"## watch, {args.streams} streams, {args.put_rate:.0f} puts/s: one follower under "
+        f"## watch, {args.streams} streams, {args.put_rate:.0f} puts/s: {who} under "
         f"py-spy\n\nLatency while sampled: p50 {cell.p50_ms:.1f} ms, p99 {cell.p99_ms:.1f} ms; "
         f"events {cell.events_received}/{cell.events_expected} in {cell.messages_received} "
-        f"messages; load {cell.loadavg_1m:.1f}.\nFollower CPU {follower_cpu_s:.2f} s for ~"
-        f"{delivered:.0f} delivered events (~{share:.0f} streams): "
-        f"~{follower_cpu_s / max(delivered, 1) * 1e6:.0f} µs per delivered event.\n"
+        f"messages; load {cell.loadavg_1m:.1f}.\nCPU {follower_cpu_s:.2f} s for ~"
+        f"{delivered:.0f} delivered events in ~{messages:.0f} messages (~{share:.0f} streams): "
+        f"~{follower_cpu_s / max(delivered, 1) * 1e6:.0f} µs per delivered event, "
+        f"~{follower_cpu_s / max(messages, 1) * 1e6:.0f} µs per message.\n"
         f"GIL held in {total / expected:.0%} of samples ({total} of ~{expected:.0f}).\n"
     )
     print("| thread | component | share of GIL-holding samples |")
@@ -88,6 +96,7 @@ async def profile(args: argparse.Namespace, py_spy: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.profile_watch", description=__doc__)
+    p.add_argument("--server", choices=("mcp-config", "grpc-floor"), default="mcp-config")
     p.add_argument("--streams", type=int, default=100)
     p.add_argument("--put-rate", type=float, default=200.0, help="puts per second")
     p.add_argument("--seconds", type=float, default=10.0, help="sampling seconds")

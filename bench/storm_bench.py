@@ -42,7 +42,7 @@ from typing import Any
 import grpc
 
 from bench import common
-from bench.adapters import Adapter, EtcdAdapter, prefix_end
+from bench.adapters import Adapter, EtcdAdapter, GrpcFloorAdapter, prefix_end
 from bench.common import parse_servers, report_servers
 from bench.kv_bench import _loadavg, _versions
 from bench.workload import proc_cpu_s
@@ -57,6 +57,7 @@ PREFIX = b"/storm/cfg/"
 RPC_TIMEOUT_S = 30.0
 READY_TIMEOUT_S = 120.0
 CHANGE_TIMEOUT_S = 10.0
+FLOOR = GrpcFloorAdapter.name  # bench/floor_server.py (``--servers ...,grpc-floor``)
 
 
 def log(msg: str) -> None:
@@ -263,10 +264,13 @@ def section_lines(report: dict[str, Any]) -> list[str]:
         "",
         *table_lines(report),
     ]
-    ours, theirs = report["summary"].get("mcp-config"), report["summary"].get("etcd")
-    if ours and theirs:
+    summary = report["summary"]
+    for a, b in (("mcp-config", "etcd"), ("mcp-config", FLOOR), (FLOOR, "etcd")):
+        ours, theirs = summary.get(a), summary.get(b)
+        if not ours or not theirs:
+            continue
         parts = [
-            f"{label} {_fmt(_ratio(ours[m], theirs[m]), 2)}x"
+            f"{label} {_fmt(_ratio(ours.get(m), theirs.get(m)), 2)}x"
             for label, m in (
                 ("ready", "ready_s"),
                 ("last watcher p50", "last_p50_ms"),
@@ -275,7 +279,14 @@ def section_lines(report: dict[str, Any]) -> list[str]:
                 ("net of idle", "net_cpu_us_per_event"),
             )
         ]
-        lines += ["", "mcp-config / etcd: " + ", ".join(parts) + "."]
+        lines += ["", f"{a} / {b}: " + ", ".join(parts) + "."]
+    if summary.get(FLOOR):
+        lines += [
+            "",
+            f"{FLOOR}: the streaming floor, one `bench.floor_server` process serving every "
+            "client (prefix read from a dict, prefix watch, one pre-encoded message per event "
+            "pushed to every stream; no Raft): what a grpc.aio process pays for the same work.",
+        ]
     return lines
 
 

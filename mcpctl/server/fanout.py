@@ -64,6 +64,22 @@ def frame(header_field: bytes, chunks: list[Chunk]) -> bytes:
     return b"".join([header_field, *(c.wire() for c in chunks)])
 
 
+def group_chunk(
+    w: Watcher, entry: raft.HistoryRevision, stripped: dict[int, list[kv.Event]]
+) -> Chunk | None:
+    """``w``'s group's chunk of one revision (None: nothing it watches);
+    ``stripped`` caches each revision's events without prev_kv."""
+    if not any(w.matches(ev.kv.key) for ev in entry.events):
+        return None
+    if w.prev_kv:
+        return Chunk.of(entry.revision, w.select(entry))
+    bare = stripped.get(entry.revision)
+    if bare is None:
+        bare = [kv.Event(type=ev.type, kv=ev.kv) for ev in entry.events]
+        stripped[entry.revision] = bare
+    return Chunk.of(entry.revision, w.select(entry, bare))
+
+
 def message(header: kv.ResponseHeader, chunks: list[Chunk]) -> watch.WatchResponse:
     """The same message as an object (the etcd API's relay reads it)."""
     msg = watch.WatchResponse()
@@ -71,6 +87,50 @@ def message(header: kv.ResponseHeader, chunks: list[Chunk]) -> watch.WatchRespon
     for c in chunks:
         msg.events.extend(c.events)
     return msg
+
+
+class Wake:
+    """``asyncio.Event``'s set/clear/is_set/wait for the one task serving a stream,
+    without Event's per-wait loop lookup (``get_running_loop`` checks the pid on
+    every call) and waiter list: the loop is looked up once per stream, each
+    wait is one bare future. Loop-only, like Event."""
+
+    __slots__ = ("_flag", "_loop", "_waiter")
+
+    def __init__(self) -> None:
+        self._flag = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._waiter: asyncio.Future[None] | None = None
+
+    def is_set(self) -> bool:
+        return self._flag
+
+    def clear(self) -> None:
+        self._flag = False
+
+    def set(self) -> None:
+        if not self._flag:
+            self._flag = True
+            waiter = self._waiter
+            if waiter is not None:
+                self._waiter = None
+                if not waiter.done():  # a cancelled wait leaves a done one
+                    waiter.set_result(None)
+
+    def rearm(self) -> asyncio.Future[None]:
+        """Clear, and the future the next ``set`` completes: the serving task
+        awaits it directly (no coroutine per wait). One waiter at a time."""
+        self._flag = False
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        waiter = self._waiter = loop.create_future()
+        return waiter
+
+    async def wait(self) -> None:
+        """Until ``set`` (at once if it is set)."""
+        if not self._flag:
+            await self.rearm()
 
 
 @dataclass(eq=False)
@@ -86,17 +146,18 @@ class Watcher:
     synced: bool = True
     queue: deque[Chunk] = field(default_factory=deque)
     queued_bytes: int = 0
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    wake: Wake = field(default_factory=Wake)
     error: McpError | None = None
     # Highest revision whose events have been sent (bookmarks never go below it).
     sent_revision: int = 0
     identity: str = ""
     connection: str = ""
+    # Watchers of one group select the same events from every revision (set once:
+    # key, prefix and prev_kv never change).
+    group: GroupKey = field(init=False)
 
-    @property
-    def group(self) -> GroupKey:
-        """Watchers of one group select the same events from every revision."""
-        return (self.key, self.prefix, self.prev_kv)
+    def __post_init__(self) -> None:
+        self.group = (self.key, self.prefix, self.prev_kv)
 
     def matches(self, key: bytes) -> bool:
         return key.startswith(self.key) if self.prefix else key == self.key

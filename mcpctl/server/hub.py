@@ -64,6 +64,7 @@ from mcpctl.server.fanout import (
     MessageBudget,
     Watcher,
     frame,
+    group_chunk,
     message,
 )
 from mcpctl.state import Applied, Store
@@ -122,6 +123,9 @@ class WatchHub:
         self._leader_timeout_s = leader_timeout_s
         self.limits = hub_limits or HubLimits()
         self._watchers: dict[int, Watcher] = {}
+        # The same watchers by group (etcd's watcher groups): a publish selects
+        # each revision once per group, then only queues it per watcher.
+        self._groups: dict[GroupKey, dict[int, Watcher]] = {}
         # Open streams per identity / per connection (the per-open limits).
         self._per_identity: Counter[str] = Counter()
         self._per_connection: Counter[str] = Counter()
@@ -172,59 +176,51 @@ class WatchHub:
     # -- loop ------------------------------------------------------------------------
     def _publish(self, entries: list[raft.HistoryRevision]) -> None:
         self._header_cache = None
-        if not self._watchers:
+        if not self._watchers or not entries:
             return
-        lim = self.limits
-        # Per (group, revision): the group's chunk, or None when it wants nothing.
-        chunks: dict[tuple[GroupKey, int], Chunk | None] = {}
         stripped: dict[int, list[kv.Event]] = {}
-        for w in self._watchers.values():
-            if not w.synced or w.error is not None:
-                continue
-            queued = False
-            group = w.group
-            for entry in entries:
-                revision = entry.revision
-                if revision < w.next_revision:
-                    continue  # already delivered through catch-up
-                try:
-                    chunk = chunks[(group, revision)]
-                except KeyError:
-                    chunk = self._select(w, entry, stripped)
-                    chunks[(group, revision)] = chunk
-                w.next_revision = revision + 1
-                if chunk is None:
+        last = entries[-1].revision
+        for members in self._groups.values():
+            # The group's chunk of each revision (None: nothing it watches),
+            # selected once, when a member in sync first needs them.
+            chunks: list[tuple[int, Chunk | None]] | None = None
+            for w in members.values():
+                if not w.synced or w.error is not None:
                     continue
-                if (
-                    len(w.queue) >= lim.queue_revisions_max
-                    or w.queued_bytes + chunk.size > lim.queue_bytes_max
-                ):
-                    # Slow: stop live delivery; catch up from history from here.
-                    w.synced = False
-                    w.next_revision = revision
-                    self.stats.slow_marked += 1
-                    log.info("watcher fell behind", watcher=w.id, revision=revision)
-                    break
-                w.queue.append(chunk)
-                w.queued_bytes += chunk.size
-                queued = True
-            if queued or not w.synced:
-                w.wake.set()
+                if chunks is None:
+                    chunks = [(e.revision, group_chunk(w, e, stripped)) for e in entries]
+                    if not any(c for _, c in chunks):
+                        chunks = []  # this group wants none of it
+                if chunks:
+                    self._queue(w, chunks)
+                elif w.next_revision <= last:
+                    w.next_revision = last + 1  # nothing below it is owed
 
-    @staticmethod
-    def _select(
-        w: Watcher, entry: raft.HistoryRevision, stripped: dict[int, list[kv.Event]]
-    ) -> Chunk | None:
-        """``w``'s group's chunk of one revision (None: nothing it watches)."""
-        if not any(w.matches(ev.kv.key) for ev in entry.events):
-            return None
-        if w.prev_kv:
-            return Chunk.of(entry.revision, w.select(entry))
-        bare = stripped.get(entry.revision)
-        if bare is None:
-            bare = [kv.Event(type=ev.type, kv=ev.kv) for ev in entry.events]
-            stripped[entry.revision] = bare
-        return Chunk.of(entry.revision, w.select(entry, bare))
+    def _queue(self, w: Watcher, chunks: list[tuple[int, Chunk | None]]) -> None:
+        """Queue a watcher in sync its group's (revision, chunk) of a publish."""
+        lim = self.limits
+        queued = False
+        for revision, chunk in chunks:
+            if revision < w.next_revision:
+                continue  # already delivered through catch-up
+            w.next_revision = revision + 1
+            if chunk is None:
+                continue
+            if (
+                len(w.queue) >= lim.queue_revisions_max
+                or w.queued_bytes + chunk.size > lim.queue_bytes_max
+            ):
+                # Slow: stop live delivery; catch up from history from here.
+                w.synced = False
+                w.next_revision = revision
+                self.stats.slow_marked += 1
+                log.info("watcher fell behind", watcher=w.id, revision=revision)
+                break
+            w.queue.append(chunk)
+            w.queued_bytes += chunk.size
+            queued = True
+        if queued or not w.synced:
+            w.wake.set()
 
     def _desync_all(self) -> None:
         """A snapshot replaced the store: everyone re-reads from history."""
@@ -305,6 +301,7 @@ class WatchHub:
             connection=connection,
         )
         self._watchers[w.id] = w
+        self._groups.setdefault(w.group, {})[w.id] = w
         self._per_identity[identity] += 1
         self._per_connection[connection] += 1
         self.stats.streams_opened += 1
@@ -345,13 +342,13 @@ class WatchHub:
                     if gap > 0:
                         await asyncio.sleep(gap)
                 else:
-                    w.wake.clear()
+                    woken = w.wake.rearm()
                     if w.progress_interval_s is None:
-                        await w.wake.wait()
+                        await woken
                         continue
                     try:  # a timer, not wait_for's task per wait
                         async with asyncio.timeout(w.progress_interval_s):
-                            await w.wake.wait()
+                            await woken
                     except TimeoutError:
                         yield encode(self.progress(w))
                     continue
@@ -402,6 +399,11 @@ class WatchHub:
         """The stream has ended: forget its watcher."""
         if self._watchers.pop(w.id, None) is None:
             return
+        members = self._groups.get(w.group)
+        if members is not None:
+            members.pop(w.id, None)
+            if not members:
+                del self._groups[w.group]
         for counts, name in (
             (self._per_identity, w.identity),
             (self._per_connection, w.connection),

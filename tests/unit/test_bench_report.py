@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from bench import all as bench_all
-from bench import kv_bench, lease_bench, memory_bench, report
+from bench import kv_bench, lease_bench, memory_bench, report, storm_bench, watch_bench
 from tests.unit.test_bench_storm import storm_fixture
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -479,16 +479,24 @@ def test_kv_bench_table_has_floor_columns_only_when_measured() -> None:
     assert args.servers == ["mcp-config", "etcd", "grpc-floor"]
 
 
-def test_all_floor_adds_the_floor_to_the_kv_part_only(tmp_path: Path) -> None:
+def test_all_floor_adds_the_floor_to_kv_watch_and_storm_only(tmp_path: Path) -> None:
     args = bench_all.parse_args(["--floor", "--out-dir", str(tmp_path)])
-    kv = bench_all.part_argv("kv", args)
-    assert kv[kv.index("--servers") + 1] == "mcp-config,etcd,grpc-floor"
-    assert "--servers" not in bench_all.part_argv("watch", args)
+    for part in ("kv", "watch", "storm"):
+        argv = bench_all.part_argv(part, args)
+        assert argv[argv.index("--servers") + 1] == "mcp-config,etcd,grpc-floor", part
+    for part in ("failover", "memory", "lease"):  # they do not know the floor
+        assert "--servers" not in bench_all.part_argv(part, args), part
     args = bench_all.parse_args(["--floor", "--servers", "etcd", "--out-dir", str(tmp_path)])
     kv = bench_all.part_argv("kv", args)
     assert kv[kv.index("--servers") + 1] == "etcd,grpc-floor"
     fo = bench_all.part_argv("failover", args)
     assert fo[fo.index("--servers") + 1] == "etcd"
+    # The parts parse what bench.all passes them.
+    args = bench_all.parse_args(["--floor", "--out-dir", str(tmp_path)])
+    for part, module in (("watch", watch_bench), ("storm", storm_bench)):
+        argv = bench_all.part_argv(part, args)
+        parsed = module.parse_args(argv[argv.index(bench_all.MODULES[part]) + 1 :])
+        assert parsed.servers == ["mcp-config", "etcd", "grpc-floor"], part
     args = bench_all.parse_args(["--out-dir", str(tmp_path)])
     assert "--servers" not in bench_all.part_argv("kv", args)  # no floor unless asked
 
@@ -655,3 +663,57 @@ def test_mcp_configs_etcd_api_is_a_server_of_its_own_in_watch_failover_memory() 
     assert common.report_servers(summary) == ["mcp-config", "etcd", "mcp-config-etcd"]
     with pytest.raises(SystemExit):
         common.parse_servers(parser, argparse.Namespace(servers="zookeeper"))
+
+
+# -- the streaming floor (watch and storm parts with --floor) -------------------------------
+def with_watch_floor() -> dict[str, dict[str, Any]]:
+    data = results()
+    cells = {s: data["watch"]["summary"][s]["cells"] for s in ("mcp-config", "etcd")}
+    cells["mcp-config"]["100"] |= {"writer_rate": 200.0, "events_per_message": 2.0}
+    cells["etcd"]["100"] |= {"writer_rate": 200.0, "server_cpu_cores": 0.25}
+    floor_100 = {**cells["etcd"]["100"], "p50_ms": 5.0, "p99_ms": 50.0, "server_cpu_cores": 0.4}
+    data["watch"]["summary"]["grpc-floor"] = {
+        "cells": {"3": {**cells["etcd"]["3"], "p99_ms": 4.0}, "100": floor_100}
+    }
+    return data
+
+
+def test_issue_20_floor_rows_say_what_the_floor_allows_and_are_not_counted() -> None:
+    data = with_watch_floor()
+    rows = report.compute_perf_targets(data)
+    del data["watch"]["summary"]["grpc-floor"]
+    plain = report.compute_perf_targets(data)
+    assert not any("streaming floor" in r.name for r in plain)  # old JSON: no floor rows
+    assert [r for r in rows if r.counted] == plain  # the issue's targets are unchanged
+    by = by_name(rows)
+    p99 = by["watch, 100 streams: p99 notification latency, vs the streaming floor"]
+    assert (p99.ours, p99.etcd, p99.reference) == (120.0, 50.0, 100.0)
+    assert p99.against == "grpc-floor" and p99.value == pytest.approx(2.4) and p99.met is None
+    per_event = by["watch, 100 streams: CPU per delivered event, vs the streaming floor"]
+    # 0.5 cores / 20,000 events/s = 25 µs; the floor 0.4 cores = 20 µs; etcd 12.5 µs.
+    assert per_event.ours == pytest.approx(25.0) and per_event.etcd == pytest.approx(20.0)
+    assert per_event.reference == pytest.approx(12.5)
+    # Per message is in the watch table only: cluster CPU per message is not a member's.
+    assert not any("per delivered message" in name for name in by)
+    lines = report.render_targets(rows)
+    row = next(
+        line for line in lines if line.startswith("| watch, 100 streams: p99") and "floor" in line
+    )
+    assert "| 120.00 ms | 50.00 ms (grpc-floor) | 2.40 | none; floor / etcd 0.50x | — |" in row
+    assert any(
+        line.startswith(f"**{sum(1 for r in plain if r.met)} of {len(plain)} targets")
+        for line in lines
+    )
+
+
+def test_the_watch_table_shows_the_floor_and_cpu_per_event_and_message() -> None:
+    text = "\n".join(report._watch_tables(with_watch_floor()["watch"]))
+    assert "CPU per delivered event / message, µs" in text
+    assert (
+        "| 100 | mcp-config | 30.00 | 120.00 | 240.0 | 0 / 0 / 6,000 | 2.00 | 2.00 | 0.50 "
+        "| 25 / 50 |" in text
+    )
+    assert "| 100 | grpc-floor | 5.00 | 50.00 |" in text and "| 20 / 20 |" in text
+    assert "streaming floor" in text
+    old = "\n".join(report._watch_tables(watch_fixture()))  # old JSON: no rate, no floor
+    assert "grpc-floor" not in old and "| 0.50 | — / — |" in old

@@ -91,3 +91,16 @@ def test_all_runs_the_storm_part() -> None:
         args.out_dir.rmdir()
     full = storm_bench.parse_args([])
     assert (full.clients, full.prefix_keys, full.runs) == (600, 50, 3)
+
+
+def test_the_storm_section_shows_the_streaming_floor_when_measured(tmp_path: Path) -> None:
+    data = storm_fixture(failed=False)
+    assert "grpc-floor" not in "\n".join(storm_bench.section_lines(data))  # old shape kept
+    runs = [storm_run("grpc-floor", 1, 0.2, 10.0)]
+    data["runs"] += runs
+    data["summary"]["grpc-floor"] = storm_bench.summarize(runs, "grpc-floor")
+    text = "\n".join(storm_bench.section_lines(data))
+    assert "| grpc-floor | 0.200 | 0.30 | 10.0 / 20.0 | 10 / 5 |" in text
+    assert "mcp-config / etcd: ready 1.71x, last watcher p50 1.90x" in text  # 40 / 21
+    assert "mcp-config / grpc-floor: ready 3.00x, last watcher p50 4.00x" in text
+    assert "grpc-floor / etcd: ready 0.57x, last watcher p50 0.48x" in text  # 10 / 21

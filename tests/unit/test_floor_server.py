@@ -51,3 +51,20 @@ def test_range_put_answered_and_the_rest_unimplemented(endpoint: str) -> None:
         with pytest.raises(grpc.RpcError) as e:  # not a KV method at all: no route
             channel.unary_unary("/mcp.v1.KV/Nope", None, None)(b"", timeout=10)
         assert e.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+def test_range_answers_what_was_put_and_a_prefix_from_the_dict(endpoint: str) -> None:
+    # The storm bench reads a prefix from the floor: answered from what was put.
+    with grpc.insecure_channel(endpoint) as channel:
+        stub = kv_grpc.KVStub(channel)
+        for key in (b"/p/b", b"/p/a", b"/q/c"):
+            stub.Put(kv.PutRequest(key=key, value=b"v" + key), timeout=10)
+        got = stub.Range(kv.RangeRequest(key=b"/p/", prefix=True, serializable=True), timeout=10)
+        assert [(i.key, i.value) for i in got.kvs] == [(b"/p/a", b"v/p/a"), (b"/p/b", b"v/p/b")]
+        assert (
+            0 < got.kvs[1].mod_revision < got.kvs[0].mod_revision <= got.header.revision
+        )  # b first
+        one = stub.Range(kv.RangeRequest(key=b"/q/c"), timeout=10)
+        assert [(i.key, i.value) for i in one.kvs] == [(b"/q/c", b"v/q/c")]
+        empty = stub.Range(kv.RangeRequest(key=b"/none/", prefix=True), timeout=10)
+        assert list(empty.kvs) == []

@@ -11,9 +11,17 @@ import pytest
 from mcpctl._proto.mcp.v1 import kv_pb2 as kv
 from mcpctl._proto.mcp.v1 import watch_pb2 as watch
 from mcpctl.errors import ResourceExhausted
-from mcpctl.server.fanout import MessageBudget
+from mcpctl.server.fanout import MessageBudget, Wake
 from mcpctl.server.hub import WatchHub
-from tests.hubfake import LEADER_TIMEOUT_S, FakeRaft, Reader, header, make_hub, message_revisions
+from tests.hubfake import (
+    LEADER_TIMEOUT_S,
+    FakeRaft,
+    Reader,
+    event_revisions,
+    header,
+    make_hub,
+    message_revisions,
+)
 
 
 # ----------------------------------------------------------------------- the budget
@@ -197,3 +205,68 @@ def test_a_revisions_header_is_built_once_and_a_leader_check_refreshes_its_term(
     hub.check_leader(0.0)
     (late,) = readers[3].read()
     assert built == [1, 1] and late.header.raft_term == 2 and late.header.revision == 1
+
+
+# ------------------------------------------------------------------ per-stream wake-up
+def test_wake_is_an_event_for_one_waiter() -> None:
+    """Set before the wait: no wait; set during it: it returns; clear: the next
+    wait waits; a cancelled wait (the progress timer) leaves no waiter behind."""
+
+    async def scenario() -> list[str]:
+        wake = Wake()
+        seen: list[str] = []
+        wake.set()
+        await asyncio.wait_for(wake.wait(), 1.0)
+        seen.append("set before")
+        wake.clear()
+        waiter = asyncio.ensure_future(wake.wait())
+        await asyncio.sleep(0)
+        assert not waiter.done() and not wake.is_set()
+        wake.set()
+        await asyncio.wait_for(waiter, 1.0)
+        seen.append("set during")
+        wake.clear()
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.01):
+                await wake.wait()
+        seen.append("timed out")
+        wake.set()  # nobody waits now: only the flag
+        assert wake.is_set()
+        await asyncio.wait_for(wake.wait(), 1.0)
+        seen.append("set after a timeout")
+        return seen
+
+    assert asyncio.run(scenario()) == [
+        "set before",
+        "set during",
+        "timed out",
+        "set after a timeout",
+    ]
+
+
+# --------------------------------------------------------------------- group lifecycle
+def test_a_group_outlives_none_of_its_streams_and_a_new_one_starts_it_again() -> None:
+    """Closed streams leave their group (nothing is queued for them); a group
+    whose streams all closed starts again with the next stream; a group that
+    wants none of a revision still moves its watchers past it."""
+    node = FakeRaft()
+    hub = make_hub(node)
+    a, b = Reader.open(hub, "/l/"), Reader.open(hub, "/l/")
+    other = Reader.open(hub, "/m/")
+    for r in (a, b, other):
+        r.read()
+    hub.close(a.watcher)
+    node.put("/l/1")
+    node.run_loop()
+    assert not a.watcher.queue and event_revisions(b.read()) == [1]
+    hub.close(b.watcher)
+    node.put("/l/2")
+    node.run_loop()
+    assert not b.watcher.queue
+    c = Reader.open(hub, "/l/")
+    c.read()
+    node.put("/l/3")
+    node.run_loop()
+    assert event_revisions(c.read()) == [3]
+    # /m/ wanted none of revisions 1-3: its next revision is past them all.
+    assert other.watcher.next_revision == 4 and not other.watcher.queue
