@@ -64,7 +64,7 @@ from mcpctl.state.leases import (
     LeaseTable,
     is_fenced,
 )
-from mcpctl.state.records import Revision, Version, event_key, messages
+from mcpctl.state.records import Revision, Version, event_key, framed, messages
 from mcpctl.state.snapshot_wire import load_snapshot, snapshot_bytes
 
 
@@ -362,6 +362,9 @@ class Store:
             )
         if revision < self.compact_revision:
             raise Compacted(revision, self.compact_revision)
+        if revision == self.revision and not (req.prefix or req.count_only or req.keys_only):
+            found = self._kvs.get(req.key)  # one key (most reads): what fill_wire makes of it
+            return b"" if found is None else framed(b"\x12", found.blob) + b"\x20\x01"
         span = Span(req.key, req.prefix)
         if revision == self.revision:
             items = (self._kvs[k] for k in self._iter_keys(span))

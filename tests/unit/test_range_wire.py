@@ -46,3 +46,15 @@ def test_range_bytes_are_the_encoding_of_the_answer(req: kv.RangeRequest) -> Non
     expected.header.CopyFrom(header)
     assert wire == expected.SerializeToString()
     assert kv.RangeResponse.FromString(wire) == expected
+
+
+@pytest.mark.parametrize("key", [b"/a/k1", b"/a/k4", b"/a/none"])
+@pytest.mark.parametrize("limit", [0, 1, 5])
+def test_one_key_answers_as_the_general_path_does(key: bytes, limit: int) -> None:
+    """A read of one key at the current revision takes a short path; its bytes are
+    those of the general one (here: a prefix that matches that key only)."""
+    store = _store()
+    one = store.range_wire(kv.RangeRequest(key=key, limit=limit), 1 << 20)
+    general = store.range_wire(kv.RangeRequest(key=key, prefix=True, limit=limit), 1 << 20)
+    assert one == general
+    assert one == store.range_wire(kv.RangeRequest(key=key, limit=limit), 1)  # the byte cap
