@@ -155,7 +155,14 @@ class ReadIndex:
                 f"too many linearizable reads waiting for a read index ({waiting}); retry later"
             )
         self._incoming.append(_Read(done))
-        if not self._woken:
+        # Wake the tick thread only when this read can start a round (or an ask):
+        # while one is in flight, the step its answer wakes gathers this read into
+        # the next; while reads are held back by the gap, the poll's timeout does
+        # (``poll_wait``). A wake per read there ran a whole PySyncObj tick per
+        # read for nothing (issue #20). Read from this thread without a lock: a
+        # round ending meanwhile is caught by ``poll_wait``, which checks the
+        # same fields in the opposite order.
+        if not self._woken and self._round is None and self._ask is None and not self._queued:
             self._woken = True
             self._port.read_wake()
 
@@ -320,9 +327,12 @@ class ReadIndex:
 
     def poll_wait(self, wait_s: float) -> float:
         """How long the tick thread may wait for events (at most ``wait_s``): until
-        a round or ask held back by the gap may start."""
-        if not self._queued or self._round is not None or self._ask is not None:
+        a round or ask held back by the gap may start; not at all when a read
+        arrived without waking it (``submit``) and a round may start now."""
+        if self._round is not None or self._ask is not None:
             return wait_s
+        if not self._queued:
+            return 0.0 if self._incoming else wait_s
         return max(0.0, min(wait_s, self._next_at - self._clock()))
 
     def _serve(self, applied: int) -> None:

@@ -19,6 +19,9 @@ if TYPE_CHECKING:
 
 
 class KVServicer:
+    # Methods whose handler returns the answer's bytes (registry.add_service).
+    PRE_ENCODED = frozenset({"Range"})
+
     def __init__(
         self, node: Node, metrics: RpcMetrics | None = None, guard: Guard | None = None
     ) -> None:
@@ -27,8 +30,9 @@ class KVServicer:
         self.guard = guard
 
     @rpc
-    async def Range(self, request: kv.RangeRequest, timeout_s: float) -> kv.RangeResponse:
-        return await self._node.range(request, timeout_s)
+    async def Range(self, request: kv.RangeRequest, timeout_s: float) -> bytes:
+        """An encoded ``RangeResponse`` (``Node.range_wire``)."""
+        return await self._node.range_wire(request, timeout_s)
 
     @rpc
     async def Put(self, request: kv.PutRequest, timeout_s: float) -> kv.PutResponse:

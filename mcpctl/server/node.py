@@ -35,6 +35,7 @@ from mcpctl.server.identity import Identity
 from mcpctl.server.peers import MemberInfo, Peers
 from mcpctl.server.proposer import Proposer
 from mcpctl.state import Applied, Store
+from mcpctl.state.records import framed
 
 T = TypeVar("T")
 
@@ -70,11 +71,13 @@ class Node:
         self.raft = raft_node
         self.proposer = proposer
         self.value_bytes_max = value_bytes_max
-        # The last header built and its (revision, term): reads between two
-        # writes share it (``header`` hands out copies). One tuple, swapped whole.
-        self._header_cache: tuple[tuple[int, int], kv.ResponseHeader] = (
+        # The last header built, its (revision, term) and its bytes as field 1 of
+        # an answer: reads between two writes share it (``header`` hands out
+        # copies). One tuple, swapped whole.
+        self._header_cache: tuple[tuple[int, int], kv.ResponseHeader, bytes] = (
             (-1, -1),
             kv.ResponseHeader(),
+            b"",
         )
 
     # -- helpers -----------------------------------------------------------
@@ -100,6 +103,9 @@ class Node:
         """The shared header at ``revision``: copy it into an answer, never change it."""
         if revision is None:
             revision = self.read(lambda s: s.revision)
+        return self._headers(revision)[1]
+
+    def _headers(self, revision: int) -> tuple[Any, kv.ResponseHeader, bytes]:
         key = (revision, self.raft.status.term)
         cached = self._header_cache
         if cached[0] != key:
@@ -110,8 +116,8 @@ class Node:
                 revision=key[0],
                 raft_term=key[1],
             )
-            cached = self._header_cache = (key, header)
-        return cached[1]
+            cached = self._header_cache = (key, header, framed(b"\x0a", header.SerializeToString()))
+        return cached
 
     async def write(self, request: raft.InternalRequest, timeout_s: float) -> Applied:
         """Replicate one write as the caller (time, identity), audit it; an error
@@ -126,17 +132,22 @@ class Node:
 
     # -- KV ----------------------------------------------------------------
     async def range(self, req: kv.RangeRequest, timeout_s: float) -> kv.RangeResponse:
+        return kv.RangeResponse.FromString(await self.range_wire(req, timeout_s))
+
+    async def range_wire(self, req: kv.RangeRequest, timeout_s: float) -> bytes:
+        """``range``'s answer as the bytes of a ``RangeResponse``, sent as they are:
+        the store's records and the shared header's bytes, never parsed to be
+        encoded again."""
         validate.check_range(req)
         self.check_restored()
         if not req.serializable:
             await self.proposer.fence(timeout_s)
-
-        def run(store: Store) -> tuple[kv.RangeResponse, int]:
-            return store.range(req, limits.RANGE_RESPONSE_BYTES_MAX), store.revision
-
-        resp, revision = self.read(run)
-        resp.header.CopyFrom(self._header_at(revision))
-        return resp
+        body: bytes
+        revision: int
+        body, revision = self.raft.consumer.read(
+            lambda store: (store.range_wire(req, limits.RANGE_RESPONSE_BYTES_MAX), store.revision)
+        )
+        return self._headers(revision)[2] + body
 
     async def put(self, req: kv.PutRequest, timeout_s: float) -> kv.PutResponse:
         validate.check_put(req, self.value_bytes_max)

@@ -28,6 +28,11 @@ def fill(
     req: kv.RangeRequest, items: Iterator[Version], response_bytes_max: int
 ) -> kv.RangeResponse:
     """The answer, assembled as wire bytes and parsed once (records.py)."""
+    return kv.RangeResponse.FromString(fill_wire(req, items, response_bytes_max))
+
+
+def fill_wire(req: kv.RangeRequest, items: Iterator[Version], response_bytes_max: int) -> bytes:
+    """The answer as the wire bytes of a ``RangeResponse`` without its header."""
     parts: list[bytes] = []
     count = 0
     more = False
@@ -50,7 +55,7 @@ def fill(
         parts.append(b"\x18\x01")
     if count:
         parts += (b"\x20", varint(count))
-    return kv.RangeResponse.FromString(b"".join(parts))
+    return b"".join(parts)
 
 
 def compare_one(cur: Version | None, c: kv.Compare) -> bool:

@@ -56,7 +56,7 @@ from mcpctl.errors import (
 from mcpctl.state.applied import Applied, Response
 from mcpctl.state.dedupe import DedupeTable, replay, request_fingerprint
 from mcpctl.state.history import History, HistoryLimits
-from mcpctl.state.keyspace import Span, compare_one, fill, holds, show
+from mcpctl.state.keyspace import Span, compare_one, fill, fill_wire, holds, show
 from mcpctl.state.leases import (
     LEASE_COMMANDS,
     LEASE_EXPIRY_IDENTITY,
@@ -64,7 +64,7 @@ from mcpctl.state.leases import (
     LeaseTable,
     is_fenced,
 )
-from mcpctl.state.records import Revision, Version, event_key, messages
+from mcpctl.state.records import Revision, Version, event_key, framed, messages
 from mcpctl.state.snapshot_wire import load_snapshot, snapshot_bytes
 
 
@@ -350,6 +350,11 @@ class Store:
     # ------------------------------------------------------------------ reads
     def range(self, req: kv.RangeRequest, response_bytes_max: int) -> kv.RangeResponse:
         """Read at the latest or a past revision. Raises InvalidArgument/Compacted."""
+        return kv.RangeResponse.FromString(self.range_wire(req, response_bytes_max))
+
+    def range_wire(self, req: kv.RangeRequest, response_bytes_max: int) -> bytes:
+        """``range``'s answer as wire bytes without a header (the server puts its own
+        in front): nothing parsed here to be encoded again for the client."""
         revision = req.revision or self.revision
         if revision > self.revision:
             raise InvalidArgument(
@@ -357,21 +362,21 @@ class Store:
             )
         if revision < self.compact_revision:
             raise Compacted(revision, self.compact_revision)
+        if revision == self.revision and not (req.prefix or req.count_only or req.keys_only):
+            found = self._kvs.get(req.key)  # one key (most reads): what fill_wire makes of it
+            return b"" if found is None else framed(b"\x12", found.blob) + b"\x20\x01"
+        span = Span(req.key, req.prefix)
         if revision == self.revision:
-            return self._range_current(req, response_bytes_max)
-        return self._range_past(req, revision, response_bytes_max)
+            items = (self._kvs[k] for k in self._iter_keys(span))
+            return fill_wire(req, items, response_bytes_max)
+        view = self._view_past(span, revision)
+        return fill_wire(req, (view[k] for k in sorted(view)), response_bytes_max)
 
     def _range_current(
         self, req: kv.RangeRequest, response_bytes_max: int = limits.RANGE_RESPONSE_BYTES_MAX
     ) -> kv.RangeResponse:
         span = Span(req.key, req.prefix)
         return fill(req, (self._kvs[k] for k in self._iter_keys(span)), response_bytes_max)
-
-    def _range_past(
-        self, req: kv.RangeRequest, revision: int, response_bytes_max: int
-    ) -> kv.RangeResponse:
-        view = self._view_past(Span(req.key, req.prefix), revision)
-        return fill(req, (view[k] for k in sorted(view)), response_bytes_max)
 
     def items(self, span: Span, revision: int) -> list[kv.KeyValue]:
         """The span's key-values as of ``revision``, in key order; the caller

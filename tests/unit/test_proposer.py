@@ -609,6 +609,32 @@ def test_a_read_index_never_answered_ends_at_the_bound_and_a_late_answer_is_igno
     run(scenario)
 
 
+def test_reads_waiting_share_one_timer_and_each_ends_at_its_own_deadline() -> None:
+    """The reads waiting for a read index share one timer at the earliest deadline:
+    a read arriving later with a shorter deadline moves it earlier, and once
+    it fires it moves on to the next deadline; answered reads leave nothing behind."""
+
+    async def scenario() -> None:
+        fake = FakeRaft()
+        p = make(fake)
+        t0 = now()
+        first = start(p.fence(CALLER_S))  # the bound: t0 + 5
+        await asyncio.sleep(1.0)
+        short = start(p.fence(1.0))  # arrives later, ends first: t0 + 2
+        await asyncio.sleep(2.0)
+        late = start(p.fence(CALLER_S))  # t0 + 3 + 5
+        answered = start(p.fence(CALLER_S))
+        await settle()
+        fake.reads[3](ReadError.SUCCESS)
+        assert (await answered).error is None
+        answers = [await r for r in (short, first, late)]
+        assert [a.at - t0 for a in answers] == [pytest.approx(t) for t in (2.0, 5.0, 8.0)]
+        assert all(type(a.error) is Unavailable for a in answers)
+        assert not p._reads and p._read_timer is None
+
+    run(scenario)
+
+
 def test_close_fails_reads_waiting_for_a_read_index() -> None:
     async def scenario() -> None:
         fake = FakeRaft()

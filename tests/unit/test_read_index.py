@@ -284,3 +284,44 @@ def test_a_read_submitted_while_a_step_drains_does_not_silence_later_wakes() -> 
     wakes = port.wakes
     ri.submit(done.append)
     assert port.wakes == wakes + 1
+
+
+def test_reads_arriving_while_a_round_is_in_flight_or_held_do_not_wake_the_tick() -> None:
+    """Only a read that can start a round wakes the tick thread: one arriving
+    while a round is in flight is gathered by the step the round's answer wakes,
+    one arriving while the gap holds reads back by the poll's timeout."""
+    ri, port, clock, got = make(LEADER)
+    ri.submit(got.append)
+    ri.submit(got.append)
+    assert port.wakes == 1
+    ri.step()
+    seq = port.take(PROBE)[0][1]["seq"]
+    for _ in range(5):  # a round is in flight
+        ri.submit(got.append)
+    assert port.wakes == 1
+    assert ri.poll_wait(0.01) == 0.01  # the answer wakes it
+    ri.on_message("n2", {"type": PROBE_ACK, "term": 3, "seq": seq})
+    ri.step()  # round confirmed; the five wait out the gap of the two
+    assert got == [ReadError.SUCCESS] * 2 and not port.take(PROBE)
+    ri.submit(got.append)  # held back by the gap: the poll's timeout starts the round
+    assert port.wakes == 1
+    assert ri.poll_wait(0.01) == pytest.approx(2 * limits.READ_INDEX_GAP_S_PER_READ)
+    clock.now += 2 * limits.READ_INDEX_GAP_S_PER_READ
+    ri.step()
+    assert len(port.take(PROBE)) == 2 and ri.rounds == 2
+
+
+def test_a_read_that_did_not_wake_because_a_round_was_ending_is_not_left_waiting() -> None:
+    """``submit`` saw the round in flight (no wake) while the step was ending it:
+    the poll that follows does not wait, so the read is not held a tick period."""
+    ri, port, _, got = make(LEADER._replace(voters=()))  # rounds confirm at once
+    ri.submit(got.append)
+    ri.step()
+    assert got == [ReadError.SUCCESS] and ri.poll_wait(0.01) == 0.01
+    ri._round = object()  # type: ignore[assignment]  # as submit saw it
+    ri.submit(got.append)
+    ri._round = None  # the step ended the round; the read is in _incoming
+    wakes = port.wakes
+    assert ri.poll_wait(0.01) == 0.0 and port.wakes == wakes
+    ri.step()
+    assert got == [ReadError.SUCCESS] * 2
