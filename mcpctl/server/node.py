@@ -32,8 +32,9 @@ from mcpctl.server import auth
 from mcpctl.server.audit import audit_applied
 from mcpctl.server.cluster_status import UNKNOWN, combine_status
 from mcpctl.server.identity import Identity
-from mcpctl.server.peers import MemberInfo, Peers
+from mcpctl.server.peers import PEER_STATUS_TIMEOUT_S, MemberInfo, Peers
 from mcpctl.server.proposer import Proposer
+from mcpctl.server.stopping import STOPPING
 from mcpctl.state import Applied, Store
 from mcpctl.state.records import framed
 
@@ -45,9 +46,11 @@ T = TypeVar("T")
 MEMBER_FRESH_S = 3.0
 # Backups stream in chunks of this size.
 SNAPSHOT_CHUNK_BYTES = 1024 * 1024
-# On removal, how long the leader waits for the member to receive its tombstone
-# (so it learns it was removed and stops) before taking it out of Raft.
+# On removal, how long the leader waits for the member to apply its tombstone
+# (so it learns it was removed and stops) before taking it out of Raft, and how
+# often it asks the member meanwhile (each ask bounded by PEER_STATUS_TIMEOUT_S).
 TOMBSTONE_WAIT_S = 5.0
+TOMBSTONE_POLL_S = 0.02
 
 
 class Node:
@@ -381,26 +384,37 @@ class Node:
         await self._change(True, req.raft_address, timeout_s)
         return cluster.MemberAddResponse(header=self.header(), members=self._members_pb())
 
-    async def _wait_replicated_to(self, address: str, timeout_s: float) -> None:
-        """Wait (bounded) until ``address`` has the log up to now: once the removal
-        is appended the leader sends it nothing more, so a member removed before
-        it got its tombstone would never learn it was removed. A member that is
-        down cannot learn anyway: go on. One that is up but behind: refuse."""
+    async def _wait_tombstone_applied(self, target: MemberInfo, timeout_s: float) -> None:
+        """Wait (bounded) until ``target`` has applied the log up to now, its
+        tombstone included. Once the removal is appended the leader sends it
+        nothing more, so a member that had the tombstone's entry but not yet the
+        commit index covering it would never learn it was removed and would run
+        on as a candidate. Only the member itself can say it has applied it:
+        ask it. A member that is down cannot learn anyway, and one that answers
+        "member stopping" is going away: go on. One that is up but behind:
+        refuse, the caller retries."""
         try:
             wanted = await self.raft.last_log_index(timeout_s)
         except TimeoutError:
             raise Unavailable("the Raft thread did not answer; member not removed") from None
         deadline = time.monotonic() + timeout_s
         while True:
-            peer = next((p for p in self.raft.status.peers if p.address == address), None)
-            if peer is None or not peer.connected or (peer.match_index or 0) >= wanted:
+            peer = next((p for p in self.raft.status.peers if p.address == target.raft), None)
+            if peer is None or not peer.connected:
+                return
+            left_s = deadline - time.monotonic()
+            answer = await self.peers.status(target, max(0.01, min(left_s, PEER_STATUS_TIMEOUT_S)))
+            if isinstance(answer, str):
+                if answer.endswith(STOPPING):
+                    return
+            elif answer.applied_index >= wanted:
                 return
             if time.monotonic() >= deadline:
                 raise Unavailable(
-                    "the member has not received its removal notice yet and was not removed; "
+                    "the member has not applied its removal notice yet and was not removed; "
                     "retry (it stops serving once it has)"
                 )
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(TOMBSTONE_POLL_S)
 
     async def member_remove(
         self, req: cluster.MemberRemoveRequest, timeout_s: float, *, forwarded: bool = False
@@ -448,7 +462,7 @@ class Node:
             removed=True,
         )
         await self.write(raft.InternalRequest(member=tombstone), timeout_s)
-        await self._wait_replicated_to(target.raft, min(timeout_s / 2, TOMBSTONE_WAIT_S))
+        await self._wait_tombstone_applied(target, min(timeout_s / 2, TOMBSTONE_WAIT_S))
         await self._change(False, target.raft, timeout_s)
         return cluster.MemberRemoveResponse(header=self.header(), members=self._members_pb())
 

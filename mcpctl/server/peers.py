@@ -67,7 +67,19 @@ class Peers:
         return any(r.name == name and r.removed for r in self._directory())
 
     def by_raft(self, raft_address: str) -> MemberInfo:
+        """The member at a Raft address. One with a tombstone but still a voter
+        (its removal was refused, or is under way) keeps its name, so that the
+        removal can be retried."""
         found = next((m for m in self.known() if m.raft == raft_address), None)
+        if found is None:
+            found = next(
+                (
+                    MemberInfo(r.name, r.raft_address, r.client_address)
+                    for r in self._directory()
+                    if r.removed and r.raft_address == raft_address
+                ),
+                None,
+            )
         return found or MemberInfo(raft_address, raft_address, "")
 
     def name_of(self, raft_address: str) -> str:
@@ -86,13 +98,15 @@ class Peers:
     def _stub(self, member: MemberInfo) -> cluster_grpc.ClusterAsyncStub:
         return cluster_grpc.ClusterStub(self._channel(member))
 
-    async def status(self, member: MemberInfo) -> cluster.StatusResponse | str:
+    async def status(
+        self, member: MemberInfo, timeout_s: float = PEER_STATUS_TIMEOUT_S
+    ) -> cluster.StatusResponse | str:
         """The member's Status, or why it could not be had."""
         if not member.client:
             return "client address unknown"
         try:
             resp: cluster.StatusResponse = await self._stub(member).Status(
-                cluster.StatusRequest(), timeout=PEER_STATUS_TIMEOUT_S, metadata=self._metadata
+                cluster.StatusRequest(), timeout=timeout_s, metadata=self._metadata
             )
             return resp
         except grpc.aio.AioRpcError as e:

@@ -3,12 +3,16 @@ remove it again; unsafe changes are refused with a message saying why."""
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
+import grpc
 import pytest
 
+from mcpctl._proto.mcp.v1 import cluster_pb2 as cluster_pb
+from mcpctl._proto.mcp.v1 import cluster_pb2_grpc as cluster_grpc
 from mcpctl.errors import FailedPrecondition, InvalidArgument, NotFound
-from tests.cluster import Cluster, running_cluster, wait_for
+from tests.cluster import Cluster, NodeProc, running_cluster, wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -16,6 +20,15 @@ pytestmark = pytest.mark.cluster
 def names(c: Cluster) -> list[str]:
     with c.client(*[n for n in c.nodes if n.running]) as client:
         return sorted(m.name for m in client.member_list())
+
+
+def stops_by_itself(node: NodeProc) -> int:
+    """The exit code of a removed member, which stops once it applied its tombstone."""
+    assert node.proc is not None
+    try:
+        return node.proc.wait(15)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{node.name} still runs 15 s after its removal; its log:\n{node.log_text()}")
 
 
 def test_add_a_fourth_member_it_catches_up_from_a_snapshot_then_remove_it(
@@ -48,12 +61,46 @@ def test_add_a_fourth_member_it_catches_up_from_a_snapshot_then_remove_it(
         with cluster.client(*cluster.nodes[:3]) as c:
             after_remove = c.member_remove("n4")
         assert sorted(m.name for m in after_remove) == ["n1", "n2", "n3"]
-        assert n4.proc is not None
-        assert n4.proc.wait(15) == 0
+        assert stops_by_itself(n4) == 0
         assert "removed from the cluster" in n4.log_text()
         assert names(cluster) == ["n1", "n2", "n3"]
         with cluster.client(*cluster.nodes[:3]) as c:
             assert c.put("/after-remove", "x").revision > 0
+
+
+def test_a_member_that_has_not_applied_its_removal_is_not_removed_yet(
+    tmp_path: Path,
+) -> None:
+    """member remove of a member that is up but frozen (SIGSTOP): the leader
+    cannot hear it applied its tombstone, and once the removal is appended it
+    would send it nothing more, so it refuses (retry) and the member stays a
+    voter. Resumed, the member applies its tombstone and stops by itself; the
+    retried remove goes through."""
+    with running_cluster(tmp_path) as cluster:
+        n4 = cluster.new_member("n4")
+        with cluster.client(*cluster.nodes[:3]) as c:
+            c.member_add("n4", f"127.0.0.1:{n4.raft_port}", n4.endpoint)
+        cluster.start(n4)
+        cluster.wait_ready([n4])
+        leader = cluster.leader()
+        cluster.pause(n4)
+        # One call, straight to the leader (the SDK would retry until its
+        # deadline), with a short deadline (the leader waits half of it):
+        # PySyncObj drops a connection it has read nothing from for 3.5 s, and
+        # a member whose connection is down counts as down, not waited for.
+        with grpc.insecure_channel(leader.endpoint) as channel:
+            remove = cluster_grpc.ClusterStub(channel).MemberRemove
+            with pytest.raises(grpc.RpcError) as refused:
+                remove(cluster_pb.MemberRemoveRequest(name="n4"), timeout=2.5)
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "not applied its removal notice" in (refused.value.details() or "")
+        with cluster.client(*cluster.nodes[:3]) as c:
+            assert sorted(m.name for m in c.member_list()) == ["n1", "n2", "n3", "n4"]
+            cluster.resume(n4)
+            assert stops_by_itself(n4) == 0
+            assert sorted(m.name for m in c.member_remove("n4")) == ["n1", "n2", "n3"]
+            assert c.put("/after-remove", "x").revision > 0
+        assert "removed from the cluster" in n4.log_text()
 
 
 def test_removing_the_leader_hands_leadership_over_first(cluster: Cluster) -> None:
