@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from mcpctl._proto.mcp.v1 import raft_pb2 as raft
+from mcpctl.client.cache import write_atomic
 from mcpctl.errors import InvalidArgument
 
 MAGIC = b"MCPBACKUP1\n"
@@ -39,7 +39,8 @@ class BackupInfo:
 
 
 def write(path: Path, store_bytes: bytes, revision: int) -> BackupInfo:
-    """Write a backup atomically (temp file + rename)."""
+    """Write a backup atomically and durably (temp file, fsync, rename, fsync of
+    the directory), readable by its owner only: it holds every value."""
     digest = hashlib.sha256(store_bytes).hexdigest()
     meta = {
         "revision": revision,
@@ -47,14 +48,7 @@ def write(path: Path, store_bytes: bytes, revision: int) -> BackupInfo:
         "sha256": digest,
         "created": time.time(),
     }
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(MAGIC)
-        f.write(json.dumps(meta).encode() + b"\n")
-        f.write(store_bytes)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_atomic(path, (MAGIC, json.dumps(meta).encode() + b"\n", store_bytes))
     return inspect(path)
 
 

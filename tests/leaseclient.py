@@ -36,8 +36,8 @@ HOLDER_KEYS = 3
 
 def _error(e: grpc.RpcError) -> McpError:
     """The SDK's mapping (``mcpctl.client._rules.error_of``): a bare CANCELLED (a
-    member stopping cancels its calls in flight) is ``Unavailable``, as for any
-    client of ours."""
+    member gone mid-call without answering) is ``Unavailable``, as for any client
+    of ours; a stopping member answers UNAVAILABLE itself."""
     return error_of(e)[0]
 
 

@@ -143,9 +143,10 @@ def error_of(e: grpc.RpcError) -> tuple[McpError, bool]:
             metadata[key] = value
     if code == grpc.StatusCode.CANCELLED and ERROR_KIND_KEY not in metadata:
         # Not our doing (a call this client cancels never gets here): the member
-        # went away mid-call (a graceful stop cancels calls in flight) or the
-        # transport dropped it. Like a broken connection: try another member;
-        # a write may have been applied.
+        # went away mid-call without answering (it crashed, or was stopped past
+        # its stop grace; a graceful stop answers UNAVAILABLE "member stopping")
+        # or the transport dropped it. Like a broken connection: try another
+        # member; a write may have been applied.
         return Unavailable(f"the call was cancelled by the member or transport: {details}"), False
     return from_status(code.name, details, metadata), ERROR_KIND_KEY in metadata
 

@@ -154,13 +154,15 @@ def save(path: Path, copy: CachedCopy) -> bool:
     return True
 
 
-def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
-    """temp file in the same directory + fsync + rename + fsync of the directory."""
+def write_atomic(path: Path, data: bytes | Sequence[bytes], mode: int = 0o600) -> None:
+    """temp file in the same directory + fsync + rename + fsync of the directory.
+    ``data``: the bytes, or their parts in order (written without joining them)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            for part in (data,) if isinstance(data, bytes) else data:
+                f.write(part)
             f.flush()
             os.fchmod(f.fileno(), mode)
             os.fsync(f.fileno())

@@ -35,6 +35,9 @@ def test_save_then_restore_into_a_fresh_cluster(cluster: Cluster, tmp_path: Path
     )
     assert saved.returncode == 0, saved.stderr
     assert '"revision": 51' in saved.stdout
+    # It holds every value: its owner's only, and no temp file left beside it.
+    assert backup.stat().st_mode & 0o777 == 0o600
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
     status = cli("snapshot", "status", str(backup))
     assert status.returncode == 0 and "revision 51" in status.stdout and "keys 9" in status.stdout
 

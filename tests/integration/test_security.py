@@ -228,7 +228,10 @@ def test_rate_limit_answers_resource_exhausted_with_a_retry_hint(tmp_path: Path)
                     codes.append(e.code().name)
                     trailers = {m.key: m.value for m in e.trailing_metadata() or ()}
                     hint = trailers.get("retry-after-ms")
-            assert "RESOURCE_EXHAUSTED" in codes and codes[0] == "OK"
+            # Not codes[0] == "OK": the readiness wait above spent tokens from this
+            # member's share, so its bucket may start empty. Being served again
+            # is checked below, after the refill.
+            assert "RESOURCE_EXHAUSTED" in codes
             assert hint is not None and 0 < int(hint) <= 1000
             with Client([cluster.nodes[0].endpoint], token=SLOW_TOKEN, timeout=5) as c:
 
