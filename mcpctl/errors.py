@@ -33,6 +33,8 @@ from typing import ClassVar
 ERROR_KIND_KEY = "mcp-error"
 COMPACT_REVISION_KEY = "mcp-compact-revision"
 RETRY_AFTER_KEY = "retry-after-ms"
+# What a stopping member answers (UNAVAILABLE) to new calls and open streams.
+STOPPING = "member stopping; retry another member"
 
 
 class McpError(Exception):

@@ -20,6 +20,7 @@ from mcpctl._proto.mcp.v1 import cluster_pb2 as cluster
 from mcpctl._proto.mcp.v1 import kv_pb2 as kv
 from mcpctl._proto.mcp.v1 import raft_pb2 as raft
 from mcpctl.errors import (
+    STOPPING,
     FailedPrecondition,
     McpError,
     NotFound,
@@ -34,7 +35,6 @@ from mcpctl.server.cluster_status import UNKNOWN, combine_status
 from mcpctl.server.identity import Identity
 from mcpctl.server.peers import PEER_STATUS_TIMEOUT_S, MemberInfo, Peers
 from mcpctl.server.proposer import Proposer
-from mcpctl.server.stopping import STOPPING
 from mcpctl.state import Applied, Store
 from mcpctl.state.records import framed
 

@@ -22,7 +22,7 @@ from mcpctl._proto.mcp.v1 import cluster_pb2 as cluster
 from mcpctl._proto.mcp.v1 import cluster_pb2_grpc as cluster_grpc
 from mcpctl._proto.mcp.v1 import lease_pb2_grpc as lease_grpc
 from mcpctl._proto.mcp.v1 import raft_pb2 as raft
-from mcpctl.errors import from_status
+from mcpctl.errors import STOPPING, from_status
 
 PEER_STATUS_TIMEOUT_S = 1.0
 # Metadata on a request one member forwards to another (never forwarded twice).
@@ -135,7 +135,13 @@ class Peers:
         except grpc.aio.AioRpcError as e:
             trailers: Any = e.trailing_metadata() or ()
             meta = {str(k): v for k, v in trailers if isinstance(v, str)}
-            raise from_status(e.code().name, e.details() or "", meta) from None
+            details = e.details() or ""
+            if details == STOPPING:
+                # Relayed as it is, it would name this member as the one stopping.
+                details = (
+                    f"member {member.name}, which this call was forwarded to, is stopping; retry"
+                )
+            raise from_status(e.code().name, details, meta) from None
 
     async def close(self) -> None:
         await asyncio.gather(*(ch.close(None) for ch in self._channels.values()))

@@ -34,12 +34,11 @@ import grpc
 import structlog
 
 from mcpctl import limits
-from mcpctl.errors import McpError, OutcomeUnknown, Unavailable
+from mcpctl.errors import STOPPING, McpError, OutcomeUnknown, Unavailable
 from mcpctl.server.errors import abort
 
 log = structlog.get_logger("mcpctl.server")
 
-STOPPING = "member stopping; retry another member"
 # How often finish_calls looks whether the unary calls in flight are done.
 FINISH_POLL_S = 0.01
 

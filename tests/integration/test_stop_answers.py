@@ -36,8 +36,7 @@ from mcpctl._proto.mcp.v1 import lease_pb2_grpc as lease_grpc
 from mcpctl._proto.mcp.v1 import watch_pb2 as watch
 from mcpctl._proto.mcp.v1 import watch_pb2_grpc as watch_grpc
 from mcpctl.client._rules import error_of
-from mcpctl.errors import ERROR_KIND_KEY, OutcomeUnknown, Unavailable
-from mcpctl.server.stopping import STOPPING
+from mcpctl.errors import ERROR_KIND_KEY, STOPPING, OutcomeUnknown, Unavailable
 from tests.cluster import READY_TIMEOUT_S, STOP_TIMEOUT_S, Cluster, NodeProc, running_cluster
 
 pytestmark = pytest.mark.cluster

@@ -13,17 +13,18 @@ from typing import Any
 import grpc
 import pytest
 
+from mcpctl._proto.mcp.v1 import cluster_pb2 as cluster
 from mcpctl._proto.mcp.v1 import kv_pb2 as kv
 from mcpctl._proto.mcp.v1 import kv_pb2_grpc as kv_grpc
 from mcpctl._proto.mcp.v1 import watch_pb2 as watch
 from mcpctl._proto.mcp.v1 import watch_pb2_grpc as watch_grpc
-from mcpctl.errors import ERROR_KIND_KEY
+from mcpctl.errors import ERROR_KIND_KEY, STOPPING, Unavailable
 from mcpctl.server.app import SERVICES, answer_before_stop
 from mcpctl.server.errors import rpc, rpc_stream
+from mcpctl.server.peers import MemberInfo, Peers
 from mcpctl.server.registry import add_service, routes_of
-from mcpctl.server.stopping import STOPPING
 
-KV_SERVICE, _, WATCH_SERVICE, _ = SERVICES
+KV_SERVICE, CLUSTER_SERVICE, WATCH_SERVICE, _ = SERVICES
 
 
 class HeldKV:
@@ -136,6 +137,45 @@ def test_nothing_in_flight_answers_at_once() -> None:
             await asyncio.wait_for(answer_before_stop(server, grace_s=3600.0), timeout=60.0)
         finally:
             await channel.close(None)
+            await server.stop(None)
+
+    asyncio.run(check())
+
+
+class AnyCluster:
+    """A Cluster servicer none of whose methods is reached (the stop refuses first)."""
+
+    guard = None
+    PRE_ENCODED: frozenset[str] = frozenset()
+
+    def __getattr__(self, name: str) -> Any:  # every Cluster method
+        async def unused(request: Any, timeout_s: float) -> Any:
+            raise AssertionError("not called")
+
+        return unused
+
+
+def test_a_call_forwarded_to_a_stopping_member_names_that_member() -> None:
+    """A follower relaying "member stopping" as it is would name itself as the
+    one stopping: the relayed error names the member it forwarded to."""
+
+    async def check() -> None:
+        server = grpc.aio.server()
+        add_service(server, AnyCluster(), CLUSTER_SERVICE)
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        peers = Peers([])
+        try:
+            await answer_before_stop(server, grace_s=1.0)
+            leader = MemberInfo("n9", "127.0.0.1:1", f"127.0.0.1:{port}")
+            request = cluster.MemberRemoveRequest(name="n2")
+            with pytest.raises(Unavailable) as relayed:
+                await peers.forward(leader, "MemberRemove", request, T)
+            assert str(relayed.value) == (
+                "member n9, which this call was forwarded to, is stopping; retry"
+            )
+        finally:
+            await peers.close()
             await server.stop(None)
 
     asyncio.run(check())
