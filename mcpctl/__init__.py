@@ -35,6 +35,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AsyncClient",
     "Client",
+    "ClientClosed",
     "Compacted",
     "Compare",
     "CompareFailed",
@@ -59,11 +60,13 @@ __all__ = [
 if TYPE_CHECKING:
     from mcpctl.aio import Client as AsyncClient
     from mcpctl.client import Client, Compare, Lease, Op
+    from mcpctl.client._rules import ClientClosed
     from mcpctl.client.watcher import ConfigWatcher
 
 _LAZY = {
     "AsyncClient": ("mcpctl.aio", "Client"),
     "Client": ("mcpctl.client", "Client"),
+    "ClientClosed": ("mcpctl.client._rules", "ClientClosed"),
     "Compare": ("mcpctl.client", "Compare"),
     "ConfigWatcher": ("mcpctl.client.watcher", "ConfigWatcher"),
     "Lease": ("mcpctl.client", "Lease"),

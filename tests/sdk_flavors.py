@@ -50,6 +50,7 @@ class WatcherLike(Protocol):
 
 class Flavor(Protocol):
     name: str
+    client: Any  # the real client: Client or AsyncClient
 
     def config_watcher(self, prefix: str) -> WatcherLike: ...
 

@@ -29,6 +29,7 @@ from mcpctl.client import _calls as calls
 from mcpctl.client._results import ClusterStatus, HistoryResult, Member
 from mcpctl.client._rules import (
     Attempts,
+    ClientClosed,
     Endpoints,
     Timing,
     check_lease_room,
@@ -129,12 +130,15 @@ class Client:
         self._open_channel = channel_factory or aio_channels(tls_credentials(cacert, cert, key))
         self._timing = timing or Timing()
         self._channels: dict[str, grpc.aio.Channel] = {}
+        self._closed = False  # after close(), no channel opens again (a watch's retry would)
         self._stubs: dict[tuple[str, str], Any] = {}
         self._endpoints = Endpoints(self.endpoints)
         self._leases: dict[int, Lease] = {}
 
     # -- plumbing ------------------------------------------------------------------
     def _channel(self, endpoint: str) -> grpc.aio.Channel:
+        if self._closed:
+            raise ClientClosed("this client is closed")
         channel = self._channels.get(endpoint)
         if channel is None:
             channel = self._channels[endpoint] = self._open_channel(endpoint)
@@ -444,11 +448,16 @@ class Client:
         for lease in list(self._leases.values()):
             lease._stop()
         self._leases.clear()
+        self._closed = True
         channels = list(self._channels.values())
         self._channels.clear()
         self._stubs.clear()
         for channel in channels:
             await channel.close(None)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     async def __aenter__(self) -> Client:
         return self

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from mcpctl import limits
-from mcpctl.client._rules import error_of, not_connected
+from mcpctl.client._rules import ClientClosed, error_of, not_connected
 from mcpctl.client._values import WatchBatch
 from mcpctl.client._watch import WatchBase, WatchRetry, no_answer
 from mcpctl.errors import McpError, Unavailable
@@ -104,10 +104,14 @@ class WatchStream(WatchBase):
             except asyncio.CancelledError:
                 if self._closed.is_set():  # close() cancelled the call
                     return
+                if client.closed:  # the client's close() did, with its channels
+                    raise ClientClosed("this client was closed while the watch ran") from None
                 raise
             except grpc.RpcError as e:
                 if self._closed.is_set():
                     return
+                if client.closed:
+                    raise ClientClosed("this client was closed while the watch ran") from None
                 err, from_server = error_of(e)
             last = err
             pause = retry.failed(err, sent=sent, fail_fast=bounded)

@@ -30,6 +30,7 @@ from mcpctl.client._prefix import (
     initial_changes,
     relist_changes,
 )
+from mcpctl.client._rules import ClientClosed
 from mcpctl.client._values import KeyValue
 from mcpctl.client.watcher import RETRY_PAUSE_S
 from mcpctl.errors import Compacted, McpError
@@ -142,6 +143,9 @@ class ConfigWatcher:
                 await self._follow()
             except Compacted:
                 await self._relist()
+            except ClientClosed:
+                log.warning("config watcher on %s stops: its client was closed", self.prefix)
+                return
             except McpError as e:
                 await _call(self._on_error, e)
                 await asyncio.sleep(RETRY_PAUSE_S)

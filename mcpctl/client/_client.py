@@ -19,7 +19,14 @@ from mcpctl.client import _calls as calls
 from mcpctl.client._keepalive import Keeper
 from mcpctl.client._lease import LeaseCalls
 from mcpctl.client._results import ClusterStatus, HistoryResult, Member
-from mcpctl.client._rules import Attempts, Endpoints, Timing, error_of, not_connected
+from mcpctl.client._rules import (
+    Attempts,
+    ClientClosed,
+    Endpoints,
+    Timing,
+    error_of,
+    not_connected,
+)
 from mcpctl.client._transport import (
     ChannelFactory,
     auth_metadata,
@@ -86,6 +93,7 @@ class Client(LeaseCalls):
         self._service_stubs: dict[str, dict[str, Any]] = {}
         self._watch_stubs: dict[str, watch_grpc.WatchStub] = {}
         self._channel_lock = threading.Lock()  # the lease keeper's thread opens channels too
+        self._closed = False  # after close(), no channel opens again (a watch's retry would)
         self._endpoints = Endpoints(self.endpoints)
         self._metadata = auth_metadata(token)
         self._credentials = tls_credentials(cacert, cert, key)
@@ -96,6 +104,8 @@ class Client(LeaseCalls):
     # -- plumbing ------------------------------------------------------------
     def _channel(self, endpoint: str) -> grpc.Channel:
         with self._channel_lock:
+            if self._closed:
+                raise ClientClosed("this client is closed")
             channel = self._channels.get(endpoint)
             if channel is None:
                 channel = self._channels[endpoint] = self._open_channel(endpoint)
@@ -348,11 +358,18 @@ class Client(LeaseCalls):
     def close(self) -> None:
         """Stop keeping leases alive (they expire on the cluster), close the channels."""
         self._keeper.close()
-        for channel in self._channels.values():
+        with self._channel_lock:
+            self._closed = True
+            channels = list(self._channels.values())
+            self._channels.clear()
+            self._service_stubs.clear()
+            self._watch_stubs.clear()
+        for channel in channels:
             channel.close()
-        self._channels.clear()
-        self._service_stubs.clear()
-        self._watch_stubs.clear()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     def __enter__(self) -> Client:
         return self

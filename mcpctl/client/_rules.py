@@ -120,6 +120,15 @@ def check_lease_room(kept: int) -> None:
         )
 
 
+class ClientClosed(McpError):
+    """A call, or a watch going on, on a client after its ``close()``. Raised by
+    the client itself and never sent, so it is not in the wire tree of
+    ``mcpctl.errors``."""
+
+    code = "CANCELLED"
+    kind = "client_closed"
+
+
 def not_connected(endpoint: str) -> Unavailable:
     """The error of an attempt whose channel did not connect (never sent)."""
     return Unavailable(f"failed to connect to {endpoint}")

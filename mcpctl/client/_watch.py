@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from mcpctl import limits
-from mcpctl.client._rules import error_of, not_connected
+from mcpctl.client._rules import ClientClosed, error_of, not_connected
 from mcpctl.client._values import Event, Header, WatchBatch
 from mcpctl.errors import DeadlineExceeded, Internal, McpError, Unavailable
 
@@ -213,6 +213,8 @@ class WatchStream(WatchBase):
             except grpc.RpcError as e:
                 if self._closed.is_set():
                     return
+                if client.closed:
+                    raise ClientClosed("this client was closed while the watch ran") from None
                 if bounded and deadline is not None and time.monotonic() >= deadline:
                     # The timer cancelled this call: the error worth showing is the last one.
                     raise no_answer(timeout_s, client.endpoints, last) from None

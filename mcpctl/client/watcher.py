@@ -48,6 +48,7 @@ from mcpctl.client._prefix import (
     initial_changes,
     relist_changes,
 )
+from mcpctl.client._rules import ClientClosed
 from mcpctl.client._values import GetResult, KeyValue, WatchBatch
 from mcpctl.client._watch import WatchStream
 from mcpctl.errors import Compacted, DeadlineExceeded, McpError, Unavailable
@@ -194,6 +195,9 @@ class ConfigWatcher:
                 self._follow()
             except Compacted:
                 self._relist()
+            except ClientClosed:
+                log.warning("config watcher on %s stops: its client was closed", self.prefix)
+                return
             except McpError as e:
                 self._report(e)
                 self._stop.wait(RETRY_PAUSE_S)

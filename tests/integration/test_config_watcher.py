@@ -293,3 +293,16 @@ def test_relists_after_its_history_is_compacted_and_reports_the_difference(
                 replayed[ch.key] = ch.value
         assert replayed == {k: kv.value for k, kv in watcher.snapshot().items()}
         assert set(replayed) == {f"/cw6/k{i}" for i in (*range(15), *range(20, 25))}
+
+
+def test_stops_when_its_client_is_closed(shared: Cluster) -> None:
+    """Closing the client under a running watcher ends the watcher's thread (it
+    had retried on the closed client forever, reporting an error each time)."""
+    errors: list[Exception] = []
+    c = shared.client()
+    watcher = ConfigWatcher(c, "/cw-close/", on_error=errors.append).start()
+    c.close()
+    assert watcher._thread is not None
+    watcher._thread.join(WAIT_S)
+    assert not watcher._thread.is_alive()
+    assert errors == []

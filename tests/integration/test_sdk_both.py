@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from mcpctl import Compare, CompareFailed, Op, OutcomeUnknown, Unavailable
+from mcpctl import ClientClosed, Compare, CompareFailed, Op, OutcomeUnknown, Unavailable
 from mcpctl.client import (
     ClusterStatus,
     DeleteResult,
@@ -214,6 +214,27 @@ def test_a_config_watcher_follows_a_prefix_across_a_leader_kill(
         watcher.stop()
     finally:
         c.close()
+
+
+def test_closing_the_client_ends_its_watches_and_later_calls(
+    flavor_name: str, cluster: Cluster
+) -> None:
+    """close() while a watch runs: the watch ends with ClientClosed instead of
+    reopening a channel on the closed client and going on; later calls raise
+    ClientClosed, and no channel is left open."""
+    flavor = flavor_of(flavor_name, cluster.endpoints)
+    try:
+        start = flavor.call("put", "/closing/a", "1").revision
+        watch = flavor.watch("/closing/", prefix=True, start_revision=start)
+        assert [e.kv.key for e in events_until(watch, 1)] == ["/closing/a"]
+        flavor.call("close")
+        ended = watch.batches.get(timeout=30)
+        assert isinstance(ended, ClientClosed), ended
+        with pytest.raises(ClientClosed):
+            flavor.call("get", "/closing/a")
+        assert flavor.client.closed and not flavor.client._channels
+    finally:
+        flavor.close()
 
 
 def test_a_write_nothing_listens_for_is_not_applied(flavor_name: str) -> None:

@@ -36,6 +36,9 @@ HTTP_STATUS: dict[str, int] = {
     # etcd API errors (mcpctl/server/etcd/errors.py); the console does not raise them.
     "OUT_OF_RANGE": 400,
     "UNIMPLEMENTED": 501,
+    # The SDK's ClientClosed (a call on a closed client, never sent); 499 as in
+    # grpc-gateway's mapping of CANCELLED.
+    "CANCELLED": 499,
 }
 _SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
