@@ -78,6 +78,9 @@ class Store:
     # One Version per key, shared with the history (records.py).
     _kvs: dict[bytes, Version] = field(default_factory=dict)
     _keys: list[bytes] = field(default_factory=list)  # sorted view of _kvs
+    # The encoded bytes of the current key-values (kept by _write and _remove),
+    # so that a size report is not a walk of every key under the store's lock.
+    live_bytes: int = 0
     _history: History = field(init=False)
     _dedupe: DedupeTable = field(init=False)
     # The member directory: name -> record (tombstones kept, so a removed
@@ -258,6 +261,7 @@ class Store:
             self._leases.attach(req.lease, key)
         if prev is None:
             bisect.insort(self._keys, key)
+        self.live_bytes += len(new.blob) - (len(prev.blob) if prev is not None else 0)
         pending += (new, prev)
         self._kvs[key] = new
 
@@ -265,6 +269,7 @@ class Store:
         """Delete one existing key (and detach it from its lease); returns it."""
         prev = self._kvs.pop(key)
         del self._keys[bisect.bisect_left(self._keys, key)]
+        self.live_bytes -= len(prev.blob)
         if prev.lease:
             self._leases.detach(prev.lease, key)
         pending += (None, prev)
@@ -473,6 +478,7 @@ class Store:
         kvs, history = load_snapshot(snap)
         store._kvs = {item.key: item for item in kvs}
         store._keys = sorted(store._kvs)
+        store.live_bytes = sum(len(item.blob) for item in kvs)
         for entry in history:
             store._history.remember(entry)
         for d in snap.dedupe:

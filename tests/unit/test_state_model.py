@@ -687,6 +687,7 @@ class StoreMachine(RuleBasedStateMachine):
         assert store.applied_ts_ms == model.applied_ts_ms
         assert 0 <= store.compact_revision <= store.revision
         assert len(store) == len(model.kvs)
+        assert store.live_bytes == sum(v.ByteSize() for v in model.kvs.values())
         everything = kv.RangeRequest(key=b"", prefix=True)
         assert store.range(everything, RESPONSE_BYTES_MAX) == _fill(everything, model.kvs)
         assert list(store.history_since(store.compact_revision)) == list(model.history)

@@ -22,7 +22,6 @@ from mcpctl.server.etcd.errors import AUTH_FAILED, AUTH_NOT_ENABLED, error, unim
 from mcpctl.server.etcd.kv import etcd_errors
 from mcpctl.server.node import Node
 from mcpctl.state import Store
-from mcpctl.state.keyspace import Span
 
 if TYPE_CHECKING:
     from mcpctl.server.etcd.guard import EtcdGuard
@@ -92,9 +91,7 @@ class MaintenanceServicer:
         st = node.raft.status
 
         def run(store: Store) -> tuple[int, int]:
-            items = store.items(Span(b"", True), store.revision)
-            size = sum(len(i.key) + len(i.value) for i in items)
-            return store.revision, size
+            return store.revision, store.live_bytes
 
         revision, size = node.read(run)
         leader = node.peers.name_of(st.leader) if st.leader else ""
