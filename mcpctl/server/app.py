@@ -65,6 +65,10 @@ HEALTH_CHECK_S = 0.2
 STOP_RAFT_WAIT_S = 5.0
 # How often a member checks whether it was removed from the cluster.
 MEMBERSHIP_CHECK_S = 0.2
+# A member that has heard no leader this long asks the other members whether
+# a leader still counts it as a voter (at most this often): one removed while
+# it was down or cut off never gets its tombstone.
+ORPHAN_CHECK_S = 5.0
 # grpc's own stop, once our calls are answered (answer_before_stop): what is left
 # (health and reflection calls) gets this long.
 SERVER_STOP_GRACE_S = 0.2
@@ -175,14 +179,28 @@ async def _report_health(node: Node, health: Any) -> None:
 
 
 async def _stop_when_removed(node: Node, stop: asyncio.Event) -> None:
-    """A member removed from the cluster (a tombstone in the directory) stops serving."""
+    """A member removed from the cluster stops serving: when it applies its
+    tombstone, or, if it was removed while it could not hear the leader (down,
+    paused, cut off), when a leader with quorum contact lists the voters
+    without it."""
     name = node.identity.member_name
-    while not node.peers.removed(name):
+    loop = asyncio.get_running_loop()
+    unheard_since: float | None = None
+    while True:
+        if node.peers.removed(name):
+            how = "was removed from the cluster"
+            break
+        if node.raft.hears_leader():
+            unheard_since = None
+        elif unheard_since is None:
+            unheard_since = loop.time()
+        elif loop.time() - unheard_since >= ORPHAN_CHECK_S:
+            unheard_since = loop.time()
+            if await node.left_out():
+                how = "is no longer a voter (removed while it could not hear the leader)"
+                break
         await asyncio.sleep(MEMBERSHIP_CHECK_S)
-    log.warning(
-        "this member was removed from the cluster; stopping "
-        "(wipe its data_dir before adding it again)"
-    )
+    log.warning(f"this member {how}; stopping (wipe its data_dir before adding it again)")
     stop.set()
 
 

@@ -252,6 +252,19 @@ class Node:
         answers = dict(zip([m.name for m in members], await _gather(ask, members), strict=True))
         return combine_status(self.header(), members, answers)
 
+    async def left_out(self) -> bool:
+        """Whether a leader with quorum contact lists the voters without this
+        member (asked of every other member known; no answer: False)."""
+        me = self.raft.settings.self_address
+        others = [m for m in self.peers.known() if m.raft != me]
+        return any(
+            isinstance(answer, cluster.StatusResponse)
+            and answer.role == "leader"
+            and answer.has_quorum
+            and all(p.raft_address != me for p in answer.peers)
+            for answer in await _gather(self.peers.status, others)
+        )
+
     def member_infos(self) -> list[MemberInfo]:
         """The current voters (Raft's view), with names and client addresses."""
         return [self.peers.by_raft(a) for a in self.raft.status.members]
