@@ -11,6 +11,11 @@ change it decodes the whole copy as one document (``layout.decode``):
   problem (never a value), the problem is logged, and ``config`` stays the
   last valid one.
 
+``on_change`` (optional) gets every raw change under ``/mcp/`` after the view
+evaluated it, and ``watcher`` is the live copy itself: a caller that also needs
+keys the typed config does not hold (the fleet's) reads them there instead of
+opening a second watch of ``/mcp/``.
+
 With ``cache_dir``, the last valid config is kept on disk (the watcher's
 last-good cache, saved only while /mcp/ decodes): a service that starts while
 the cluster is unreachable gets that config (``stale`` True, ``staleness_s``
@@ -139,6 +144,7 @@ class McpConfigView:
         on_update: Callable[[ConfigUpdate], None] | None = None,
         on_invalid: Callable[[InvalidConfig], None] | None = None,
         on_error: Callable[[Exception], None] | None = None,
+        on_change: Callable[[list[Change]], None] | None = None,
         check_interval_s: float = limits.CONFIG_WATCHER_CHECK_S_DEFAULT,
         progress_interval_ms: int = 1000,
         cache_dir: str | os.PathLike[str] | None = None,
@@ -146,6 +152,7 @@ class McpConfigView:
     ) -> None:
         self._on_update = on_update
         self._on_invalid = on_invalid
+        self._on_change = on_change
         self._watcher = ConfigWatcher(
             client,
             layout.ROOT,
@@ -185,6 +192,12 @@ class McpConfigView:
         self.stop()
 
     # -- the view ------------------------------------------------------------------
+    @property
+    def watcher(self) -> ConfigWatcher:
+        """The live copy of every key under /mcp/ the view is evaluated from
+        (for reading keys the typed config does not hold, such as the fleet's)."""
+        return self._watcher
+
     @property
     def config(self) -> McpConfig | None:
         """The last valid config (None until one was seen)."""
@@ -244,6 +257,8 @@ class McpConfigView:
 
     def _changed(self, changes: list[Change]) -> None:
         self._evaluate(max(ch.revision for ch in changes))
+        if self._on_change is not None:
+            self._on_change(changes)
 
     def _evaluate(self, revision: int, *, only_if_first: bool = False) -> None:
         with self._evaluating:

@@ -3,8 +3,9 @@
 Sources: one ``ConfigWatcher`` per watched prefix (the templates' keys and
 prefixes, and for ``reads.instances`` ``/mcp/``, which holds both
 ``/mcp/instances/`` and ``/mcp/operator/instances/``, minus those another
-one covers) and one ``McpConfigView`` when a template reads ``mcp``; all on
-one ``Client`` and one last-good cache directory. They resume after a member
+one covers) and one ``McpConfigView`` when a template reads ``mcp``, whose
+own copy of ``/mcp/`` then serves every key under it (no second watch of
+``/mcp/``); all on one ``Client`` and one last-good cache directory. They resume after a member
 fails or a leader changes and re-read after a compaction
 (``mcpctl.client.watcher``), so the agent only ever sees a consistent,
 gap-free copy. The fleet is decoded (``mcpctl.render.fleet``) at each render
@@ -30,6 +31,7 @@ from mcpctl.client import Client, KeyValue
 from mcpctl.client.view import ConfigUpdate, InvalidConfig, McpConfigView
 from mcpctl.client.watcher import Change, ConfigWatcher
 from mcpctl.errors import DeadlineExceeded, Unavailable
+from mcpctl.mcp import layout
 from mcpctl.render import fleet
 from mcpctl.render.config import FLEET_READS, FLEET_WATCH, AgentConfig, Template
 from mcpctl.render.install import Outcome, Status, install
@@ -81,18 +83,22 @@ class Agent:
         # Compiled up front: a syntax error is a start-up error, not a runtime one.
         self._compiled = [compile_template(env, t) for t in config.templates]
         cache_dir = config.cache_dir
-        self._watchers = [
-            ConfigWatcher(client, p, on_change=self._changed, cache_dir=cache_dir)
-            for p in watched_prefixes(config.templates)
-        ]
         self._view: McpConfigView | None = None
+        prefixes = watched_prefixes(config.templates)
         if any(t.reads.mcp for t in config.templates):
             self._view = McpConfigView(
                 client,
                 on_update=self._mcp_updated,
                 on_invalid=self._mcp_invalid,
+                on_change=self._changed,
                 cache_dir=cache_dir,
             )
+            # The view's own watch of /mcp/ serves every key under it (the
+            # fleet's too): one stream, and one writer of the /mcp/ cache file.
+            prefixes = [p for p in prefixes if not p.startswith(layout.ROOT)]
+        self._watchers = [
+            ConfigWatcher(client, p, on_change=self._changed, cache_dir=cache_dir) for p in prefixes
+        ]
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._started = False
@@ -106,6 +112,11 @@ class Agent:
 
     def _indexes(self) -> range:
         return range(len(self._config.templates))
+
+    def _copies(self) -> list[ConfigWatcher]:
+        """Every live copy of keys: the watchers, and the view's copy of /mcp/."""
+        view = [self._view.watcher] if self._view is not None else []
+        return [*self._watchers, *view]
 
     # -- sources -----------------------------------------------------------------
     def start(self, *, wait: bool) -> None:
@@ -161,7 +172,7 @@ class Agent:
             sources.append(self._view)
         if len(sources) < 2 or self.stale:
             return
-        target = max(w.revision for w in self._watchers)
+        target = max(w.revision for w in self._copies())
         deadline = self._clock() + limits.RENDER_SOURCES_WAIT_S
         for source in sources:
             left = deadline - self._clock()
@@ -175,7 +186,7 @@ class Agent:
         kvs: dict[str, bytes] = {}
         fleet_kvs: list[KeyValue] = []
         revision = 0
-        for w in self._watchers:
+        for w in self._copies():
             for k, kv in w.snapshot().items():
                 kvs[k] = kv.value
                 if with_fleet and k.startswith(FLEET_READS):

@@ -322,6 +322,26 @@ def test_watched_prefixes_cover_every_read(tmp_path: Path) -> None:
     assert not a.reads.covers(keys.operator_key("m", "i"))
 
 
+def test_the_mcp_view_is_the_only_watch_of_mcp(tmp_path: Path) -> None:
+    """With the typed view in use, fleet and raw /mcp/ reads come from the view's
+    copy: one watch of /mcp/, not two (which also shared one cache file, the
+    plain watcher saving copies the view would not)."""
+    spec = {"src": "t.j2", "dest": str(tmp_path / "out")}
+    (tmp_path / "t.j2").write_text("x")
+    doc = {
+        "templates": [
+            {**spec, "reads": {"instances": True, "mcp": True}},
+            {**spec, "dest": str(tmp_path / "out2"), "reads": {"keys": ["/app/x", "/mcp/raw"]}},
+        ]
+    }
+    config = parse_config(yaml.safe_dump(doc), tmp_path)
+    assert watched_prefixes(config.templates) == ["/app/x", "/mcp/"]
+    with Client([f"127.0.0.1:{free_ports(1)[0]}"]) as client:
+        agent = Agent(client, config, report=lambda line: None)
+        assert [w.prefix for w in agent._watchers] == ["/app/x"]
+        assert agent._view is not None and agent._view.watcher.prefix == "/mcp/"
+
+
 class Clock:
     def __init__(self) -> None:
         self.now = 100.0
