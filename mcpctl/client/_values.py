@@ -191,6 +191,8 @@ class MemberStatus:
     header: Header
     # Serves reads: has applied what it had before it (re)started.
     restored: bool = False
+    # Since this member last heard its leader's AppendEntries (0 on the leader).
+    last_contact_ms: int = 0
 
     @classmethod
     def of(cls, endpoint: str, r: cluster.StatusResponse) -> MemberStatus:
@@ -209,6 +211,7 @@ class MemberStatus:
             r.keys,
             Header.of(r.header),
             r.restored,
+            r.last_contact_ms,
         )
 
 

@@ -110,7 +110,6 @@ class RaftNode:
         self._status = RaftStatus()
         self._tick_calls = TickCalls(tick_calls_max)
         self._status_listeners: list[StatusListener] = []
-        self._election_deadline = 0.0
         self._leader_contact = time.monotonic()
         self._index_clock = IndexClock()
         self._watchdog = TickWatchdog(limits.TICK_FAILURES_MAX)
@@ -245,12 +244,15 @@ class RaftNode:
         now = time.monotonic()
         last_log_index = sync.last_log_index()
         self._index_clock.record(last_log_index, now)
-        # PySyncObj pushes a follower's election deadline forward on every
-        # AppendEntries from the leader: a moved deadline is a contact.
-        deadline = sync.election_deadline
-        if deadline != self._election_deadline:
-            self._election_deadline = deadline
-            self._leader_contact = now
+        # Contact is an AppendEntries of the current term (leader_heard_at, on
+        # PySyncObj's clock). Not a moved election deadline: pre-vote re-arms
+        # it on a member cut off from the leader but connected to another, and
+        # "elect soon" moves it on each close of a flapping leader link; both
+        # had kept a cut-off member "hearing" its leader (its watch streams
+        # open, its health SERVING, a removed member running on).
+        heard = sync.leader_heard_at
+        if heard:
+            self._leader_contact = max(self._leader_contact, now - (raft_clock() - heard))
         role = Role(st["state"])
         if role == Role.LEADER:
             self._leader_contact = now

@@ -21,6 +21,7 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -46,6 +47,9 @@ OP_TIMEOUT_S = 3 * BOUND_S
 CUT_HOLD_S = 5.0
 AFTER_HEAL_S = 4.0
 PAUSE_S = 5.0
+# The victim's contact age a second before the heal, 4 s into the cut: well past
+# the election timeout (1 s).
+CONTACT_LOST_MS = 2000
 START_TIMEOUT_S = 60.0
 
 
@@ -82,17 +86,22 @@ def test_a_member_cut_off_then_healed_answers_within_its_bound_and_writes_again_
     timeout, with clients writing and reading through it, then heal. Every
     request through it is answered within its bound (5 s; before: ~10 s for the
     ones queued behind a stalled entry), and a write through it succeeds within
-    about a second of the heal."""
+    about a second of the heal. During the cut it knows it does not hear the
+    leader (its contact age grows past the election timeout)."""
     netns.remove_stale()
     with netns.Network() as network:
         (tmp_path / "cluster").mkdir()
         cluster = NetnsCluster(tmp_path / "cluster", size=3, network=network)
         worker: WorkerProcess | None = None
+        observer: WorkerProcess | None = None
         try:
             cluster.start_all()
             worker = WorkerProcess(tmp_path, network.exec_prefix(network.harness))
+            (tmp_path / "observer").mkdir()
+            observer = WorkerProcess(tmp_path / "observer", network.exec_prefix(network.harness))
             names = [n.name for n in cluster.nodes]
             worker.call("members", endpoints=endpoints(cluster))
+            observer.call("members", endpoints=endpoints(cluster))
             worker.call("wait_ready", names=names, timeout_s=START_TIMEOUT_S)
             leader_name = worker.call("wait_leader", names=names, timeout_s=START_TIMEOUT_S)
             nodes = {n.name: n for n in cluster.nodes}
@@ -106,9 +115,14 @@ def test_a_member_cut_off_then_healed_answers_within_its_bound_and_writes_again_
             since = time.monotonic()
             network.cut(host, peers)
             healed: list[float] = []
+            during: list[dict[str, Any]] = []
 
             def heal() -> None:
-                time.sleep(CUT_HOLD_S)  # the fault's duration, not a readiness wait
+                # The fault's duration, not a readiness wait; the victim's own
+                # view a second before the heal.
+                time.sleep(CUT_HOLD_S - 1.0)
+                during.append(observer.call("status", names=[victim.name])[victim.name])
+                time.sleep(1.0)
                 network.heal(host)
                 healed.append(time.monotonic())
 
@@ -123,6 +137,10 @@ def test_a_member_cut_off_then_healed_answers_within_its_bound_and_writes_again_
             )
             healer.join(CUT_HOLD_S + 10)
             assert healed, "the partition was not healed"
+            # Cut off from the leader, it must not count itself as hearing it (it
+            # had, while pre-vote re-armed its election timer in the bridge
+            # shape): its watch streams end and its health is NOT_SERVING.
+            assert during and during[0].get("last_contact_ms", 0) >= CONTACT_LOST_MS, during
             ops = [Op.from_json(line) for line in worker.call("ops", since=since)]
             first_s = _check(ops, healed[0], f"{shape} {victim.name}")
             waits = [op.complete - op.invoke for op in ops]
@@ -132,8 +150,9 @@ def test_a_member_cut_off_then_healed_answers_within_its_bound_and_writes_again_
                 f"{ {r.value: sum(op.result is r for op in ops) for r in Result} }"
             )
         finally:
-            if worker is not None:
-                worker.stop()
+            for w in (worker, observer):
+                if w is not None:
+                    w.stop()
             cluster.close()
 
 

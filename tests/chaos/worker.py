@@ -153,6 +153,7 @@ class Worker:
             "revision": st.revision,
             "commit_index": st.commit_index,
             "applied_index": st.applied_index,
+            "last_contact_ms": st.last_contact_ms,
         }
 
     def cmd_status(self, names: list[str]) -> dict[str, Any]:
